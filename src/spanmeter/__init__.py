@@ -1,0 +1,3 @@
+"""spanmeter: an OpenTelemetry-native usage collector."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,138 @@
+"""Wires the collector together: store, pricing, ingest, receivers; start and stop.
+
+Lifecycle (as in the OTel Collector): `start` fails fast (bad port, unwritable database) and
+logs where it listens; `stop` is safe without `start`: it stops accepting, lets in-flight
+requests finish (their records are committed before they are answered), then closes the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import grpc
+import uvicorn
+from fastapi import FastAPI
+
+import spanmeter
+from spanmeter.api import health
+from spanmeter.config import Config
+from spanmeter.convert.spans import ConvertOptions
+from spanmeter.metrics import Metrics
+from spanmeter.pricing import PriceOverride, Pricer
+from spanmeter.receivers import otlp_grpc, otlp_http
+from spanmeter.receivers.ingest import Ingest
+from spanmeter.store.sqlite import SQLiteStore
+
+log = logging.getLogger(__name__)
+
+GRACE_SECONDS = 10.0
+
+
+def build_pricer(config: Config) -> Pricer:
+    pricing = config.processors.pricing
+    overrides = tuple(PriceOverride(**o.model_dump()) for o in pricing.overrides)
+    return Pricer(
+        overrides, use_bundled_prices=pricing.use_bundled_prices, reported_cost_wins=pricing.reported_cost_wins
+    )
+
+
+def build_store(config: Config) -> SQLiteStore:
+    sqlite = config.storage.sqlite
+    return SQLiteStore(sqlite.path, synchronous=sqlite.synchronous.upper(), max_queued_records=sqlite.max_queued_records)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handlers: the CLI owns SIGINT/SIGTERM for the whole collector."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Collector:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.store = build_store(config)
+        usage = config.processors.usage
+        options = ConvertOptions(
+            workspace=config.service.workspace,
+            count_operations=frozenset(op.lower() for op in usage.count_operations),
+            max_field_chars=usage.max_field_chars,
+        )
+        self.ingest = Ingest(self.store, build_pricer(config), options, self.metrics)
+        self.http_app = self._build_http_app()
+        self.grpc_port: int | None = None
+        self.http_port: int | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._http: _Uvicorn | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self._ready = False
+
+    def _build_http_app(self) -> FastAPI:
+        app = FastAPI(
+            title="spanmeter",
+            version=spanmeter.__version__,
+            description="OTLP/HTTP receiver and usage API of spanmeter.",
+        )
+        app.include_router(otlp_http.create_router(self.ingest, self.config.otlp.max_request_bytes))
+        app.include_router(health.create_router(self.metrics, lambda: self._ready))
+        return app
+
+    async def start(self) -> None:
+        otlp = self.config.otlp
+        await self.store.start()
+        if otlp.protocols.grpc is not None:
+            self._grpc = otlp_grpc.create_server(self.ingest, otlp.max_request_bytes)
+            endpoint = otlp.protocols.grpc.endpoint
+            try:
+                self.grpc_port = self._grpc.add_insecure_port(endpoint)
+            except RuntimeError as error:
+                raise OSError(f"cannot listen for OTLP/gRPC on {endpoint}: {error}") from None
+            await self._grpc.start()
+            log.info("OTLP/gRPC listening on %s:%d", otlp.protocols.grpc.host, self.grpc_port)
+        if otlp.protocols.http is not None:
+            endpoint = otlp.protocols.http
+            server_config = uvicorn.Config(
+                self.http_app,
+                host=endpoint.host,
+                port=endpoint.port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=int(GRACE_SECONDS),
+            )
+            self._http = _Uvicorn(server_config)
+            self._http_task = asyncio.create_task(self._http.serve())
+            while not self._http.started:
+                if self._http_task.done():  # uvicorn logs the reason and exits the task
+                    with contextlib.suppress(SystemExit):
+                        self._http_task.result()
+                    raise OSError(f"cannot listen for OTLP/HTTP on {endpoint.endpoint}")
+                await asyncio.sleep(0.01)
+            self.http_port = self._http.servers[0].sockets[0].getsockname()[1]
+            log.info("OTLP/HTTP listening on %s:%d", endpoint.host, self.http_port)
+        self._ready = True
+        log.info("spanmeter %s started; storing records in %s", spanmeter.__version__, self.store.path)
+
+    async def stop(self) -> None:
+        self._ready = False
+        if self._http is not None and self._http_task is not None:
+            self._http.should_exit = True
+            with contextlib.suppress(SystemExit):
+                await self._http_task
+        if self._grpc is not None:
+            await self._grpc.stop(GRACE_SECONDS)
+        await self.store.close()
+        log.info("spanmeter stopped")
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            log.info("shutting down: finishing in-flight requests")
+            await self.stop()

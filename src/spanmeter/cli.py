@@ -1,0 +1,176 @@
+"""The `spanmeter` command: a thin layer over the library; library errors become clear messages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+import spanmeter
+from spanmeter.config import Config, load_config
+from spanmeter.errors import ConfigError
+from spanmeter.store.base import RecordFilter
+
+CONFIG_OPTION = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML config file (OpenTelemetry Collector shape). Default: the embedded default config.",
+)
+_RELATIVE = re.compile(r"^(\d+)([smhd])$")
+
+
+def _load(path: Path | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+class _JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(spanmeter.__version__, prog_name="spanmeter")
+def main() -> None:
+    """spanmeter: receive OpenTelemetry spans, store exact usage records.
+
+    Apps export traces over OTLP (gRPC :4317, HTTP :4318); LLM calls (GenAI semantic
+    conventions), product events and meters become usage records with exact cost,
+    stored once each in SQLite.
+    """
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Overrides the config.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="Overrides the config.")
+def serve(config_path: Path | None, log_level: str | None, log_format: str | None) -> None:
+    """Run the collector until Ctrl-C or SIGTERM.
+
+    With no -c, runs the embedded default: SQLite file spanmeter.db in the working directory,
+    OTLP/gRPC on 127.0.0.1:4317 and OTLP/HTTP on 127.0.0.1:4318. On shutdown it stops
+    accepting, finishes in-flight writes and exits 0.
+    """
+    from spanmeter.app import Collector
+
+    config = _load(config_path)
+    logs = config.service.telemetry.logs
+    setup_logging(log_level or logs.level, log_format or logs.format)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await Collector(config).run_until(stop)
+
+    try:
+        asyncio.run(run())
+    except OSError as error:
+        raise click.ClickException(f"{error}. Is another process using the port? Change it in the config.") from None
+
+
+@main.command("validate-config")
+@click.option(
+    "-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML config file to check.",
+)
+def validate_config(config_path: Path) -> None:
+    """Check a config file and print every problem with its key path; exit 1 if any."""
+    config = _load(config_path)
+    otlp = config.otlp.protocols
+    click.echo(f"{config_path}: valid")
+    click.echo(f"  OTLP/gRPC: {otlp.grpc.endpoint if otlp.grpc else 'off'}")
+    click.echo(f"  OTLP/HTTP: {otlp.http.endpoint if otlp.http else 'off'}")
+    click.echo(f"  storage:   sqlite {config.storage.sqlite.path}")
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 100_000), help="How many records.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of records with the proto's field names.")
+@click.option("--customer", help="Only this customer_id.")
+@click.option("--kind", type=click.Choice(["llm", "event", "meter"]), help="Only this kind.")
+@click.option("--since", help="Only records that occurred since: ISO time (2026-11-01T00:00Z) or age (30m, 2h, 7d).")
+def records(
+    config_path: Path | None, limit: int, as_json: bool, customer: str | None, kind: str | None, since: str | None
+) -> None:
+    """Show the most recent usage records, newest first."""
+    from spanmeter.app import build_store
+
+    config = _load(config_path)
+    store = build_store(config)
+    if not store.path.exists():
+        raise click.ClickException(f"no database at {store.path}; run `spanmeter serve` first (or pass -c)")
+    where = RecordFilter(
+        workspace=config.service.workspace, customer_id=customer, kind=kind, since_ns=_parse_since(since)
+    )
+    found = store.recent(where, limit)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in found], indent=2))
+        return
+    if not found:
+        click.echo("no records")
+        return
+    columns = ("occurred_at", "kind", "type", "customer_id", "provider", "response_model", "input_tokens",
+               "output_tokens", "cost_usd", "status")
+    rows = [[_cell(r.to_dict()[c]) for c in columns] for r in found]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    text = str(value)
+    return text[:40]
+
+
+def _parse_since(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if match := _RELATIVE.match(value.strip()):
+        seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return time.time_ns() - seconds * 1_000_000_000
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use an ISO time like 2026-11-01T00:00Z or an age like 30m, 2h, 7d",
+                                 param_hint="--since") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1_000_000_000)

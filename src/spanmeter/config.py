@@ -1,0 +1,233 @@
+"""Configuration: one YAML file shaped like an OpenTelemetry Collector config.
+
+    receivers:   how spans arrive (OTLP gRPC and HTTP)
+    processors:  usage (which spans count, limits) and pricing (overrides, bundled prices)
+    exporters:   where records go after they are stored (none built in yet)
+    storage:     where records are stored (SQLite)
+    service:     the workspace, the pipeline wiring, the collector's own logs
+
+`${env:NAME}` (or `${env:NAME:-default}`) in any string value is replaced by the environment
+variable. Every problem is reported with its key path (`receivers::otlp::...`) at once, before
+anything starts. With no file, the defaults below apply; collector_config/default.yaml spells them out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from spanmeter.convert.attributes import MODEL_OPERATIONS
+from spanmeter.errors import ConfigError
+
+_ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Endpoint(_Model):
+    endpoint: str = Field(description="host:port to listen on; port 0 picks a free port")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected host:port such as 127.0.0.1:4317, got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.endpoint.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.endpoint.rpartition(":")[2])
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+class Protocols(_Model):
+    grpc: Endpoint | None = Endpoint(endpoint="127.0.0.1:4317")
+    http: Endpoint | None = Endpoint(endpoint="127.0.0.1:4318")
+
+
+class OTLPReceiver(_Model):
+    protocols: Protocols = Protocols()
+    max_request_bytes: int = Field(
+        16 * 1024 * 1024, gt=0, description="largest request body accepted, after decompression"
+    )
+
+
+class UsageProcessor(_Model):
+    count_operations: list[str] = Field(
+        sorted(MODEL_OPERATIONS),
+        description="gen_ai.operation.name / llm.request.type values counted as one model call each",
+    )
+    max_field_chars: int = Field(4096, gt=0, description="longest id, name or meta value accepted")
+
+
+class PriceOverrideConfig(_Model):
+    model: str = Field(description="fnmatch pattern of the model name, e.g. 'ft:gpt-4o*'")
+    provider: str | None = None
+    customer: str | None = Field(None, description="apply to this customer only (contract prices)")
+    input_mtok: Decimal = Field(ge=0)
+    output_mtok: Decimal = Field(ge=0)
+    cache_read_mtok: Decimal | None = Field(None, ge=0)
+    cache_write_mtok: Decimal | None = Field(None, ge=0)
+
+
+class PricingProcessor(_Model):
+    use_bundled_prices: bool = True
+    reported_cost_wins: bool = False
+    overrides: list[PriceOverrideConfig] = []
+
+
+class Processors(_Model):
+    usage: UsageProcessor = UsageProcessor()
+    pricing: PricingProcessor = PricingProcessor()
+
+
+class SQLiteStorage(_Model):
+    path: Path = Path("spanmeter.db")
+    synchronous: Literal["normal", "full"] = Field(
+        "normal", description="normal survives a process crash; full also survives power loss"
+    )
+    max_queued_records: int = Field(200_000, gt=0, description="above this, ingest answers 503 / UNAVAILABLE")
+
+
+class Storage(_Model):
+    sqlite: SQLiteStorage = SQLiteStorage()
+
+
+class Pipeline(_Model):
+    receivers: list[str] = ["otlp"]
+    processors: list[str] = ["usage", "pricing"]
+    exporters: list[str] = []
+
+
+class Logs(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+class Telemetry(_Model):
+    logs: Logs = Logs()
+
+
+class Service(_Model):
+    workspace: Annotated[str, Field(min_length=1)] = "default"
+    pipelines: dict[str, Pipeline] = {"usage": Pipeline()}
+    telemetry: Telemetry = Telemetry()
+
+
+class Config(_Model):
+    receivers: dict[str, OTLPReceiver] = {"otlp": OTLPReceiver()}
+    processors: Processors = Processors()
+    exporters: dict[str, dict[str, Any]] = {}
+    storage: Storage = Storage()
+    service: Service = Service()
+
+    @property
+    def otlp(self) -> OTLPReceiver:
+        return next(iter(self.receivers.values()))
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
+    """The validated config of `path` (the defaults when None); raises ConfigError."""
+    if path is None:
+        return Config()
+    source = Path(path)
+    try:
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError([f"{source}: cannot read the config file: {error.strerror or error}"]) from None
+    except yaml.YAMLError as error:
+        raise ConfigError([f"{source}: not valid YAML: {error}"]) from None
+    return parse_config({} if raw is None else raw, os.environ if env is None else env)
+
+
+def parse_config(raw: Any, env: dict[str, str] | os._Environ[str]) -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError(["the config file must be a mapping with receivers, processors, storage, service"])
+    problems: list[str] = []
+    raw = _substitute(raw, env, (), problems)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError([_describe(e) for e in error.errors()]) from None
+    problems.extend(_check_references(config))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _substitute(value: Any, env: Any, path: tuple[str, ...], problems: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, env, (*path, str(k)), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, env, (*path, str(i)), problems) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return str(env[name])
+        if default is not None:
+            return default
+        problems.append(f"{'::'.join(path)}: environment variable {name} is not set (or use ${{env:{name}:-default}})")
+        return ""
+
+    return _ENV.sub(replace, value)
+
+
+def _describe(error: Any) -> str:
+    path = "::".join(str(p) for p in error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key; check its spelling against collector_config/default.yaml"
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    if kind == "value_error":
+        return f"{path}: {error['msg'].removeprefix('Value error, ')}"
+    got = error.get("input")
+    shown = f" (got {got!r})" if got is not None and not isinstance(got, (dict, list)) else ""
+    return f"{path}: {error['msg']}{shown}"
+
+
+def _check_references(config: Config) -> list[str]:
+    problems = []
+    for receiver_id in config.receivers:
+        if receiver_id.split("/")[0] != "otlp":
+            problems.append(f"receivers::{receiver_id}: unknown receiver type; the built-in type is 'otlp'")
+    if len(config.receivers) > 1:
+        problems.append("receivers: only one otlp receiver is supported per process")
+    for exporter_id in config.exporters:
+        problems.append(f"exporters::{exporter_id}: unknown exporter type; this version has no built-in exporters")
+    known = {"receivers": set(config.receivers), "processors": {"usage", "pricing"}, "exporters": set(config.exporters)}
+    for name, pipeline in config.service.pipelines.items():
+        for kind, ids in (("receivers", pipeline.receivers), ("processors", pipeline.processors), ("exporters", pipeline.exporters)):
+            for component in ids:
+                if component not in known[kind]:
+                    problems.append(
+                        f"service::pipelines::{name}::{kind}: references {kind[:-1]} {component!r} which is not configured"
+                    )
+    return problems

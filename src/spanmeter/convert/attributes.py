@@ -1,0 +1,102 @@
+"""Where each fact of a usage record is read from: one table of attribute names per fact.
+
+Current GenAI semantic-convention names come first (the constants of
+opentelemetry-semantic-conventions where they exist), then deprecated and vendor names
+(OpenLLMetry `llm.*` / `gen_ai.usage.prompt_tokens`, OpenInference `llm.token_count.*`).
+The first name present on a span wins. DESIGN.md "From spans to records" explains the table.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as GA
+from opentelemetry.semconv._incubating.attributes import session_attributes as SESSION
+from opentelemetry.semconv._incubating.attributes import user_attributes as USER
+from opentelemetry.semconv.attributes import error_attributes as ERROR
+from opentelemetry.semconv.attributes import service_attributes as SERVICE
+
+# --- LLM call -----------------------------------------------------------------------------
+OPERATION: Final = (GA.GEN_AI_OPERATION_NAME, "llm.request.type")
+PROVIDER: Final = (GA.GEN_AI_PROVIDER_NAME, GA.GEN_AI_SYSTEM, "llm.provider", "llm.system")
+REQUEST_MODEL: Final = (GA.GEN_AI_REQUEST_MODEL, "llm.request.model", "llm.request.model_name", "llm.model_name")
+# OpenInference puts request parameters (with "model") in a JSON string.
+INVOCATION_PARAMETERS: Final = "llm.invocation_parameters"
+RESPONSE_MODEL: Final = (GA.GEN_AI_RESPONSE_MODEL, "llm.response.model", "llm.response.model_name")
+RESPONSE_ID: Final = (GA.GEN_AI_RESPONSE_ID,)
+
+INPUT_TOKENS: Final = (
+    GA.GEN_AI_USAGE_INPUT_TOKENS,
+    GA.GEN_AI_USAGE_PROMPT_TOKENS,
+    "llm.usage.prompt_tokens",
+    "llm.token_count.prompt",
+)
+OUTPUT_TOKENS: Final = (
+    GA.GEN_AI_USAGE_OUTPUT_TOKENS,
+    GA.GEN_AI_USAGE_COMPLETION_TOKENS,
+    "llm.usage.completion_tokens",
+    "llm.token_count.completion",
+)
+TOTAL_TOKENS: Final = ("gen_ai.usage.total_tokens", "llm.usage.total_tokens", "llm.token_count.total")
+CACHE_READ_TOKENS: Final = (
+    GA.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    "gen_ai.usage.cache_read_input_tokens",
+    "llm.token_count.prompt_details.cache_read",
+)
+CACHE_WRITE_TOKENS: Final = (
+    GA.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+    "gen_ai.usage.cache_write.input_tokens",
+    "gen_ai.usage.cache_creation_input_tokens",
+    "llm.token_count.prompt_details.cache_write",
+)
+REASONING_TOKENS: Final = (
+    GA.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+    "gen_ai.usage.reasoning_tokens",
+    "llm.token_count.completion_details.reasoning",
+)
+REPORTED_COST: Final = ("gen_ai.usage.cost", "llm.cost.total")
+ERROR_TYPE: Final = (ERROR.ERROR_TYPE,)
+
+# Markers of "this span is one model call" from other conventions.
+OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"
+OPENINFERENCE_MODEL_KINDS: Final = frozenset({"LLM", "EMBEDDING"})
+
+# gen_ai.operation.name / llm.request.type values that are one model call (counted by default).
+MODEL_OPERATIONS: Final = frozenset(
+    {"chat", "text_completion", "completion", "generate_content", "embeddings", "embedding", "rerank"}
+)
+# Normalised record `type` for the operation spellings emitters use.
+OPERATION_TYPES: Final = {"completion": "text_completion", "embedding": "embeddings"}
+
+# --- who, relations, product events ---------------------------------------------------------
+CUSTOMER_ID: Final = ("usage.customer.id",)
+USER_ID: Final = (USER.USER_ID, "enduser.id", "usage.user.id")
+EMAIL: Final = (USER.USER_EMAIL, "usage.user.email")
+ACCOUNT_DOMAIN: Final = ("usage.account.domain",)
+CONVERSATION_ID: Final = (GA.GEN_AI_CONVERSATION_ID, SESSION.SESSION_ID, "usage.conversation.id")
+MESSAGE_ID: Final = ("usage.message.id", GA.GEN_AI_RESPONSE_ID)
+SERVICE_NAME: Final = SERVICE.SERVICE_NAME
+
+IDEMPOTENCY_KEY: Final = "usage.idempotency_key"
+EVENT_NAME: Final = "usage.event.name"
+EVENT_FAMILY: Final = "usage.event.family"
+SOURCE: Final = "usage.source"
+CAMPAIGN_ID: Final = "usage.campaign.id"
+METER: Final = "usage.meter"
+QUANTITY: Final = "usage.quantity"
+FEATURE: Final = "usage.feature"
+TAGS: Final = "usage.tags"
+META_PREFIX: Final = "usage.meta."
+PRODUCT_FIELDS: Final = {f: f"usage.product.{f}" for f in ("id", "name", "type", "version", "category")}
+# Relation ids other than conversation/message, read from usage.<relation>.id.
+RELATIONS: Final = {
+    "task_id": "usage.task.id",
+    "contact_id": "usage.contact.id",
+    "blueprint_id": "usage.blueprint.id",
+    "bot_id": "usage.bot.id",
+    "dataset_id": "usage.dataset.id",
+    "skillset_id": "usage.skillset.id",
+    "ability_id": "usage.ability.id",
+}
+# Log records of the OTel Events API carry their name here.
+LOG_EVENT_NAME: Final = ("usage.event.name", "event.name")

@@ -1,0 +1,227 @@
+"""Spans → usage records.
+
+`convert_traces` walks an ExportTraceServiceRequest and returns the records it yields plus the
+spans it had to reject (with reasons, for OTLP partial success). A span yields:
+- an `llm` record when it describes one model call (see `model_operation`),
+- an `event` record when it carries `usage.event.name`,
+- a `meter` record when it carries `usage.meter` and `usage.quantity`,
+- one `event` record per span event that carries `usage.event.name`.
+Spans that are none of these (HTTP, DB, agent/chain wrappers) are accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from spanmeter.convert import attributes as A
+from spanmeter.convert.events import event_record, meter_record, read_meta
+from spanmeter.convert.idempotency import llm_key, secondary_key, span_event_key, span_key
+from spanmeter.convert.values import (
+    MAX_COST_USD,
+    Attrs,
+    InvalidSpan,
+    as_decimal,
+    attributes,
+    first,
+    get_count,
+    get_str,
+    hex_id,
+)
+from spanmeter.pricing import normalise_provider
+from spanmeter.record import UsageRecord
+
+MAX_ERRORS_REPORTED: Final = 5
+
+
+@dataclass(slots=True, frozen=True)
+class ConvertOptions:
+    workspace: str = "default"
+    # gen_ai.operation.name / llm.request.type values counted as model calls; agent, workflow and
+    # tool operations are left out by default because they repeat their children's token totals.
+    count_operations: frozenset[str] = A.MODEL_OPERATIONS
+    max_field_chars: int = 4096
+
+
+@dataclass(slots=True)
+class Converted:
+    records: list[UsageRecord] = field(default_factory=list)
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def reject(self, where: str, error: InvalidSpan) -> None:
+        self.rejected += 1
+        if len(self.errors) < MAX_ERRORS_REPORTED:
+            self.errors.append(f"{where}: {error}")
+
+    @property
+    def message(self) -> str:
+        if not self.rejected:
+            return ""
+        more = self.rejected - len(self.errors)
+        return "; ".join(self.errors) + (f"; and {more} more" if more > 0 else "")
+
+
+def convert_traces(request: ExportTraceServiceRequest, options: ConvertOptions, received_at: int) -> Converted:
+    out = Converted()
+    for resource_spans in request.resource_spans:
+        resource = attributes(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                try:
+                    out.records.extend(convert_span(span, resource, options, received_at))
+                except InvalidSpan as error:
+                    out.reject(f"span {span.span_id.hex() or '(no id)'} {span.name[:80]!r}", error)
+    return out
+
+
+def convert_span(span: Span, resource: Attrs, options: ConvertOptions, received_at: int) -> list[UsageRecord]:
+    attrs = attributes(span.attributes)
+    operation = model_operation(attrs, options)
+    has_event = A.EVENT_NAME in attrs
+    has_meter = A.METER in attrs or A.QUANTITY in attrs
+    usage_events = [e for e in span.events if any(kv.key == A.EVENT_NAME for kv in e.attributes)]
+    if operation is None and not has_event and not has_meter and not usage_events:
+        return []
+
+    layers = (attrs, resource)
+    common = _common_fields(span, layers, options)
+    explicit_key = get_str((attrs,), (A.IDEMPOTENCY_KEY,), options.max_field_chars)
+    base_key = explicit_key or span_key(common["trace_id"], common["span_id"])
+    records: list[UsageRecord] = []
+
+    if operation is not None:
+        record = _llm_record(span, attrs, layers, operation, common, options)
+        if explicit_key is None and (response_id := get_str((attrs,), A.RESPONSE_ID, options.max_field_chars)):
+            record.idempotency_key = llm_key(record.provider, response_id)
+        else:
+            record.idempotency_key = base_key
+        records.append(record)
+    if has_event:
+        records.append(event_record(layers, common, base_key, span.start_time_unix_nano, options.max_field_chars))
+    if has_meter:
+        records.append(meter_record(layers, common, base_key, span.start_time_unix_nano, options.max_field_chars))
+    # The first record of the span keeps the base key; a second kind gets a suffix.
+    for record in records[1:]:
+        if record.idempotency_key == base_key:
+            record.idempotency_key = secondary_key(base_key, record.kind)
+
+    for index, event in enumerate(span.events):
+        event_attrs = attributes(event.attributes)
+        if A.EVENT_NAME not in event_attrs:
+            continue
+        event_layers = (event_attrs, attrs, resource)
+        key = get_str((event_attrs,), (A.IDEMPOTENCY_KEY,), options.max_field_chars) or span_event_key(
+            base_key, index
+        )
+        occurred = event.time_unix_nano or span.start_time_unix_nano
+        records.append(event_record(event_layers, common, key, occurred, options.max_field_chars))
+
+    for record in records:
+        record.received_at = received_at
+    return records
+
+
+def model_operation(attrs: Attrs, options: ConvertOptions) -> str | None:
+    """The record type if this span is one model call that counts, else None."""
+    found = first((attrs,), A.OPERATION)
+    if found is not None:
+        operation = str(found[1]).lower()
+        if operation not in options.count_operations:
+            return None
+        return A.OPERATION_TYPES.get(operation, operation)
+    oi_kind = attrs.get(A.OPENINFERENCE_SPAN_KIND)
+    if oi_kind is not None:
+        if str(oi_kind).upper() not in A.OPENINFERENCE_MODEL_KINDS:
+            return None
+        return "embeddings" if str(oi_kind).upper() == "EMBEDDING" else "chat"
+    # Older emitters: a provider name plus token counts is a model call.
+    if first((attrs,), A.PROVIDER) is not None and first((attrs,), A.INPUT_TOKENS + A.OUTPUT_TOKENS) is not None:
+        return "chat"
+    return None
+
+
+def _common_fields(span: Span, layers: Sequence[Attrs], options: ConvertOptions) -> dict[str, Any]:
+    """Fields every record of a span shares: links, who, relations, meta."""
+    limit = options.max_field_chars
+    span_attrs = layers[0]
+    if span.start_time_unix_nano <= 0:
+        raise InvalidSpan("start_time_unix_nano is required")
+    common: dict[str, Any] = {
+        "workspace": options.workspace,
+        "trace_id": hex_id(span.trace_id, 16, "trace_id"),
+        "span_id": hex_id(span.span_id, 8, "span_id"),
+        "service_name": get_str(layers[1:], (A.SERVICE_NAME,), limit),
+        "customer_id": get_str(layers, A.CUSTOMER_ID, limit),
+        "user_id": get_str(layers, A.USER_ID, limit),
+        "email": get_str(layers, A.EMAIL, limit),
+        "account_domain": get_str(layers, A.ACCOUNT_DOMAIN, limit),
+        "conversation_id": get_str(layers, A.CONVERSATION_ID, limit),
+        "message_id": get_str((span_attrs,), A.MESSAGE_ID, limit),
+        "feature": get_str(layers, (A.FEATURE,), limit),
+    }
+    for field_name, attr in A.RELATIONS.items():
+        common[field_name] = get_str(layers, (attr,), limit)
+    return common
+
+
+def _llm_record(
+    span: Span,
+    attrs: Attrs,
+    layers: Sequence[Attrs],
+    operation: str,
+    common: dict[str, Any],
+    options: ConvertOptions,
+) -> UsageRecord:
+    limit = options.max_field_chars
+    input_tokens = get_count(attrs, A.INPUT_TOKENS)
+    output_tokens = get_count(attrs, A.OUTPUT_TOKENS)
+    total_tokens = get_count(attrs, A.TOTAL_TOKENS)
+    if total_tokens is None and input_tokens is not None and output_tokens is not None:
+        total_tokens = input_tokens + output_tokens
+    reported = first((attrs,), A.REPORTED_COST)
+    end = span.end_time_unix_nano
+    record = UsageRecord(
+        idempotency_key="",
+        kind="llm",
+        type=operation,
+        occurred_at=span.start_time_unix_nano,
+        latency_ms=(end - span.start_time_unix_nano) // 1_000_000 if end >= span.start_time_unix_nano else None,
+        provider=normalise_provider(get_str(layers, A.PROVIDER, limit)),
+        request_model=get_str((attrs,), A.REQUEST_MODEL, limit) or _invocation_model(attrs),
+        response_model=get_str((attrs,), A.RESPONSE_MODEL, limit),
+        operation=operation,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=total_tokens,
+        cache_read_tokens=get_count(attrs, A.CACHE_READ_TOKENS),
+        cache_write_tokens=get_count(attrs, A.CACHE_WRITE_TOKENS),
+        reasoning_tokens=get_count(attrs, A.REASONING_TOKENS),
+        reported_cost_usd=(
+            as_decimal(reported[0], reported[1], limit=MAX_COST_USD, positive=False) if reported else None
+        ),
+        status="error" if span.status.code == Status.STATUS_CODE_ERROR else "success",
+        error_type=get_str((attrs,), A.ERROR_TYPE, limit),
+        meta=read_meta(layers, limit),
+        **common,
+    )
+    if record.status == "error" and record.error_type is None and span.status.message:
+        record.error_type = span.status.message[:200]
+    return record
+
+
+def _invocation_model(attrs: Attrs) -> str | None:
+    raw = attrs.get(A.INVOCATION_PARAMETERS)
+    if not isinstance(raw, str):
+        return None
+    try:
+        params = json.loads(raw)
+    except ValueError:
+        return None
+    model = params.get("model") if isinstance(params, dict) else None
+    return model if isinstance(model, str) and model else None

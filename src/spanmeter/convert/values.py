@@ -1,0 +1,134 @@
+"""Reading typed values out of OTLP attributes, with the errors that reject a span.
+
+A value of the wrong type or range is never coerced into a count: the span is rejected with a
+message naming the attribute, so the sender learns about it through OTLP partial success.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+# A trillion tokens in one call, or a quadrillion units in one meter event, is a bug upstream.
+MAX_TOKENS: Final = 10**12
+MAX_QUANTITY: Final = Decimal(10**15)
+MAX_COST_USD: Final = Decimal(10**9)
+
+Attrs = Mapping[str, Any]
+
+
+class InvalidSpan(ValueError):
+    """The span (or span event / log record) cannot become a valid usage record."""
+
+
+def any_value(value: AnyValue) -> Any:
+    which = value.WhichOneof("value")
+    if which is None:
+        return None
+    if which == "array_value":
+        return [any_value(v) for v in value.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+    return getattr(value, which)
+
+
+def attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+def first(layers: Sequence[Attrs], names: Sequence[str]) -> tuple[str, Any] | None:
+    """The first of `names` present in the first layer that has one (span before resource)."""
+    for attrs in layers:
+        for name in names:
+            value = attrs.get(name)
+            if value is not None:
+                return name, value
+    return None
+
+
+def as_str(name: str, value: Any, max_chars: int) -> str:
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, (bool, int)) or (isinstance(value, float) and math.isfinite(value)):
+        text = str(value)
+    else:
+        raise InvalidSpan(f"{name} must be a string, got {_type_name(value)}")
+    if len(text) > max_chars:
+        raise InvalidSpan(f"{name} is {len(text)} characters long; the limit is {max_chars}")
+    return text
+
+
+def get_str(layers: Sequence[Attrs], names: Sequence[str], max_chars: int) -> str | None:
+    found = first(layers, names)
+    if found is None:
+        return None
+    text = as_str(found[0], found[1], max_chars)
+    return text or None
+
+
+def as_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidSpan(f"{name} must be a non-negative integer, got {_type_name(value)}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise InvalidSpan(f"{name} must be a non-negative integer, got {value!r}")
+        value = int(value)
+    if value < 0:
+        raise InvalidSpan(f"{name} must be a non-negative integer, got {value}")
+    if value > MAX_TOKENS:
+        raise InvalidSpan(f"{name} is {value}, above the limit of {MAX_TOKENS}")
+    return value
+
+
+def get_count(attrs: Attrs, names: Sequence[str]) -> int | None:
+    for name in names:
+        value = attrs.get(name)
+        if value is not None:
+            return as_count(name, value)
+    return None
+
+
+def as_decimal(name: str, value: Any, *, limit: Decimal, positive: bool) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidSpan(f"{name} must be a number, got {_type_name(value)}")
+    try:
+        # repr() of a float is its shortest round-trip form: 0.1 stays 0.1, not 0.1000000000000000055.
+        number = Decimal(repr(value) if isinstance(value, float) else value)
+    except InvalidOperation:
+        raise InvalidSpan(f"{name} must be a number, got {value[:40]!r}") from None
+    if not number.is_finite():
+        raise InvalidSpan(f"{name} must be a finite number, got {value!r}")
+    if (number <= 0) if positive else (number < 0):
+        raise InvalidSpan(f"{name} must be {'> 0' if positive else '>= 0'}, got {number}")
+    if number > limit:
+        raise InvalidSpan(f"{name} is {number}, above the limit of {limit}")
+    return number
+
+
+def as_str_list(name: str, value: Any, max_chars: int) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    return [as_str(name, item, max_chars) for item in items]
+
+
+def hex_id(raw: bytes, size: int, name: str) -> str:
+    if len(raw) != size or not any(raw):
+        raise InvalidSpan(f"{name} must be {size} non-zero bytes, got {len(raw)} bytes")
+    return raw.hex()
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, str):
+        return f"string {value[:40]!r}"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a key-value list"
+    if isinstance(value, bytes):
+        return "bytes"
+    if isinstance(value, float):
+        return f"{value!r}"
+    return type(value).__name__

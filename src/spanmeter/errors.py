@@ -1,0 +1,29 @@
+"""spanmeter's exceptions, so callers catch at the level they need.
+
+    SpanmeterError
+    ├── ConfigError          the config file is wrong; carries the key path (`receivers::otlp::...`)
+    └── StorageError         the store failed to commit; the sender should retry
+        └── Overloaded       the write queue is full; retry after `retry_after` seconds
+"""
+
+from __future__ import annotations
+
+
+class SpanmeterError(Exception):
+    """Base of every error spanmeter raises on purpose."""
+
+
+class ConfigError(SpanmeterError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class StorageError(SpanmeterError):
+    """Records were not committed; nothing was acknowledged, the sender may retry."""
+
+
+class Overloaded(StorageError):
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,39 @@
+"""The collector's own counters, exposed at /metrics in the Prometheus text format.
+
+Each app has its own registry, so several collectors can run in one process (tests).
+Counted per item, never logged per item.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.spans_received = Counter(
+            "spanmeter_spans_received", "Spans received over OTLP", ["transport"], registry=r
+        )
+        self.records_stored = Counter("spanmeter_records_stored", "Usage records committed", ["kind"], registry=r)
+        self.duplicates = Counter("spanmeter_duplicates", "Records dropped: idempotency key already stored", registry=r)
+        self.conflicts = Counter(
+            "spanmeter_conflicts", "Duplicates whose content differs from the stored record", registry=r
+        )
+        self.rejected = Counter(
+            "spanmeter_rejected_spans", "Spans rejected through partial success (invalid values)", registry=r
+        )
+        self.unknown_model = Counter(
+            "spanmeter_unknown_model_records", "LLM records stored without a cost: model not priced", registry=r
+        )
+        self.requests_failed = Counter(
+            "spanmeter_requests_failed", "Export requests refused", ["reason"], registry=r
+        )
+        self.write_seconds = Histogram(
+            "spanmeter_write_seconds", "Time from queueing records to their commit", registry=r
+        )
+        self.queue_depth = Gauge("spanmeter_write_queue_records", "Records waiting for the writer", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

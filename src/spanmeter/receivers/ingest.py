@@ -1,0 +1,94 @@
+"""The one ingest path behind both OTLP receivers: convert → price → store → answer.
+
+A request is answered only after its records are committed. Spans that cannot become valid
+records are reported through partial success; everything valid in the same request is stored.
+Failures are classified once here (`Refusal`) and mapped to gRPC codes and HTTP statuses by the
+receivers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from spanmeter.convert.spans import ConvertOptions, convert_traces
+from spanmeter.errors import Overloaded, StorageError
+from spanmeter.metrics import Metrics
+from spanmeter.pricing import Pricer
+from spanmeter.record import new_record_id
+from spanmeter.store.base import Store, WriteResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, frozen=True)
+class Refusal(Exception):
+    """Why a whole request was refused. `retryable` tells the sender to try again later."""
+
+    kind: str  # "invalid" | "too_large" | "unsupported_media" | "unavailable"
+    message: str
+    retry_after: float | None = None
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind == "unavailable"
+
+
+# One place maps refusals to both protocols (grpc.StatusCode name, HTTP status).
+GRPC_CODES: Final = {
+    "invalid": "INVALID_ARGUMENT",
+    "too_large": "RESOURCE_EXHAUSTED",
+    "unsupported_media": "INVALID_ARGUMENT",
+    "unavailable": "UNAVAILABLE",
+}
+HTTP_STATUS: Final = {"invalid": 400, "too_large": 413, "unsupported_media": 415, "unavailable": 503}
+
+
+class Ingest:
+    def __init__(self, store: Store, pricer: Pricer, options: ConvertOptions, metrics: Metrics) -> None:
+        self.store = store
+        self.pricer = pricer
+        self.options = options
+        self.metrics = metrics
+
+    async def export_traces(self, request: ExportTraceServiceRequest, transport: str) -> ExportTraceServiceResponse:
+        spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+        self.metrics.spans_received.labels(transport).inc(spans)
+        received_at = time.time_ns()
+        converted = convert_traces(request, self.options, received_at)
+        for record in converted.records:
+            record.id = new_record_id()
+            self.pricer.price(record)
+        started = time.perf_counter()
+        try:
+            result = await self.store.write(converted.records)
+        except Overloaded as error:
+            self.metrics.requests_failed.labels("overloaded").inc()
+            raise Refusal("unavailable", f"spanmeter is overloaded: {error}; retry later", error.retry_after) from None
+        except StorageError as error:
+            self.metrics.requests_failed.labels("storage").inc()
+            raise Refusal("unavailable", f"{error}; retry later", 1.0) from None
+        self._count(result, converted.rejected, started)
+        response = ExportTraceServiceResponse()
+        if converted.rejected:
+            response.partial_success.rejected_spans = converted.rejected
+            response.partial_success.error_message = converted.message
+        return response
+
+    def _count(self, result: WriteResult, rejected: int, started: float) -> None:
+        m = self.metrics
+        m.write_seconds.observe(time.perf_counter() - started)
+        m.duplicates.inc(result.duplicates)
+        m.conflicts.inc(result.conflicts)
+        m.rejected.inc(rejected)
+        for record in result.inserted:
+            m.records_stored.labels(record.kind).inc()
+            if record.cost_source == "unknown":
+                m.unknown_model.inc()

@@ -1,0 +1,173 @@
+"""The usage record: one per billable fact.
+
+`proto/spanmeter/v1/usage.proto` is the source of truth for the fields; `UsageRecord` mirrors it
+field by field (tests/test_record.py checks that the names agree with the proto and the SQL schema).
+Two representation choices, both for the hot path:
+- times (`occurred_at`, `received_at`) are integer nanoseconds since the Unix epoch, UTC, as OTLP
+  carries them; `to_dict` renders them as RFC 3339 strings;
+- money (`cost_usd`, `reported_cost_usd`) and `quantity` are `Decimal`, exact; storage keeps
+  money as integer nano-USD.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+KINDS: Final = ("llm", "event", "meter")
+COST_SOURCES: Final = ("computed", "override", "reported", "unknown", "none")
+STATUSES: Final = ("success", "error")
+EVENT_FAMILIES: Final = ("intent", "evaluation", "activation", "retention", "expansion", "commercial")
+RELATION_FIELDS: Final = (
+    "conversation_id",
+    "message_id",
+    "task_id",
+    "contact_id",
+    "blueprint_id",
+    "bot_id",
+    "dataset_id",
+    "skillset_id",
+    "ability_id",
+)
+TOKEN_FIELDS: Final = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+
+
+@dataclass(slots=True, frozen=True)
+class Product:
+    id: str | None = None
+    name: str | None = None
+    type: str | None = None
+    version: str | None = None
+    category: str | None = None
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    # identity
+    idempotency_key: str
+    kind: str
+    type: str
+    occurred_at: int  # ns since epoch, UTC
+    workspace: str = "default"
+    id: str = ""  # assigned by new_record_id() when the record is built
+    received_at: int = 0
+    latency_ms: int | None = None
+    # who
+    customer_id: str | None = None
+    user_id: str | None = None
+    email: str | None = None
+    account_domain: str | None = None
+    # LLM call
+    provider: str | None = None
+    request_model: str | None = None
+    response_model: str | None = None
+    operation: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    # cost
+    cost_usd: Decimal | None = None
+    cost_source: str = "none"
+    price_ref: str | None = None
+    reported_cost_usd: Decimal | None = None
+    # outcome
+    status: str = "success"
+    error_type: str | None = None
+    # product event
+    event_name: str | None = None
+    event_family: str | None = None
+    product: Product | None = None
+    source: str | None = None
+    campaign_id: str | None = None
+    # meter
+    meter: str | None = None
+    quantity: Decimal | None = None
+    # relations
+    conversation_id: str | None = None
+    message_id: str | None = None
+    task_id: str | None = None
+    contact_id: str | None = None
+    blueprint_id: str | None = None
+    bot_id: str | None = None
+    dataset_id: str | None = None
+    skillset_id: str | None = None
+    ability_id: str | None = None
+    feature: str | None = None
+    tags: list[str] = field(default_factory=list)
+    # links
+    trace_id: str | None = None
+    span_id: str | None = None
+    service_name: str | None = None
+    # extra
+    meta: dict[str, str] = field(default_factory=dict)
+    query: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with the proto's field names: times RFC 3339 UTC, money decimal strings."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("occurred_at", "received_at"):
+                value = format_ns(value)
+            elif isinstance(value, Decimal):
+                value = str(value)
+            elif isinstance(value, Product):
+                value = {k.name: getattr(value, k.name) for k in fields(value)}
+            elif isinstance(value, (list, dict)):
+                value = value.copy()
+            out[f.name] = value
+        return out
+
+
+RECORD_FIELDS: Final = tuple(f.name for f in fields(UsageRecord))
+
+
+def format_ns(ns: int) -> str:
+    """RFC 3339 UTC with microseconds, e.g. 2026-11-23T12:00:00.123456Z."""
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _UUIDv7:
+    """UUIDv7 ids (RFC 9562): time-ordered, monotonic within this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_ms = 0
+        self._seq = 0
+
+    def __call__(self) -> str:
+        with self._lock:
+            ms = time.time_ns() // 1_000_000
+            if ms <= self._last_ms:
+                # Same (or a backwards) millisecond: keep order with a 12-bit counter.
+                self._seq += 1
+                if self._seq > 0xFFF:
+                    self._last_ms += 1
+                    self._seq = 0
+                ms = self._last_ms
+            else:
+                self._last_ms = ms
+                self._seq = 0
+            seq = self._seq
+        rand = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+        value = (ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand
+        h = f"{value:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+new_record_id = _UUIDv7()

@@ -1,0 +1,1 @@
+"""Storage of usage records: the Store protocol and its SQLite and PostgreSQL implementations."""

@@ -1,0 +1,39 @@
+"""The Store protocol: what receivers, the API and the CLI need from a backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from spanmeter.record import UsageRecord
+
+
+@dataclass(slots=True)
+class WriteResult:
+    inserted: list[UsageRecord] = field(default_factory=list)  # the records newly stored
+    duplicates: int = 0  # same (workspace, idempotency_key) already stored or earlier in the batch
+    conflicts: int = 0  # duplicates whose content differs from the stored record (the first wins)
+
+
+@dataclass(slots=True, frozen=True)
+class RecordFilter:
+    workspace: str | None = None
+    customer_id: str | None = None
+    kind: str | None = None
+    since_ns: int | None = None
+
+
+class Store(Protocol):
+    async def start(self) -> None: ...
+
+    async def write(self, records: list[UsageRecord]) -> WriteResult:
+        """Commit the records (idempotently) before returning; raises StorageError / Overloaded."""
+        ...
+
+    def recent(self, where: RecordFilter, limit: int) -> list[UsageRecord]:
+        """Newest records first (synchronous: for the CLI and tests)."""
+        ...
+
+    async def close(self) -> None:
+        """Finish queued writes, then release the database. Safe without start."""
+        ...

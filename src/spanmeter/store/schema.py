@@ -1,0 +1,128 @@
+"""The records table: its columns and the record ⇄ row mapping shared by every backend.
+
+Columns follow `UsageRecord` (and so the proto) one to one, except where SQL needs another shape:
+`product` is flattened to `product_<field>`, money is integer nano-USD (`cost_usd_nano`,
+`reported_cost_usd_nano`), `quantity` is the exact decimal string, `tags` and `meta` are JSON text.
+`seq` is the store's insertion order (the query API's cursor).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, Final
+
+from spanmeter.pricing import from_nano, to_nano
+from spanmeter.record import RECORD_FIELDS, Product, UsageRecord
+
+PRODUCT_COLUMNS: Final = ("product_id", "product_name", "product_type", "product_version", "product_category")
+INTEGER_COLUMNS: Final = frozenset(
+    {
+        "occurred_at",
+        "received_at",
+        "latency_ms",
+        "input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        "cost_usd_nano",
+        "reported_cost_usd_nano",
+    }
+)
+NOT_NULL_COLUMNS: Final = frozenset(
+    {"id", "idempotency_key", "workspace", "kind", "type", "occurred_at", "received_at", "cost_source", "status"}
+)
+_RENAMED: Final = {"cost_usd": ("cost_usd_nano",), "reported_cost_usd": ("reported_cost_usd_nano",), "product": PRODUCT_COLUMNS}
+
+# Every column but `seq`, in record field order: the order of INSERT values.
+COLUMNS: Final = tuple(col for name in RECORD_FIELDS for col in _RENAMED.get(name, (name,)))
+# Columns that say what a record is; equal idempotency keys with different content are a conflict.
+CONTENT_COLUMNS: Final = tuple(c for c in COLUMNS if c not in ("id", "received_at"))
+
+
+def column_type(column: str) -> str:
+    return "INTEGER" if column in INTEGER_COLUMNS else "TEXT"
+
+
+def record_to_row(r: UsageRecord) -> tuple[Any, ...]:
+    p = r.product
+    return (
+        r.idempotency_key,
+        r.kind,
+        r.type,
+        r.occurred_at,
+        r.workspace,
+        r.id,
+        r.received_at,
+        r.latency_ms,
+        r.customer_id,
+        r.user_id,
+        r.email,
+        r.account_domain,
+        r.provider,
+        r.request_model,
+        r.response_model,
+        r.operation,
+        r.input_tokens,
+        r.output_tokens,
+        r.total_tokens,
+        r.cache_read_tokens,
+        r.cache_write_tokens,
+        r.reasoning_tokens,
+        None if r.cost_usd is None else to_nano(r.cost_usd),
+        r.cost_source,
+        r.price_ref,
+        None if r.reported_cost_usd is None else to_nano(r.reported_cost_usd),
+        r.status,
+        r.error_type,
+        r.event_name,
+        r.event_family,
+        p.id if p else None,
+        p.name if p else None,
+        p.type if p else None,
+        p.version if p else None,
+        p.category if p else None,
+        r.source,
+        r.campaign_id,
+        r.meter,
+        None if r.quantity is None else str(r.quantity),
+        r.conversation_id,
+        r.message_id,
+        r.task_id,
+        r.contact_id,
+        r.blueprint_id,
+        r.bot_id,
+        r.dataset_id,
+        r.skillset_id,
+        r.ability_id,
+        r.feature,
+        json.dumps(r.tags) if r.tags else None,
+        r.trace_id,
+        r.span_id,
+        r.service_name,
+        json.dumps(r.meta, sort_keys=True) if r.meta else None,
+        r.query,
+    )
+
+
+def row_to_record(row: Sequence[Any]) -> UsageRecord:
+    """A record from a row of COLUMNS (in that order)."""
+    values = dict(zip(COLUMNS, row, strict=True))
+    product = Product(*(values.pop(c) for c in PRODUCT_COLUMNS))
+    cost = values.pop("cost_usd_nano")
+    reported = values.pop("reported_cost_usd_nano")
+    quantity = values.pop("quantity")
+    tags = values.pop("tags")
+    meta = values.pop("meta")
+    return UsageRecord(
+        **values,
+        product=product if any((product.id, product.name, product.type, product.version, product.category)) else None,
+        cost_usd=None if cost is None else from_nano(cost),
+        reported_cost_usd=None if reported is None else from_nano(reported),
+        quantity=None if quantity is None else Decimal(quantity),
+        tags=json.loads(tags) if tags else [],
+        meta=json.loads(meta) if meta else {},
+    )

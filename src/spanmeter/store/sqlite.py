@@ -1,0 +1,268 @@
+"""SQLite store: the embedded default.
+
+One writer thread owns the write connection. Concurrent `write` calls queue their records; the
+writer takes everything queued, commits it in one transaction (`BEGIN IMMEDIATE`, executemany
+`INSERT OR IGNORE`) and only then resolves each caller's future, so an acknowledged record is on
+disk (WAL) and survives `kill -9`. A bounded queue turns overload into `Overloaded` (→ 503 /
+UNAVAILABLE with a retry delay) instead of unbounded memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from spanmeter.errors import Overloaded, StorageError
+from spanmeter.record import UsageRecord
+from spanmeter.store.base import RecordFilter, WriteResult
+from spanmeter.store.schema import (
+    COLUMNS,
+    CONTENT_COLUMNS,
+    NOT_NULL_COLUMNS,
+    column_type,
+    record_to_row,
+    row_to_record,
+)
+
+log = logging.getLogger(__name__)
+
+migrations = Migrations("spanmeter")
+
+_INSERT: Final = f"INSERT OR IGNORE INTO records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_SELECT: Final = f"SELECT {', '.join(COLUMNS)} FROM records"
+_CONTENT_AT: Final = tuple(COLUMNS.index(c) for c in CONTENT_COLUMNS)
+_ID_AT: Final = COLUMNS.index("id")
+_KEY_AT: Final = (COLUMNS.index("workspace"), COLUMNS.index("idempotency_key"))
+_LOOKUP_CHUNK: Final = 400  # (workspace, key) pairs per SELECT: 800 parameters, under SQLite's limit
+
+
+@migrations(name="m001_records")
+def _m001_records(db: sqlite_utils.Database) -> None:
+    db["records"].create(
+        {"seq": int, **{c: int if column_type(c) == "INTEGER" else str for c in COLUMNS}},
+        pk="seq",
+        not_null=NOT_NULL_COLUMNS,
+    )
+    db.execute("CREATE UNIQUE INDEX records_key ON records (workspace, idempotency_key)")
+    db.execute("CREATE INDEX records_occurred ON records (workspace, occurred_at)")
+    db.execute("CREATE INDEX records_customer ON records (workspace, customer_id, seq)")
+
+
+def connect(path: str | Path, *, timeout: float = 5.0) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    return conn
+
+
+@dataclass(slots=True)
+class _Job:
+    records: list[UsageRecord]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[WriteResult]
+    result: WriteResult = field(default_factory=WriteResult)
+
+
+class SQLiteStore:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "NORMAL",
+        max_queued_records: int = 200_000,
+        busy_timeout: float = 5.0,
+        retry_after: float = 1.0,
+    ) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self.max_queued_records = max_queued_records
+        self.busy_timeout = busy_timeout
+        self.retry_after = retry_after
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queued = 0
+        self._queued_lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+        self._closed = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        await asyncio.to_thread(self.migrate)
+        self._writer = threading.Thread(target=self._run, name="spanmeter-sqlite-writer", daemon=True)
+        self._writer.start()
+
+    def migrate(self) -> None:
+        if self.path.parent != Path(""):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = connect(self.path, timeout=self.busy_timeout)
+        try:
+            migrations.apply(sqlite_utils.Database(conn))
+        finally:
+            conn.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._writer is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    # --- writing -----------------------------------------------------------------------------
+    async def write(self, records: list[UsageRecord]) -> WriteResult:
+        if not records:
+            return WriteResult()
+        if self._closed or self._writer is None:
+            raise StorageError("the store is shutting down")
+        with self._queued_lock:
+            if self._queued + len(records) > self.max_queued_records:
+                raise Overloaded(
+                    f"write queue full ({self._queued} records waiting, limit {self.max_queued_records})",
+                    self.retry_after,
+                )
+            self._queued += len(records)
+        loop = asyncio.get_running_loop()
+        job = _Job(records, loop, loop.create_future())
+        self._queue.put(job)
+        # shield: a caller that goes away must not cancel a commit other callers share.
+        return await asyncio.shield(job.future)
+
+    def _run(self) -> None:
+        conn = connect(self.path, timeout=self.busy_timeout)
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        try:
+            while True:
+                job = self._queue.get()
+                if job is None:
+                    return
+                jobs = [job]
+                stop = False
+                while True:  # take everything queued now: one transaction for all of it
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stop = True
+                        break
+                    jobs.append(more)
+                self._commit(conn, jobs)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        error: Exception | None = None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._insert(conn, jobs)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except Exception as exc:  # the writer thread must outlive any failure, and tell every caller
+            log.error("SQLite write of %d records failed: %s", sum(len(j.records) for j in jobs), exc)
+            error = StorageError(f"storage write failed: {exc}")
+        finally:
+            with self._queued_lock:
+                self._queued -= sum(len(j.records) for j in jobs)
+        for job in jobs:
+            job.loop.call_soon_threadsafe(_resolve, job.future, job.result, error)
+
+    def _insert(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        for job in jobs:
+            job.result = WriteResult()
+        first_rows: dict[tuple[str, str], tuple[Any, ...]] = {}
+        rows: list[tuple[Any, ...]] = []
+        owners: list[tuple[_Job, UsageRecord]] = []
+        conflict_keys: list[str] = []
+        for job in jobs:
+            for record in job.records:
+                row = record_to_row(record)
+                key = (row[_KEY_AT[0]], row[_KEY_AT[1]])
+                earlier = first_rows.get(key)
+                if earlier is None:
+                    first_rows[key] = row
+                    rows.append(row)
+                    owners.append((job, record))
+                else:
+                    _count_duplicate(job.result, earlier, row, conflict_keys)
+        before = conn.total_changes
+        conn.executemany(_INSERT, rows)
+        if conn.total_changes - before == len(rows):
+            for job, record in owners:
+                job.result.inserted.append(record)
+        else:
+            stored = self._stored_rows(conn, first_rows)
+            for row, (job, record) in zip(rows, owners, strict=True):
+                existing = stored[(row[_KEY_AT[0]], row[_KEY_AT[1]])]
+                if existing[_ID_AT] == row[_ID_AT]:
+                    job.result.inserted.append(record)
+                else:
+                    _count_duplicate(job.result, existing, row, conflict_keys)
+        if conflict_keys:
+            log.warning(
+                "%d duplicate records differ from the stored ones (the first stored wins), e.g. key %r",
+                len(conflict_keys),
+                conflict_keys[0],
+            )
+
+    def _stored_rows(
+        self, conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[Any, ...]]:
+        found: dict[tuple[str, str], tuple[Any, ...]] = {}
+        pending = list(keys)
+        for start in range(0, len(pending), _LOOKUP_CHUNK):
+            chunk = pending[start : start + _LOOKUP_CHUNK]
+            values = ", ".join("(?, ?)" for _ in chunk)
+            params = [p for pair in chunk for p in pair]
+            sql = f"{_SELECT} WHERE (workspace, idempotency_key) IN (VALUES {values})"
+            for row in conn.execute(sql, params):
+                found[(row[_KEY_AT[0]], row[_KEY_AT[1]])] = row
+        return found
+
+    # --- reading -----------------------------------------------------------------------------
+    def recent(self, where: RecordFilter, limit: int) -> list[UsageRecord]:
+        clauses, params = [], []  # type: list[str], list[Any]
+        for column, value in (("workspace", where.workspace), ("customer_id", where.customer_id), ("kind", where.kind)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if where.since_ns is not None:
+            clauses.append("occurred_at >= ?")
+            params.append(where.since_ns)
+        sql = _SELECT + (f" WHERE {' AND '.join(clauses)}" if clauses else "") + " ORDER BY seq DESC LIMIT ?"
+        conn = connect(self.path, timeout=self.busy_timeout)
+        try:
+            return [row_to_record(row) for row in conn.execute(sql, [*params, limit])]
+        finally:
+            conn.close()
+
+
+def _count_duplicate(result: WriteResult, stored: tuple[Any, ...], row: tuple[Any, ...], conflicts: list[str]) -> None:
+    result.duplicates += 1
+    if any(stored[i] != row[i] for i in _CONTENT_AT):
+        result.conflicts += 1
+        conflicts.append(row[_KEY_AT[1]])
+
+
+def _resolve(future: asyncio.Future[WriteResult], result: WriteResult, error: Exception | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
