@@ -41,7 +41,12 @@ def build_pricer(config: Config) -> Pricer:
 
 def build_store(config: Config) -> SQLiteStore:
     sqlite = config.storage.sqlite
-    return SQLiteStore(sqlite.path, synchronous=sqlite.synchronous.upper(), max_queued_records=sqlite.max_queued_records)
+    return SQLiteStore(
+        sqlite.path,
+        synchronous=sqlite.synchronous.upper(),
+        max_queued_records=sqlite.max_queued_records,
+        busy_timeout=sqlite.busy_timeout,
+    )
 
 
 class _Uvicorn(uvicorn.Server):

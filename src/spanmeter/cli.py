@@ -173,4 +173,4 @@ def _parse_since(value: str | None) -> int | None:
                                  param_hint="--since") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return int(when.timestamp() * 1_000_000_000)
+    return min(int(when.timestamp() * 1_000_000_000), 2**63 - 1)  # SQLite integers are int64

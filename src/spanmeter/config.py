@@ -109,6 +109,7 @@ class SQLiteStorage(_Model):
         "normal", description="normal survives a process crash; full also survives power loss"
     )
     max_queued_records: int = Field(200_000, gt=0, description="above this, ingest answers 503 / UNAVAILABLE")
+    busy_timeout: float = Field(5.0, gt=0, description="seconds a write waits for a lock held by another process")
 
 
 class Storage(_Model):

@@ -1,39 +1,31 @@
 """OTLP/gRPC receiver: TraceService/Export on a grpc.aio server in the collector's event loop.
 
-gRPC itself enforces the size limit (after decompression) with RESOURCE_EXHAUSTED. Refusals of the
-ingest path map through `GRPC_CODES`; UNAVAILABLE carries a RetryInfo both where the OTel SDK
-looks for it (`google.rpc.retryinfo-bin`) and in the standard `grpc-status-details-bin`.
+The handler takes the raw request bytes and decodes them with the same `decode` as OTLP/HTTP, so
+a malformed message is INVALID_ARGUMENT with a message (gRPC's own deserializer would answer
+INTERNAL). gRPC enforces the size limit itself, after decompression, with RESOURCE_EXHAUSTED.
+UNAVAILABLE carries a RetryInfo both where the OTel SDK looks for it (`google.rpc.retryinfo-bin`)
+and in the standard `grpc-status-details-bin`.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from spanmeter.receivers.decode import PROTOBUF, BadRequest, decode
 from spanmeter.receivers.ingest import GRPC_CODES, Ingest, Refusal
 
 log = logging.getLogger(__name__)
 
-
-class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, ingest: Ingest) -> None:
-        self.ingest = ingest
-
-    async def Export(  # noqa: N802 - the generated servicer's name
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.aio.ServicerContext
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
-        try:
-            return await self.ingest.export_traces(request, "grpc")
-        except Refusal as refusal:
-            await abort(context, refusal)
-            raise AssertionError("unreachable") from None
+TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
 
-async def abort(context: grpc.aio.ServicerContext, refusal: Refusal) -> None:
+async def abort(context: grpc.aio.ServicerContext[Any, Any], refusal: Refusal) -> None:
     code = getattr(grpc.StatusCode, GRPC_CODES[refusal.kind])
     metadata: list[tuple[str, bytes]] = []
     if refusal.retry_after is not None:
@@ -50,11 +42,19 @@ async def abort(context: grpc.aio.ServicerContext, refusal: Refusal) -> None:
 
 
 def create_server(ingest: Ingest, max_request_bytes: int) -> grpc.aio.Server:
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", max_request_bytes),
-            ("grpc.so_reuseport", 0),
-        ]
-    )
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(ingest), server)
+    async def export_traces(body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        try:
+            request = decode(body, PROTOBUF, ExportTraceServiceRequest)
+            response = await ingest.export_traces(request, "grpc")
+        except BadRequest as error:
+            await abort(context, Refusal("invalid", str(error)))
+            raise
+        except Refusal as refusal:
+            await abort(context, refusal)
+            raise
+        return response.SerializeToString()
+
+    handlers = {"Export": grpc.unary_unary_rpc_method_handler(export_traces)}
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_request_bytes)])
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(TRACE_SERVICE, handlers),))
     return server

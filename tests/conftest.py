@@ -1,0 +1,86 @@
+"""Shared fixtures: a real collector on ephemeral ports, in a background event loop.
+
+`running_collector(config)` starts the whole collector (gRPC + HTTP + SQLite writer) the way
+`spanmeter serve` does, so tests speak real OTLP to it over 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spanmeter.app import Collector
+from spanmeter.config import Config, parse_config
+
+
+def make_config(tmp_path: Path, **overrides: Any) -> Config:
+    """A config on ephemeral loopback ports with its database in tmp_path; `overrides` are merged
+    into the raw YAML mapping (nested dicts merge)."""
+    raw: dict[str, Any] = {
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0"}}}},
+        "storage": {"sqlite": {"path": str(tmp_path / "spanmeter.db")}},
+    }
+    _merge(raw, overrides)
+    return parse_config(raw, {})
+
+
+def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+class RunningCollector:
+    def __init__(self, collector: Collector, loop: asyncio.AbstractEventLoop) -> None:
+        self.collector = collector
+        self.loop = loop
+
+    @property
+    def grpc_endpoint(self) -> str:
+        return f"127.0.0.1:{self.collector.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.collector.http_port}"
+
+    def call(self, coro: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def records(self, limit: int = 10_000, **where: Any) -> list[Any]:
+        from spanmeter.store.base import RecordFilter
+
+        return self.collector.store.recent(RecordFilter(**where), limit)
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        value = self.collector.metrics.registry.get_sample_value(name, labels or {})
+        return 0.0 if value is None else value
+
+
+@contextmanager
+def running_collector(config: Config) -> Iterator[RunningCollector]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="collector-loop", daemon=True)
+    thread.start()
+    collector = Collector(config)
+    try:
+        asyncio.run_coroutine_threadsafe(collector.start(), loop).result(30)
+        yield RunningCollector(collector, loop)
+    finally:
+        asyncio.run_coroutine_threadsafe(collector.stop(), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.fixture
+def collector(tmp_path: Path) -> Iterator[RunningCollector]:
+    with running_collector(make_config(tmp_path)) as running:
+        yield running
