@@ -16,6 +16,9 @@ class Metrics:
         self.spans_received = Counter(
             "spanmeter_spans_received", "Spans received over OTLP", ["transport"], registry=r
         )
+        self.log_records_received = Counter(
+            "spanmeter_log_records_received", "Log records received over OTLP", ["transport"], registry=r
+        )
         self.records_stored = Counter("spanmeter_records_stored", "Usage records committed", ["kind"], registry=r)
         self.duplicates = Counter("spanmeter_duplicates", "Records dropped: idempotency key already stored", registry=r)
         self.conflicts = Counter(

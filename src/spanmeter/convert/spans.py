@@ -147,22 +147,30 @@ def model_operation(attrs: Attrs, options: ConvertOptions) -> str | None:
 
 
 def _common_fields(span: Span, layers: Sequence[Attrs], options: ConvertOptions) -> dict[str, Any]:
-    """Fields every record of a span shares: links, who, relations, meta."""
-    limit = options.max_field_chars
-    span_attrs = layers[0]
+    """Fields every record of a span shares: links, who, relations."""
     if span.start_time_unix_nano <= 0:
         raise InvalidSpan("start_time_unix_nano is required")
+    return common_fields(
+        layers, options, trace_id=hex_id(span.trace_id, 16, "trace_id"), span_id=hex_id(span.span_id, 8, "span_id")
+    )
+
+
+def common_fields(
+    layers: Sequence[Attrs], options: ConvertOptions, *, trace_id: str | None, span_id: str | None
+) -> dict[str, Any]:
+    """Links, who and relations of a record; `layers` = (own attributes, ..., resource attributes)."""
+    limit = options.max_field_chars
     common: dict[str, Any] = {
         "workspace": options.workspace,
-        "trace_id": hex_id(span.trace_id, 16, "trace_id"),
-        "span_id": hex_id(span.span_id, 8, "span_id"),
-        "service_name": get_str(layers[1:], (A.SERVICE_NAME,), limit),
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "service_name": get_str(layers[-1:], (A.SERVICE_NAME,), limit),
         "customer_id": get_str(layers, A.CUSTOMER_ID, limit),
         "user_id": get_str(layers, A.USER_ID, limit),
         "email": get_str(layers, A.EMAIL, limit),
         "account_domain": get_str(layers, A.ACCOUNT_DOMAIN, limit),
         "conversation_id": get_str(layers, A.CONVERSATION_ID, limit),
-        "message_id": get_str((span_attrs,), A.MESSAGE_ID, limit),
+        "message_id": get_str(layers[:1], A.MESSAGE_ID, limit),
         "feature": get_str(layers, (A.FEATURE,), limit),
     }
     for field_name, attr in A.RELATIONS.items():

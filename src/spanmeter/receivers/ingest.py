@@ -1,5 +1,7 @@
 """The one ingest path behind both OTLP receivers: convert → price → store → answer.
 
+Traces and logs become records; metrics are accepted and answered with a partial-success message.
+
 A request is answered only after its records are committed. Spans that cannot become valid
 records are reported through partial success; everything valid in the same request is stored.
 Failures are classified once here (`Refusal`) and mapped to gRPC codes and HTTP statuses by the
@@ -10,15 +12,24 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
-from spanmeter.convert.spans import ConvertOptions, convert_traces
+from spanmeter.convert.logs import convert_logs
+from spanmeter.convert.spans import ConvertOptions, Converted, convert_traces
 from spanmeter.errors import Overloaded, StorageError
 from spanmeter.metrics import Metrics
 from spanmeter.pricing import Pricer
@@ -49,20 +60,59 @@ GRPC_CODES: Final = {
     "unavailable": "UNAVAILABLE",
 }
 HTTP_STATUS: Final = {"invalid": 400, "too_large": 413, "unsupported_media": 415, "unavailable": 503}
+METRICS_NOT_USED: Final = (
+    "spanmeter stores usage from traces and logs; metrics are accepted and not used (nothing was rejected)"
+)
 
 
 class Ingest:
+    """Convert, price and store one OTLP request per call; one method per signal."""
+
     def __init__(self, store: Store, pricer: Pricer, options: ConvertOptions, metrics: Metrics) -> None:
         self.store = store
         self.pricer = pricer
         self.options = options
         self.metrics = metrics
 
-    async def export_traces(self, request: ExportTraceServiceRequest, transport: str) -> ExportTraceServiceResponse:
+    def _options(self, workspace: str | None) -> ConvertOptions:
+        return self.options if workspace is None else replace(self.options, workspace=workspace)
+
+    async def export_traces(
+        self, request: ExportTraceServiceRequest, transport: str, workspace: str | None = None
+    ) -> ExportTraceServiceResponse:
         spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
         self.metrics.spans_received.labels(transport).inc(spans)
-        received_at = time.time_ns()
-        converted = convert_traces(request, self.options, received_at)
+        converted = convert_traces(request, self._options(workspace), time.time_ns())
+        await self._store(converted)
+        response = ExportTraceServiceResponse()
+        if converted.rejected:
+            response.partial_success.rejected_spans = converted.rejected
+            response.partial_success.error_message = converted.message
+        return response
+
+    async def export_logs(
+        self, request: ExportLogsServiceRequest, transport: str, workspace: str | None = None
+    ) -> ExportLogsServiceResponse:
+        logs = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+        self.metrics.log_records_received.labels(transport).inc(logs)
+        converted = convert_logs(request, self._options(workspace), time.time_ns())
+        await self._store(converted)
+        response = ExportLogsServiceResponse()
+        if converted.rejected:
+            response.partial_success.rejected_log_records = converted.rejected
+            response.partial_success.error_message = converted.message
+        return response
+
+    async def export_metrics(
+        self, request: ExportMetricsServiceRequest, transport: str, workspace: str | None = None
+    ) -> ExportMetricsServiceResponse:
+        """Metrics are accepted, so apps exporting every signal here get no errors, and not used."""
+        response = ExportMetricsServiceResponse()
+        if request.resource_metrics:
+            response.partial_success.error_message = METRICS_NOT_USED
+        return response
+
+    async def _store(self, converted: Converted) -> None:
         for record in converted.records:
             record.id = new_record_id()
             self.pricer.price(record)
@@ -76,11 +126,6 @@ class Ingest:
             self.metrics.requests_failed.labels("storage").inc()
             raise Refusal("unavailable", f"{error}; retry later", 1.0) from None
         self._count(result, converted.rejected, started)
-        response = ExportTraceServiceResponse()
-        if converted.rejected:
-            response.partial_success.rejected_spans = converted.rejected
-            response.partial_success.error_message = converted.message
-        return response
 
     def _count(self, result: WriteResult, rejected: int, started: float) -> None:
         m = self.metrics

@@ -1,4 +1,5 @@
-"""OTLP/gRPC receiver: TraceService/Export on a grpc.aio server in the collector's event loop.
+"""OTLP/gRPC receiver: the Trace, Logs and Metrics services' Export on a grpc.aio server in the
+collector's event loop.
 
 The handler takes the raw request bytes and decodes them with the same `decode` as OTLP/HTTP, so
 a malformed message is INVALID_ARGUMENT with a message (gRPC's own deserializer would answer
@@ -10,19 +11,18 @@ and in the standard `grpc-status-details-bin`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from spanmeter.receivers.decode import PROTOBUF, BadRequest, decode
 from spanmeter.receivers.ingest import GRPC_CODES, Ingest, Refusal
+from spanmeter.receivers.signals import SIGNALS, Signal
 
 log = logging.getLogger(__name__)
-
-TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], refusal: Refusal) -> None:
@@ -42,19 +42,26 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], refusal: Refusal) -
 
 
 def create_server(ingest: Ingest, max_request_bytes: int) -> grpc.aio.Server:
-    async def export_traces(body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_request_bytes)])
+    for signal in SIGNALS:
+        handler = grpc.unary_unary_rpc_method_handler(_export(signal, ingest))
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(signal.grpc_service, {"Export": handler}),))
+    return server
+
+
+def _export(signal: Signal, ingest: Ingest) -> Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[bytes]]:
+    export = signal.handler(ingest)
+
+    async def handle(body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         try:
-            request = decode(body, PROTOBUF, ExportTraceServiceRequest)
-            response = await ingest.export_traces(request, "grpc")
+            request = decode(body, PROTOBUF, signal.request_type)
+            response = await export(request, "grpc")
         except BadRequest as error:
             await abort(context, Refusal("invalid", str(error)))
             raise
         except Refusal as refusal:
             await abort(context, refusal)
             raise
-        return response.SerializeToString()
+        return response.SerializeToString()  # type: ignore[no-any-return]
 
-    handlers = {"Export": grpc.unary_unary_rpc_method_handler(export_traces)}
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_request_bytes)])
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(TRACE_SERVICE, handlers),))
-    return server
+    return handle

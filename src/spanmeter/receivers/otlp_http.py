@@ -1,4 +1,5 @@
-"""OTLP/HTTP receiver: `POST /v1/traces` with protobuf or JSON bodies, optionally gzip.
+"""OTLP/HTTP receiver: `POST /v1/traces`, `/v1/logs`, `/v1/metrics` with protobuf or JSON bodies,
+optionally gzip.
 
 Follows the OTLP/HTTP specification: the response has the request's content type; errors carry
 a `google.rpc.Status`; 400 for a malformed body, 413 over the size limit (checked on the wire and
@@ -9,36 +10,54 @@ cannot take more.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from google.rpc import code_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from spanmeter.receivers.decode import CONTENT_TYPES, JSON, BadRequest, TooLarge, decode, encode, gunzip
 from spanmeter.receivers.ingest import GRPC_CODES, HTTP_STATUS, Ingest, Refusal
+from spanmeter.receivers.signals import SIGNALS, Signal
 
-_OTLP_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
-            "application/json": {"schema": {"type": "object", "description": "OTLP/JSON ExportTraceServiceRequest"}},
+def _otlp_body(signal: Signal) -> dict[str, Any]:
+    name = signal.request_type.DESCRIPTOR.name
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-protobuf": {"schema": {"type": "string", "format": "binary", "description": name}},
+                "application/json": {"schema": {"type": "object", "description": f"OTLP/JSON {name}"}},
+            },
         },
-    },
-    "responses": {
-        "400": {"description": "malformed body (google.rpc.Status)"},
-        "413": {"description": "body over the size limit"},
-        "415": {"description": "unsupported content type"},
-        "503": {"description": "overloaded; retry after Retry-After seconds"},
-    },
-}
+        "responses": {
+            "200": {"description": "accepted; partial_success lists what was rejected and why"},
+            "400": {"description": "malformed body (google.rpc.Status)"},
+            "413": {"description": "body over the size limit"},
+            "415": {"description": "unsupported content type"},
+            "503": {"description": "overloaded; retry after Retry-After seconds"},
+        },
+    }
 
 
 def create_router(ingest: Ingest, max_request_bytes: int) -> APIRouter:
     router = APIRouter(tags=["otlp"])
+    for signal in SIGNALS:
+        router.add_api_route(
+            signal.http_path,
+            _export(signal, ingest, max_request_bytes),
+            methods=["POST"],
+            openapi_extra=_otlp_body(signal),
+            summary=f"OTLP/HTTP {signal.name} export",
+            response_class=Response,
+        )
+    return router
 
-    @router.post("/v1/traces", openapi_extra=_OTLP_BODY, summary="OTLP/HTTP trace export")
-    async def export_traces(request: Request) -> Response:
+
+def _export(signal: Signal, ingest: Ingest, max_request_bytes: int) -> Callable[[Request], Awaitable[Response]]:
+    export = signal.handler(ingest)
+
+    async def handle(request: Request) -> Response:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         try:
             if content_type not in CONTENT_TYPES:
@@ -47,8 +66,7 @@ def create_router(ingest: Ingest, max_request_bytes: int) -> APIRouter:
                     f"unsupported content type {content_type or '(none)'!r}; use application/x-protobuf or application/json",
                 )
             body = await read_body(request, max_request_bytes)
-            message = decode(body, content_type, ExportTraceServiceRequest)
-            response = await ingest.export_traces(message, "http")
+            response = await export(decode(body, content_type, signal.request_type), "http")
         except Refusal as refusal:
             return refusal_response(refusal, content_type)
         except BadRequest as error:
@@ -57,7 +75,7 @@ def create_router(ingest: Ingest, max_request_bytes: int) -> APIRouter:
             return refusal_response(Refusal("too_large", str(error)), content_type)
         return Response(encode(response, content_type), media_type=content_type)
 
-    return router
+    return handle
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -1,0 +1,79 @@
+"""OTLP log records → `event` records (the OTel Events API: a log record with an event name).
+
+A log record counts when it carries `usage.event.name`, or an `event.name` (attribute or the
+LogRecord's own `event_name` field) outside the `gen_ai.` namespace: the GenAI instrumentations
+log `gen_ai.client.inference.operation.details` and similar for every model call, repeating
+its tokens, and those calls are already counted from their spans.
+
+Log records rarely have a natural unique id, so without `usage.idempotency_key` the key is a hash
+of the record and its resource: the same record sent twice is one record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+from spanmeter.convert import attributes as A
+from spanmeter.convert.events import event_record
+from spanmeter.convert.spans import ConvertOptions, Converted, common_fields
+from spanmeter.convert.values import Attrs, InvalidSpan, as_str, attributes, get_str, hex_id
+from spanmeter.record import UsageRecord
+
+IGNORED_EVENT_PREFIXES: Final = ("gen_ai.",)
+
+
+def convert_logs(request: ExportLogsServiceRequest, options: ConvertOptions, received_at: int) -> Converted:
+    out = Converted()
+    for resource_logs in request.resource_logs:
+        resource = attributes(resource_logs.resource.attributes)
+        resource_bytes = resource_logs.resource.SerializeToString(deterministic=True)
+        for scope_logs in resource_logs.scope_logs:
+            for index, log in enumerate(scope_logs.log_records):
+                try:
+                    record = convert_log(log, resource, resource_bytes, options)
+                except InvalidSpan as error:
+                    out.reject(f"log record {index} of scope {scope_logs.scope.name!r}", error)
+                    continue
+                if record is not None:
+                    record.received_at = received_at
+                    out.records.append(record)
+    return out
+
+
+def event_name(log: LogRecord, attrs: Attrs) -> str | None:
+    if A.EVENT_NAME in attrs:
+        return str(attrs[A.EVENT_NAME])
+    name = log.event_name or attrs.get("event.name")
+    if not name or not isinstance(name, str) or name.startswith(IGNORED_EVENT_PREFIXES):
+        return None
+    return name
+
+
+def convert_log(log: LogRecord, resource: Attrs, resource_bytes: bytes, options: ConvertOptions) -> UsageRecord | None:
+    attrs = attributes(log.attributes)
+    name = event_name(log, attrs)
+    if name is None:
+        return None
+    limit = options.max_field_chars
+    as_str(A.EVENT_NAME, name, limit)  # length check
+    occurred = log.time_unix_nano or log.observed_time_unix_nano
+    if occurred <= 0:
+        raise InvalidSpan("time_unix_nano or observed_time_unix_nano is required")
+    layers = ({**attrs, A.EVENT_NAME: name}, resource)
+    common = common_fields(
+        layers,
+        options,
+        trace_id=hex_id(log.trace_id, 16, "trace_id") if log.trace_id else None,
+        span_id=hex_id(log.span_id, 8, "span_id") if log.span_id else None,
+    )
+    key = get_str((attrs,), (A.IDEMPOTENCY_KEY,), limit) or _log_key(log, resource_bytes)
+    return event_record(layers, common, key, occurred, limit)
+
+
+def _log_key(log: LogRecord, resource_bytes: bytes) -> str:
+    digest = hashlib.sha256(resource_bytes + b"\x00" + log.SerializeToString(deterministic=True))
+    return f"log:{digest.hexdigest()[:32]}"
