@@ -19,10 +19,17 @@ from opentelemetry.semconv.attributes import service_attributes as SERVICE
 # --- LLM call -----------------------------------------------------------------------------
 OPERATION: Final = (GA.GEN_AI_OPERATION_NAME, "llm.request.type")
 PROVIDER: Final = (GA.GEN_AI_PROVIDER_NAME, GA.GEN_AI_SYSTEM, "llm.provider", "llm.system")
-REQUEST_MODEL: Final = (GA.GEN_AI_REQUEST_MODEL, "llm.request.model", "llm.request.model_name", "llm.model_name")
-# OpenInference puts request parameters (with "model") in a JSON string.
-INVOCATION_PARAMETERS: Final = "llm.invocation_parameters"
-RESPONSE_MODEL: Final = (GA.GEN_AI_RESPONSE_MODEL, "llm.response.model", "llm.response.model_name")
+REQUEST_MODEL: Final = (
+    GA.GEN_AI_REQUEST_MODEL,
+    "llm.request.model",
+    "llm.request.model_name",
+    "embedding.model_name",  # OpenInference embeddings
+)
+# OpenInference puts the request parameters (with "model") in a JSON string; its OpenAI spans have
+# the request model only there.
+INVOCATION_PARAMETERS: Final = ("llm.invocation_parameters", "embedding.invocation_parameters")
+# OpenInference's `llm.model_name` is the model the provider answered with (e.g. a dated snapshot).
+RESPONSE_MODEL: Final = (GA.GEN_AI_RESPONSE_MODEL, "llm.response.model", "llm.response.model_name", "llm.model_name")
 RESPONSE_ID: Final = (GA.GEN_AI_RESPONSE_ID,)
 
 INPUT_TOKENS: Final = (

@@ -190,8 +190,11 @@ def _llm_record(
     input_tokens = get_count(attrs, A.INPUT_TOKENS)
     output_tokens = get_count(attrs, A.OUTPUT_TOKENS)
     total_tokens = get_count(attrs, A.TOTAL_TOKENS)
-    if total_tokens is None and input_tokens is not None and output_tokens is not None:
-        total_tokens = input_tokens + output_tokens
+    if total_tokens is None and input_tokens is not None:
+        if output_tokens is not None:
+            total_tokens = input_tokens + output_tokens
+        elif operation == "embeddings":  # embeddings have no output: the total is the input
+            total_tokens = input_tokens
     reported = first((attrs,), A.REPORTED_COST)
     end = span.end_time_unix_nano
     record = UsageRecord(
@@ -224,12 +227,15 @@ def _llm_record(
 
 
 def _invocation_model(attrs: Attrs) -> str | None:
-    raw = attrs.get(A.INVOCATION_PARAMETERS)
-    if not isinstance(raw, str):
-        return None
-    try:
-        params = json.loads(raw)
-    except ValueError:
-        return None
-    model = params.get("model") if isinstance(params, dict) else None
-    return model if isinstance(model, str) and model else None
+    for name in A.INVOCATION_PARAMETERS:
+        raw = attrs.get(name)
+        if not isinstance(raw, str):
+            continue
+        try:
+            params = json.loads(raw)
+        except ValueError:
+            continue
+        model = params.get("model") if isinstance(params, dict) else None
+        if isinstance(model, str) and model:
+            return model
+    return None
