@@ -89,16 +89,21 @@ class Pricer:
         *,
         use_bundled_prices: bool = True,
         reported_cost_wins: bool = False,
+        reported_cost_tolerance: Decimal = Decimal("0.05"),
     ) -> None:
         self.overrides = overrides
         self.use_bundled_prices = use_bundled_prices
         self.reported_cost_wins = reported_cost_wins
+        self.reported_cost_tolerance = reported_cost_tolerance
         self._unknown: set[tuple[str | None, str]] = set()
 
-    def price(self, record: UsageRecord) -> None:
-        """Set cost_usd, cost_source and price_ref of an `llm` record in place."""
+    def price(self, record: UsageRecord) -> bool:
+        """Set cost_usd, cost_source and price_ref of an `llm` record in place.
+
+        Returns True when the app reported a cost that differs from ours by more than the tolerance.
+        """
         if record.kind != "llm":
-            return
+            return False
         model = record.response_model or record.request_model
         if record.input_tokens is None and record.output_tokens is None:
             # Nothing to price (a failed call without usage): no cost, and not an unknown model.
@@ -112,8 +117,15 @@ class Pricer:
             self._set(record, cost, "computed", ref)
         else:
             record.cost_source = "unknown"
-        if record.reported_cost_usd is not None and (record.cost_source == "unknown" or self.reported_cost_wins):
-            self._set(record, record.reported_cost_usd, "reported", "reported by the application")
+        reported = record.reported_cost_usd
+        if reported is None:
+            return False
+        differs = record.cost_usd is not None and abs(reported - record.cost_usd) > self.reported_cost_tolerance * max(
+            record.cost_usd, reported
+        )
+        if record.cost_source == "unknown" or self.reported_cost_wins:
+            self._set(record, reported, "reported", "reported by the application")
+        return differs
 
     def _bundled(self, record: UsageRecord, model: str) -> tuple[Decimal, str] | None:
         lookup = (record.provider, model)

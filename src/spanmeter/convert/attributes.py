@@ -67,6 +67,8 @@ ERROR_TYPE: Final = (ERROR.ERROR_TYPE,)
 # Markers of "this span is one model call" from other conventions.
 OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"
 OPENINFERENCE_MODEL_KINDS: Final = frozenset({"LLM", "EMBEDDING"})
+# OpenLLMetry marks its framework spans (workflow, task, agent, tool); they repeat their children's totals.
+TRACELOOP_SPAN_KIND: Final = "traceloop.span.kind"
 
 # gen_ai.operation.name / llm.request.type values that are one model call (counted by default).
 MODEL_OPERATIONS: Final = frozenset(

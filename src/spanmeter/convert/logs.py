@@ -6,7 +6,7 @@ log `gen_ai.client.inference.operation.details` and similar for every model call
 its tokens, and those calls are already counted from their spans.
 
 Log records rarely have a natural unique id, so without `usage.idempotency_key` the key is a hash
-of the record and its resource: the same record sent twice is one record.
+of the record and its resource (less the observed time): the same event sent twice is one record.
 """
 
 from __future__ import annotations
@@ -75,5 +75,10 @@ def convert_log(log: LogRecord, resource: Attrs, resource_bytes: bytes, options:
 
 
 def _log_key(log: LogRecord, resource_bytes: bytes) -> str:
+    """A hash of what the event is: resource and record, without the time the SDK observed it
+    (when the event has its own time), so a re-export through another pipeline keeps the key."""
+    if log.time_unix_nano and log.observed_time_unix_nano:
+        log = LogRecord.FromString(log.SerializeToString())
+        log.observed_time_unix_nano = 0
     digest = hashlib.sha256(resource_bytes + b"\x00" + log.SerializeToString(deterministic=True))
     return f"log:{digest.hexdigest()[:32]}"

@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from spanmeter.convert import attributes as A
+from spanmeter.convert.content import prompt_text
 from spanmeter.convert.events import event_record, meter_record, read_meta
 from spanmeter.convert.idempotency import llm_key, secondary_key, span_event_key, span_key
 from spanmeter.convert.values import (
@@ -46,6 +47,10 @@ class ConvertOptions:
     # tool operations are left out by default because they repeat their children's token totals.
     count_operations: frozenset[str] = A.MODEL_OPERATIONS
     max_field_chars: int = 4096
+    content_capture: bool = False
+    content_max_chars: int = 2000
+    # Instrumentation scopes known to pass through exclusive input counts (Anthropic's API style).
+    exclusive_input_scopes: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -72,15 +77,18 @@ def convert_traces(request: ExportTraceServiceRequest, options: ConvertOptions, 
     for resource_spans in request.resource_spans:
         resource = attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
+            scope = scope_spans.scope.name
             for span in scope_spans.spans:
                 try:
-                    out.records.extend(convert_span(span, resource, options, received_at))
+                    out.records.extend(convert_span(span, resource, options, received_at, scope))
                 except InvalidSpan as error:
                     out.reject(f"span {span.span_id.hex() or '(no id)'} {span.name[:80]!r}", error)
     return out
 
 
-def convert_span(span: Span, resource: Attrs, options: ConvertOptions, received_at: int) -> list[UsageRecord]:
+def convert_span(
+    span: Span, resource: Attrs, options: ConvertOptions, received_at: int, scope: str = ""
+) -> list[UsageRecord]:
     attrs = attributes(span.attributes)
     operation = model_operation(attrs, options)
     has_event = A.EVENT_NAME in attrs
@@ -96,7 +104,7 @@ def convert_span(span: Span, resource: Attrs, options: ConvertOptions, received_
     records: list[UsageRecord] = []
 
     if operation is not None:
-        record = _llm_record(span, attrs, layers, operation, common, options)
+        record = _llm_record(span, attrs, layers, operation, common, options, scope in options.exclusive_input_scopes)
         if explicit_key is None and (response_id := get_str((attrs,), A.RESPONSE_ID, options.max_field_chars)):
             record.idempotency_key = llm_key(record.provider, response_id)
         else:
@@ -140,6 +148,8 @@ def model_operation(attrs: Attrs, options: ConvertOptions) -> str | None:
         if str(oi_kind).upper() not in A.OPENINFERENCE_MODEL_KINDS:
             return None
         return "embeddings" if str(oi_kind).upper() == "EMBEDDING" else "chat"
+    if A.TRACELOOP_SPAN_KIND in attrs:
+        return None
     # Older emitters: a provider name plus token counts is a model call.
     if first((attrs,), A.PROVIDER) is not None and first((attrs,), A.INPUT_TOKENS + A.OUTPUT_TOKENS) is not None:
         return "chat"
@@ -185,11 +195,20 @@ def _llm_record(
     operation: str,
     common: dict[str, Any],
     options: ConvertOptions,
+    exclusive_input: bool,
 ) -> UsageRecord:
     limit = options.max_field_chars
-    input_tokens = get_count(attrs, A.INPUT_TOKENS)
-    output_tokens = get_count(attrs, A.OUTPUT_TOKENS)
+    cache_read = get_count(attrs, A.CACHE_READ_TOKENS)
+    cache_write = get_count(attrs, A.CACHE_WRITE_TOKENS)
+    reasoning = get_count(attrs, A.REASONING_TOKENS)
+    reported_input = get_count(attrs, A.INPUT_TOKENS)
+    reported_output = get_count(attrs, A.OUTPUT_TOKENS)
+    input_tokens, output_tokens = inclusive_counts(
+        reported_input, reported_output, cache_read, cache_write, reasoning, exclusive_input=exclusive_input
+    )
     total_tokens = get_count(attrs, A.TOTAL_TOKENS)
+    if (input_tokens, output_tokens) != (reported_input, reported_output):
+        total_tokens = None  # a reported total was made of the exclusive counts
     if total_tokens is None and input_tokens is not None:
         if output_tokens is not None:
             total_tokens = input_tokens + output_tokens
@@ -210,20 +229,44 @@ def _llm_record(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         total_tokens=total_tokens,
-        cache_read_tokens=get_count(attrs, A.CACHE_READ_TOKENS),
-        cache_write_tokens=get_count(attrs, A.CACHE_WRITE_TOKENS),
-        reasoning_tokens=get_count(attrs, A.REASONING_TOKENS),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=reasoning,
         reported_cost_usd=(
             as_decimal(reported[0], reported[1], limit=MAX_COST_USD, positive=False) if reported else None
         ),
         status="error" if span.status.code == Status.STATUS_CODE_ERROR else "success",
         error_type=get_str((attrs,), A.ERROR_TYPE, limit),
         meta=read_meta(layers, limit),
+        query=prompt_text(attrs, options.content_max_chars) if options.content_capture else None,
         **common,
     )
     if record.status == "error" and record.error_type is None and span.status.message:
         record.error_type = span.status.message[:200]
     return record
+
+
+def inclusive_counts(
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cache_read: int | None,
+    cache_write: int | None,
+    reasoning: int | None,
+    *,
+    exclusive_input: bool,
+) -> tuple[int | None, int | None]:
+    """Input and output in the GenAI conventions' inclusive form (DESIGN.md "One token contract").
+
+    Input excludes the cache tokens when the source is known to pass exclusive counts through
+    (`exclusive_input`), or when the parts are larger than the whole, which inclusive counts can
+    never be; likewise output and reasoning tokens.
+    """
+    cached = (cache_read or 0) + (cache_write or 0)
+    if input_tokens is not None and cached and (exclusive_input or cached > input_tokens):
+        input_tokens += cached
+    if output_tokens is not None and reasoning and reasoning > output_tokens:
+        output_tokens += reasoning
+    return input_tokens, output_tokens
 
 
 def _invocation_model(attrs: Attrs) -> str | None:
