@@ -17,12 +17,15 @@ import uvicorn
 from fastapi import FastAPI
 
 import spanmeter
+import spanmeter.api
 from spanmeter.api import health
+from spanmeter.auth import Authenticator
 from spanmeter.config import Config
 from spanmeter.convert.spans import ConvertOptions
 from spanmeter.metrics import Metrics
 from spanmeter.pricing import PriceOverride, Pricer
 from spanmeter.receivers import otlp_grpc, otlp_http
+from spanmeter.receivers.grpc_auth import AuthInterceptor
 from spanmeter.receivers.ingest import Ingest
 from spanmeter.store.sqlite import SQLiteStore
 
@@ -62,6 +65,10 @@ class Collector:
         self.config = config
         self.metrics = Metrics()
         self.store = build_store(config)
+        self.metrics.queue_depth.set_function(lambda: self.store.queued)
+        self.authenticator = Authenticator(
+            self.store, enabled=config.auth.enabled, default_workspace=config.service.workspace
+        )
         usage = config.processors.usage
         options = ConvertOptions(
             workspace=config.service.workspace,
@@ -85,13 +92,19 @@ class Collector:
         )
         app.include_router(otlp_http.create_router(self.ingest, self.config.otlp.max_request_bytes))
         app.include_router(health.create_router(self.metrics, lambda: self._ready))
+        spanmeter.api.install(app, self.store, self.config, self.metrics, self.authenticator)
         return app
 
     async def start(self) -> None:
         otlp = self.config.otlp
         await self.store.start()
+        if self.config.auth.enabled and not any(k.state == "active" for k in self.store.list_keys()):
+            log.warning(
+                "auth is on and no active API key exists: every request gets 401; create one with `spanmeter keys create`"
+            )
         if otlp.protocols.grpc is not None:
-            self._grpc = otlp_grpc.create_server(self.ingest, otlp.max_request_bytes)
+            interceptors = [AuthInterceptor(self.authenticator, self.metrics)] if self.config.auth.enabled else []
+            self._grpc = otlp_grpc.create_server(self.ingest, otlp.max_request_bytes, interceptors)
             endpoint = otlp.protocols.grpc.endpoint
             try:
                 self.grpc_port = self._grpc.add_insecure_port(endpoint)

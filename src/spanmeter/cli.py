@@ -11,13 +11,20 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 import spanmeter
+from spanmeter.auth import new_key
 from spanmeter.config import Config, load_config
 from spanmeter.errors import ConfigError
+from spanmeter.record import format_ns
 from spanmeter.store.base import RecordFilter
+from spanmeter.store.queries import SCOPES, ApiKey
+
+if TYPE_CHECKING:
+    from spanmeter.store.sqlite import SQLiteStore
 
 CONFIG_OPTION = click.option(
     "-c",
@@ -115,6 +122,7 @@ def validate_config(config_path: Path) -> None:
     click.echo(f"  OTLP/gRPC: {otlp.grpc.endpoint if otlp.grpc else 'off'}")
     click.echo(f"  OTLP/HTTP: {otlp.http.endpoint if otlp.http else 'off'}")
     click.echo(f"  storage:   sqlite {config.storage.sqlite.path}")
+    click.echo(f"  auth:      {'on (API keys)' if config.auth.enabled else 'off'}")
 
 
 @main.command()
@@ -174,3 +182,109 @@ def _parse_since(value: str | None) -> int | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return min(int(when.timestamp() * 1_000_000_000), 2**63 - 1)  # SQLite integers are int64
+
+
+# --- API keys ---------------------------------------------------------------------------------
+def _key_store(config_path: Path | None) -> tuple[Config, SQLiteStore]:
+    from spanmeter.app import build_store
+
+    config = _load(config_path)
+    store = build_store(config)
+    store.migrate()
+    return config, store
+
+
+def _key_row(key: ApiKey) -> dict[str, str]:
+    return {
+        "id": key.id,
+        "workspace": key.workspace,
+        "name": key.name,
+        "prefix": key.prefix,
+        "scopes": ",".join(key.scopes),
+        "state": key.state,
+        "created_at": format_ns(key.created_at),
+    }
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys (used when `auth: enabled: true`).
+
+    A key belongs to one workspace and has scopes: ingest (send spans and events), read (query
+    usage), admin (both). Only a hash is stored: the key is printed once, at creation.
+    """
+
+
+@keys.command("create")
+@CONFIG_OPTION
+@click.option("--workspace", "-w", help="Workspace of the key. Default: service::workspace of the config.")
+@click.option("--name", "-n", default="", help="A label to recognise the key by.")
+@click.option("--scope", "-s", "scopes", multiple=True, type=click.Choice(SCOPES), default=("ingest", "read"),
+              show_default=True, help="Repeat for several scopes.")
+def keys_create(config_path: Path | None, workspace: str | None, name: str, scopes: tuple[str, ...]) -> None:
+    """Create a key and print it (the only time it is shown)."""
+    config, store = _key_store(config_path)
+    try:
+        secret, record = new_key(workspace or config.service.workspace, name, scopes)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    store.create_key(record)
+    click.echo(secret)
+    click.echo(f"created {record.id} in workspace {record.workspace!r} with scopes {','.join(record.scopes)}; "
+               "store the key now: it cannot be shown again", err=True)
+
+
+@keys.command("list")
+@CONFIG_OPTION
+@click.option("--workspace", "-w", help="Only this workspace.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def keys_list(config_path: Path | None, workspace: str | None, as_json: bool) -> None:
+    """List keys (id, workspace, name, prefix, scopes, state); never the keys themselves."""
+    _, store = _key_store(config_path)
+    rows = [_key_row(k) for k in store.list_keys(workspace)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no keys")
+        return
+    columns = list(rows[0])
+    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in columns]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in rows:
+        click.echo("  ".join(row[c].ljust(w) for c, w in zip(columns, widths, strict=True)))
+
+
+def _set_state(config_path: Path | None, key_id: str, state: str) -> None:
+    _, store = _key_store(config_path)
+    try:
+        key = store.set_key_state(key_id, state)
+    except KeyError:
+        raise click.ClickException(f"no key with id {key_id!r}; see `spanmeter keys list`") from None
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{key.id}: {key.state}")
+
+
+@keys.command("deactivate")
+@CONFIG_OPTION
+@click.argument("key_id")
+def keys_deactivate(config_path: Path | None, key_id: str) -> None:
+    """Suspend a key (401 "Inactive API key") until it is activated again."""
+    _set_state(config_path, key_id, "inactive")
+
+
+@keys.command("activate")
+@CONFIG_OPTION
+@click.argument("key_id")
+def keys_activate(config_path: Path | None, key_id: str) -> None:
+    """Re-enable a deactivated key."""
+    _set_state(config_path, key_id, "active")
+
+
+@keys.command("revoke")
+@CONFIG_OPTION
+@click.argument("key_id")
+def keys_revoke(config_path: Path | None, key_id: str) -> None:
+    """Revoke a key for good (401 "Revoked API key"); it cannot be activated again."""
+    _set_state(config_path, key_id, "revoked")

@@ -137,12 +137,38 @@ class Service(_Model):
     telemetry: Telemetry = Telemetry()
 
 
+class Auth(_Model):
+    enabled: bool = Field(False, description="require an API key (`spanmeter keys create`) on ingest and queries")
+    allow_unauthenticated: bool = Field(
+        False, description="allow auth off on a non-loopback address (anyone who can reach it can write and read)"
+    )
+
+
+class RateLimit(_Model):
+    requests: int = Field(60, gt=0, description="calls per client per window")
+    window_seconds: float = Field(60.0, gt=0)
+
+
+class Adoption(_Model):
+    min_developers: int = Field(5, ge=1, description="k: rows with fewer distinct developers are suppressed")
+    public_workspace: str | None = Field(
+        None, description="workspace that callers without a key see (default: service::workspace)"
+    )
+    rate_limit: RateLimit = RateLimit()
+
+
+class Api(_Model):
+    adoption: Adoption = Adoption()
+
+
 class Config(_Model):
     receivers: dict[str, OTLPReceiver] = {"otlp": OTLPReceiver()}
     processors: Processors = Processors()
     exporters: dict[str, dict[str, Any]] = {}
     storage: Storage = Storage()
     service: Service = Service()
+    auth: Auth = Auth()
+    api: Api = Api()
 
     @property
     def otlp(self) -> OTLPReceiver:
@@ -175,6 +201,7 @@ def parse_config(raw: Any, env: dict[str, str] | os._Environ[str]) -> Config:
     except ValidationError as error:
         raise ConfigError([_describe(e) for e in error.errors()]) from None
     problems.extend(_check_references(config))
+    problems.extend(_check_auth(config))
     if problems:
         raise ConfigError(problems)
     return config
@@ -232,3 +259,18 @@ def _check_references(config: Config) -> list[str]:
                         f"service::pipelines::{name}::{kind}: references {kind[:-1]} {component!r} which is not configured"
                     )
     return problems
+
+
+def _check_auth(config: Config) -> list[str]:
+    if config.auth.enabled or config.auth.allow_unauthenticated:
+        return []
+    protocols = config.otlp.protocols
+    endpoints = (("grpc", protocols.grpc), ("http", protocols.http))
+    exposed = [(name, e.endpoint) for name, e in endpoints if e is not None and not e.is_loopback]
+    return [
+        f"receivers::otlp::protocols::{name}::endpoint: {endpoint} is not a loopback address and auth is off, so anyone "
+        "who can reach it could write and read usage records; set auth::enabled: true (and create keys with "
+        "`spanmeter keys create`), or bind 127.0.0.1, or set auth::allow_unauthenticated: true if a proxy in front "
+        "authenticates"
+        for name, endpoint in exposed
+    ]

@@ -37,6 +37,11 @@ class Metrics:
             "spanmeter_write_seconds", "Time from queueing records to their commit", registry=r
         )
         self.queue_depth = Gauge("spanmeter_write_queue_records", "Records waiting for the writer", registry=r)
+        self.auth_failures = Counter(
+            "spanmeter_auth_failures", "Requests refused for a missing, invalid or insufficient API key", ["reason"],
+            registry=r,
+        )
+        self.rate_limited = Counter("spanmeter_rate_limited", "Public API calls answered 429", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

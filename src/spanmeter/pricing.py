@@ -17,6 +17,7 @@ from typing import Final
 
 import genai_prices
 from genai_prices import data_snapshot
+from genai_prices import types as genai_types
 
 from spanmeter.record import UsageRecord
 
@@ -82,6 +83,62 @@ def normalise_provider(name: str | None) -> str | None:
         return lowered
 
 
+@dataclass(slots=True, frozen=True)
+class FlatPrices:
+    """A model's prices per million tokens when they are plain numbers, the same at every time of
+    request and for every size: then the cost is four multiplications, not a genai-prices
+    calculation (~70 µs) per record. tests/test_pricing.py checks both give the same Decimal for
+    every such model in the bundled data."""
+
+    input_mtok: Decimal
+    output_mtok: Decimal
+    cache_read_mtok: Decimal
+    cache_write_mtok: Decimal
+    ref: str
+
+    def cost(self, record: UsageRecord) -> Decimal:
+        cache_read = record.cache_read_tokens or 0
+        cache_write = record.cache_write_tokens or 0
+        plain_input = (record.input_tokens or 0) - cache_read - cache_write
+        return (
+            plain_input * self.input_mtok
+            + cache_read * self.cache_read_mtok
+            + cache_write * self.cache_write_mtok
+            + (record.output_tokens or 0) * self.output_mtok
+        ) / MILLION
+
+
+CALC_PRICE: Final = object()
+_UNRESOLVED: Final = object()
+# Price keys a flat-priced model may have: token prices, and per-call extras our usage never counts.
+_FLAT_KEYS: Final = frozenset(
+    {"input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "web_searches_kcount", "storage_searches_kcount"}
+)
+
+
+def _resolve_flat_prices(provider: str | None, model: str) -> FlatPrices | object | None:
+    try:
+        found_provider, info = data_snapshot.get_snapshot().find_provider_model(model, None, provider, None)
+    except LookupError:
+        return None
+    prices = info.prices
+    # Price variants (service tiers) apply only with a price context, which spanmeter does not pass.
+    if not isinstance(prices, genai_types.ModelPrice):
+        return CALC_PRICE  # prices that change with the time of the request
+    values = {k: v for k, v in prices.__dict__.items() if v is not None and not k.startswith("_")}
+    if not set(values) <= _FLAT_KEYS or not all(isinstance(v, Decimal) for v in values.values()):
+        return CALC_PRICE  # tiered prices, audio or image units: genai-prices decomposes those
+    input_mtok = values.get("input_mtok", Decimal(0))
+    return FlatPrices(
+        input_mtok=input_mtok,
+        output_mtok=values.get("output_mtok", Decimal(0)),
+        # genai-prices charges cache tokens at the input price when the model has no cache price
+        cache_read_mtok=values.get("cache_read_mtok", input_mtok),
+        cache_write_mtok=values.get("cache_write_mtok", input_mtok),
+        ref=f"{PRICE_DATA_VERSION} {found_provider.id}/{info.id}",
+    )
+
+
 class Pricer:
     def __init__(
         self,
@@ -95,7 +152,8 @@ class Pricer:
         self.use_bundled_prices = use_bundled_prices
         self.reported_cost_wins = reported_cost_wins
         self.reported_cost_tolerance = reported_cost_tolerance
-        self._unknown: set[tuple[str | None, str]] = set()
+        # (provider, model) → its flat prices, CALC_PRICE (ask genai-prices per record), or None (unknown)
+        self._flat: dict[tuple[str | None, str], FlatPrices | object | None] = {}
 
     def price(self, record: UsageRecord) -> bool:
         """Set cost_usd, cost_source and price_ref of an `llm` record in place.
@@ -129,8 +187,18 @@ class Pricer:
 
     def _bundled(self, record: UsageRecord, model: str) -> tuple[Decimal, str] | None:
         lookup = (record.provider, model)
-        if lookup in self._unknown:
-            return None
+        flat = self._flat.get(lookup, _UNRESOLVED)
+        if flat is _UNRESOLVED:
+            flat = self._flat[lookup] = _resolve_flat_prices(record.provider, model)
+        if flat is None:
+            return None  # neither provider nor model known to genai-prices
+        if isinstance(flat, FlatPrices):
+            return flat.cost(record), flat.ref
+        return self._calc_price(record, model)
+
+    @staticmethod
+    def _calc_price(record: UsageRecord, model: str) -> tuple[Decimal, str] | None:
+        """genai-prices' own calculation: for tiered, time-dependent or unusual prices."""
         usage = genai_prices.Usage(
             input_tokens=record.input_tokens or 0,
             output_tokens=record.output_tokens or 0,
@@ -141,7 +209,6 @@ class Pricer:
         try:
             result = genai_prices.calc_price(usage, model, provider_id=record.provider, genai_request_timestamp=when)
         except LookupError:
-            self._unknown.add(lookup)
             return None
         except ValueError as error:  # inconsistent counts, e.g. more cache reads than input
             log.warning("cannot price %s/%s: %s", record.provider, model, error)

@@ -1,1 +1,38 @@
-"""The HTTP API next to OTLP/HTTP: health, metrics (and, later, the usage query endpoints)."""
+"""The HTTP API next to OTLP/HTTP: health and metrics, the usage query API, public adoption rows,
+and the API-key middleware in front of every route."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+
+from spanmeter.api import adoption, usage
+from spanmeter.api.auth_http import AuthMiddleware
+from spanmeter.api.errors import ApiError, api_error_handler, validation_error_handler
+from spanmeter.api.ratelimit import RateLimiter
+from spanmeter.auth import Authenticator
+from spanmeter.config import Config
+from spanmeter.metrics import Metrics
+from spanmeter.store.queries import QueryStore
+
+
+def install(
+    app: FastAPI, store: QueryStore, config: Config, metrics: Metrics, authenticator: Authenticator
+) -> None:
+    """Add the query and adoption routes, their error handlers and the auth middleware to `app`."""
+    settings = config.api.adoption
+    app.include_router(usage.create_router(store))
+    limiter = RateLimiter(settings.rate_limit.requests, settings.rate_limit.window_seconds)
+    app.include_router(
+        adoption.create_router(
+            store, min_developers=settings.min_developers, limiter=limiter, metrics=metrics
+        )
+    )
+    app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_middleware(
+        AuthMiddleware,
+        authenticator=authenticator,
+        public_workspace=settings.public_workspace,
+        metrics=metrics,
+    )

@@ -28,6 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from spanmeter.auth import request_workspace
 from spanmeter.convert.logs import convert_logs
 from spanmeter.convert.spans import ConvertOptions, Converted, convert_traces
 from spanmeter.errors import Overloaded, StorageError
@@ -75,7 +76,9 @@ class Ingest:
         self.metrics = metrics
 
     def _options(self, workspace: str | None) -> ConvertOptions:
-        return self.options if workspace is None else replace(self.options, workspace=workspace)
+        # Explicit, else the API key's (bound by the auth middleware / interceptor), else the config's.
+        workspace = workspace or request_workspace(self.options.workspace)
+        return self.options if workspace == self.options.workspace else replace(self.options, workspace=workspace)
 
     async def export_traces(
         self, request: ExportTraceServiceRequest, transport: str, workspace: str | None = None

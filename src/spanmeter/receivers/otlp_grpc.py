@@ -11,7 +11,7 @@ and in the standard `grpc-status-details-bin`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -41,8 +41,12 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], refusal: Refusal) -
     await context.abort(code, refusal.message, trailing_metadata=tuple(metadata))
 
 
-def create_server(ingest: Ingest, max_request_bytes: int) -> grpc.aio.Server:
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_request_bytes)])
+def create_server(
+    ingest: Ingest, max_request_bytes: int, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
+) -> grpc.aio.Server:
+    server = grpc.aio.server(
+        options=[("grpc.max_receive_message_length", max_request_bytes)], interceptors=list(interceptors)
+    )
     for signal in SIGNALS:
         handler = grpc.unary_unary_rpc_method_handler(_export(signal, ingest))
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(signal.grpc_service, {"Export": handler}),))

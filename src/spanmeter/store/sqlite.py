@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -25,6 +26,8 @@ from sqlite_utils.migrations import Migrations
 from spanmeter.errors import Overloaded, StorageError
 from spanmeter.record import UsageRecord
 from spanmeter.store.base import RecordFilter, WriteResult
+from spanmeter.store.sqlite_keys import SQLiteKeys
+from spanmeter.store.sqlite_queries import SQLiteQueries
 from spanmeter.store.schema import (
     COLUMNS,
     CONTENT_COLUMNS,
@@ -58,6 +61,46 @@ def _m001_records(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX records_customer ON records (workspace, customer_id, seq)")
 
 
+@migrations(name="m002_query_indexes")
+def _m002_query_indexes(db: sqlite_utils.Database) -> None:
+    # Pages of the query API walk seq (the rowid, implicit at the end of each index) per workspace.
+    db.execute("CREATE INDEX records_workspace ON records (workspace)")
+    db.execute("CREATE INDEX records_type ON records (workspace, type)")
+    db.execute(
+        "CREATE INDEX records_conversation ON records (workspace, conversation_id) WHERE conversation_id IS NOT NULL"
+    )
+    # meta[key]=value filters: one row per meta entry, kept by a trigger so the hot path is unchanged.
+    db.execute(
+        "CREATE TABLE record_meta (workspace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+        " seq INTEGER NOT NULL, PRIMARY KEY (workspace, key, value, seq)) WITHOUT ROWID"
+    )
+    select_meta = (
+        "SELECT {r}.workspace, j.key, COALESCE(CAST(j.value AS TEXT), ''), {r}.seq FROM json_each({r}.meta) AS j"
+    )
+    db.execute(
+        "CREATE TRIGGER records_meta_insert AFTER INSERT ON records"
+        " WHEN NEW.meta IS NOT NULL AND json_valid(NEW.meta) BEGIN"
+        f" INSERT OR IGNORE INTO record_meta (workspace, key, value, seq) {select_meta.format(r='NEW')}; END"
+    )
+    db.execute(
+        "INSERT OR IGNORE INTO record_meta (workspace, key, value, seq) "
+        + select_meta.format(r="records").replace("FROM json_each", "FROM records, json_each")
+        + " WHERE records.meta IS NOT NULL AND json_valid(records.meta)"
+    )
+
+
+@migrations(name="m003_api_keys")
+def _m003_api_keys(db: sqlite_utils.Database) -> None:
+    db.execute(
+        "CREATE TABLE api_keys (id TEXT PRIMARY KEY, workspace TEXT NOT NULL, name TEXT NOT NULL,"
+        " prefix TEXT NOT NULL, key_hash TEXT NOT NULL UNIQUE, scopes TEXT NOT NULL, state TEXT NOT NULL,"
+        " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)"
+    )
+    # Signs query cursors; kept in the database so every instance on it accepts the others' cursors.
+    db.execute("CREATE TABLE spanmeter_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO spanmeter_secrets VALUES ('cursor', ?)", [os.urandom(32).hex()])
+
+
 def connect(path: str | Path, *, timeout: float = 5.0) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -72,7 +115,7 @@ class _Job:
     result: WriteResult = field(default_factory=WriteResult)
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteQueries, SQLiteKeys):
     def __init__(
         self,
         path: str | Path,
@@ -114,6 +157,7 @@ class SQLiteStore:
             self._queue.put(None)
             await asyncio.to_thread(self._writer.join)
             self._writer = None
+        self.close_readers()
 
     @property
     def queued(self) -> int:

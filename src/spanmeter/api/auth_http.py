@@ -1,0 +1,72 @@
+"""API-key authentication for every HTTP route, as ASGI middleware.
+
+Each request is classified by path: public (health, metrics, the OpenAPI document), public with
+an optional key (adoption rows), read (other GETs) or ingest (everything else). The principal goes
+to `request.state.principal` and its workspace into `spanmeter.auth.request_workspace()`, so ingest
+handlers written without auth in mind still store records in the key's workspace.
+Refusals: OTLP paths (/v1/...) answer a google.rpc.Status in the request's content type, as the
+OTLP spec asks of errors; every other path answers `{"ok": false, "error": ...}`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from google.rpc import code_pb2, status_pb2
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from spanmeter.api.errors import error_response
+from spanmeter.auth import Authenticator, AuthError, Principal, key_from_headers, request_workspace_scope
+from spanmeter.metrics import Metrics
+from spanmeter.receivers.decode import CONTENT_TYPES, JSON, encode
+
+PUBLIC_PATHS: Final = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+)
+OPTIONAL_KEY_PREFIXES: Final = ("/api/v1/adoption", "/api/v1/agent-rank")
+_READ_METHODS: Final = frozenset({"GET", "HEAD"})
+
+
+class AuthMiddleware:
+    def __init__(
+        self, app: ASGIApp, *, authenticator: Authenticator, public_workspace: str | None, metrics: Metrics
+    ) -> None:
+        self.app = app
+        self.authenticator = authenticator
+        self.public_workspace = public_workspace
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        key = key_from_headers(headers.get("authorization"), headers.get("x-api-key"))
+        path: str = scope["path"]
+        try:
+            if path.startswith(OPTIONAL_KEY_PREFIXES):
+                principal: Principal = self.authenticator.optional(key, self.public_workspace)
+            else:
+                needed = "read" if scope["method"] in _READ_METHODS else "ingest"
+                principal = self.authenticator.authenticate(key, needed)
+        except AuthError as error:
+            self.metrics.auth_failures.labels("forbidden" if error.status == 403 else "unauthenticated").inc()
+            await _refuse(error, path, headers)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        with request_workspace_scope(principal.workspace if principal.key_id else None):
+            await self.app(scope, receive, send)
+
+
+def _refuse(error: AuthError, path: str, headers: Headers) -> ASGIApp:
+    extra = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+    if not path.startswith("/v1/"):
+        return error_response(error.message, error.status, extra)
+    from starlette.responses import Response
+
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    media = content_type if content_type in CONTENT_TYPES else JSON
+    code = code_pb2.UNAUTHENTICATED if error.status == 401 else code_pb2.PERMISSION_DENIED
+    body = encode(status_pb2.Status(code=code, message=error.message), media)
+    return Response(body, status_code=error.status, media_type=media, headers=extra)

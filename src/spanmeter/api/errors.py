@@ -1,0 +1,66 @@
+"""One error shape for the REST API: `{"ok": false, "error": "<message>"}` (the LLMtrack contract's).
+
+FastAPI answers invalid query parameters with 422 and its own body; under /api/ we answer 400
+with a message that names the parameter, as the records-API contract asks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+from fastapi import Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    ok: Literal[False] = False
+    error: str = Field(description="what was wrong, and how to fix it")
+
+
+class ApiError(Exception):
+    def __init__(self, message: str, status: int = 400, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.headers = headers or {}
+
+
+def error_response(message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": message}, status_code=status, headers=headers)
+
+
+# OpenAPI `responses` for the query endpoints. Declaring "4XX" also keeps FastAPI from
+# documenting a 422 that these endpoints never send.
+ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    400: {"model": ErrorBody, "description": "invalid parameter (the message names it)"},
+    401: {
+        "model": ErrorBody,
+        "description": "Missing API key / Invalid API key / Revoked API key / Inactive API key",
+    },
+    403: {"model": ErrorBody, "description": "the API key lacks the needed scope"},
+    "4XX": {"model": ErrorBody, "description": "other client errors"},
+}
+
+
+async def api_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.message, exc.status, exc.headers)
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    if not request.url.path.startswith("/api/"):
+        return await request_validation_exception_handler(request, exc)
+    return error_response(describe_validation(exc), 400)
+
+
+def describe_validation(exc: RequestValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ()) if part not in ("query", "path", "header", "body")]
+        name = ".".join(loc) or "request"
+        problems.append(f"{name}: {error.get('msg', 'invalid value')}")
+    return "; ".join(problems)

@@ -1,0 +1,257 @@
+"""`GET /api/v1/usage/records`, `/usage/series`, `/usage/snapshot`: the workspace reads its usage.
+
+Every query is scoped to the caller's workspace (the API key's; the configured one when auth is
+off). Handlers are plain `def`: FastAPI runs them in its thread pool, so SQLite reads never block
+the event loop that receives spans.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Final, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPBearer
+
+from spanmeter.api.cursor import decode_cursor, encode_cursor
+from spanmeter.api.errors import ERROR_RESPONSES, ApiError
+from spanmeter.api.models import RecordsPage, Series, Snapshot, UsageItem
+from spanmeter.auth import Principal
+from spanmeter.pricing import from_nano
+from spanmeter.record import UsageRecord, format_ns
+from spanmeter.store.queries import EQUALITY_FILTERS, QueryStore, RecordQuery, decimal_string
+from spanmeter.store.sqlite_queries import DAY_NS
+
+SERIES_DAYS: Final = 90
+MAX_TAKE: Final = 500
+MAX_META_FILTERS: Final = 10
+_META_PARAM: Final = re.compile(r"^meta\[(.+)\]$", re.DOTALL)
+_INT64_MAX: Final = 2**63 - 1
+_FILTER_CHARS: Final = 4096
+
+# Documentation only: the AuthMiddleware enforces keys; these make OpenAPI show both schemes.
+bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="the API key")
+
+
+def principal(request: Request) -> Principal:
+    found = getattr(request.state, "principal", None)
+    if not isinstance(found, Principal):  # the middleware always sets it; never serve without it
+        raise ApiError("unauthenticated request", 401)
+    return found
+
+
+CallerDep = Annotated[Principal, Depends(principal)]
+Filter = Annotated[str | None, Query(max_length=_FILTER_CHARS)]
+
+_META_DOC: Final = {
+    "parameters": [
+        {
+            "name": "meta",
+            "in": "query",
+            "required": False,
+            "style": "deepObject",
+            "explode": True,
+            "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+            "description": "metadata filters, deep-object syntax: meta[key]=value (all must match; at most 10)",
+        }
+    ]
+}
+
+
+def create_router(store: QueryStore, clock: Callable[[], int] = time.time_ns) -> APIRouter:
+    router = APIRouter(
+        prefix="/api/v1/usage",
+        tags=["usage"],
+        dependencies=[Security(bearer), Security(api_key_header)],
+        responses=ERROR_RESPONSES,
+    )
+
+    @router.get(
+        "/records",
+        response_model=RecordsPage,
+        summary="Usage records, newest first, with cursor pagination",
+        openapi_extra=_META_DOC,
+    )
+    def list_records(
+        request: Request,
+        caller: CallerDep,
+        cursor: Annotated[str | None, Query(max_length=512, description="from the previous page")] = None,
+        order: Annotated[Literal["asc", "desc"], Query(description="by insertion order")] = "desc",
+        take: Annotated[int, Query(ge=1, le=MAX_TAKE, description="page size")] = 50,
+        type: Filter = None,
+        conversation_id: Annotated[Filter, Query(alias="conversationId")] = None,
+        message_id: Annotated[Filter, Query(alias="messageId")] = None,
+        task_id: Annotated[Filter, Query(alias="taskId")] = None,
+        contact_id: Annotated[Filter, Query(alias="contactId")] = None,
+        blueprint_id: Annotated[Filter, Query(alias="blueprintId")] = None,
+        bot_id: Annotated[Filter, Query(alias="botId")] = None,
+        dataset_id: Annotated[Filter, Query(alias="datasetId")] = None,
+        skillset_id: Annotated[Filter, Query(alias="skillsetId")] = None,
+        ability_id: Annotated[Filter, Query(alias="abilityId")] = None,
+        customer: Annotated[Filter, Query(description="customer_id")] = None,
+        kind: Annotated[Literal["llm", "event", "meter"] | None, Query()] = None,
+        provider: Filter = None,
+        model: Annotated[Filter, Query(description="response model or request model")] = None,
+        from_: Annotated[
+            datetime | None, Query(alias="from", description="occurredAt >= from (ISO-8601)")
+        ] = None,
+        to: Annotated[datetime | None, Query(description="occurredAt < to (ISO-8601)")] = None,
+    ) -> JSONResponse:
+        given = {
+            "type": type, "conversationId": conversation_id, "messageId": message_id, "taskId": task_id,
+            "contactId": contact_id, "blueprintId": blueprint_id, "botId": bot_id, "datasetId": dataset_id,
+            "skillsetId": skillset_id, "abilityId": ability_id, "customer": customer, "kind": kind,
+            "provider": provider,
+        }  # fmt: skip
+        query = RecordQuery(
+            workspace=caller.workspace,
+            order=order,
+            limit=take + 1,  # one more tells whether a next page exists
+            equals=tuple(
+                (EQUALITY_FILTERS[name], value) for name, value in given.items() if value is not None
+            ),
+            model=model,
+            from_ns=_ns(from_),
+            to_ns=_ns(to),
+            meta=_meta_filters(request),
+        )
+        secret = store.cursor_secret()
+        if cursor is not None:
+            query = _with_after(query, decode_cursor(secret, query, cursor))
+        rows = store.query_records(query)
+        more = len(rows) > take
+        rows = rows[:take]
+        next_cursor = encode_cursor(secret, _with_after(query, None), rows[-1][0]) if more else None
+        items = [
+            item_of(record).model_dump(mode="json", by_alias=True, exclude_none=True) for _, record in rows
+        ]
+        return JSONResponse({"items": items, "cursor": next_cursor})
+
+    @router.get("/series", response_model=Series, summary="The last 90 days, one point per UTC day")
+    def series(
+        caller: CallerDep,
+        customer: Annotated[Filter, Query(description="only this customer_id")] = None,
+    ) -> Series:
+        today = clock() // DAY_NS
+        first = today - SERIES_DAYS + 1
+        start, end = first * DAY_NS, (today + 1) * DAY_NS
+        totals = {t.day: t for t in store.daily_totals(caller.workspace, customer, start, end)}
+        new = store.new_conversations(caller.workspace, customer, start, end)
+        days = range(first, today + 1)
+        ms = {day: day * 86_400_000 for day in days}
+        empty: dict[str, Any] = {"tokens": 0, "messages": 0, "cost_nano": 0}
+        return Series.model_validate(
+            {
+                "tokens": [{"timestamp": ms[d], "total": _get(totals, d, "tokens", empty)} for d in days],
+                "conversations": [{"timestamp": ms[d], "total": new.get(d, 0)} for d in days],
+                "messages": [{"timestamp": ms[d], "total": _get(totals, d, "messages", empty)} for d in days],
+                "cost": [
+                    {"timestamp": ms[d], "total": _money(_get(totals, d, "cost_nano", empty))} for d in days
+                ],
+            }
+        )
+
+    @router.get(
+        "/snapshot",
+        response_model=Snapshot,
+        summary="Totals of the current billing period (calendar month, UTC)",
+    )
+    def snapshot(
+        caller: CallerDep,
+        customer: Annotated[Filter, Query(description="only this customer_id")] = None,
+    ) -> Snapshot:
+        now = datetime.fromtimestamp(clock() / 1e9, UTC)
+        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        end = (
+            start.replace(year=start.year + 1, month=1)
+            if start.month == 12
+            else start.replace(month=start.month + 1)
+        )
+        start_ns, end_ns = int(start.timestamp()) * 1_000_000_000, int(end.timestamp()) * 1_000_000_000
+        totals = store.period_totals(caller.workspace, customer, start_ns, end_ns)
+        return Snapshot(
+            period_start=format_ns(start_ns),
+            period_end=format_ns(end_ns),
+            customer=customer,
+            tokens=totals.tokens,
+            input_tokens=totals.input_tokens,
+            output_tokens=totals.output_tokens,
+            messages=totals.messages,
+            conversations=totals.conversations,
+            events=totals.events,
+            meter_records=totals.meter_records,
+            cost=_money(totals.cost_nano),
+        )
+
+    return router
+
+
+def item_of(record: UsageRecord) -> UsageItem:
+    values = record.to_dict()
+    for money in ("cost_usd", "reported_cost_usd", "quantity"):
+        amount = getattr(record, money)
+        values[money] = None if amount is None else decimal_string(amount)
+    created = values.pop("received_at")
+    values.update(created_at=created, updated_at=created, count=count_of(record), tags=record.tags or None)
+    return UsageItem.model_validate(values)
+
+
+def count_of(record: UsageRecord) -> int | float:
+    """Units of a record: total tokens (llm), quantity (meter), 1 (event)."""
+    if record.kind == "llm":
+        if record.total_tokens is not None:
+            return record.total_tokens
+        return (record.input_tokens or 0) + (record.output_tokens or 0)
+    if record.kind == "meter" and record.quantity is not None:
+        quantity: Decimal = record.quantity
+        return int(quantity) if quantity == quantity.to_integral_value() else float(quantity)
+    return 1
+
+
+def _meta_filters(request: Request) -> tuple[tuple[str, str], ...]:
+    found: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        match = _META_PARAM.match(name)
+        if match is None:
+            continue
+        key = match.group(1)
+        if len(key) > _FILTER_CHARS or len(value) > _FILTER_CHARS:
+            raise ApiError(f"meta[{key[:40]}]: longer than {_FILTER_CHARS} characters")
+        if key in found and found[key] != value:
+            raise ApiError(f"meta[{key[:40]}]: given twice with different values")
+        found[key] = value
+    if len(found) > MAX_META_FILTERS:
+        raise ApiError(f"meta: at most {MAX_META_FILTERS} meta[key]=value filters")
+    return tuple(sorted(found.items()))
+
+
+def _ns(when: datetime | None) -> int | None:
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # naive times are UTC
+    delta = when - datetime(1970, 1, 1, tzinfo=UTC)
+    ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    return max(-_INT64_MAX, min(ns, _INT64_MAX))  # SQLite integers are int64
+
+
+def _with_after(query: RecordQuery, seq: int | None) -> RecordQuery:
+    from dataclasses import replace
+
+    return replace(query, after_seq=seq)
+
+
+def _get(totals: dict[int, Any], day: int, name: str, empty: dict[str, Any]) -> int:
+    found = totals.get(day)
+    value: int = empty[name] if found is None else getattr(found, name)
+    return value
+
+
+def _money(nano: int) -> str:
+    return decimal_string(from_nano(nano))

@@ -1,0 +1,68 @@
+"""API-key authentication for OTLP/gRPC: a server interceptor over every service.
+
+Keys come as metadata, `authorization: Bearer <key>` or `x-api-key: <key>` (what OTel SDKs send
+with OTEL_EXPORTER_OTLP_HEADERS). A refused call ends with UNAUTHENTICATED (or PERMISSION_DENIED
+for a key without the ingest scope) and the same messages as HTTP. An accepted call runs with the
+key's workspace bound (`spanmeter.auth.request_workspace`), so its records land there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from spanmeter.auth import Authenticator, AuthError, key_from_headers, request_workspace_scope
+from spanmeter.metrics import Metrics
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc has no stubs here
+    def __init__(self, authenticator: Authenticator, metrics: Metrics) -> None:
+        self.authenticator = authenticator
+        self.metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        metadata = {m.key: m.value for m in handler_call_details.invocation_metadata or ()}
+        key = key_from_headers(_text(metadata.get("authorization")), _text(metadata.get("x-api-key")))
+        try:
+            principal = self.authenticator.authenticate(key, "ingest")
+        except AuthError as error:
+            self.metrics.auth_failures.labels("forbidden" if error.status == 403 else "unauthenticated").inc()
+            return _refusal(error)
+        handler = await continuation(handler_call_details)
+        if handler is None or principal.key_id is None or handler.unary_unary is None:
+            return handler
+        return _bound(handler, principal.workspace)
+
+
+def _text(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _refusal(error: AuthError) -> grpc.RpcMethodHandler:
+    code = grpc.StatusCode.UNAUTHENTICATED if error.status == 401 else grpc.StatusCode.PERMISSION_DENIED
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await context.abort(code, error.message)
+
+    return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+def _bound(handler: grpc.RpcMethodHandler, workspace: str) -> grpc.RpcMethodHandler:
+    """The same unary handler, run with `workspace` bound for its records."""
+    inner = handler.unary_unary
+
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        with request_workspace_scope(workspace):
+            return await inner(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(
+        call,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )

@@ -1,0 +1,251 @@
+"""The SQLite side of the query API: record pages, daily series, period totals, adoption rows.
+
+Reads use a small pool of read-only connections (WAL lets them run beside the writer). Pages are
+keyed on `seq`, the insertion order: SQLite's single writer assigns it in commit order, so a
+cursor `seq < N` (desc) or `seq > N` (asc) neither skips nor repeats records inserted meanwhile.
+Meta filters go through `record_meta` (one row per meta entry, filled by a trigger; migration
+m002), whose primary key (workspace, key, value, seq) drives a filtered page in seq order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
+
+from spanmeter.record import EVENT_FAMILIES, UsageRecord
+from spanmeter.store.queries import (
+    EQUALITY_FILTERS,
+    DailyTotals,
+    PeriodTotals,
+    ProductAdoption,
+    RecordQuery,
+)
+from spanmeter.store.schema import COLUMNS, row_to_record
+
+DAY_NS: Final = 86_400 * 1_000_000_000
+_ALLOWED_COLUMNS: Final = frozenset(EQUALITY_FILTERS.values())
+_RECORD_COLUMNS: Final = ", ".join(f"r.{c}" for c in COLUMNS)
+# Tokens of one LLM record: total when the emitter gave it, else input + output.
+_TOKENS: Final = "COALESCE(total_tokens, COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0))"
+_DEVELOPER: Final = "COALESCE(user_id, email)"
+_ACTIVATED_FAMILIES: Final = ("activation", "retention", "expansion", "commercial")
+_POOL_SIZE: Final = 4
+
+
+class _ReadPool:
+    """Up to `size` read connections, opened on demand, all closed by `close`."""
+
+    def __init__(self, path: Path, timeout: float, size: int = _POOL_SIZE) -> None:
+        self._path = path
+        self._timeout = timeout
+        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._size = size
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            conn = self._open()
+        try:
+            yield conn
+        finally:
+            with self._lock:
+                pooled = conn in self._all
+            if pooled:
+                self._idle.put(conn)
+            else:
+                conn.close()
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            str(self._path), timeout=self._timeout, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA query_only=ON")
+        with self._lock:
+            if len(self._all) < self._size:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+
+
+class SQLiteQueries:
+    """Mixed into SQLiteStore (which provides `path` and `busy_timeout`)."""
+
+    path: Path
+    busy_timeout: float
+    _read_pool: _ReadPool | None = None
+    _secret: bytes | None = None
+
+    def _reader(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        if self._read_pool is None:
+            self._read_pool = _ReadPool(self.path, self.busy_timeout)
+        return self._read_pool.connection()
+
+    def close_readers(self) -> None:
+        if self._read_pool is not None:
+            self._read_pool.close()
+            self._read_pool = None
+
+    def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        with self._reader() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    # --- records -----------------------------------------------------------------------------
+    def query_records(self, query: RecordQuery) -> list[tuple[int, UsageRecord]]:
+        sql, params = build_page_sql(query)
+        return [(row[0], row_to_record(row[1:])) for row in self._fetch(sql, params)]
+
+    # --- series and totals -------------------------------------------------------------------
+    def daily_totals(
+        self, workspace: str, customer: str | None, start_ns: int, end_ns: int
+    ) -> list[DailyTotals]:
+        where, params = _scope(workspace, customer, start_ns, end_ns)
+        sql = (
+            f"SELECT occurred_at / {DAY_NS} AS day,"
+            f" SUM(CASE WHEN kind = 'llm' THEN {_TOKENS} ELSE 0 END),"
+            " SUM(kind = 'llm'), SUM(COALESCE(cost_usd_nano, 0))"
+            f" FROM records WHERE {where} GROUP BY day"
+        )
+        return [
+            DailyTotals(day, tokens or 0, messages or 0, cost or 0)
+            for day, tokens, messages, cost in self._fetch(sql, params)
+        ]
+
+    def new_conversations(
+        self, workspace: str, customer: str | None, start_ns: int, end_ns: int
+    ) -> dict[int, int]:
+        where, params = _scope(workspace, customer, None, None)
+        sql = (
+            f"SELECT first / {DAY_NS} AS day, COUNT(*) FROM ("
+            f" SELECT MIN(occurred_at) AS first FROM records WHERE {where} AND conversation_id IS NOT NULL"
+            " GROUP BY conversation_id"
+            ") WHERE first >= ? AND first < ? GROUP BY day"
+        )
+        return dict(self._fetch(sql, [*params, start_ns, end_ns]))
+
+    def period_totals(self, workspace: str, customer: str | None, start_ns: int, end_ns: int) -> PeriodTotals:
+        where, params = _scope(workspace, customer, start_ns, end_ns)
+        sql = (
+            f"SELECT SUM(CASE WHEN kind = 'llm' THEN {_TOKENS} ELSE 0 END),"
+            " SUM(CASE WHEN kind = 'llm' THEN COALESCE(input_tokens, 0) ELSE 0 END),"
+            " SUM(CASE WHEN kind = 'llm' THEN COALESCE(output_tokens, 0) ELSE 0 END),"
+            " SUM(kind = 'llm'), SUM(kind = 'event'), SUM(kind = 'meter'),"
+            " COUNT(DISTINCT conversation_id), SUM(COALESCE(cost_usd_nano, 0))"
+            f" FROM records WHERE {where}"
+        )
+        row = self._fetch(sql, params)[0]
+        return PeriodTotals(*(value or 0 for value in row))
+
+    # --- adoption ----------------------------------------------------------------------------
+    def product_adoption(self, workspace: str, since_ns: int, category: str | None) -> list[ProductAdoption]:
+        families = ", ".join(f"SUM(event_family = '{family}')" for family in EVENT_FAMILIES)
+        activated = ", ".join(f"'{family}'" for family in _ACTIVATED_FAMILIES)
+        clauses = [
+            "workspace = ?",
+            "kind = 'event'",
+            "occurred_at >= ?",
+            "(product_id IS NOT NULL OR product_name IS NOT NULL)",
+        ]
+        params: list[Any] = [workspace, since_ns]
+        if category is not None:
+            clauses.append("product_category = ?")
+            params.append(category)
+        sql = (
+            "SELECT MAX(product_id), MAX(product_name), MAX(product_type), MAX(product_category),"
+            f" COUNT(DISTINCT {_DEVELOPER}), COUNT(DISTINCT account_domain), COUNT(*),"
+            f" COUNT(DISTINCT CASE WHEN event_family IN ({activated}) THEN {_DEVELOPER} END), {families}"
+            f" FROM records WHERE {' AND '.join(clauses)}"
+            " GROUP BY COALESCE(product_id, product_name)"
+        )
+        rows = []
+        for row in self._fetch(sql, params):
+            counts = dict(zip(EVENT_FAMILIES, (n or 0 for n in row[8:]), strict=True))
+            product_id, name, type_, category, developers, accounts, events, activated = row[:8]
+            rows.append(
+                ProductAdoption(
+                    product_id, name, type_, category, developers, accounts, events, activated, counts
+                )
+            )
+        return rows
+
+    # --- cursor signing ----------------------------------------------------------------------
+    def cursor_secret(self) -> bytes:
+        if self._secret is None:
+            found = self._fetch("SELECT value FROM spanmeter_secrets WHERE name = 'cursor'", [])
+            self._secret = bytes.fromhex(found[0][0]) if found else os.urandom(32)
+        return self._secret
+
+
+def build_page_sql(query: RecordQuery) -> tuple[str, list[Any]]:
+    """SELECT seq, COLUMNS... for one page. Public for the query-plan test."""
+    clauses = ["r.workspace = ?"]
+    params: list[Any] = [query.workspace]
+    for column, value in query.equals:
+        if column not in _ALLOWED_COLUMNS:  # columns come from EQUALITY_FILTERS, never from a client
+            raise ValueError(f"not a filter column: {column}")
+        clauses.append(f"r.{column} = ?")
+        params.append(value)
+    if query.model is not None:
+        clauses.append("(r.response_model = ? OR r.request_model = ?)")
+        params += [query.model, query.model]
+    if query.from_ns is not None:
+        clauses.append("r.occurred_at >= ?")
+        params.append(query.from_ns)
+    if query.to_ns is not None:
+        clauses.append("r.occurred_at < ?")
+        params.append(query.to_ns)
+    direction, compare = ("DESC", "<") if query.order == "desc" else ("ASC", ">")
+    if not query.meta:
+        if query.after_seq is not None:
+            clauses.append(f"r.seq {compare} ?")
+            params.append(query.after_seq)
+        sql = f"SELECT r.seq, {_RECORD_COLUMNS} FROM records r WHERE {' AND '.join(clauses)} ORDER BY r.seq {direction} LIMIT ?"
+        return sql, [*params, query.limit]
+    # The first meta filter drives the page through record_meta's primary key, in seq order.
+    (key, value), more = query.meta[0], query.meta[1:]
+    driver = ["m.workspace = ?", "m.key = ?", "m.value = ?"]
+    driver_params: list[Any] = [query.workspace, key, value]
+    if query.after_seq is not None:
+        driver.append(f"m.seq {compare} ?")
+        driver_params.append(query.after_seq)
+    for extra_key, extra_value in more:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM record_meta x WHERE x.workspace = r.workspace AND x.key = ? AND x.value = ?"
+            " AND x.seq = r.seq)"
+        )
+        params += [extra_key, extra_value]
+    sql = (
+        f"SELECT r.seq, {_RECORD_COLUMNS} FROM record_meta m CROSS JOIN records r ON r.seq = m.seq"
+        f" WHERE {' AND '.join(driver + clauses)} ORDER BY m.seq {direction} LIMIT ?"
+    )
+    return sql, [*driver_params, *params, query.limit]
+
+
+def _scope(
+    workspace: str, customer: str | None, start_ns: int | None, end_ns: int | None
+) -> tuple[str, list[Any]]:
+    clauses, params = ["workspace = ?"], [workspace]  # type: list[str], list[Any]
+    if customer is not None:
+        clauses.append("customer_id = ?")
+        params.append(customer)
+    if start_ns is not None:
+        clauses.append("occurred_at >= ?")
+        params.append(start_ns)
+    if end_ns is not None:
+        clauses.append("occurred_at < ?")
+        params.append(end_ns)
+    return " AND ".join(clauses), params
