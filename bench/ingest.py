@@ -1,0 +1,558 @@
+#!/usr/bin/env python
+"""Ingest benchmark: spanmeter vs the bare-minimum receiver, side by side, on the same requests.
+
+    python bench/ingest.py [--quick] [--json FILE] [--concurrency 4] [--profile DIR] ...
+
+For each case (gRPC / HTTP protobuf × 1 / 512 spans per request) the same pre-serialised
+requests of real-shaped GenAI spans (bench/otlpgen.py) go to:
+  - spanmeter: `spanmeter serve -c <tmp config>` on free 127.0.0.1 ports, a fresh SQLite file;
+  - bare: bench/baseline.py --mode bare (parse, extract the GenAI attributes, INSERT OR IGNORE);
+  - noop: bench/baseline.py --mode noop (parse only)  [and `extract` if asked for].
+Each receiver is a separate process pinned to one core; this load generator is pinned to the
+other. A warm-up prefix of the requests is sent untimed, then the rest with `--concurrency`
+requests in flight. Every run is bounded by its request count and `--max-seconds`.
+After each run the server's peak RSS (VmHWM) is read, the server is stopped with SIGTERM and its
+SQLite file is checked: rows == unique spans sent (and, for spanmeter, every successful call priced).
+See bench/README.md for what the columns mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import loadgen
+import otlpgen
+import profile_top
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --- machine, pinning ---------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def plan_cpus(server_cpu: int | None, client_cpu: int | None) -> tuple[int | None, int | None]:
+    """Pin this process (the client) to one CPU and return the CPU for the servers."""
+    try:
+        available = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return None, None
+    if len(available) < 2:
+        print(
+            f"note: only {len(available)} CPU available; no pinning, client and server share it",
+            file=sys.stderr,
+        )
+        return None, None
+    server = available[0] if server_cpu is None else server_cpu
+    client = next(c for c in available if c != server) if client_cpu is None else client_cpu
+    os.sched_setaffinity(0, {client})
+    return server, client
+
+
+def spanmeter_version() -> str:
+    """The package version and the git commit of the tree the editable install runs (with '+dirty')."""
+    try:
+        import spanmeter
+
+        version = spanmeter.__version__
+        source = Path(spanmeter.__file__).resolve().parent
+    except ImportError:
+        return "not installed"
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return f"{version} ({commit}{'+dirty' if dirty else ''}, {source})"
+    except (OSError, subprocess.CalledProcessError):
+        return f"{version} ({source})"
+
+
+# --- server processes ---------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def spanmeter_command() -> list[str]:
+    script = Path(sys.executable).parent / "spanmeter"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from spanmeter.cli import main; sys.exit(main())"]
+
+
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    workdir: Path
+    grpc_port: int
+    http_port: int
+    cpu: int | None
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        log = open(self.workdir / "server.log", "wb")  # noqa: SIM115 - closed with the process
+        cpu = self.cpu
+
+        def pin() -> None:
+            if cpu is not None:
+                os.sched_setaffinity(0, {cpu})
+
+        self.process = subprocess.Popen(
+            self.argv,
+            cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=pin,  # noqa: PLW1509 - only sets the CPU affinity
+            start_new_session=True,
+        )
+        log.close()
+        try:
+            self._wait_listening(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_listening(self, timeout: float) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        pending = {self.grpc_port, self.http_port}
+        while pending:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not listen within {timeout}s:\n{self.log_tail()}")
+            for port in tuple(pending):
+                with socket.socket() as sock:
+                    if sock.connect_ex(("127.0.0.1", port)) == 0:
+                        pending.discard(port)
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def cpu_seconds(self) -> float:
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime, all threads
+
+    def stop(self, timeout: float = 60) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+            return None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join((self.workdir / "server.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def make_server(receiver: str, workdir: Path, cpu: int | None, http_baseline: str) -> Server:
+    workdir.mkdir(parents=True)
+    grpc_port, http_port = free_port(), free_port()
+    if receiver == "spanmeter":
+        config = workdir / "spanmeter.yaml"
+        config.write_text(
+            "receivers:\n  otlp:\n    protocols:\n"
+            f'      grpc: {{endpoint: "127.0.0.1:{grpc_port}"}}\n'
+            f'      http: {{endpoint: "127.0.0.1:{http_port}"}}\n'
+            f'storage:\n  sqlite: {{path: "{workdir / "spanmeter.db"}"}}\n'
+        )
+        argv = [*spanmeter_command(), "serve", "-c", str(config)]
+    else:
+        argv = [
+            sys.executable,
+            str(HERE / "baseline.py"),
+            "--mode",
+            receiver,
+            "--grpc-port",
+            str(grpc_port),
+            "--http-port",
+            str(http_port),
+            "--db",
+            str(workdir / "baseline.db"),
+            "--http-server",
+            http_baseline,
+        ]
+    return Server(receiver, argv, workdir, grpc_port, http_port, cpu)
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time spent by everything on the machine (all CPUs), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+def count_rows(receiver: str, workdir: Path) -> tuple[int | None, int | None]:
+    """(rows, priced rows) in the receiver's database after it stopped; None where not applicable."""
+    if receiver == "spanmeter":
+        with sqlite3.connect(workdir / "spanmeter.db") as conn:
+            rows, priced = conn.execute("SELECT count(*), count(cost_usd_nano) FROM records").fetchone()
+        return rows, priced
+    if receiver == "bare":
+        with sqlite3.connect(workdir / "baseline.db") as conn:
+            return conn.execute("SELECT count(*) FROM spans").fetchone()[0], None
+    return None, None
+
+
+# --- one run ------------------------------------------------------------------------------------
+@dataclass
+class Case:
+    transport: str
+    batch: int
+    warmup: int
+    requests: int
+    bodies: list[bytes]
+
+
+async def run_one(
+    receiver: str, case: Case, pool: otlpgen.SpanPool, args: argparse.Namespace, tmp: Path
+) -> dict[str, Any]:
+    server = make_server(
+        receiver, tmp / f"{case.transport}-{case.batch}-{receiver}", args.server_cpu, args.http_baseline
+    )
+    server.start()
+    profiler: subprocess.Popen[bytes] | None = None
+    profile_path: Path | None = None
+    marks: dict[str, float] = {}
+
+    def measure_start() -> None:
+        nonlocal profiler, profile_path
+        marks["cpu0"] = server.cpu_seconds()
+        marks["busy0"] = busy_cpu_seconds()
+        if args.profile and receiver == "spanmeter":
+            profile_path = args.profile / f"spanmeter-{case.transport}-{case.batch}.txt"
+            client_cpu = args.client_cpu
+            profiler = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.pid), "--rate", "250",
+                 "--format", "raw", "--threads", "--output", str(profile_path)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                preexec_fn=(lambda: os.sched_setaffinity(0, {client_cpu})) if client_cpu is not None else None,  # noqa: PLW1509
+            )  # fmt: skip
+
+    try:
+        if case.transport == "grpc":
+            client: Any = loadgen.GrpcClient(f"127.0.0.1:{server.grpc_port}")
+        else:
+            client = loadgen.HttpClient("127.0.0.1", server.http_port)
+        async with client:
+            load = await loadgen.drive(
+                client.send,
+                case.bodies,
+                case.warmup,
+                args.concurrency,
+                args.max_seconds,
+                measure_start,
+                args.rate,
+            )
+        server_cpu = server.cpu_seconds() - marks["cpu0"]
+        other_cpu = busy_cpu_seconds() - marks["busy0"] - server_cpu - load.client_cpu_s
+        rss = server.peak_rss_mb()
+    finally:
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            try:
+                profiler.wait(60)
+            except subprocess.TimeoutExpired:
+                profiler.kill()
+        exit_code = server.stop()
+    attempted = case.warmup + load.sent
+    expected_rows = attempted * case.batch if load.ok == load.sent and load.warmup_ok == case.warmup else None
+    expected_priced = sum(1 for failed in pool.failed[: attempted * case.batch] if not failed)
+    rows, priced = count_rows(receiver, server.workdir)
+    spans = load.sent * case.batch
+    result: dict[str, Any] = {
+        "transport": case.transport,
+        "batch": case.batch,
+        "receiver": receiver,
+        "requests": load.sent,
+        "spans": spans,
+        "seconds": round(load.elapsed, 3),
+        "spans_per_s": round(spans / load.elapsed, 1) if load.elapsed else 0.0,
+        "requests_per_s": round(load.sent / load.elapsed, 1) if load.elapsed else 0.0,
+        "p50_ms": round(load.percentile(50), 3),
+        "p99_ms": round(load.percentile(99), 3),
+        "peak_rss_mb": round(rss, 1),
+        "server_cpu_pct": round(100 * server_cpu / load.elapsed, 1) if load.elapsed else 0.0,
+        "client_cpu_pct": round(100 * load.client_cpu_s / load.elapsed, 1) if load.elapsed else 0.0,
+        "other_cpu_pct": round(max(0.0, 100 * other_cpu / load.elapsed), 1) if load.elapsed else 0.0,
+        "errors": dict(load.errors),
+        "non_empty_responses": load.non_empty_responses,
+        "timed_out": load.timed_out,
+        "exit_code": exit_code,
+        "rows": rows,
+        "expected_rows": expected_rows if rows is not None else None,
+        "rows_ok": None if rows is None else rows == expected_rows,
+    }
+    if receiver == "spanmeter":
+        result["priced"] = priced
+        result["expected_priced"] = expected_priced
+        result["priced_ok"] = priced == expected_priced
+    if profile_path is not None:
+        result["profile"] = str(profile_path)
+    if exit_code != 0:
+        print(f"warning: {receiver} exited with {exit_code}:\n{server.log_tail()}", file=sys.stderr)
+    return result
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median spans/s (the lower middle one for an even count), all runs' rates attached."""
+    ordered = sorted(runs, key=lambda r: r["spans_per_s"])
+    chosen = dict(ordered[(len(ordered) - 1) // 2])
+    if len(runs) > 1:
+        chosen["all_spans_per_s"] = [r["spans_per_s"] for r in runs]
+        chosen["rows_ok"] = None if chosen["rows"] is None else all(r["rows_ok"] for r in runs)
+        chosen["priced_ok"] = all(r.get("priced_ok", True) for r in runs)
+        chosen["errors"] = {k: v for r in runs for k, v in r["errors"].items()}
+    return chosen
+
+
+# --- output -------------------------------------------------------------------------------------
+def _check(r: dict[str, Any]) -> str:
+    if r["rows"] is None:
+        return "-"
+    ok = r["rows_ok"] and r.get("priced_ok", True) and not r["errors"]
+    text = f"{r['rows']} {'ok' if ok else 'MISMATCH'}"
+    if r["errors"]:
+        text += f" errors={r['errors']}"
+    return text
+
+
+def print_case(results: list[dict[str, Any]]) -> None:
+    bare = next((r for r in results if r["receiver"] == "bare"), None)
+    head = f"{'receiver':<10} {'spans/s':>10} {'vs bare':>8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>7} {'srv CPU':>7} {'cli CPU':>7} {'other':>6}  rows"
+    first = results[0]
+    runs = len(first.get("all_spans_per_s", [0]))
+    print(
+        f"\n{first['transport']} protobuf, {first['batch']} span(s)/request, {first['requests']} requests measured"
+        + (f", median of {runs} runs" if runs > 1 else "")
+    )
+    print(head)
+    for r in results:
+        ratio = f"{r['spans_per_s'] / bare['spans_per_s']:.2f}x" if bare and bare["spans_per_s"] else "-"
+        print(
+            f"{r['receiver']:<10} {r['spans_per_s']:>10,.0f} {ratio:>8} {r['requests_per_s']:>9,.0f} {r['p50_ms']:>8.2f}"
+            f" {r['p99_ms']:>8.2f} {r['peak_rss_mb']:>7.0f} {r['server_cpu_pct']:>6.0f}% {r['client_cpu_pct']:>6.0f}% {r['other_cpu_pct']:>5.0f}%  {_check(r)}"
+            + ("  (hit --max-seconds)" if r["timed_out"] else "")
+        )
+    sys.stdout.flush()
+
+
+def print_summary(results: list[dict[str, Any]], cases: list[tuple[str, int]]) -> None:
+    receivers = list(dict.fromkeys(r["receiver"] for r in results))
+    header = (
+        "| receiver | "
+        + " | ".join(f"{'gRPC' if t == 'grpc' else 'HTTP protobuf'}, {b}" for t, b in cases)
+        + " |"
+    )
+    print("\nspans/s (ratio to bare):")
+    print(header)
+    print("|---|" + "---:|" * len(cases))
+    for receiver in receivers:
+        cells = []
+        for t, b in cases:
+            r = next(
+                (x for x in results if x["receiver"] == receiver and x["transport"] == t and x["batch"] == b),
+                None,
+            )
+            bare = next(
+                (x for x in results if x["receiver"] == "bare" and x["transport"] == t and x["batch"] == b),
+                None,
+            )
+            if r is None:
+                cells.append("-")
+                continue
+            cell = f"{r['spans_per_s']:,.0f}"
+            if bare and receiver != "bare" and bare["spans_per_s"]:
+                cell += f" ({r['spans_per_s'] / bare['spans_per_s']:.2f}x)"
+            cells.append(cell)
+        print(f"| {receiver} | " + " | ".join(cells) + " |")
+
+
+# --- main ---------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small counts: about 30 s in all")
+    parser.add_argument("--transports", default="grpc,http", help="comma list of grpc,http (default both)")
+    parser.add_argument("--batches", default="1,512", help="spans per request, comma list (default 1,512)")
+    parser.add_argument(
+        "--receivers",
+        default="spanmeter,bare,noop",
+        help="comma list of spanmeter,bare,extract,noop (default spanmeter,bare,noop)",
+    )
+    parser.add_argument(
+        "--requests-1", type=int, help="measured requests per run at batch 1 (default 10000; quick 1500)"
+    )
+    parser.add_argument(
+        "--requests-big", type=int, help="measured requests per run at batch > 1 (default 500; quick 50)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=0.05, help="warm-up requests, as a fraction of the measured ones"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per receiver and case; the median is shown"
+    )
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="pace the measured phase at this many requests/s (default: as fast as answered)",
+    )
+    parser.add_argument(
+        "--max-seconds", type=float, default=90, help="cap on one run's measured phase (default 90)"
+    )
+    parser.add_argument(
+        "--http-baseline", choices=("raw", "uvicorn"), default="raw", help="HTTP server of the baselines"
+    )
+    parser.add_argument("--server-cpu", type=int, help="CPU for the servers (default: the first available)")
+    parser.add_argument("--client-cpu", type=int, help="CPU for the load generator (default: another one)")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the spanmeter runs into this directory (perturbs them)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temp directory (databases, server logs)"
+    )
+    args = parser.parse_args(argv)
+    args.transports = [t.strip() for t in args.transports.split(",") if t.strip()]
+    args.batches = [int(b) for b in args.batches.split(",")]
+    args.receivers = [r.strip() for r in args.receivers.split(",") if r.strip()]
+    for receiver in args.receivers:
+        if receiver not in ("spanmeter", "bare", "extract", "noop"):
+            parser.error(f"unknown receiver {receiver!r}")
+    if args.requests_1 is None:
+        args.requests_1 = 1500 if args.quick else 10000
+    if args.requests_big is None:
+        args.requests_big = 50 if args.quick else 500
+    return args
+
+
+async def amain(args: argparse.Namespace) -> list[dict[str, Any]]:
+    plan = [(t, b) for t in args.transports for b in args.batches]
+    sizes = {b: (args.requests_1 if b == 1 else args.requests_big) for b in args.batches}
+    warmups = {b: max(2, int(sizes[b] * args.warmup)) for b in args.batches}
+    need = max((sizes[b] + warmups[b]) * b for b in args.batches)
+    started = time.perf_counter()
+    pool = otlpgen.make_spans(need)
+    bodies = {}
+    for b in args.batches:
+        bodies[b] = otlpgen.make_requests(pool, 0, sizes[b] + warmups[b], b)
+        otlpgen.check_request(bodies[b][0], b)
+    mb = sum(len(x) for x in bodies[max(args.batches)]) / 1e6
+    print(
+        f"generated {need:,} spans in {time.perf_counter() - started:.1f}s; "
+        f"requests: " + ", ".join(f"batch {b}: {warmups[b]} warm-up + {sizes[b]} measured" for b in args.batches)
+        + f" ({mb:.0f} MB at batch {max(args.batches)})"
+    )  # fmt: skip
+    results: list[dict[str, Any]] = []
+    tmp = tempfile.mkdtemp(prefix="spanmeter-bench-")
+    try:
+        if args.keep:
+            print(f"temp directory: {tmp}")
+        for transport, batch in plan:
+            case = Case(transport, batch, warmups[batch], sizes[batch], bodies[batch])
+            runs: dict[str, list[dict[str, Any]]] = {r: [] for r in args.receivers}
+            for repeat in range(args.repeat):
+                for receiver in args.receivers:  # interleaved, so drift hits every receiver alike
+                    runs[receiver].append(await run_one(receiver, case, pool, args, Path(tmp) / f"r{repeat}"))
+            case_results = [median_run(runs[r]) for r in args.receivers]
+            print_case(case_results)
+            results += case_results
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print_summary(results, plan)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.server_cpu, args.client_cpu = plan_cpus(args.server_cpu, args.client_cpu)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    machine = {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "python": platform.python_version(),
+        "server_cpu": args.server_cpu,
+        "spanmeter": spanmeter_version(),
+        "client_cpu": args.client_cpu,
+    }
+    print(f"spanmeter: {machine['spanmeter']}")
+    print(
+        f"machine: {machine['nproc']} CPUs, {machine['cpu_model']}, Python {machine['python']}; "
+        f"servers on CPU {args.server_cpu}, load generator on CPU {args.client_cpu}; concurrency {args.concurrency}"
+    )
+    started = time.perf_counter()
+    results = asyncio.run(amain(args))
+    print(f"\ntotal wall time {time.perf_counter() - started:.0f}s")
+    if args.profile:
+        for r in results:
+            if "profile" in r and Path(r["profile"]).exists():
+                print()
+                print(profile_top.summarise(Path(r["profile"]), 15))
+    if args.json:
+        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        args.json.write_text(
+            json.dumps({"machine": machine, "settings": settings, "results": results}, indent=2)
+        )
+        print(f"results written to {args.json}")
+    bad = [r for r in results if r["rows_ok"] is False or r.get("priced_ok") is False or r["errors"]]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
