@@ -96,10 +96,13 @@ class FlatPrices:
     cache_write_mtok: Decimal
     ref: str
 
-    def cost(self, record: UsageRecord) -> Decimal:
+    def cost(self, record: UsageRecord) -> Decimal | None:
+        """The cost, or None when the counts are inconsistent (genai-prices then says why)."""
         cache_read = record.cache_read_tokens or 0
         cache_write = record.cache_write_tokens or 0
         plain_input = (record.input_tokens or 0) - cache_read - cache_write
+        if plain_input < 0:
+            return None
         return (
             plain_input * self.input_mtok
             + cache_read * self.cache_read_mtok
@@ -192,8 +195,8 @@ class Pricer:
             flat = self._flat[lookup] = _resolve_flat_prices(record.provider, model)
         if flat is None:
             return None  # neither provider nor model known to genai-prices
-        if isinstance(flat, FlatPrices):
-            return flat.cost(record), flat.ref
+        if isinstance(flat, FlatPrices) and (cost := flat.cost(record)) is not None:
+            return cost, flat.ref
         return self._calc_price(record, model)
 
     @staticmethod

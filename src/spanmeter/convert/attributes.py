@@ -23,13 +23,19 @@ REQUEST_MODEL: Final = (
     GA.GEN_AI_REQUEST_MODEL,
     "llm.request.model",
     "llm.request.model_name",
-    "embedding.model_name",  # OpenInference embeddings
 )
 # OpenInference puts the request parameters (with "model") in a JSON string; its OpenAI spans have
 # the request model only there.
 INVOCATION_PARAMETERS: Final = ("llm.invocation_parameters", "embedding.invocation_parameters")
-# OpenInference's `llm.model_name` is the model the provider answered with (e.g. a dated snapshot).
-RESPONSE_MODEL: Final = (GA.GEN_AI_RESPONSE_MODEL, "llm.response.model", "llm.response.model_name", "llm.model_name")
+# OpenInference's `llm.model_name` and `embedding.model_name` are the model the provider answered
+# with (e.g. a dated snapshot; openinference-instrumentation-openai reads both from the response).
+RESPONSE_MODEL: Final = (
+    GA.GEN_AI_RESPONSE_MODEL,
+    "llm.response.model",
+    "llm.response.model_name",
+    "llm.model_name",
+    "embedding.model_name",
+)
 RESPONSE_ID: Final = (GA.GEN_AI_RESPONSE_ID,)
 
 INPUT_TOKENS: Final = (
@@ -109,3 +115,56 @@ RELATIONS: Final = {
 }
 # Log records of the OTel Events API carry their name here.
 LOG_EVENT_NAME: Final = ("usage.event.name", "event.name")
+
+# --- the index the converter reads spans with ----------------------------------------------
+# Each fact of a record and the attribute names it is read from, first name first. Converting a
+# span is one pass over its attributes with FACT_INDEX: attributes that are no fact (prompts,
+# HTTP details) are never decoded.
+FACTS: Final[dict[str, tuple[str, ...]]] = {
+    "operation": OPERATION,
+    "provider": PROVIDER,
+    "request_model": REQUEST_MODEL,
+    "invocation_parameters": INVOCATION_PARAMETERS,
+    "response_model": RESPONSE_MODEL,
+    "response_id": RESPONSE_ID,
+    "input_tokens": INPUT_TOKENS,
+    "output_tokens": OUTPUT_TOKENS,
+    "total_tokens": TOTAL_TOKENS,
+    "cache_read_tokens": CACHE_READ_TOKENS,
+    "cache_write_tokens": CACHE_WRITE_TOKENS,
+    "reasoning_tokens": REASONING_TOKENS,
+    "reported_cost": REPORTED_COST,
+    "error_type": ERROR_TYPE,
+    "openinference_kind": (OPENINFERENCE_SPAN_KIND,),
+    "traceloop_kind": (TRACELOOP_SPAN_KIND,),
+    "customer_id": CUSTOMER_ID,
+    "user_id": USER_ID,
+    "email": EMAIL,
+    "account_domain": ACCOUNT_DOMAIN,
+    "conversation_id": CONVERSATION_ID,
+    "message_id": MESSAGE_ID,
+    "service_name": (SERVICE_NAME,),
+    "idempotency_key": (IDEMPOTENCY_KEY,),
+    "event_name": (EVENT_NAME,),
+    "log_event_name": ("event.name",),
+    "event_family": (EVENT_FAMILY,),
+    "source": (SOURCE,),
+    "campaign_id": (CAMPAIGN_ID,),
+    "meter": (METER,),
+    "quantity": (QUANTITY,),
+    "feature": (FEATURE,),
+    "tags": (TAGS,),
+    **{f"product_{name}": (attr,) for name, attr in PRODUCT_FIELDS.items()},
+    **{name: (attr,) for name, attr in RELATIONS.items()},
+}
+
+
+def _index(facts: dict[str, tuple[str, ...]]) -> dict[str, tuple[tuple[str, int], ...]]:
+    index: dict[str, list[tuple[str, int]]] = {}
+    for fact, names in facts.items():
+        for rank, name in enumerate(names):
+            index.setdefault(name, []).append((fact, rank))
+    return {name: tuple(entries) for name, entries in index.items()}
+
+
+FACT_INDEX: Final = _index(FACTS)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any, Final
 
-from spanmeter.convert.values import Attrs
+Attrs = Mapping[str, Any]
 
 _INDEXED: Final = (
     re.compile(r"^llm\.input_messages\.(\d+)\.message\.(role|content|contents\.\d+\.message_content\.text)$"),

@@ -12,7 +12,7 @@ of the record and its resource (less the observed time): the same event sent twi
 from __future__ import annotations
 
 import hashlib
-from typing import Final
+from typing import Any, Final
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
@@ -20,7 +20,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from spanmeter.convert import attributes as A
 from spanmeter.convert.events import event_record
 from spanmeter.convert.spans import ConvertOptions, Converted, common_fields
-from spanmeter.convert.values import Attrs, InvalidSpan, as_str, attributes, get_str, hex_id
+from spanmeter.convert.values import Facts, InvalidSpan, extract, get_str, hex_id
 from spanmeter.record import UsageRecord
 
 IGNORED_EVENT_PREFIXES: Final = ("gen_ai.",)
@@ -29,7 +29,7 @@ IGNORED_EVENT_PREFIXES: Final = ("gen_ai.",)
 def convert_logs(request: ExportLogsServiceRequest, options: ConvertOptions, received_at: int) -> Converted:
     out = Converted()
     for resource_logs in request.resource_logs:
-        resource = attributes(resource_logs.resource.attributes)
+        resource = extract(resource_logs.resource.attributes)
         resource_bytes = resource_logs.resource.SerializeToString(deterministic=True)
         for scope_logs in resource_logs.scope_logs:
             for index, log in enumerate(scope_logs.log_records):
@@ -44,33 +44,35 @@ def convert_logs(request: ExportLogsServiceRequest, options: ConvertOptions, rec
     return out
 
 
-def event_name(log: LogRecord, attrs: Attrs) -> str | None:
-    if A.EVENT_NAME in attrs:
-        return str(attrs[A.EVENT_NAME])
-    name = log.event_name or attrs.get("event.name")
+def event_name(log: LogRecord, facts: Facts) -> Any:
+    """The usage event this log record names, or None when it is no usage event."""
+    if "event_name" in facts:
+        return facts["event_name"][2]
+    held = facts.get("log_event_name")
+    name = log.event_name or (held[2] if held else None)
     if not name or not isinstance(name, str) or name.startswith(IGNORED_EVENT_PREFIXES):
         return None
     return name
 
 
-def convert_log(log: LogRecord, resource: Attrs, resource_bytes: bytes, options: ConvertOptions) -> UsageRecord | None:
-    attrs = attributes(log.attributes)
-    name = event_name(log, attrs)
+def convert_log(log: LogRecord, resource: Facts, resource_bytes: bytes, options: ConvertOptions) -> UsageRecord | None:
+    facts = extract(log.attributes)
+    name = event_name(log, facts)
     if name is None:
         return None
     limit = options.max_field_chars
-    as_str(A.EVENT_NAME, name, limit)  # length check
     occurred = log.time_unix_nano or log.observed_time_unix_nano
     if occurred <= 0:
         raise InvalidSpan("time_unix_nano or observed_time_unix_nano is required")
-    layers = ({**attrs, A.EVENT_NAME: name}, resource)
+    facts["event_name"] = (-1, A.EVENT_NAME, name)
+    layers = (facts, resource)
     common = common_fields(
         layers,
         options,
         trace_id=hex_id(log.trace_id, 16, "trace_id") if log.trace_id else None,
         span_id=hex_id(log.span_id, 8, "span_id") if log.span_id else None,
     )
-    key = get_str((attrs,), (A.IDEMPOTENCY_KEY,), limit) or _log_key(log, resource_bytes)
+    key = get_str(layers[:1], "idempotency_key", limit) or _log_key(log, resource_bytes)
     return event_record(layers, common, key, occurred, limit)
 
 

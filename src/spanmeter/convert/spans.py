@@ -25,11 +25,11 @@ from spanmeter.convert.events import event_record, meter_record, read_meta
 from spanmeter.convert.idempotency import llm_key, secondary_key, span_event_key, span_key
 from spanmeter.convert.values import (
     MAX_COST_USD,
-    Attrs,
+    Facts,
     InvalidSpan,
     as_decimal,
     attributes,
-    first,
+    extract,
     get_count,
     get_str,
     hex_id,
@@ -75,7 +75,7 @@ class Converted:
 def convert_traces(request: ExportTraceServiceRequest, options: ConvertOptions, received_at: int) -> Converted:
     out = Converted()
     for resource_spans in request.resource_spans:
-        resource = attributes(resource_spans.resource.attributes)
+        resource = extract(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope.name
             for span in scope_spans.spans:
@@ -87,76 +87,74 @@ def convert_traces(request: ExportTraceServiceRequest, options: ConvertOptions, 
 
 
 def convert_span(
-    span: Span, resource: Attrs, options: ConvertOptions, received_at: int, scope: str = ""
+    span: Span, resource: Facts, options: ConvertOptions, received_at: int, scope: str = ""
 ) -> list[UsageRecord]:
-    attrs = attributes(span.attributes)
-    operation = model_operation(attrs, options)
-    has_event = A.EVENT_NAME in attrs
-    has_meter = A.METER in attrs or A.QUANTITY in attrs
-    usage_events = [e for e in span.events if any(kv.key == A.EVENT_NAME for kv in e.attributes)]
-    if operation is None and not has_event and not has_meter and not usage_events:
+    facts = extract(span.attributes)
+    operation = model_operation(facts, options)
+    has_event = "event_name" in facts
+    has_meter = "meter" in facts or "quantity" in facts
+    if operation is None and not has_event and not has_meter and not span.events:
         return []
 
-    layers = (attrs, resource)
+    limit = options.max_field_chars
+    layers = (facts, resource)
     common = _common_fields(span, layers, options)
-    explicit_key = get_str((attrs,), (A.IDEMPOTENCY_KEY,), options.max_field_chars)
+    explicit_key = get_str(layers[:1], "idempotency_key", limit)
     base_key = explicit_key or span_key(common["trace_id"], common["span_id"])
     records: list[UsageRecord] = []
 
     if operation is not None:
-        record = _llm_record(span, attrs, layers, operation, common, options, scope in options.exclusive_input_scopes)
-        if explicit_key is None and (response_id := get_str((attrs,), A.RESPONSE_ID, options.max_field_chars)):
+        record = _llm_record(span, facts, layers, operation, common, options, scope in options.exclusive_input_scopes)
+        if explicit_key is None and (response_id := get_str(layers[:1], "response_id", limit)):
             record.idempotency_key = llm_key(record.provider, response_id)
         else:
             record.idempotency_key = base_key
         records.append(record)
     if has_event:
-        records.append(event_record(layers, common, base_key, span.start_time_unix_nano, options.max_field_chars))
+        records.append(event_record(layers, common, base_key, span.start_time_unix_nano, limit))
     if has_meter:
-        records.append(meter_record(layers, common, base_key, span.start_time_unix_nano, options.max_field_chars))
+        records.append(meter_record(layers, common, base_key, span.start_time_unix_nano, limit))
     # The first record of the span keeps the base key; a second kind gets a suffix.
     for record in records[1:]:
         if record.idempotency_key == base_key:
             record.idempotency_key = secondary_key(base_key, record.kind)
 
     for index, event in enumerate(span.events):
-        event_attrs = attributes(event.attributes)
-        if A.EVENT_NAME not in event_attrs:
+        if not any(kv.key == A.EVENT_NAME for kv in event.attributes):
             continue
-        event_layers = (event_attrs, attrs, resource)
-        key = get_str((event_attrs,), (A.IDEMPOTENCY_KEY,), options.max_field_chars) or span_event_key(
-            base_key, index
-        )
+        event_facts = extract(event.attributes)
+        key = get_str((event_facts,), "idempotency_key", limit) or span_event_key(base_key, index)
         occurred = event.time_unix_nano or span.start_time_unix_nano
-        records.append(event_record(event_layers, common, key, occurred, options.max_field_chars))
+        records.append(event_record((event_facts, facts, resource), common, key, occurred, limit))
 
     for record in records:
         record.received_at = received_at
     return records
 
 
-def model_operation(attrs: Attrs, options: ConvertOptions) -> str | None:
+def model_operation(facts: Facts, options: ConvertOptions) -> str | None:
     """The record type if this span is one model call that counts, else None."""
-    found = first((attrs,), A.OPERATION)
+    found = facts.get("operation")
     if found is not None:
-        operation = str(found[1]).lower()
+        operation = str(found[2]).lower()
         if operation not in options.count_operations:
             return None
         return A.OPERATION_TYPES.get(operation, operation)
-    oi_kind = attrs.get(A.OPENINFERENCE_SPAN_KIND)
+    oi_kind = facts.get("openinference_kind")
     if oi_kind is not None:
-        if str(oi_kind).upper() not in A.OPENINFERENCE_MODEL_KINDS:
+        kind = str(oi_kind[2]).upper()
+        if kind not in A.OPENINFERENCE_MODEL_KINDS:
             return None
-        return "embeddings" if str(oi_kind).upper() == "EMBEDDING" else "chat"
-    if A.TRACELOOP_SPAN_KIND in attrs:
+        return "embeddings" if kind == "EMBEDDING" else "chat"
+    if "traceloop_kind" in facts:
         return None
     # Older emitters: a provider name plus token counts is a model call.
-    if first((attrs,), A.PROVIDER) is not None and first((attrs,), A.INPUT_TOKENS + A.OUTPUT_TOKENS) is not None:
+    if "provider" in facts and ("input_tokens" in facts or "output_tokens" in facts):
         return "chat"
     return None
 
 
-def _common_fields(span: Span, layers: Sequence[Attrs], options: ConvertOptions) -> dict[str, Any]:
+def _common_fields(span: Span, layers: Sequence[Facts], options: ConvertOptions) -> dict[str, Any]:
     """Fields every record of a span shares: links, who, relations."""
     if span.start_time_unix_nano <= 0:
         raise InvalidSpan("start_time_unix_nano is required")
@@ -166,47 +164,52 @@ def _common_fields(span: Span, layers: Sequence[Attrs], options: ConvertOptions)
 
 
 def common_fields(
-    layers: Sequence[Attrs], options: ConvertOptions, *, trace_id: str | None, span_id: str | None
+    layers: Sequence[Facts], options: ConvertOptions, *, trace_id: str | None, span_id: str | None
 ) -> dict[str, Any]:
-    """Links, who and relations of a record; `layers` = (own attributes, ..., resource attributes)."""
+    """Links, who and relations of a record; `layers` = (own facts, ..., resource facts)."""
     limit = options.max_field_chars
     common: dict[str, Any] = {
         "workspace": options.workspace,
         "trace_id": trace_id,
         "span_id": span_id,
-        "service_name": get_str(layers[-1:], (A.SERVICE_NAME,), limit),
-        "customer_id": get_str(layers, A.CUSTOMER_ID, limit),
-        "user_id": get_str(layers, A.USER_ID, limit),
-        "email": get_str(layers, A.EMAIL, limit),
-        "account_domain": get_str(layers, A.ACCOUNT_DOMAIN, limit),
-        "conversation_id": get_str(layers, A.CONVERSATION_ID, limit),
-        "message_id": get_str(layers[:1], A.MESSAGE_ID, limit),
-        "feature": get_str(layers, (A.FEATURE,), limit),
+        "service_name": get_str(layers[-1:], "service_name", limit),
+        "message_id": get_str(layers[:1], "message_id", limit),
     }
-    for field_name, attr in A.RELATIONS.items():
-        common[field_name] = get_str(layers, (attr,), limit)
+    for fact in _SHARED_FACTS:
+        common[fact] = get_str(layers, fact, limit)
     return common
+
+
+_SHARED_FACTS: Final = (
+    "customer_id",
+    "user_id",
+    "email",
+    "account_domain",
+    "conversation_id",
+    "feature",
+    *A.RELATIONS,
+)
 
 
 def _llm_record(
     span: Span,
-    attrs: Attrs,
-    layers: Sequence[Attrs],
+    facts: Facts,
+    layers: Sequence[Facts],
     operation: str,
     common: dict[str, Any],
     options: ConvertOptions,
     exclusive_input: bool,
 ) -> UsageRecord:
     limit = options.max_field_chars
-    cache_read = get_count(attrs, A.CACHE_READ_TOKENS)
-    cache_write = get_count(attrs, A.CACHE_WRITE_TOKENS)
-    reasoning = get_count(attrs, A.REASONING_TOKENS)
-    reported_input = get_count(attrs, A.INPUT_TOKENS)
-    reported_output = get_count(attrs, A.OUTPUT_TOKENS)
+    cache_read = get_count(facts, "cache_read_tokens")
+    cache_write = get_count(facts, "cache_write_tokens")
+    reasoning = get_count(facts, "reasoning_tokens")
+    reported_input = get_count(facts, "input_tokens")
+    reported_output = get_count(facts, "output_tokens")
     input_tokens, output_tokens = inclusive_counts(
         reported_input, reported_output, cache_read, cache_write, reasoning, exclusive_input=exclusive_input
     )
-    total_tokens = get_count(attrs, A.TOTAL_TOKENS)
+    total_tokens = get_count(facts, "total_tokens")
     if (input_tokens, output_tokens) != (reported_input, reported_output):
         total_tokens = None  # a reported total was made of the exclusive counts
     if total_tokens is None and input_tokens is not None:
@@ -214,17 +217,18 @@ def _llm_record(
             total_tokens = input_tokens + output_tokens
         elif operation == "embeddings":  # embeddings have no output: the total is the input
             total_tokens = input_tokens
-    reported = first((attrs,), A.REPORTED_COST)
-    end = span.end_time_unix_nano
+    reported = facts.get("reported_cost")
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    own = layers[:1]
     record = UsageRecord(
         idempotency_key="",
         kind="llm",
         type=operation,
-        occurred_at=span.start_time_unix_nano,
-        latency_ms=(end - span.start_time_unix_nano) // 1_000_000 if end >= span.start_time_unix_nano else None,
-        provider=normalise_provider(get_str(layers, A.PROVIDER, limit)),
-        request_model=get_str((attrs,), A.REQUEST_MODEL, limit) or _invocation_model(attrs),
-        response_model=get_str((attrs,), A.RESPONSE_MODEL, limit),
+        occurred_at=start,
+        latency_ms=(end - start) // 1_000_000 if end >= start else None,
+        provider=normalise_provider(get_str(layers, "provider", limit)),
+        request_model=get_str(own, "request_model", limit) or _invocation_model(facts),
+        response_model=get_str(own, "response_model", limit),
         operation=operation,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
@@ -233,12 +237,12 @@ def _llm_record(
         cache_write_tokens=cache_write,
         reasoning_tokens=reasoning,
         reported_cost_usd=(
-            as_decimal(reported[0], reported[1], limit=MAX_COST_USD, positive=False) if reported else None
+            as_decimal(reported[1], reported[2], limit=MAX_COST_USD, positive=False) if reported else None
         ),
         status="error" if span.status.code == Status.STATUS_CODE_ERROR else "success",
-        error_type=get_str((attrs,), A.ERROR_TYPE, limit),
+        error_type=get_str(own, "error_type", limit),
         meta=read_meta(layers, limit),
-        query=prompt_text(attrs, options.content_max_chars) if options.content_capture else None,
+        query=prompt_text(attributes(span.attributes), options.content_max_chars) if options.content_capture else None,
         **common,
     )
     if record.status == "error" and record.error_type is None and span.status.message:
@@ -269,16 +273,13 @@ def inclusive_counts(
     return input_tokens, output_tokens
 
 
-def _invocation_model(attrs: Attrs) -> str | None:
-    for name in A.INVOCATION_PARAMETERS:
-        raw = attrs.get(name)
-        if not isinstance(raw, str):
-            continue
-        try:
-            params = json.loads(raw)
-        except ValueError:
-            continue
-        model = params.get("model") if isinstance(params, dict) else None
-        if isinstance(model, str) and model:
-            return model
-    return None
+def _invocation_model(facts: Facts) -> str | None:
+    held = facts.get("invocation_parameters")
+    if held is None or not isinstance(held[2], str):
+        return None
+    try:
+        params = json.loads(held[2])
+    except ValueError:
+        return None
+    model = params.get("model") if isinstance(params, dict) else None
+    return model if isinstance(model, str) and model else None

@@ -1,24 +1,30 @@
 """Reading typed values out of OTLP attributes, with the errors that reject a span.
 
-A value of the wrong type or range is never coerced into a count: the span is rejected with a
-message naming the attribute, so the sender learns about it through OTLP partial success.
+`extract` reads a span's (or resource's, or event's) attributes in one pass into `Facts`: for each
+fact of FACTS, the first attribute name present and its value. A value of the wrong type or range
+is never coerced into a count: the span is rejected with a message naming the attribute, so the
+sender learns about it through OTLP partial success.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from spanmeter.convert.attributes import FACT_INDEX, META_PREFIX
+
 # A trillion tokens in one call, or a quadrillion units in one meter event, is a bug upstream.
 MAX_TOKENS: Final = 10**12
 MAX_QUANTITY: Final = Decimal(10**15)
 MAX_COST_USD: Final = Decimal(10**9)
+META: Final = "meta"  # the Facts key under which `usage.meta.<key>` attributes are gathered
 
-Attrs = Mapping[str, Any]
+# fact → (rank of the attribute name, attribute name, value); the lowest rank wins.
+Facts = dict[str, tuple[int, str, Any]]
 
 
 class InvalidSpan(ValueError):
@@ -37,16 +43,44 @@ def any_value(value: AnyValue) -> Any:
 
 
 def attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
+    """Every attribute, decoded (for content capture; conversion itself uses `extract`)."""
     return {kv.key: any_value(kv.value) for kv in kvs}
 
 
-def first(layers: Sequence[Attrs], names: Sequence[str]) -> tuple[str, Any] | None:
-    """The first of `names` present in the first layer that has one (span before resource)."""
-    for attrs in layers:
-        for name in names:
-            value = attrs.get(name)
-            if value is not None:
-                return name, value
+def extract(kvs: Iterable[KeyValue], extra: dict[str, Any] | None = None) -> Facts:
+    facts: Facts = {}
+    meta: dict[str, Any] | None = None
+    for kv in kvs:
+        key = kv.key
+        entries = FACT_INDEX.get(key)
+        if entries is None:
+            if key.startswith(META_PREFIX) and len(key) > len(META_PREFIX):
+                value = any_value(kv.value)
+                if value is not None:
+                    if meta is None:
+                        meta = {}
+                    meta[key[len(META_PREFIX) :]] = value
+            continue
+        value = any_value(kv.value)
+        if value is None:
+            continue
+        for fact, rank in entries:
+            held = facts.get(fact)
+            if held is None or rank < held[0]:
+                facts[fact] = (rank, key, value)
+    if meta is not None:
+        facts[META] = (0, META_PREFIX, meta)
+    for fact, value in (extra or {}).items():
+        facts[fact] = (-1, fact, value)
+    return facts
+
+
+def lookup(layers: Sequence[Facts], fact: str) -> tuple[str, Any] | None:
+    """The fact's attribute name and value from the first layer that has it (span before resource)."""
+    for facts in layers:
+        held = facts.get(fact)
+        if held is not None:
+            return held[1], held[2]
     return None
 
 
@@ -62,12 +96,11 @@ def as_str(name: str, value: Any, max_chars: int) -> str:
     return text
 
 
-def get_str(layers: Sequence[Attrs], names: Sequence[str], max_chars: int) -> str | None:
-    found = first(layers, names)
+def get_str(layers: Sequence[Facts], fact: str, max_chars: int) -> str | None:
+    found = lookup(layers, fact)
     if found is None:
         return None
-    text = as_str(found[0], found[1], max_chars)
-    return text or None
+    return as_str(found[0], found[1], max_chars) or None
 
 
 def as_count(name: str, value: Any) -> int:
@@ -84,12 +117,9 @@ def as_count(name: str, value: Any) -> int:
     return value
 
 
-def get_count(attrs: Attrs, names: Sequence[str]) -> int | None:
-    for name in names:
-        value = attrs.get(name)
-        if value is not None:
-            return as_count(name, value)
-    return None
+def get_count(facts: Facts, fact: str) -> int | None:
+    held = facts.get(fact)
+    return None if held is None else as_count(held[1], held[2])
 
 
 def as_decimal(name: str, value: Any, *, limit: Decimal, positive: bool) -> Decimal:
@@ -99,7 +129,7 @@ def as_decimal(name: str, value: Any, *, limit: Decimal, positive: bool) -> Deci
         # repr() of a float is its shortest round-trip form: 0.1 stays 0.1, not 0.1000000000000000055.
         number = Decimal(repr(value) if isinstance(value, float) else value)
     except InvalidOperation:
-        raise InvalidSpan(f"{name} must be a number, got {value[:40]!r}") from None
+        raise InvalidSpan(f"{name} must be a number, got {str(value)[:40]!r}") from None
     if not number.is_finite():
         raise InvalidSpan(f"{name} must be a finite number, got {value!r}")
     if (number <= 0) if positive else (number < 0):
