@@ -212,6 +212,13 @@ def test_invalid_parameters_are_400_with_a_message(api: Api, params: dict[str, A
     assert body["ok"] is False and body["error"].startswith(message), body
 
 
+def test_a_repeated_parameter_is_400(api: Api) -> None:
+    for path in (RECORDS, "/api/v1/usage/series", "/api/v1/adoption"):
+        response = api.client.get(f"{path}?customer=a&customer=b&category=x&category=y")
+        assert response.status_code == 400
+        assert response.json()["error"] == "category: given more than once; give each parameter once"
+
+
 def test_altered_or_foreign_cursor_is_400(api: Api) -> None:
     api.write([record(f"r{i}") for i in range(5)])
     cursor = api.get(RECORDS, take=2).json()["cursor"]

@@ -8,7 +8,6 @@ account domain ever leaves the store (the SQL returns counts only). Rate-limited
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable
 from typing import Annotated, Final
@@ -18,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from spanmeter.api.errors import ApiError, ErrorBody
 from spanmeter.api.models import AdoptionProduct, AdoptionResponse, AdoptionRow, Methodology
 from spanmeter.api.ratelimit import RateLimiter
-from spanmeter.api.usage import principal
+from spanmeter.api.usage import principal, single_values
 from spanmeter.auth import Principal
 from spanmeter.metrics import Metrics
 from spanmeter.record import format_ns
@@ -27,8 +26,8 @@ from spanmeter.store.sqlite_queries import DAY_NS
 
 METHODOLOGY_VERSION: Final = "1"
 WEIGHTS: Final = {"developers": 0.5, "accounts": 0.3, "activation": 0.2}
-MAX_PERIOD_DAYS: Final = 365
-_PERIOD: Final = re.compile(r"^([1-9][0-9]{0,2})d$")
+# 1d to 365d, spelled in the schema so a client (or a fuzzer) knows the valid values up front.
+PERIOD_PATTERN: Final = r"^([1-9]|[1-9][0-9]|[12][0-9][0-9]|3[0-5][0-9]|36[0-5])d$"
 
 METHODOLOGY_TEXT: Final = f"""# Adoption rows: methodology and ranking policy (version {METHODOLOGY_VERSION})
 
@@ -78,7 +77,7 @@ def create_router(
     metrics: Metrics,
     clock: Callable[[], int] = time.time_ns,
 ) -> APIRouter:
-    router = APIRouter(prefix="/api/v1", tags=["adoption"])
+    router = APIRouter(prefix="/api/v1", tags=["adoption"], dependencies=[Depends(single_values)])
 
     def rate_limit(
         request: Request, response: Response, caller: Annotated[Principal, Depends(principal)]
@@ -101,16 +100,13 @@ def create_router(
         request: Request,
         category: Annotated[str | None, Query(max_length=200, description="product category")] = None,
         period: Annotated[
-            str, Query(max_length=8, description="the last N days: 7d, 30d, 90d (1d-365d)")
+            str, Query(pattern=PERIOD_PATTERN, description="the last N days: 7d, 30d, 90d (1d-365d)")
         ] = "30d",
         limit: Annotated[int, Query(ge=1, le=100, description="rows")] = 20,
         caller: Principal = Depends(rate_limit),  # noqa: B008 - FastAPI's dependency idiom
     ) -> AdoptionResponse:
-        match = _PERIOD.match(period)
-        if match is None or int(match.group(1)) > MAX_PERIOD_DAYS:
-            raise ApiError(f"period: use a number of days such as 7d, 30d or 90d (1d to {MAX_PERIOD_DAYS}d)")
         now = clock()
-        found = store.product_adoption(caller.workspace, now - int(match.group(1)) * DAY_NS, category)
+        found = store.product_adoption(caller.workspace, now - int(period[:-1]) * DAY_NS, category)
         shown = [row for row in found if row.developers >= min_developers]
         return AdoptionResponse(
             period=period,

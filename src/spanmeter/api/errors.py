@@ -62,5 +62,11 @@ def describe_validation(exc: RequestValidationError) -> str:
     for error in exc.errors():
         loc = [str(part) for part in error.get("loc", ()) if part not in ("query", "path", "header", "body")]
         name = ".".join(loc) or "request"
-        problems.append(f"{name}: {error.get('msg', 'invalid value')}")
+        message = error.get("msg", "invalid value")
+        if error.get("type") == "string_pattern_mismatch":  # the pattern alone says little to a person
+            pattern = error.get("ctx", {}).get("pattern", "")
+            message = (
+                f"{error.get('input')!r} does not match {pattern} (see its description in /openapi.json)"
+            )
+        problems.append(f"{name}: {message}")
     return "; ".join(problems)

@@ -46,6 +46,14 @@ def principal(request: Request) -> Principal:
     return found
 
 
+def single_values(request: Request) -> None:
+    """A parameter given twice is ambiguous (FastAPI would take the last one): refuse it."""
+    names = [name for name, _ in request.query_params.multi_items()]
+    repeated = sorted({name for name in names if names.count(name) > 1 and not name.startswith("meta[")})
+    if repeated:
+        raise ApiError(f"{repeated[0]}: given more than once; give each parameter once")
+
+
 CallerDep = Annotated[Principal, Depends(principal)]
 Filter = Annotated[str | None, Query(max_length=_FILTER_CHARS)]
 
@@ -68,7 +76,7 @@ def create_router(store: QueryStore, clock: Callable[[], int] = time.time_ns) ->
     router = APIRouter(
         prefix="/api/v1/usage",
         tags=["usage"],
-        dependencies=[Security(bearer), Security(api_key_header)],
+        dependencies=[Security(bearer), Security(api_key_header), Depends(single_values)],
         responses=ERROR_RESPONSES,
     )
 
