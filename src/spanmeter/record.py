@@ -12,6 +12,7 @@ Two representation choices, both for the hot path:
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 from dataclasses import dataclass, field, fields
@@ -149,6 +150,7 @@ class _UUIDv7:
         self._lock = threading.Lock()
         self._last_ms = 0
         self._seq = 0
+        self._random = random.Random(os.urandom(16))
 
     def __call__(self) -> str:
         with self._lock:
@@ -164,7 +166,7 @@ class _UUIDv7:
                 self._last_ms = ms
                 self._seq = 0
             seq = self._seq
-        rand = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+        rand = self._random.getrandbits(62)  # unique, not secret: no syscall per id
         value = (ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand
         h = f"{value:032x}"
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

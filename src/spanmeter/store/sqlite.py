@@ -46,6 +46,8 @@ _SELECT: Final = f"SELECT {', '.join(COLUMNS)} FROM records"
 _CONTENT_AT: Final = tuple(COLUMNS.index(c) for c in CONTENT_COLUMNS)
 _ID_AT: Final = COLUMNS.index("id")
 _KEY_AT: Final = (COLUMNS.index("workspace"), COLUMNS.index("idempotency_key"))
+CHECKPOINT_SECONDS: Final = 0.5
+WAL_LIMIT_PAGES: Final = 65_536  # 256 MiB of 4 KiB pages
 _LOOKUP_CHUNK: Final = 400  # (workspace, key) pairs per SELECT: 800 parameters, under SQLite's limit
 
 
@@ -124,8 +126,10 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys):
         max_queued_records: int = 200_000,
         busy_timeout: float = 5.0,
         retry_after: float = 1.0,
+        cache_mb: int = 32,
     ) -> None:
         self.path = Path(path)
+        self.cache_mb = cache_mb
         self.synchronous = synchronous
         self.max_queued_records = max_queued_records
         self.busy_timeout = busy_timeout
@@ -134,6 +138,8 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys):
         self._queued = 0
         self._queued_lock = threading.Lock()
         self._writer: threading.Thread | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._stop_checkpoints = threading.Event()
         self._closed = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -141,6 +147,9 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys):
         await asyncio.to_thread(self.migrate)
         self._writer = threading.Thread(target=self._run, name="spanmeter-sqlite-writer", daemon=True)
         self._writer.start()
+        self._stop_checkpoints.clear()
+        self._checkpointer = threading.Thread(target=self._checkpoints, name="spanmeter-sqlite-checkpoint", daemon=True)
+        self._checkpointer.start()
 
     def migrate(self) -> None:
         if self.path.parent != Path(""):
@@ -157,6 +166,10 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys):
             self._queue.put(None)
             await asyncio.to_thread(self._writer.join)
             self._writer = None
+        if self._checkpointer is not None:
+            self._stop_checkpoints.set()
+            await asyncio.to_thread(self._checkpointer.join)
+            self._checkpointer = None
         self.close_readers()
 
     @property
@@ -182,9 +195,34 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys):
         # shield: a caller that goes away must not cancel a commit other callers share.
         return await asyncio.shield(job.future)
 
+    def _checkpoints(self) -> None:
+        """Copy the WAL into the database off the writer's path.
+
+        SQLite's automatic checkpoint runs inside the commit that crosses the threshold and stalls
+        the writer; here a PASSIVE checkpoint runs beside it (it never blocks writes), and a WAL
+        that still grows past WAL_LIMIT_PAGES is truncated, which waits for the writer once.
+        """
+        conn = connect(self.path, timeout=self.busy_timeout)
+        try:
+            while not self._stop_checkpoints.wait(CHECKPOINT_SECONDS):
+                try:
+                    _busy, wal_pages, _done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if wal_pages > WAL_LIMIT_PAGES:
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error as error:
+                    log.warning("SQLite checkpoint failed (will retry): %s", error)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as error:
+            log.warning("final SQLite checkpoint failed: %s", error)
+        finally:
+            conn.close()
+
     def _run(self) -> None:
         conn = connect(self.path, timeout=self.busy_timeout)
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        # The unique key index is written at random places: keep it in memory as the table grows.
+        conn.execute(f"PRAGMA cache_size=-{self.cache_mb * 1024}")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoints
         try:
             while True:
                 job = self._queue.get()
