@@ -28,6 +28,7 @@ from spanmeter.convert.values import (
     Facts,
     InvalidSpan,
     as_decimal,
+    as_str,
     attributes,
     extract,
     get_count,
@@ -168,26 +169,22 @@ def common_fields(
 ) -> dict[str, Any]:
     """Links, who and relations of a record; `layers` = (own facts, ..., resource facts)."""
     limit = options.max_field_chars
-    common: dict[str, Any] = {
-        "workspace": options.workspace,
-        "trace_id": trace_id,
-        "span_id": span_id,
-        "service_name": get_str(layers[-1:], "service_name", limit),
-        "message_id": get_str(layers[:1], "message_id", limit),
-    }
-    for fact in _SHARED_FACTS:
-        common[fact] = get_str(layers, fact, limit)
+    common: dict[str, Any] = dict.fromkeys(_SHARED_FACTS)
+    # Only the facts a layer has are read; the nearest layer (span before resource) wins.
+    for facts in reversed(layers):
+        for fact, (_rank, name, value) in facts.items():
+            if fact in _SHARED_FACTS:
+                common[fact] = as_str(name, value, limit) or None
+    common["workspace"] = options.workspace
+    common["trace_id"] = trace_id
+    common["span_id"] = span_id
+    common["service_name"] = get_str(layers[-1:], "service_name", limit)
+    common["message_id"] = get_str(layers[:1], "message_id", limit)
     return common
 
 
-_SHARED_FACTS: Final = (
-    "customer_id",
-    "user_id",
-    "email",
-    "account_domain",
-    "conversation_id",
-    "feature",
-    *A.RELATIONS,
+_SHARED_FACTS: Final = frozenset(
+    {"customer_id", "user_id", "email", "account_domain", "conversation_id", "feature", *A.RELATIONS}
 )
 
 
