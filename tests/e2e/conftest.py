@@ -1,0 +1,305 @@
+"""End-to-end fixtures: a real collector, the fake LLM provider, and subprocess drivers that run the
+real `openai` / `anthropic` SDKs under one instrumentation library each, exporting through the real
+OTLP exporter (tests/e2e/drivers).
+
+The fake provider runs in the test process (so the test, not the driver, knows what the server
+answered); its usage table gives every call a distinct model and distinct token counts, so a
+record names its call and a count that comes from the wrong place shows.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import genai_prices
+import pytest
+
+from spanmeter.record import UsageRecord
+from tests.conftest import RunningCollector, make_config, running_collector
+from tests.fakes.llm_provider import Exchange, FakeProvider, Usage
+
+REPO = Path(__file__).resolve().parents[2]
+
+# request model -> (response model, usage in the inclusive GenAI form). Models of tests/e2e/drivers/common.py.
+MODELS: dict[str, tuple[str, Usage]] = {
+    "gpt-4o-mini": ("gpt-4o-mini-2024-07-18", Usage(1300, 250, cache_read_tokens=1024, reasoning_tokens=192)),
+    "gpt-4.1-mini": ("gpt-4.1-mini-2025-04-14", Usage(2100, 310, cache_read_tokens=1536, reasoning_tokens=64)),
+    "gpt-4o": ("gpt-4o-2024-08-06", Usage(900, 90)),  # streamed without include_usage: never sent
+    "text-embedding-3-small": ("text-embedding-3-small", Usage(12)),
+    "gpt-4.1-nano": ("gpt-4.1-nano-2025-04-14", Usage(700, 120, cache_read_tokens=512)),
+    "o4-mini": ("o4-mini-2025-04-16", Usage(1800, 960, cache_read_tokens=1024, reasoning_tokens=704)),
+    "claude-haiku-4-5": ("claude-haiku-4-5-20251001", Usage(1217, 42, cache_read_tokens=1000, cache_write_tokens=200)),
+    "claude-sonnet-4-5": ("claude-sonnet-4-5-20250929",
+                          Usage(3456, 120, cache_read_tokens=2048, cache_write_tokens=1024)),
+    "claude-opus-4-1": ("claude-opus-4-1-20250805", Usage(530, 77, cache_write_tokens=512)),
+}
+
+# The Python module each driver needs (to skip with a clear reason outside CI when the `e2e` extra
+# is not installed; in CI a missing package is a failure).
+DRIVER_MODULES = {
+    "openai_v2": ("openai", "opentelemetry.instrumentation.openai_v2"),
+    "openllmetry": ("openai", "anthropic", "opentelemetry.instrumentation.openai",
+                    "opentelemetry.instrumentation.anthropic"),
+    "openinference": ("openai", "anthropic", "openinference.instrumentation.openai",
+                      "openinference.instrumentation.anthropic"),
+    "anthropic_builtin": ("anthropic",),
+}
+_ENV_PREFIXES = ("OTEL_", "OPENINFERENCE_", "TRACELOOP_", "ANTHROPIC_", "OPENAI_")
+
+
+@pytest.fixture(scope="session")
+def fake() -> Iterator[FakeProvider]:
+    """One fake provider for the session: its response ids never repeat across drivers."""
+    with FakeProvider(
+        usage={model: usage for model, (_, usage) in MODELS.items()},
+        response_models={model: response for model, (response, _) in MODELS.items()},
+    ) as provider:
+        yield provider
+
+
+@pytest.fixture(scope="module")
+def e2e_collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCollector]:
+    """One collector per test module (each module drives one library)."""
+    with running_collector(make_config(tmp_path_factory.mktemp("e2e"))) as running:
+        yield running
+
+
+@dataclass
+class DriverRun:
+    """What one driver process did: its report, the exchanges the fake saw, the records stored."""
+
+    service: str
+    report: dict[str, Any]
+    exchanges: list[Exchange]
+    records: list[UsageRecord] = field(default_factory=list)  # this run's `llm` records
+
+    def exchange(self, label: str) -> Exchange:
+        from tests.e2e.drivers.common import CALL_MODELS
+
+        api = label.split(".")[0]  # openai | anthropic | nested (openai)
+        found = [x for x in self.exchanges
+                 if x.model == CALL_MODELS[label] and x.api.startswith("anthropic" if api == "anthropic" else "openai")]
+        assert len(found) == 1, (label, [x.model for x in self.exchanges])
+        return found[0]
+
+    def records_for(self, exchange: Exchange) -> list[UsageRecord]:
+        names = {exchange.model, exchange.response_model} - {None}
+        provider = exchange.api.split(".")[0]
+        return [r for r in self.records
+                if r.provider == provider and (r.request_model in names or r.response_model in names)]
+
+    def record(self, label: str) -> tuple[UsageRecord, Exchange]:
+        """The one record of a call (fails, showing what was stored, if it is not exactly one)."""
+        exchange = self.exchange(label)
+        found = self.records_for(exchange)
+        assert len(found) == 1, (label, [describe(r) for r in found], self.span_summary())
+        return found[0], exchange
+
+    def spans(self, **where: Any) -> list[dict[str, Any]]:
+        return [s for s in self.report["spans"] if all(s.get(k) == v for k, v in where.items())]
+
+    def span_summary(self) -> list[str]:
+        return [f"{s['name']} [{s['scope']}] {s['span_id']}<-{s['parent_span_id']}" for s in self.report["spans"]]
+
+
+def run_driver(
+    driver: str,
+    collector: RunningCollector,
+    fake: FakeProvider,
+    *,
+    service: str,
+    suites: str = "openai,anthropic,nested",
+    protocol: str = "grpc",
+    anthropic_builtin: bool = False,
+    env: dict[str, str] | None = None,
+) -> DriverRun:
+    """Run tests/e2e/drivers/<driver>.py in its own process against `collector` and `fake`."""
+    missing = [m for m in DRIVER_MODULES[driver] if importlib.util.find_spec(m) is None]
+    if missing and not os.environ.get("CI"):
+        pytest.skip(f"{driver}: {', '.join(missing)} not installed (pip install -e '.[test]')")
+    endpoint = collector.grpc_endpoint if protocol == "grpc" else collector.http_url
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith(_ENV_PREFIXES)}
+    child_env.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        ANTHROPIC_OPEN_TELEMETRY="true" if anthropic_builtin else "false",
+        OTEL_PYTHON_LOG_LEVEL="error",
+        **(env or {}),
+    )
+    before = len(fake.exchanges)
+    proc = subprocess.run(
+        [sys.executable, "-m", f"tests.e2e.drivers.{driver}", "--endpoint", endpoint, "--protocol", protocol,
+         "--fake-url", fake.base_url, "--service", service, "--suites", suites],
+        cwd=REPO, env=child_env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, f"driver {driver} failed:\n{proc.stderr[-4000:]}"
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["flushed"], f"driver {driver}: OTLP export did not flush\n{proc.stderr[-4000:]}"
+    for call in report["calls"]:
+        assert (call["error"] is not None) == call["label"].endswith(".error"), call
+    run = DriverRun(service, report, fake.exchanges[before:])
+    # The collector acknowledges an export only after its records are committed, so the flushed
+    # driver's records are all there now.
+    run.records = [r for r in collector.records(kind="llm") if r.service_name == service]
+    return run
+
+
+# --- what a record must say -------------------------------------------------------------------
+
+def describe(record: UsageRecord) -> dict[str, Any]:
+    return {k: v for k, v in record.to_dict().items() if v not in (None, [], {}, "")}
+
+
+def expected_cost(record: UsageRecord) -> Any:
+    """genai-prices' price of the record's own provider, model, tokens and time."""
+    usage = genai_prices.Usage(
+        input_tokens=record.input_tokens or 0,
+        output_tokens=record.output_tokens or 0,
+        cache_read_tokens=record.cache_read_tokens,
+        cache_write_tokens=record.cache_write_tokens,
+    )
+    model = record.response_model or record.request_model
+    assert model is not None
+    when = datetime.fromtimestamp(record.occurred_at / 1e9, UTC)
+    return genai_prices.calc_price(usage, model, provider_id=record.provider, genai_request_timestamp=when).total_price
+
+
+def assert_call_record(
+    record: UsageRecord,
+    exchange: Exchange,
+    *,
+    reports: Iterable[str] = ("cache_read", "cache_write", "reasoning"),
+    response_id: bool = True,
+    output_tokens: int | None = None,
+    request_model: str | None = None,
+) -> None:
+    """`record` is the exact account of the provider's answer in `exchange`.
+
+    `reports`: which token parts the library puts on its span (a part it does not report must be
+    NULL, never guessed). `response_id`: whether the library emits gen_ai.response.id.
+    `output_tokens` / `request_model`: what the library emits where a known upstream bug makes it
+    differ from the call.
+    """
+    provider = exchange.api.split(".")[0]
+    assert record.kind == "llm"
+    assert record.provider == provider
+    assert record.request_model == (request_model or exchange.model)
+    assert record.operation == record.type == ("embeddings" if exchange.api == "openai.embeddings" else "chat")
+    assert record.occurred_at > 0 and record.latency_ms is not None and record.latency_ms >= 0
+    if exchange.status >= 400:
+        assert record.status == "error"
+        assert record.error_type
+        assert record.input_tokens is None and record.output_tokens is None and record.total_tokens is None
+        assert record.cost_usd is None and record.cost_source == "none"
+        return
+    usage = exchange.usage
+    assert usage is not None
+    assert record.status == "success" and record.error_type is None
+    assert record.response_model == exchange.response_model
+    if response_id:
+        assert record.message_id == exchange.response_id
+        assert record.idempotency_key == f"llm:{provider}:{exchange.response_id}"
+    assert record.input_tokens == usage.input_tokens
+    output = usage.output_tokens if output_tokens is None else output_tokens
+    if exchange.api == "openai.embeddings":
+        assert record.output_tokens in (None, 0)
+        assert record.total_tokens == usage.input_tokens
+    else:
+        assert record.output_tokens == output
+        assert record.total_tokens == usage.input_tokens + output
+    reports = set(reports)
+    parts = {"cache_read": usage.cache_read_tokens, "cache_write": usage.cache_write_tokens,
+             "reasoning": usage.reasoning_tokens}
+    for part, value in parts.items():
+        got = getattr(record, f"{part}_tokens")
+        if part in reports:
+            # A library may omit a part that is zero (e.g. no cache write on an OpenAI call).
+            assert got == value or (got is None and value == 0), (part, got, value)
+        else:
+            assert got is None, (part, got)
+    assert record.cost_source == "computed"
+    assert record.price_ref and "genai-prices" in record.price_ref
+    assert record.cost_usd == expected_cost(record)
+    # The same price computed from what the server sent (the parts the library reports).
+    server_usage = genai_prices.Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=output,
+        cache_read_tokens=usage.cache_read_tokens if "cache_read" in reports else None,
+        cache_write_tokens=usage.cache_write_tokens if "cache_write" in reports else None,
+    )
+    when = datetime.fromtimestamp(record.occurred_at / 1e9, UTC)
+    assert record.cost_usd == genai_prices.calc_price(
+        server_usage, exchange.response_model or "", provider_id=provider, genai_request_timestamp=when
+    ).total_price
+    assert record.cost_usd > 0
+
+
+def assert_stream_without_usage(run: DriverRun) -> None:
+    """A stream without include_usage: the server sent no counts, so the record has none (NULL, not
+    0) and no cost — nothing is estimated."""
+    record, exchange = run.record("openai.chat.stream_no_usage")
+    assert exchange.status == 200 and exchange.wire_usage is None
+    assert record.status == "success" and record.request_model == "gpt-4o"
+    for name in ("input_tokens", "output_tokens", "total_tokens", "cache_read_tokens", "cache_write_tokens",
+                 "reasoning_tokens"):
+        assert getattr(record, name) is None, name
+    assert record.cost_usd is None and record.cost_source == "none"
+
+
+def assert_nested_trace(run: DriverRun) -> None:
+    """agent → chain/workflow → two model calls, totals repeated on both parents: exactly the two
+    model calls are records, in the agent's trace."""
+    first, second = run.exchange("nested.first"), run.exchange("nested.second")
+    model_spans = [s for s in run.report["spans"] if s["scope"] != "spanmeter-e2e-app"]
+    parents = run.spans(scope="spanmeter-e2e-app")
+    assert len(parents) == 2, run.span_summary()
+    agent = next(s for s in parents if s["parent_span_id"] is None)
+    chain = next(s for s in parents if s["parent_span_id"] == agent["span_id"])
+    children = [s for s in model_spans if s["parent_span_id"] == chain["span_id"]]
+    assert len(children) == 2, run.span_summary()
+    # The parents really carry the children's totals (else the test would prove nothing).
+    usage = [first.usage, second.usage]
+    assert all(u is not None for u in usage)
+    total_in = sum(u.input_tokens for u in usage if u)
+    assert total_in in agent["attributes"].values() and total_in in chain["attributes"].values()
+    in_trace = [r for r in run.records if r.trace_id == agent["trace_id"]]
+    assert sorted(r.span_id for r in in_trace) == sorted(s["span_id"] for s in children), [
+        describe(r) for r in in_trace]
+    assert sorted(r.request_model for r in in_trace) == sorted([first.model, second.model])
+    assert sum(r.input_tokens or 0 for r in in_trace) == total_in
+
+
+def assert_one_record_per_call(run: DriverRun, *, two_per_error: bool = False) -> None:
+    """Every provider call the fake answered is exactly one `llm` record of this run (errors: two when
+    two tracers describe a failed call, which has no response id to match them by)."""
+    expected = sum(2 if two_per_error and x.status >= 400 else 1 for x in run.exchanges)
+    assert len(run.records) == expected, ([describe(r) for r in run.records], run.span_summary())
+    for exchange in run.exchanges:
+        found = run.records_for(exchange)
+        assert len(found) == (2 if two_per_error and exchange.status >= 400 else 1), exchange.model
+
+
+def source_span(run: DriverRun, record: UsageRecord) -> dict[str, Any]:
+    """The span a record was made from."""
+    return next(s for s in run.report["spans"] if s["span_id"] == record.span_id)
+
+
+def assert_two_tracers_one_record(run: DriverRun, label: str, library_scope: str) -> tuple[UsageRecord, Exchange,
+                                                                                           dict[str, Any]]:
+    """The anthropic SDK's span and `library_scope`'s span of the call both carry its response id, and
+    they are one record, made from whichever of the two was stored first (returned)."""
+    record, exchange = run.record(label)
+    spans = [s for s in run.report["spans"] if s["attributes"].get("gen_ai.response.id") == exchange.response_id]
+    assert sorted(s["scope"] for s in spans) == sorted(["com.anthropic.sdk.python", library_scope]), run.span_summary()
+    assert record.idempotency_key == f"llm:anthropic:{exchange.response_id}"
+    source = source_span(run, record)
+    assert source in spans
+    return record, exchange, source

@@ -1,0 +1,1 @@
+"""Subprocess drivers: one per instrumentation library (see common.py)."""

@@ -1,0 +1,116 @@
+"""OpenInference `openinference-instrumentation-openai` 0.1.66 / `-anthropic` 3.1.0 on the real SDKs
+(their own `llm.*` attribute names, INTERNAL spans), exporting over OTLP/gRPC to a running spanmeter.
+
+OpenInference's default mode emits no response id, so its span and the anthropic SDK's own span of
+the same call cannot be matched (two records per call: documented limitation, xfail below); with
+OPENINFERENCE_ENABLE_GENAI_SEMCONV=true it adds gen_ai.response.id and they are one record."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import RunningCollector
+from tests.e2e.conftest import (
+    DriverRun,
+    assert_call_record,
+    assert_nested_trace,
+    assert_one_record_per_call,
+    assert_stream_without_usage,
+    assert_two_tracers_one_record,
+    run_driver,
+)
+from tests.fakes.llm_provider import FakeProvider
+
+ANTHROPIC_OK = ["anthropic.messages", "anthropic.messages.stream", "anthropic.messages.stream_helper"]
+
+
+@pytest.fixture(scope="module")
+def run(e2e_collector: RunningCollector, fake: FakeProvider) -> DriverRun:
+    return run_driver("openinference", e2e_collector, fake, service="e2e-openinference",
+                      suites="openai,anthropic,nested")
+
+
+@pytest.fixture(scope="module")
+def run_with_sdk_tracing(e2e_collector: RunningCollector, fake: FakeProvider, run: DriverRun) -> DriverRun:
+    return run_driver("openinference", e2e_collector, fake, service="e2e-openinference-sdk",
+                      suites="anthropic", anthropic_builtin=True)
+
+
+@pytest.fixture(scope="module")
+def run_genai_semconv(e2e_collector: RunningCollector, fake: FakeProvider, run_with_sdk_tracing: DriverRun) -> DriverRun:
+    return run_driver("openinference", e2e_collector, fake, service="e2e-openinference-genai", suites="anthropic",
+                      anthropic_builtin=True, env={"OPENINFERENCE_ENABLE_GENAI_SEMCONV": "true"})
+
+
+# What OpenInference reports: cached and reasoning tokens on chat and streams, cache read/write on
+# Anthropic (a zero part may be left out), no response id.
+CALLS = {
+    "openai.chat": ("cache_read", "reasoning"),
+    "openai.chat.stream_usage": ("cache_read", "reasoning"),
+    "openai.embeddings": (),
+    "openai.chat.error": (),
+    "nested.first": ("cache_read", "reasoning"),
+    "nested.second": ("cache_read", "reasoning"),
+    "anthropic.messages": ("cache_read", "cache_write"),
+    "anthropic.messages.stream": ("cache_read", "cache_write"),
+    "anthropic.messages.stream_helper": ("cache_read", "cache_write"),
+    "anthropic.messages.error": (),
+}
+
+
+@pytest.mark.parametrize("label", list(CALLS))
+def test_call_is_one_exact_record(run: DriverRun, label: str) -> None:
+    record, exchange = run.record(label)
+    assert_call_record(record, exchange, reports=CALLS[label], response_id=False)
+    span = next(s for s in run.report["spans"] if s["span_id"] == record.span_id)
+    assert span["kind"] == "INTERNAL" and span["attributes"]["openinference.span.kind"] in ("LLM", "EMBEDDING")
+    assert not any(k.startswith("gen_ai.") for k in span["attributes"])  # its own names only
+
+
+def test_error_records_take_the_status_message(run: DriverRun) -> None:
+    # OpenInference sets no error.type: the span status description is the error type.
+    openai_error, _ = run.record("openai.chat.error")
+    assert openai_error.error_type is not None and openai_error.error_type.startswith("BadRequestError")
+    anthropic_error, _ = run.record("anthropic.messages.error")
+    assert anthropic_error.error_type is not None and "invalid_request_error" in anthropic_error.error_type
+
+
+def test_stream_without_usage(run: DriverRun) -> None:
+    assert_stream_without_usage(run)
+
+
+def test_nested_agent_chain_trace_yields_two_records(run: DriverRun) -> None:
+    """openinference.span.kind=AGENT/CHAIN parents with llm.token_count.* totals are not billed."""
+    assert_nested_trace(run)
+
+
+def test_one_record_per_call(run: DriverRun) -> None:
+    assert_one_record_per_call(run)
+
+
+@pytest.mark.xfail(strict=True, reason="OpenInference (default mode) emits no gen_ai.response.id: its span "
+                   "and the anthropic SDK's own span of one call cannot be matched, so a call is two records")
+@pytest.mark.parametrize("label", ANTHROPIC_OK)
+def test_default_mode_with_sdk_tracing_is_one_record(run_with_sdk_tracing: DriverRun, label: str) -> None:
+    record, exchange = run_with_sdk_tracing.record(label)  # fails: two records
+    assert_call_record(record, exchange, reports=CALLS[label])
+
+
+def test_default_mode_with_sdk_tracing_is_two_exact_records(run_with_sdk_tracing: DriverRun) -> None:
+    """The limitation, pinned: each is still an exact account of the call (so it shows when fixed)."""
+    for label in ANTHROPIC_OK:
+        exchange = run_with_sdk_tracing.exchange(label)
+        records = run_with_sdk_tracing.records_for(exchange)
+        assert len(records) == 2
+        for record in records:
+            assert_call_record(record, exchange, reports=CALLS[label], response_id=record.message_id is not None)
+
+
+@pytest.mark.parametrize("label", ANTHROPIC_OK)
+def test_genai_semconv_mode_with_sdk_tracing_is_one_record(run_genai_semconv: DriverRun, label: str) -> None:
+    record, exchange, source = assert_two_tracers_one_record(run_genai_semconv, label,
+                                                             "openinference.instrumentation.anthropic")
+    # Whichever span was stored first is the record. OpenInference's GenAI mode puts the response
+    # model in gen_ai.request.model (upstream bug); everything else agrees.
+    request_model = exchange.response_model if source["scope"].startswith("openinference") else None
+    assert_call_record(record, exchange, reports=CALLS[label], request_model=request_model)
