@@ -75,7 +75,7 @@ def test_nested_trace_yields_exactly_the_two_model_calls(e2e_collector: RunningC
     assert {r.trace_id for r in records} == {f"{trace_id:032x}"}
     assert sorted(r.span_id for r in records) == sorted(f"{s:016x}" for s in span_ids)
     for record in records:
-        request, response, inp, out, cache, reasoning, response_id = next(c for c in CALLS
+        _request, response, inp, out, cache, reasoning, response_id = next(c for c in CALLS
                                                                           if c[0] == record.request_model)
         assert (record.kind, record.provider, record.response_model) == ("llm", "openai", response)
         assert (record.input_tokens, record.output_tokens, record.total_tokens) == (inp, out, inp + out)
