@@ -172,3 +172,36 @@ def test_event_and_meter_spans(collector: RunningCollector) -> None:
     assert event.meta == {"plan": "pro"} and event.tags == ["beta", "eu"]
     assert (meter.type, meter.meter, meter.quantity) == ("pages", "pages", Decimal("2.5"))
     assert meter.customer_id == "globex"
+
+
+def test_one_call_traced_twice_is_one_record_and_no_conflict(collector: RunningCollector) -> None:
+    """The Anthropic SDK's own span and an instrumentation's span of one call: two traces, one key."""
+    def build(tracer: Tracer) -> None:
+        for library_attrs in ({"gen_ai.usage.cache_read.input_tokens": 100}, {"gen_ai.system": "anthropic"}):
+            with tracer.start_as_current_span("chat", attributes=llm_attributes(
+                    model="claude-haiku-4-5", provider="anthropic", **{"gen_ai.response.id": "msg_01X"},
+                    **library_attrs)):
+                pass
+
+    spans = make_spans(build)
+    assert spans[0].context.trace_id != spans[1].context.trace_id
+    exporter = GrpcExporter(endpoint=collector.grpc_endpoint, insecure=True)
+    assert exporter.export(spans) == SpanExportResult.SUCCESS
+    [record] = collector.records()
+    assert record.idempotency_key == "llm:anthropic:msg_01X"
+    assert collector.metric("spanmeter_duplicates_total") == 1
+    # links and timing differ between the two spans; what is billed does not, except here the
+    # cache read count, which only one of them reported: that is a conflict worth a look
+    assert collector.metric("spanmeter_conflicts_total") == 1
+
+
+def test_same_call_same_content_from_two_traces_is_no_conflict(collector: RunningCollector) -> None:
+    def build(tracer: Tracer) -> None:
+        for _ in range(2):
+            with tracer.start_as_current_span("chat", attributes=llm_attributes(**{"gen_ai.response.id": "c-1"})):
+                pass
+
+    exporter = GrpcExporter(endpoint=collector.grpc_endpoint, insecure=True)
+    assert exporter.export(make_spans(build)) == SpanExportResult.SUCCESS
+    assert len(collector.records()) == 1
+    assert (collector.metric("spanmeter_duplicates_total"), collector.metric("spanmeter_conflicts_total")) == (1, 0)

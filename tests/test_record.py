@@ -60,3 +60,10 @@ def test_row_round_trip_keeps_every_field() -> None:
     )
     assert all(getattr(record, name) not in (None, "", [], {}) for name in RECORD_FIELDS)
     assert row_to_record(record_to_row(record)) == record
+
+
+def test_money_is_shown_as_plain_decimal_strings() -> None:
+    record = UsageRecord(idempotency_key="k", kind="llm", type="chat", occurred_at=0,
+                         cost_usd=Decimal("2.4E-7"), quantity=Decimal("1E+3"))
+    assert record.to_dict()["cost_usd"] == "0.00000024"
+    assert record.to_dict()["quantity"] == "1000"

@@ -126,7 +126,7 @@ class UsageRecord:
             if f.name in ("occurred_at", "received_at"):
                 value = format_ns(value)
             elif isinstance(value, Decimal):
-                value = str(value)
+                value = decimal_string(value)
             elif isinstance(value, Product):
                 value = {k.name: getattr(value, k.name) for k in fields(value)}
             elif isinstance(value, (list, dict)):
@@ -136,6 +136,14 @@ class UsageRecord:
 
 
 RECORD_FIELDS: Final = tuple(f.name for f in fields(UsageRecord))
+
+
+def decimal_string(value: Decimal) -> str:
+    """A decimal as plain digits, never exponent notation: '0', '12.5', '0.00000024'."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
 
 
 def format_ns(ns: int) -> str:

@@ -85,7 +85,7 @@ OPERATION_TYPES: Final = {"completion": "text_completion", "embedding": "embeddi
 
 # --- who, relations, product events ---------------------------------------------------------
 CUSTOMER_ID: Final = ("usage.customer.id",)
-USER_ID: Final = (USER.USER_ID, "enduser.id", "usage.user.id")
+USER_ID: Final = (USER.USER_ID, "enduser.id", "usage.user.id", "gen_ai.user")  # gen_ai.user: OpenLLMetry
 EMAIL: Final = (USER.USER_EMAIL, "usage.user.email")
 ACCOUNT_DOMAIN: Final = ("usage.account.domain",)
 CONVERSATION_ID: Final = (GA.GEN_AI_CONVERSATION_ID, SESSION.SESSION_ID, "usage.conversation.id")

@@ -114,7 +114,7 @@ def as_count(name: str, value: Any) -> int:
         raise InvalidSpan(f"{name} must be a non-negative integer, got {value}")
     if value > MAX_TOKENS:
         raise InvalidSpan(f"{name} is {value}, above the limit of {MAX_TOKENS}")
-    return value
+    return int(value)
 
 
 def get_count(facts: Facts, fact: str) -> int | None:

@@ -48,7 +48,7 @@ def create_server(
         options=[("grpc.max_receive_message_length", max_request_bytes)], interceptors=list(interceptors)
     )
     for signal in SIGNALS:
-        handler = grpc.unary_unary_rpc_method_handler(_export(signal, ingest))
+        handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(_export(signal, ingest))
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(signal.grpc_service, {"Export": handler}),))
     return server
 

@@ -39,8 +39,13 @@ _RENAMED: Final = {"cost_usd": ("cost_usd_nano",), "reported_cost_usd": ("report
 
 # Every column but `seq`, in record field order: the order of INSERT values.
 COLUMNS: Final = tuple(col for name in RECORD_FIELDS for col in _RENAMED.get(name, (name,)))
-# Columns that say what a record is; equal idempotency keys with different content are a conflict.
-CONTENT_COLUMNS: Final = tuple(c for c in COLUMNS if c not in ("id", "received_at"))
+# Columns that say what is billed; equal idempotency keys with different content are a conflict.
+# Links and timing are left out: two tracers' spans of one provider call (one key) differ in them.
+CONTENT_COLUMNS: Final = tuple(
+    c
+    for c in COLUMNS
+    if c not in ("id", "received_at", "trace_id", "span_id", "occurred_at", "latency_ms", "service_name")
+)
 
 
 def column_type(column: str) -> str:

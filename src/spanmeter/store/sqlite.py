@@ -53,7 +53,7 @@ _LOOKUP_CHUNK: Final = 400  # (workspace, key) pairs per SELECT: 800 parameters,
 
 @migrations(name="m001_records")
 def _m001_records(db: sqlite_utils.Database) -> None:
-    db["records"].create(
+    db.table("records").create(
         {"seq": int, **{c: int if column_type(c) == "INTEGER" else str for c in COLUMNS}},
         pk="seq",
         not_null=NOT_NULL_COLUMNS,
