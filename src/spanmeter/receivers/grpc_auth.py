@@ -9,25 +9,28 @@ key's workspace bound (`spanmeter.auth.request_workspace`), so its records land 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import grpc
 
 from spanmeter.auth import Authenticator, AuthError, key_from_headers, request_workspace_scope
 from spanmeter.metrics import Metrics
 
+if TYPE_CHECKING:  # generic only in the stubs
+    Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc has no stubs here
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, authenticator: Authenticator, metrics: Metrics) -> None:
         self.authenticator = authenticator
         self.metrics = metrics
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        metadata = {m.key: m.value for m in handler_call_details.invocation_metadata or ()}
+    ) -> Handler | None:
+        metadata = dict(handler_call_details.invocation_metadata or ())
         key = key_from_headers(_text(metadata.get("authorization")), _text(metadata.get("x-api-key")))
         try:
             principal = self.authenticator.authenticate(key, "ingest")
@@ -44,7 +47,7 @@ def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _refusal(error: AuthError) -> grpc.RpcMethodHandler:
+def _refusal(error: AuthError) -> Handler:
     code = grpc.StatusCode.UNAUTHENTICATED if error.status == 401 else grpc.StatusCode.PERMISSION_DENIED
 
     async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
@@ -53,9 +56,9 @@ def _refusal(error: AuthError) -> grpc.RpcMethodHandler:
     return grpc.unary_unary_rpc_method_handler(refuse)
 
 
-def _bound(handler: grpc.RpcMethodHandler, workspace: str) -> grpc.RpcMethodHandler:
+def _bound(handler: Handler, workspace: str) -> Handler:
     """The same unary handler, run with `workspace` bound for its records."""
-    inner = handler.unary_unary
+    inner = cast(Callable[[Any, Any], Awaitable[Any]], handler.unary_unary)  # an aio handler: a coroutine
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         with request_workspace_scope(workspace):
