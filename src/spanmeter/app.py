@@ -38,7 +38,10 @@ def build_pricer(config: Config) -> Pricer:
     pricing = config.processors.pricing
     overrides = tuple(PriceOverride(**o.model_dump()) for o in pricing.overrides)
     return Pricer(
-        overrides, use_bundled_prices=pricing.use_bundled_prices, reported_cost_wins=pricing.reported_cost_wins
+        overrides,
+        use_bundled_prices=pricing.use_bundled_prices,
+        reported_cost_wins=pricing.reported_cost_wins,
+        reported_cost_tolerance=pricing.reported_cost_tolerance,
     )
 
 
@@ -49,6 +52,7 @@ def build_store(config: Config) -> SQLiteStore:
         synchronous=sqlite.synchronous.upper(),
         max_queued_records=sqlite.max_queued_records,
         busy_timeout=sqlite.busy_timeout,
+        cache_mb=sqlite.cache_mb,
     )
 
 
@@ -74,6 +78,9 @@ class Collector:
             workspace=config.service.workspace,
             count_operations=frozenset(op.lower() for op in usage.count_operations),
             max_field_chars=usage.max_field_chars,
+            content_capture=usage.content_capture,
+            content_max_chars=usage.content_max_chars,
+            exclusive_input_scopes=frozenset(usage.exclusive_input_scopes),
         )
         self.ingest = Ingest(self.store, build_pricer(config), options, self.metrics)
         self.http_app = self._build_http_app()
@@ -105,11 +112,11 @@ class Collector:
         if otlp.protocols.grpc is not None:
             interceptors = [AuthInterceptor(self.authenticator, self.metrics)] if self.config.auth.enabled else []
             self._grpc = otlp_grpc.create_server(self.ingest, otlp.max_request_bytes, interceptors)
-            endpoint = otlp.protocols.grpc.endpoint
+            grpc_endpoint = otlp.protocols.grpc.endpoint
             try:
-                self.grpc_port = self._grpc.add_insecure_port(endpoint)
+                self.grpc_port = self._grpc.add_insecure_port(grpc_endpoint)
             except RuntimeError as error:
-                raise OSError(f"cannot listen for OTLP/gRPC on {endpoint}: {error}") from None
+                raise OSError(f"cannot listen for OTLP/gRPC on {grpc_endpoint}: {error}") from None
             await self._grpc.start()
             log.info("OTLP/gRPC listening on %s:%d", otlp.protocols.grpc.host, self.grpc_port)
         if otlp.protocols.http is not None:

@@ -80,6 +80,12 @@ class UsageProcessor(_Model):
         description="gen_ai.operation.name / llm.request.type values counted as one model call each",
     )
     max_field_chars: int = Field(4096, gt=0, description="longest id, name or meta value accepted")
+    content_capture: bool = Field(False, description="store the prompt text of LLM calls in `query`")
+    content_max_chars: int = Field(2000, gt=0, description="longest prompt text kept when content capture is on")
+    exclusive_input_scopes: list[str] = Field(
+        [],
+        description="instrumentation scope names whose input tokens exclude cache reads/writes (normalised)",
+    )
 
 
 class PriceOverrideConfig(_Model):
@@ -95,6 +101,9 @@ class PriceOverrideConfig(_Model):
 class PricingProcessor(_Model):
     use_bundled_prices: bool = True
     reported_cost_wins: bool = False
+    reported_cost_tolerance: Decimal = Field(
+        Decimal("0.05"), ge=0, description="relative difference from the computed cost counted as a mismatch"
+    )
     overrides: list[PriceOverrideConfig] = []
 
 
@@ -110,6 +119,7 @@ class SQLiteStorage(_Model):
     )
     max_queued_records: int = Field(200_000, gt=0, description="above this, ingest answers 503 / UNAVAILABLE")
     busy_timeout: float = Field(5.0, gt=0, description="seconds a write waits for a lock held by another process")
+    cache_mb: int = Field(32, ge=1, description="SQLite page cache of the writer; keeps the key index in memory")
 
 
 class Storage(_Model):

@@ -30,6 +30,11 @@ class Metrics:
         self.unknown_model = Counter(
             "spanmeter_unknown_model_records", "LLM records stored without a cost: model not priced", registry=r
         )
+        self.reported_cost_mismatch = Counter(
+            "spanmeter_reported_cost_mismatch",
+            "LLM records whose app-reported cost differs from the computed one beyond the tolerance",
+            registry=r,
+        )
         self.requests_failed = Counter(
             "spanmeter_requests_failed", "Export requests refused", ["reason"], registry=r
         )

@@ -18,7 +18,11 @@ def create_router(metrics: Metrics, ready: Callable[[], bool]) -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: the store accepts writes", responses={503: {"description": "not ready"}})
+    @router.get(
+        "/readyz",
+        summary="Readiness: the store accepts writes",
+        responses={503: {"description": "not ready"}},
+    )
     async def readyz() -> JSONResponse:
         if ready():
             return JSONResponse({"status": "ready"})

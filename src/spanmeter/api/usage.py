@@ -23,8 +23,8 @@ from spanmeter.api.errors import ERROR_RESPONSES, ApiError
 from spanmeter.api.models import RecordsPage, Series, Snapshot, UsageItem
 from spanmeter.auth import Principal
 from spanmeter.pricing import from_nano
-from spanmeter.record import UsageRecord, format_ns
-from spanmeter.store.queries import EQUALITY_FILTERS, QueryStore, RecordQuery, decimal_string
+from spanmeter.record import UsageRecord, decimal_string, format_ns
+from spanmeter.store.queries import EQUALITY_FILTERS, QueryStore, RecordQuery
 from spanmeter.store.sqlite_queries import DAY_NS
 
 SERIES_DAYS: Final = 90

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -118,7 +119,8 @@ class Ingest:
     async def _store(self, converted: Converted) -> None:
         for record in converted.records:
             record.id = new_record_id()
-            self.pricer.price(record)
+            if self.pricer.price(record):
+                self.metrics.reported_cost_mismatch.inc()
         started = time.perf_counter()
         try:
             result = await self.store.write(converted.records)
@@ -136,7 +138,8 @@ class Ingest:
         m.duplicates.inc(result.duplicates)
         m.conflicts.inc(result.conflicts)
         m.rejected.inc(rejected)
-        for record in result.inserted:
-            m.records_stored.labels(record.kind).inc()
-            if record.cost_source == "unknown":
-                m.unknown_model.inc()
+        kinds = Counter(record.kind for record in result.inserted)
+        for kind, count in kinds.items():  # one metric update per kind, not per record
+            m.records_stored.labels(kind).inc(count)
+        if unknown := sum(1 for record in result.inserted if record.cost_source == "unknown"):
+            m.unknown_model.inc(unknown)

@@ -7,7 +7,6 @@ backend-neutral, so a PostgreSQL store implements the same two protocols.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Final, Literal, Protocol
 
 from spanmeter.record import UsageRecord
@@ -137,9 +136,3 @@ class KeyStore(Protocol):
         ...
 
 
-def decimal_string(value: Decimal) -> str:
-    """A decimal as plain digits (never exponent notation): '0', '12.5', '0.000001'."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"
