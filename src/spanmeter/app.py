@@ -15,10 +15,12 @@ from collections.abc import Iterator
 import grpc
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 import spanmeter
 import spanmeter.api
 from spanmeter.api import health
+from spanmeter.api.auth_http import AuthMiddleware
 from spanmeter.auth import Authenticator
 from spanmeter.config import Config
 from spanmeter.convert.spans import ConvertOptions
@@ -83,7 +85,7 @@ class Collector:
             exclusive_input_scopes=frozenset(usage.exclusive_input_scopes),
         )
         self.ingest = Ingest(self.store, build_pricer(config), options, self.metrics)
-        self.http_app = self._build_http_app()
+        self.http_app, self.asgi_app = self._build_http_app()
         self.grpc_port: int | None = None
         self.http_port: int | None = None
         self._grpc: grpc.aio.Server | None = None
@@ -91,16 +93,25 @@ class Collector:
         self._http_task: asyncio.Task[None] | None = None
         self._ready = False
 
-    def _build_http_app(self) -> FastAPI:
+    def _build_http_app(self) -> tuple[FastAPI, ASGIApp]:
+        """The FastAPI app (every route, the OpenAPI document) and what uvicorn serves: the same,
+        with OTLP exports sent straight to their routes behind the auth middleware only."""
         app = FastAPI(
             title="spanmeter",
             version=spanmeter.__version__,
             description="OTLP/HTTP receiver and usage API of spanmeter.",
         )
-        app.include_router(otlp_http.create_router(self.ingest, self.config.otlp.max_request_bytes))
+        otlp_api_routes, otlp_routes = otlp_http.create_routes(self.ingest, self.config.otlp.max_request_bytes)
+        app.include_router(otlp_api_routes)
         app.include_router(health.create_router(self.metrics, lambda: self._ready))
         spanmeter.api.install(app, self.store, self.config, self.metrics, self.authenticator)
-        return app
+        otlp_app = AuthMiddleware(
+            otlp_routes,
+            authenticator=self.authenticator,
+            public_workspace=self.config.api.adoption.public_workspace,
+            metrics=self.metrics,
+        )
+        return app, otlp_http.OTLPFirst(otlp_app, app)
 
     async def start(self) -> None:
         otlp = self.config.otlp
@@ -122,7 +133,7 @@ class Collector:
         if otlp.protocols.http is not None:
             endpoint = otlp.protocols.http
             server_config = uvicorn.Config(
-                self.http_app,
+                self.asgi_app,
                 host=endpoint.host,
                 port=endpoint.port,
                 log_config=None,

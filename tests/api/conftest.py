@@ -51,7 +51,7 @@ class Api:
         self.running = running
         self.collector = running.collector
         self.store = running.collector.store
-        self.client = TestClient(running.collector.http_app)
+        self.client = TestClient(running.collector.asgi_app)  # what uvicorn serves
 
     def write(self, records: list[UsageRecord]) -> None:
         result = self.running.call(self.store.write(records))

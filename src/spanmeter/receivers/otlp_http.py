@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 from fastapi import APIRouter, Request, Response
+from starlette.routing import Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 from google.rpc import code_pb2, status_pb2
 
 from spanmeter.receivers.decode import CONTENT_TYPES, JSON, BadRequest, TooLarge, decode, encode, gunzip
@@ -40,18 +42,23 @@ def _otlp_body(signal: Signal) -> dict[str, Any]:
     }
 
 
-def create_router(ingest: Ingest, max_request_bytes: int) -> APIRouter:
-    router = APIRouter(tags=["otlp"])
+def create_routes(ingest: Ingest, max_request_bytes: int) -> tuple[APIRouter, Router]:
+    """The export handlers twice: as FastAPI routes (documented in the OpenAPI document) and as a
+    plain Starlette router, which `OTLPFirst` serves them from without FastAPI's middleware."""
+    api_router = APIRouter(tags=["otlp"])
+    routes = []
     for signal in SIGNALS:
-        router.add_api_route(
+        handler = _export(signal, ingest, max_request_bytes)
+        api_router.add_api_route(
             signal.http_path,
-            _export(signal, ingest, max_request_bytes),
+            handler,
             methods=["POST"],
             openapi_extra=_otlp_body(signal),
             summary=f"OTLP/HTTP {signal.name} export",
             response_class=Response,
         )
-    return router
+        routes.append(Route(signal.http_path, handler, methods=["POST"]))
+    return api_router, Router(routes=routes)
 
 
 def _export(signal: Signal, ingest: Ingest, max_request_bytes: int) -> Callable[[Request], Awaitable[Response]]:
@@ -76,6 +83,23 @@ def _export(signal: Signal, ingest: Ingest, max_request_bytes: int) -> Callable[
         return Response(encode(response, content_type), media_type=content_type)
 
     return handle
+
+
+class OTLPFirst:
+    """Sends OTLP exports (the hot path) straight to `otlp`, past the API's routing and error
+    middleware; every other request goes to `api`."""
+
+    PATHS: Final = frozenset(signal.http_path for signal in SIGNALS)
+
+    def __init__(self, otlp: ASGIApp, api: ASGIApp) -> None:
+        self.otlp = otlp
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.PATHS:
+            await self.otlp(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
