@@ -78,3 +78,19 @@ def test_pricer_equals_calc_price(index: int, plain: int, out: int, cache_read: 
 
     assert r.cost_source == "computed"
     assert r.cost_usd == from_nano(to_nano(expected))
+
+
+def test_tiered_prices_switch_at_the_same_input_as_genai_prices() -> None:
+    from genai_prices import types as genai_types
+
+    tiered = []
+    for provider, model in MODELS:
+        flat = _resolve_flat_prices(provider, model)
+        if isinstance(flat, FlatPrices) and isinstance(flat.input_mtok, genai_types.TieredPrices):
+            tiered.append((provider, model, flat))
+    assert tiered  # e.g. claude-sonnet-4-5 above 200k input tokens
+    for provider, model, flat in tiered:
+        for start in {tier.start for tier in flat.input_mtok.tiers}:  # type: ignore[union-attr]
+            for inp in (start - 1, start, start + 1, 3 * start):
+                r = record(provider, model, inp, 700, inp // 4, inp // 10)
+                assert flat.cost(r) == reference(r).total_price, (provider, model, inp)

@@ -83,17 +83,20 @@ def normalise_provider(name: str | None) -> str | None:
         return lowered
 
 
+Price = Decimal | genai_types.TieredPrices
+
+
 @dataclass(slots=True, frozen=True)
 class FlatPrices:
-    """A model's prices per million tokens when they are plain numbers, the same at every time of
-    request and for every size: then the cost is four multiplications, not a genai-prices
-    calculation (~70 µs) per record. tests/test_pricing.py checks both give the same Decimal for
-    every such model in the bundled data."""
+    """A model's token prices per million when they are the same at every time of request: then
+    the cost is four multiplications, not a genai-prices calculation (~70 µs) per record.
+    Tiered prices are "cliff" tiers by the call's input tokens, as genai-prices applies them.
+    tests/test_pricing.py checks both give the same Decimal for every such model in the data."""
 
-    input_mtok: Decimal
-    output_mtok: Decimal
-    cache_read_mtok: Decimal
-    cache_write_mtok: Decimal
+    input_mtok: Price
+    output_mtok: Price
+    cache_read_mtok: Price
+    cache_write_mtok: Price
     ref: str
 
     def cost(self, record: UsageRecord) -> Decimal | None:
@@ -103,19 +106,39 @@ class FlatPrices:
         plain_input = (record.input_tokens or 0) - cache_read - cache_write
         if plain_input < 0:
             return None
+        tokens = record.input_tokens or 0
         return (
-            plain_input * self.input_mtok
-            + cache_read * self.cache_read_mtok
-            + cache_write * self.cache_write_mtok
-            + (record.output_tokens or 0) * self.output_mtok
+            plain_input * _at(self.input_mtok, tokens)
+            + cache_read * _at(self.cache_read_mtok, tokens)
+            + cache_write * _at(self.cache_write_mtok, tokens)
+            + (record.output_tokens or 0) * _at(self.output_mtok, tokens)
         ) / MILLION
+
+
+def _at(price: Price, input_tokens: int) -> Decimal:
+    """The price that applies to a call with this many input tokens (the highest tier passed)."""
+    if isinstance(price, Decimal):
+        return price
+    for tier in reversed(price.tiers):
+        if input_tokens > tier.start:
+            return tier.price
+    return price.base
 
 
 CALC_PRICE: Final = object()
 _UNRESOLVED: Final = object()
-# Price keys a flat-priced model may have: token prices, and per-call extras our usage never counts.
+# Price keys a flat-priced model may have: token prices, and extras our usage never counts
+# (searches, and 1-hour cache writes, which spans do not tell apart from other cache writes).
 _FLAT_KEYS: Final = frozenset(
-    {"input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "web_searches_kcount", "storage_searches_kcount"}
+    {
+        "input_mtok",
+        "output_mtok",
+        "cache_read_mtok",
+        "cache_write_mtok",
+        "cache_write_1h_mtok",
+        "web_searches_kcount",
+        "storage_searches_kcount",
+    }
 )
 
 
@@ -129,9 +152,9 @@ def _resolve_flat_prices(provider: str | None, model: str) -> FlatPrices | objec
     if not isinstance(prices, genai_types.ModelPrice):
         return CALC_PRICE  # prices that change with the time of the request
     values = {k: v for k, v in prices.__dict__.items() if v is not None and not k.startswith("_")}
-    if not set(values) <= _FLAT_KEYS or not all(isinstance(v, Decimal) for v in values.values()):
-        return CALC_PRICE  # tiered prices, audio or image units: genai-prices decomposes those
-    input_mtok = values.get("input_mtok", Decimal(0))
+    if not set(values) <= _FLAT_KEYS or not all(isinstance(v, (Decimal, genai_types.TieredPrices)) for v in values.values()):
+        return CALC_PRICE  # audio or image units: genai-prices decomposes those
+    input_mtok: Price = values.get("input_mtok", Decimal(0))
     return FlatPrices(
         input_mtok=input_mtok,
         output_mtok=values.get("output_mtok", Decimal(0)),
