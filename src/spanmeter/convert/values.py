@@ -23,6 +23,8 @@ MAX_QUANTITY: Final = Decimal(10**15)
 MAX_COST_USD: Final = Decimal(10**9)
 META: Final = "meta"  # the Facts key under which `usage.meta.<key>` attributes are gathered
 
+_SCALARS: Final = frozenset({"string_value", "int_value", "double_value", "bool_value", "bytes_value"})
+
 # fact → (rank of the attribute name, attribute name, value); the lowest rank wins.
 Facts = dict[str, tuple[int, str, Any]]
 
@@ -61,9 +63,12 @@ def extract(kvs: Iterable[KeyValue], extra: dict[str, Any] | None = None) -> Fac
                         meta = {}
                     meta[key[len(META_PREFIX) :]] = value
             continue
-        value = any_value(kv.value)
-        if value is None:
+        any_ = kv.value
+        which = any_.WhichOneof("value")
+        if which is None:
             continue
+        # scalars inline (the hot path), arrays and maps through any_value
+        value = getattr(any_, which) if which in _SCALARS else any_value(any_)
         for fact, rank in entries:
             held = facts.get(fact)
             if held is None or rank < held[0]:
@@ -97,10 +102,14 @@ def as_str(name: str, value: Any, max_chars: int) -> str:
 
 
 def get_str(layers: Sequence[Facts], fact: str, max_chars: int) -> str | None:
-    found = lookup(layers, fact)
-    if found is None:
-        return None
-    return as_str(found[0], found[1], max_chars) or None
+    for facts in layers:
+        held = facts.get(fact)
+        if held is not None:
+            value = held[2]
+            if type(value) is str and len(value) <= max_chars:  # the common case, checked inline
+                return value or None
+            return as_str(held[1], value, max_chars) or None
+    return None
 
 
 def as_count(name: str, value: Any) -> int:
@@ -119,7 +128,12 @@ def as_count(name: str, value: Any) -> int:
 
 def get_count(facts: Facts, fact: str) -> int | None:
     held = facts.get(fact)
-    return None if held is None else as_count(held[1], held[2])
+    if held is None:
+        return None
+    value = held[2]
+    if type(value) is int and 0 <= value <= MAX_TOKENS:  # the common case, checked inline
+        return value
+    return as_count(held[1], value)
 
 
 def as_decimal(name: str, value: Any, *, limit: Decimal, positive: bool) -> Decimal:
