@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,11 +37,9 @@ def _key(row: tuple[Any, ...]) -> ApiKey:
 class SQLiteKeys:
     """Mixed into SQLiteStore, after SQLiteQueries (for `_fetch`)."""
 
-    def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
-
     path: Path
     busy_timeout: float
+    _fetch: Callable[[str, list[Any]], list[tuple[Any, ...]]]  # SQLiteQueries' read helper
 
     def _write_connection(self) -> sqlite3.Connection:
         return sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None)
