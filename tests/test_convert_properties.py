@@ -7,14 +7,14 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from spanmeter.convert import attributes as A
 from spanmeter.convert.spans import ConvertOptions, convert_span
 from spanmeter.convert.values import InvalidSpan
 from spanmeter.pricing import Pricer
 from tests.captures import any_value
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 TOKEN_NAMES = {
     "input_tokens": A.INPUT_TOKENS,

@@ -178,15 +178,15 @@ def test_provider_names_are_normalised_to_genai_prices_ids() -> None:
 
 def test_override_wins_and_can_be_per_customer() -> None:
     overrides = (
-        PriceOverride(model="gpt-4o*", customer="bigco", input_mtok=Decimal("1"), output_mtok=Decimal("2")),
-        PriceOverride(model="ft:*", input_mtok=Decimal("3"), output_mtok=Decimal("6"),
+        PriceOverride(model="gpt-4o*", customer="bigco", input_mtok=Decimal(1), output_mtok=Decimal(2)),
+        PriceOverride(model="ft:*", input_mtok=Decimal(3), output_mtok=Decimal(6),
                       cache_read_mtok=Decimal("0.5")),
     )
     pricer = Pricer(overrides)
     contract = one({**llm_attributes(model="gpt-4o-mini", input_tokens=1_000_000, output_tokens=500_000),
                     "usage.customer.id": "bigco"})
     pricer.price(contract)
-    assert (contract.cost_usd, contract.cost_source, contract.price_ref) == (Decimal("2"), "override", "override gpt-4o*")
+    assert (contract.cost_usd, contract.cost_source, contract.price_ref) == (Decimal(2), "override", "override gpt-4o*")
     fine_tuned = one(llm_attributes(model="ft:gpt-4o:acme:1", input_tokens=2000, output_tokens=100, **{
         "gen_ai.usage.cache_read.input_tokens": 1000}))
     pricer.price(fine_tuned)

@@ -352,7 +352,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: tests read fp.exchanges instead
 
     @property
@@ -404,7 +404,7 @@ class _Handler(BaseHTTPRequestHandler):
                         request=body, status=status, **kw)
 
     # -- routing ---------------------------------------------------------------------------
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+    def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]
         routes = {
             "/v1/chat/completions": ("openai.chat", self._openai_chat),
@@ -431,7 +431,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         handler(api, body, model)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+    def do_GET(self) -> None:
         self._record_error("unknown", {}, 404, f"no such path: {self.path}")
 
     def _record_error(self, api: str, body: JsonObject, status: int, message: str) -> None:

@@ -19,7 +19,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from spanmeter.convert import attributes as A
 from spanmeter.convert.events import event_record
-from spanmeter.convert.spans import ConvertOptions, Converted, common_fields
+from spanmeter.convert.spans import Converted, ConvertOptions, common_fields
 from spanmeter.convert.values import Facts, InvalidSpan, extract, get_str, hex_id
 from spanmeter.record import UsageRecord
 

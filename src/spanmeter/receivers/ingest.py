@@ -31,7 +31,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from spanmeter.auth import request_workspace
 from spanmeter.convert.logs import convert_logs
-from spanmeter.convert.spans import ConvertOptions, Converted, convert_traces
+from spanmeter.convert.spans import Converted, ConvertOptions, convert_traces
 from spanmeter.errors import Overloaded, StorageError
 from spanmeter.metrics import Metrics
 from spanmeter.pricing import Pricer

@@ -14,13 +14,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from fastapi import APIRouter, Request, Response
+from google.rpc import code_pb2, status_pb2
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
-from google.rpc import code_pb2, status_pb2
 
 from spanmeter.receivers.decode import CONTENT_TYPES, JSON, BadRequest, TooLarge, decode, encode, gunzip
 from spanmeter.receivers.ingest import GRPC_CODES, HTTP_STATUS, Ingest, Refusal
 from spanmeter.receivers.signals import SIGNALS, Signal
+
 
 def _otlp_body(signal: Signal) -> dict[str, Any]:
     name = signal.request_type.DESCRIPTOR.name

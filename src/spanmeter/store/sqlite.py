@@ -26,8 +26,6 @@ from sqlite_utils.migrations import Migrations
 from spanmeter.errors import Overloaded, StorageError
 from spanmeter.record import UsageRecord
 from spanmeter.store.base import RecordFilter, WriteResult
-from spanmeter.store.sqlite_keys import SQLiteKeys
-from spanmeter.store.sqlite_queries import SQLiteQueries
 from spanmeter.store.schema import (
     COLUMNS,
     CONTENT_COLUMNS,
@@ -36,6 +34,8 @@ from spanmeter.store.schema import (
     record_to_row,
     row_to_record,
 )
+from spanmeter.store.sqlite_keys import SQLiteKeys
+from spanmeter.store.sqlite_queries import SQLiteQueries
 
 log = logging.getLogger(__name__)
 
