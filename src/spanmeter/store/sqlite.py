@@ -25,7 +25,9 @@ from sqlite_utils.migrations import Migrations
 
 from spanmeter.errors import Overloaded, StorageError
 from spanmeter.record import UsageRecord
+from spanmeter.store import rollup
 from spanmeter.store.base import RecordFilter, WriteResult
+from spanmeter.store.rollup import roll_up
 from spanmeter.store.schema import (
     COLUMNS,
     CONTENT_COLUMNS,
@@ -45,6 +47,7 @@ _INSERT: Final = f"INSERT OR IGNORE INTO records ({', '.join(COLUMNS)}) VALUES (
 _SELECT: Final = f"SELECT {', '.join(COLUMNS)} FROM records"
 _CONTENT_AT: Final = tuple(COLUMNS.index(c) for c in CONTENT_COLUMNS)
 _ID_AT: Final = COLUMNS.index("id")
+_COST_AT: Final = COLUMNS.index("cost_usd_nano")
 _KEY_AT: Final = (COLUMNS.index("workspace"), COLUMNS.index("idempotency_key"))
 CHECKPOINT_SECONDS: Final = 0.5
 WAL_LIMIT_PAGES: Final = 65_536  # 256 MiB of 4 KiB pages
@@ -111,6 +114,12 @@ def _m004_lighter_query_indexes(db: sqlite_utils.Database) -> None:
     db.execute("DROP TRIGGER IF EXISTS records_meta_insert")
     db.execute("DROP TABLE IF EXISTS record_meta")
     db.execute("DROP INDEX IF EXISTS records_type")
+
+
+@migrations(name="m005_daily_rollups")
+def _m005_daily_rollups(db: sqlite_utils.Database) -> None:
+    for statement in (*rollup.SCHEMA, *rollup.BACKFILL):
+        db.execute(statement)
 
 
 def connect(path: str | Path, *, timeout: float = 5.0) -> sqlite3.Connection:
@@ -294,17 +303,21 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys):
                     _count_duplicate(job.result, earlier, row, conflict_keys)
         before = conn.total_changes
         conn.executemany(_INSERT, rows)
+        new: list[tuple[UsageRecord, int | None]] = []
         if conn.total_changes - before == len(rows):
-            for job, record in owners:
+            for row, (job, record) in zip(rows, owners, strict=True):
                 job.result.inserted.append(record)
+                new.append((record, row[_COST_AT]))
         else:
             stored = self._stored_rows(conn, first_rows)
             for row, (job, record) in zip(rows, owners, strict=True):
                 existing = stored[(row[_KEY_AT[0]], row[_KEY_AT[1]])]
                 if existing[_ID_AT] == row[_ID_AT]:
                     job.result.inserted.append(record)
+                    new.append((record, row[_COST_AT]))
                 else:
                     _count_duplicate(job.result, existing, row, conflict_keys)
+        roll_up(conn, new)
         if conflict_keys:
             log.warning(
                 "%d duplicate records differ from the stored ones (the first stored wins), e.g. key %r",

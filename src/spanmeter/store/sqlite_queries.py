@@ -27,9 +27,9 @@ from spanmeter.store.queries import (
     ProductAdoption,
     RecordQuery,
 )
+from spanmeter.store.rollup import ALL_CUSTOMERS, DAY_NS
 from spanmeter.store.schema import COLUMNS, row_to_record
 
-DAY_NS: Final = 86_400 * 1_000_000_000
 _ALLOWED_COLUMNS: Final = frozenset(EQUALITY_FILTERS.values())
 _RECORD_COLUMNS: Final = ", ".join(f"r.{c}" for c in COLUMNS)
 # Tokens of one LLM record: total when the emitter gave it, else input + output.
@@ -111,32 +111,25 @@ class SQLiteQueries:
         return [(row[0], row_to_record(row[1:])) for row in self._fetch(sql, params)]
 
     # --- series and totals -------------------------------------------------------------------
+    # Whole UTC days come from the daily rollups (store/rollup.py), kept by the writer.
     def daily_totals(
         self, workspace: str, customer: str | None, start_ns: int, end_ns: int
     ) -> list[DailyTotals]:
-        where, params = _scope(workspace, customer, start_ns, end_ns)
         sql = (
-            f"SELECT occurred_at / {DAY_NS} AS day,"
-            f" SUM(CASE WHEN kind = 'llm' THEN {_TOKENS} ELSE 0 END),"
-            " SUM(kind = 'llm'), SUM(COALESCE(cost_usd_nano, 0))"
-            f" FROM records WHERE {where} GROUP BY day"
+            "SELECT day, tokens, messages, cost_nano FROM usage_daily"
+            " WHERE workspace = ? AND customer_id = ? AND day >= ? AND day < ?"
         )
-        return [
-            DailyTotals(day, tokens or 0, messages or 0, cost or 0)
-            for day, tokens, messages, cost in self._fetch(sql, params)
-        ]
+        params = [workspace, customer or ALL_CUSTOMERS, *_whole_days(start_ns, end_ns)]
+        return [DailyTotals(*row) for row in self._fetch(sql, params)]
 
     def new_conversations(
         self, workspace: str, customer: str | None, start_ns: int, end_ns: int
     ) -> dict[int, int]:
-        where, params = _scope(workspace, customer, None, None)
         sql = (
-            f"SELECT first / {DAY_NS} AS day, COUNT(*) FROM ("
-            f" SELECT MIN(occurred_at) AS first FROM records WHERE {where} AND conversation_id IS NOT NULL"
-            " GROUP BY conversation_id"
-            ") WHERE first >= ? AND first < ? GROUP BY day"
+            "SELECT day, new_conversations FROM usage_daily"
+            " WHERE workspace = ? AND customer_id = ? AND day >= ? AND day < ? AND new_conversations > 0"
         )
-        return dict(self._fetch(sql, [*params, start_ns, end_ns]))
+        return dict(self._fetch(sql, [workspace, customer or ALL_CUSTOMERS, *_whole_days(start_ns, end_ns)]))
 
     def period_totals(self, workspace: str, customer: str | None, start_ns: int, end_ns: int) -> PeriodTotals:
         where, params = _scope(workspace, customer, start_ns, end_ns)
@@ -222,6 +215,12 @@ def build_page_sql(query: RecordQuery) -> tuple[str, list[Any]]:
         params.append(query.after_seq)
     sql = f"SELECT r.seq, {_RECORD_COLUMNS} FROM records r WHERE {' AND '.join(clauses)} ORDER BY r.seq {direction} LIMIT ?"
     return sql, [*params, query.limit]
+
+
+def _whole_days(start_ns: int, end_ns: int) -> tuple[int, int]:
+    if start_ns % DAY_NS or end_ns % DAY_NS:
+        raise ValueError("series ranges are whole UTC days")
+    return start_ns // DAY_NS, end_ns // DAY_NS
 
 
 def _scope(
