@@ -22,7 +22,7 @@ from spanmeter.auth import Principal
 from spanmeter.metrics import Metrics
 from spanmeter.record import format_ns
 from spanmeter.store.queries import ProductAdoption, QueryStore
-from spanmeter.store.sqlite_queries import DAY_NS
+from spanmeter.store.rollup import DAY_NS
 
 METHODOLOGY_VERSION: Final = "1"
 WEIGHTS: Final = {"developers": 0.5, "accounts": 0.3, "activation": 0.2}

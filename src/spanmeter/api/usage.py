@@ -25,7 +25,7 @@ from spanmeter.auth import Principal
 from spanmeter.pricing import from_nano
 from spanmeter.record import UsageRecord, decimal_string, format_ns
 from spanmeter.store.queries import EQUALITY_FILTERS, QueryStore, RecordQuery
-from spanmeter.store.sqlite_queries import DAY_NS
+from spanmeter.store.rollup import DAY_NS
 
 SERIES_DAYS: Final = 90
 MAX_TAKE: Final = 500

@@ -15,6 +15,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,7 +176,16 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = connect(self.path, timeout=self.busy_timeout)
         try:
-            migrations.apply(sqlite_utils.Database(conn))
+            db = sqlite_utils.Database(conn)
+            pending = [m.name for m in migrations.pending(db)]
+            if pending and db["records"].exists():
+                # Backfills read every stored record: minutes at tens of millions (m005: 128 s at 10M).
+                log.info("upgrading %s: applying %s; this can take a while on a large database",
+                         self.path, ", ".join(pending))
+            started = time.monotonic()
+            migrations.apply(db)
+            if pending:
+                log.info("applied %d migration(s) in %.1f s", len(pending), time.monotonic() - started)
         finally:
             conn.close()
 
