@@ -135,9 +135,13 @@ class Ingest:
     def _count(self, result: WriteResult, rejected: int, started: float) -> None:
         m = self.metrics
         m.write_seconds.observe(time.perf_counter() - started)
-        m.duplicates.inc(result.duplicates)
-        m.conflicts.inc(result.conflicts)
-        m.rejected.inc(rejected)
+        # Counters are updated only when they move: each update takes a lock.
+        if result.duplicates:
+            m.duplicates.inc(result.duplicates)
+        if result.conflicts:
+            m.conflicts.inc(result.conflicts)
+        if rejected:
+            m.rejected.inc(rejected)
         kinds = Counter(record.kind for record in result.inserted)
         for kind, count in kinds.items():  # one metric update per kind, not per record
             m.records_stored.labels(kind).inc(count)
