@@ -109,3 +109,59 @@ def test_a_database_from_before_the_rollups_is_backfilled(tmp_path: Path) -> Non
     store = SQLiteStore(path)
     store.migrate()
     check(store)
+    check_periods(store)
+
+
+def expected_period(stored: list[UsageRecord], workspace: str, customer: str | None, start: int, end: int) -> tuple:  # type: ignore[type-arg]
+    mine = [r for r in stored if r.workspace == workspace]
+    first: dict[str, UsageRecord] = {}
+    last: dict[str, int] = {}
+    for r in sorted(mine, key=lambda r: r.occurred_at):
+        if r.conversation_id is not None:
+            first.setdefault(r.conversation_id, r)
+            last[r.conversation_id] = r.occurred_at
+    inside = [r for r in mine if start <= r.occurred_at < end and (customer is None or r.customer_id == customer)]
+    llm = [r for r in inside if r.kind == "llm"]
+    conversations = sum(
+        1 for c, r in first.items()
+        if r.occurred_at < end and last[c] >= start and (customer is None or r.customer_id == customer)
+    )
+    return (
+        sum(r.total_tokens if r.total_tokens is not None else (r.input_tokens or 0) + (r.output_tokens or 0) for r in llm),
+        sum(r.input_tokens or 0 for r in llm),
+        sum(r.output_tokens or 0 for r in llm),
+        len(llm),
+        sum(r.kind == "event" for r in inside),
+        sum(r.kind == "meter" for r in inside),
+        conversations,
+        sum(to_nano(r.cost_usd) for r in inside if r.cost_usd is not None),
+    )
+
+
+def check_periods(store: SQLiteStore) -> None:
+    stored = store.recent(RecordFilter(), 1_000_000)
+    for first_day, last_day in ((0, 21), (3, 4), (5, 12), (19, 25)):
+        start, end = T0 + first_day * DAY_NS, T0 + last_day * DAY_NS
+        for workspace in ("w1", "w2"):
+            for customer in (None, "acme", "initech"):
+                totals = store.period_totals(workspace, customer, start, end)
+                got = (totals.tokens, totals.input_tokens, totals.output_tokens, totals.messages, totals.events,
+                       totals.meter_records, totals.conversations, totals.cost_nano)
+                assert got == expected_period(stored, workspace, customer, start, end), (first_day, workspace, customer)
+
+
+def test_period_totals_equal_the_records(tmp_path: Path) -> None:
+    records = random_records(random.Random(11), 2000)
+
+    async def write() -> SQLiteStore:
+        store = SQLiteStore(tmp_path / "p.db")
+        await store.start()
+        for start in range(0, len(records), 90):
+            await store.write(records[start : start + 90])
+        return store
+
+    store = asyncio.run(write())
+    try:
+        check_periods(store)
+    finally:
+        asyncio.run(store.close())

@@ -1,13 +1,16 @@
-"""Daily rollups, kept in the writer's transaction, so the 90-day series reads ~90 rows, not every
-record of 90 days (at 10M records: 0.05 ms instead of ~20 s, bench/README.md "Query benchmark").
+"""Daily rollups, kept in the writer's transaction, so the 90-day series and the month's snapshot
+read a few rows, not every record of the period (at 10M records: ~2 ms instead of ~20 s,
+bench/README.md "Query benchmark").
 
-    usage_daily          (workspace, customer_id, day) → tokens, messages, cost_nano, new_conversations
+    usage_daily          (workspace, customer_id, day) → tokens, input/output tokens, messages,
+                         events, meter records, cost_nano, new_conversations;
                          customer_id '' is the whole workspace (records never have an empty customer)
-    conversation_starts  (workspace, conversation_id) → the customer and time of its first record
+    conversation_starts  (workspace, conversation_id) → the customer and time of its first record,
+                         and the time of its last (conversations active in a period)
 
 A conversation is new on the UTC day of its earliest record; one whose earlier record arrives
-later moves to that day. Counts are per record kind as in the query API: tokens and messages of
-`llm` records, cost of all records.
+later moves to that day. It belongs to the customer of its earliest record. Counts are per record
+kind as in the query API: tokens and messages of `llm` records, cost of all records.
 """
 
 from __future__ import annotations
@@ -24,23 +27,40 @@ ALL_CUSTOMERS: Final = ""
 _CHUNK: Final = 400
 
 SCHEMA: Final = (
-    "CREATE TABLE usage_daily (workspace TEXT NOT NULL, customer_id TEXT NOT NULL, day INTEGER NOT NULL,"
-    " tokens INTEGER NOT NULL DEFAULT 0, messages INTEGER NOT NULL DEFAULT 0, cost_nano INTEGER NOT NULL DEFAULT 0,"
-    " new_conversations INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (workspace, customer_id, day)) WITHOUT ROWID",
-    "CREATE TABLE conversation_starts (workspace TEXT NOT NULL, conversation_id TEXT NOT NULL,"
-    " customer_id TEXT, first_at INTEGER NOT NULL, PRIMARY KEY (workspace, conversation_id)) WITHOUT ROWID",
+    (
+        "CREATE TABLE usage_daily (workspace TEXT NOT NULL, customer_id TEXT NOT NULL, day INTEGER NOT NULL,"
+        " tokens INTEGER NOT NULL DEFAULT 0, messages INTEGER NOT NULL DEFAULT 0, cost_nano INTEGER NOT NULL DEFAULT 0,"
+        " new_conversations INTEGER NOT NULL DEFAULT 0, input_tokens INTEGER NOT NULL DEFAULT 0,"
+        " output_tokens INTEGER NOT NULL DEFAULT 0, events INTEGER NOT NULL DEFAULT 0, meters INTEGER NOT NULL DEFAULT 0,"
+        " PRIMARY KEY (workspace, customer_id, day)) WITHOUT ROWID"
+    ),
+    (
+        "CREATE TABLE conversation_starts (workspace TEXT NOT NULL, conversation_id TEXT NOT NULL,"
+        " customer_id TEXT, first_at INTEGER NOT NULL, last_at INTEGER NOT NULL,"
+        " PRIMARY KEY (workspace, conversation_id)) WITHOUT ROWID"
+    ),
+    "CREATE INDEX conversation_activity ON conversation_starts (workspace, last_at, first_at)",
+    "CREATE INDEX conversation_customer_activity ON conversation_starts (workspace, customer_id, last_at, first_at)",
 )
 _TOKENS: Final = "COALESCE(total_tokens, COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0))"
-# Fill both from records already stored (databases older than the rollups).
+# Fill both from records already stored (databases older than the rollups): two passes over the
+# records for usage_daily, one for conversation_starts.
 BACKFILL: Final = (
-    "INSERT INTO conversation_starts SELECT workspace, conversation_id, customer_id, occurred_at FROM ("
-    " SELECT workspace, conversation_id, customer_id, occurred_at, ROW_NUMBER() OVER ("
-    "  PARTITION BY workspace, conversation_id ORDER BY occurred_at, seq) AS n"
-    " FROM records WHERE conversation_id IS NOT NULL) WHERE n = 1",
+    (
+        "INSERT INTO conversation_starts SELECT workspace, conversation_id, customer_id, occurred_at, last_at FROM ("
+        " SELECT workspace, conversation_id, customer_id, occurred_at,"
+        "  MAX(occurred_at) OVER (PARTITION BY workspace, conversation_id) AS last_at,"
+        "  ROW_NUMBER() OVER (PARTITION BY workspace, conversation_id ORDER BY occurred_at, seq) AS n"
+        " FROM records WHERE conversation_id IS NOT NULL) WHERE n = 1"
+    ),
     *(
-        f"INSERT INTO usage_daily (workspace, customer_id, day, tokens, messages, cost_nano)"
+        f"INSERT INTO usage_daily (workspace, customer_id, day, tokens, messages, cost_nano,"
+        f" input_tokens, output_tokens, events, meters)"
         f" SELECT workspace, {customer}, occurred_at / {DAY_NS},"
-        f" SUM(CASE WHEN kind = 'llm' THEN {_TOKENS} ELSE 0 END), SUM(kind = 'llm'), SUM(COALESCE(cost_usd_nano, 0))"
+        f" SUM(CASE WHEN kind = 'llm' THEN {_TOKENS} ELSE 0 END), SUM(kind = 'llm'), SUM(COALESCE(cost_usd_nano, 0)),"
+        f" SUM(CASE WHEN kind = 'llm' THEN COALESCE(input_tokens, 0) ELSE 0 END),"
+        f" SUM(CASE WHEN kind = 'llm' THEN COALESCE(output_tokens, 0) ELSE 0 END),"
+        f" SUM(kind = 'event'), SUM(kind = 'meter')"
         f" FROM records {where} GROUP BY 1, 2, 3"
         for customer, where in (("''", ""), ("customer_id", "WHERE customer_id IS NOT NULL"))
     ),
@@ -51,19 +71,22 @@ BACKFILL: Final = (
         for customer, where in (("''", ""), ("customer_id", "WHERE customer_id IS NOT NULL"))
     ),
 )
+_SUMMED: Final = (
+    "tokens", "messages", "cost_nano", "new_conversations", "input_tokens", "output_tokens", "events", "meters"
+)
 _UPSERT_DAILY: Final = (
-    "INSERT INTO usage_daily (workspace, customer_id, day, tokens, messages, cost_nano, new_conversations)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET tokens = tokens + excluded.tokens,"
-    " messages = messages + excluded.messages, cost_nano = cost_nano + excluded.cost_nano,"
-    " new_conversations = new_conversations + excluded.new_conversations"
+    f"INSERT INTO usage_daily (workspace, customer_id, day, {', '.join(_SUMMED)})"
+    f" VALUES (?, ?, ?, {', '.join('?' * len(_SUMMED))}) ON CONFLICT DO UPDATE SET "
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in _SUMMED)
 )
 
 
 def roll_up(conn: sqlite3.Connection, stored: Iterable[tuple[UsageRecord, int | None]]) -> None:
     """Add newly stored records, with their stored cost in nano-USD, to the rollups, in the
     caller's transaction."""
-    daily: defaultdict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    daily: defaultdict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0] * len(_SUMMED))
     starts: dict[tuple[str, str], tuple[int, str | None]] = {}
+    ends: dict[tuple[str, str], int] = {}
     for record, cost_nano in stored:
         day = record.occurred_at // DAY_NS
         llm = record.kind == "llm"
@@ -78,59 +101,80 @@ def roll_up(conn: sqlite3.Connection, stored: Iterable[tuple[UsageRecord, int | 
             totals[0] += tokens
             totals[1] += llm
             totals[2] += cost
+            if llm:
+                totals[4] += record.input_tokens or 0
+                totals[5] += record.output_tokens or 0
+            totals[6] += record.kind == "event"
+            totals[7] += record.kind == "meter"
         if record.conversation_id is not None:
             key = (record.workspace, record.conversation_id)
             known = starts.get(key)
             if known is None or record.occurred_at < known[0]:
                 starts[key] = (record.occurred_at, record.customer_id)
+            ends[key] = max(ends.get(key, 0), record.occurred_at)
     if starts:
-        _count_new_conversations(conn, starts, daily)
+        _count_conversations(conn, starts, ends, daily)
     if daily:
         conn.executemany(_UPSERT_DAILY, [(*key, *totals) for key, totals in daily.items()])
 
 
-def _count_new_conversations(
+def _count_conversations(
     conn: sqlite3.Connection,
     starts: dict[tuple[str, str], tuple[int, str | None]],
+    ends: dict[tuple[str, str], int],
     daily: defaultdict[tuple[str, str, int], list[int]],
 ) -> None:
     stored = _stored_starts(conn, list(starts))
-    inserts, moves = [], []
-    for (workspace, conversation), (first_at, customer) in starts.items():
-        earlier = stored.get((workspace, conversation))
-        if earlier is not None:
-            if earlier[0] <= first_at:
-                continue
+    inserts, updates = [], []
+    for key, (first_at, customer) in starts.items():
+        workspace, conversation = key
+        last_at = ends[key]
+        known = stored.get(key)
+        if known is None:
+            inserts.append((workspace, conversation, customer, first_at, last_at))
+            for scope in _scopes(customer):
+                daily[(workspace, scope, first_at // DAY_NS)][3] += 1
+            continue
+        known_first, known_customer, known_last = known
+        if first_at < known_first:
             # an earlier record of a known conversation: it moves to its true first day
-            for scope in _scopes(earlier[1]):
-                daily[(workspace, scope, earlier[0] // DAY_NS)][3] -= 1
-            moves.append((first_at, customer, workspace, conversation))
+            for scope in _scopes(known_customer):
+                daily[(workspace, scope, known_first // DAY_NS)][3] -= 1
+            for scope in _scopes(customer):
+                daily[(workspace, scope, first_at // DAY_NS)][3] += 1
         else:
-            inserts.append((workspace, conversation, customer, first_at))
-        for scope in _scopes(customer):
-            daily[(workspace, scope, first_at // DAY_NS)][3] += 1
+            first_at, customer = known_first, known_customer
+        if (first_at, customer) != (known_first, known_customer) or last_at > (known_last or 0):
+            updates.append((first_at, customer, max(last_at, known_last or 0), workspace, conversation))
     if inserts:
-        conn.executemany("INSERT INTO conversation_starts VALUES (?, ?, ?, ?)", inserts)
-    if moves:
         conn.executemany(
-            "UPDATE conversation_starts SET first_at = ?, customer_id = ? WHERE workspace = ? AND conversation_id = ?",
-            moves,
+            "INSERT INTO conversation_starts (workspace, conversation_id, customer_id, first_at, last_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            inserts,
+        )
+    if updates:
+        conn.executemany(
+            "UPDATE conversation_starts SET first_at = ?, customer_id = ?, last_at = ?"
+            " WHERE workspace = ? AND conversation_id = ?",
+            updates,
         )
 
 
 def _stored_starts(
     conn: sqlite3.Connection, keys: list[tuple[str, str]]
-) -> dict[tuple[str, str], tuple[int, str | None]]:
-    found: dict[tuple[str, str], tuple[int, str | None]] = {}
+) -> dict[tuple[str, str], tuple[int, str | None, int | None]]:
+    found: dict[tuple[str, str], tuple[int, str | None, int | None]] = {}
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]
         values = ", ".join("(?, ?)" for _ in chunk)
         sql = (
-            "SELECT workspace, conversation_id, first_at, customer_id FROM conversation_starts"
+            "SELECT workspace, conversation_id, first_at, customer_id, last_at FROM conversation_starts"
             f" WHERE (workspace, conversation_id) IN (VALUES {values})"
         )
-        for workspace, conversation, first_at, customer in conn.execute(sql, [p for pair in chunk for p in pair]):
-            found[(workspace, conversation)] = (first_at, customer)
+        for workspace, conversation, first_at, customer, last_at in conn.execute(
+            sql, [p for pair in chunk for p in pair]
+        ):
+            found[(workspace, conversation)] = (first_at, customer, last_at)
     return found
 
 

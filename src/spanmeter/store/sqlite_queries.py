@@ -132,17 +132,20 @@ class SQLiteQueries:
         return dict(self._fetch(sql, [workspace, customer or ALL_CUSTOMERS, *_whole_days(start_ns, end_ns)]))
 
     def period_totals(self, workspace: str, customer: str | None, start_ns: int, end_ns: int) -> PeriodTotals:
-        where, params = _scope(workspace, customer, start_ns, end_ns)
-        sql = (
-            f"SELECT SUM(CASE WHEN kind = 'llm' THEN {_TOKENS} ELSE 0 END),"
-            " SUM(CASE WHEN kind = 'llm' THEN COALESCE(input_tokens, 0) ELSE 0 END),"
-            " SUM(CASE WHEN kind = 'llm' THEN COALESCE(output_tokens, 0) ELSE 0 END),"
-            " SUM(kind = 'llm'), SUM(kind = 'event'), SUM(kind = 'meter'),"
-            " COUNT(DISTINCT conversation_id), SUM(COALESCE(cost_usd_nano, 0))"
-            f" FROM records WHERE {where}"
+        scope = [workspace, customer or ALL_CUSTOMERS]
+        totals = self._fetch(
+            "SELECT SUM(tokens), SUM(input_tokens), SUM(output_tokens), SUM(messages), SUM(events), SUM(meters),"
+            " SUM(cost_nano) FROM usage_daily WHERE workspace = ? AND customer_id = ? AND day >= ? AND day < ?",
+            [*scope, *_whole_days(start_ns, end_ns)],
+        )[0]
+        # Conversations with a record in the period (first before its end, last after its start).
+        who = "" if customer is None else " AND customer_id = ?"
+        [(conversations,)] = self._fetch(
+            f"SELECT COUNT(*) FROM conversation_starts WHERE workspace = ?{who} AND last_at >= ? AND first_at < ?",
+            [workspace, *([customer] if customer is not None else []), start_ns, end_ns],
         )
-        row = self._fetch(sql, params)[0]
-        return PeriodTotals(*(value or 0 for value in row))
+        tokens, input_tokens, output_tokens, messages, events, meters, cost = (value or 0 for value in totals)
+        return PeriodTotals(tokens, input_tokens, output_tokens, messages, events, meters, conversations, cost)
 
     # --- adoption ----------------------------------------------------------------------------
     def product_adoption(self, workspace: str, since_ns: int, category: str | None) -> list[ProductAdoption]:
