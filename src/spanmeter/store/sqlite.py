@@ -179,7 +179,7 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys):
             db = sqlite_utils.Database(conn)
             pending = [m.name for m in migrations.pending(db)]
             if pending and db["records"].exists():
-                # Backfills read every stored record: minutes at tens of millions (m005: 128 s at 10M).
+                # Backfills read every stored record: minutes at tens of millions (m005: 168 s at 10M).
                 log.info("upgrading %s: applying %s; this can take a while on a large database",
                          self.path, ", ".join(pending))
             started = time.monotonic()
