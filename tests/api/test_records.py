@@ -249,6 +249,7 @@ def test_page_plans_use_indexes() -> None:
             RecordQuery("w", meta=(("env", "prod"),), after_seq=10, order="asc"),
             RecordQuery("w", meta=(("env", "prod"), ("region", "eu")), equals=(("customer_id", "acme"),)),
             RecordQuery("w", equals=(("conversation_id", "c"),)),
+            RecordQuery("w", equals=(("customer_id", "acme"),), from_ns=1, to_ns=2),
         ):
             sql, params = build_page_sql(query)
             plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))

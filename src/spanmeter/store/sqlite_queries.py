@@ -107,8 +107,29 @@ class SQLiteQueries:
 
     # --- records -----------------------------------------------------------------------------
     def query_records(self, query: RecordQuery) -> list[tuple[int, UsageRecord]]:
-        sql, params = build_page_sql(query)
+        walk = bool(query.equals) or self._walk_seq_for_time_range(query)
+        sql, params = build_page_sql(query, walk_seq=walk)
         return [(row[0], row_to_record(row[1:])) for row in self._fetch(sql, params)]
+
+    def _walk_seq_for_time_range(self, query: RecordQuery) -> bool:
+        """For a from/to page: is walking seq (insertion order) from the page's end cheaper than
+        reading the whole time range from the occurred_at index and sorting it?
+
+        Records mostly arrive in time order, so walking seq from the newest passes the records
+        newer than the range before it finds the range's; the daily rollups count both sides.
+        """
+        if query.from_ns is None and query.to_ns is None:
+            return False
+        first = (query.from_ns or 0) // DAY_NS
+        last = -(-query.to_ns // DAY_NS) if query.to_ns is not None else 2**62  # ceil: whole days
+        outside = "day >= ?" if query.order == "desc" else "day < ?"
+        [(passed, inside)] = self._fetch(
+            f"SELECT SUM(CASE WHEN {outside} THEN messages + events + meters ELSE 0 END),"
+            " SUM(CASE WHEN day >= ? AND day < ? THEN messages + events + meters ELSE 0 END)"
+            " FROM usage_daily WHERE workspace = ? AND customer_id = ?",
+            [last if query.order == "desc" else first, first, last, query.workspace, ALL_CUSTOMERS],
+        )
+        return (passed or 0) <= (inside or 0)
 
     # --- series and totals -------------------------------------------------------------------
     # Whole UTC days come from the daily rollups (store/rollup.py), kept by the writer.
@@ -187,8 +208,11 @@ class SQLiteQueries:
         return self._secret
 
 
-def build_page_sql(query: RecordQuery) -> tuple[str, list[Any]]:
-    """SELECT seq, COLUMNS... for one page. Public for the query-plan test."""
+def build_page_sql(query: RecordQuery, *, walk_seq: bool = False) -> tuple[str, list[Any]]:
+    """SELECT seq, COLUMNS... for one page. Public for the query-plan test.
+
+    `walk_seq`: test the time range per row while walking an index in seq order, instead of
+    reading the range from the occurred_at index and sorting it."""
     clauses = ["r.workspace = ?"]
     params: list[Any] = [query.workspace]
     for column, value in query.equals:
@@ -199,11 +223,14 @@ def build_page_sql(query: RecordQuery) -> tuple[str, list[Any]]:
     if query.model is not None:
         clauses.append("(r.response_model = ? OR r.request_model = ?)")
         params += [query.model, query.model]
+    # "+" keeps SQLite off the occurred_at index, whose range it would read whole and sort (0.8 s
+    # for a customer's 30 days at 10M records; 5 ms walking the customer's index in seq order).
+    occurred = "+r.occurred_at" if walk_seq or query.equals else "r.occurred_at"
     if query.from_ns is not None:
-        clauses.append("r.occurred_at >= ?")
+        clauses.append(f"{occurred} >= ?")
         params.append(query.from_ns)
     if query.to_ns is not None:
-        clauses.append("r.occurred_at < ?")
+        clauses.append(f"{occurred} < ?")
         params.append(query.to_ns)
     for key, value in query.meta:
         if '"' in key:  # not expressible as a JSON path label: look the entry up instead
