@@ -108,7 +108,8 @@ def record_to_row(r: UsageRecord) -> tuple[Any, ...]:
         r.trace_id,
         r.span_id,
         r.service_name,
-        json.dumps(r.meta, sort_keys=True) if r.meta else None,
+        # UTF-8 as is: SQLite's JSON paths match keys by their stored text, not by escapes.
+        json.dumps(r.meta, sort_keys=True, ensure_ascii=False) if r.meta else None,
         r.query,
     )
 

@@ -11,6 +11,7 @@ in 10^5 makes the page read much of the workspace (no meta index: it cost ~70% o
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import sqlite3
@@ -233,12 +234,15 @@ def build_page_sql(query: RecordQuery, *, walk_seq: bool = False) -> tuple[str, 
         clauses.append(f"{occurred} < ?")
         params.append(query.to_ns)
     for key, value in query.meta:
-        if '"' in key:  # not expressible as a JSON path label: look the entry up instead
+        if '"' in key or "\\" in key:  # not expressible as a JSON path label: look the entry up instead
             clauses.append("EXISTS (SELECT 1 FROM json_each(r.meta) AS j WHERE j.key = ? AND j.value = ?)")
             params += [key, value]
         else:
-            clauses.append("json_extract(r.meta, ?) = ?")
-            params += [f'$."{key}"', value]
+            # The text test first: the stored JSON (json.dumps, sort_keys) holds `"key": "value"`
+            # verbatim, and instr() costs far less per row than json_extract, which decides.
+            clauses.append("instr(r.meta, ?) > 0 AND json_extract(r.meta, ?) = ?")
+            needle = f"{json.dumps(key, ensure_ascii=False)}: {json.dumps(value, ensure_ascii=False)}"
+            params += [needle, f'$."{key}"', value]
     direction, compare = ("DESC", "<") if query.order == "desc" else ("ASC", ">")
     if query.after_seq is not None:
         clauses.append(f"r.seq {compare} ?")

@@ -1,0 +1,63 @@
+"""meta[key]=value pages match exactly, whatever characters keys and values hold."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from spanmeter.record import UsageRecord
+from spanmeter.store.queries import RecordQuery
+from spanmeter.store.sqlite import SQLiteStore
+
+META = [
+    {"plan": "pro"},
+    {"plan": "pro plus"},  # a longer value starting like the first
+    {"plan": "pró", "région": "Zürich"},
+    {"plan": 'say "hi"', "path": "a\\b"},
+    {"note": '"plan": "pro"'},  # the text of another entry inside a value
+]
+
+
+def test_meta_filters_match_exactly(tmp_path: Path) -> None:
+    async def write() -> SQLiteStore:
+        store = SQLiteStore(tmp_path / "m.db")
+        await store.start()
+        await store.write([
+            UsageRecord(idempotency_key=f"k{i}", kind="event", type="e", occurred_at=1, id=str(i), meta=meta)
+            for i, meta in enumerate(META)
+        ])
+        return store
+
+    store = asyncio.run(write())
+    try:
+        def ids(*meta: tuple[str, str]) -> list[str]:
+            return sorted(r.id for _, r in store.query_records(RecordQuery("default", meta=meta)))
+
+        assert ids(("plan", "pro")) == ["0"]
+        assert ids(("plan", "pro plus")) == ["1"]
+        assert ids(("plan", "pró"), ("région", "Zürich")) == ["2"]
+        assert ids(("plan", 'say "hi"')) == ["3"]
+        assert ids(("path", "a\\b")) == ["3"]
+        assert ids(("note", '"plan": "pro"')) == ["4"]
+        assert ids(("plan", "missing")) == []
+    finally:
+        asyncio.run(store.close())
+
+
+def test_keys_with_quotes_and_backslashes(tmp_path: Path) -> None:
+    async def write() -> SQLiteStore:
+        store = SQLiteStore(tmp_path / "k.db")
+        await store.start()
+        await store.write([
+            UsageRecord(idempotency_key="a", kind="event", type="e", occurred_at=1, id="a", meta={'my "key"': "v"}),
+            UsageRecord(idempotency_key="b", kind="event", type="e", occurred_at=1, id="b", meta={"back\\slash": "v"}),
+        ])
+        return store
+
+    store = asyncio.run(write())
+    try:
+        for key, expected in (('my "key"', ["a"]), ("back\\slash", ["b"])):
+            found = [r.id for _, r in store.query_records(RecordQuery("default", meta=((key, "v"),)))]
+            assert found == expected
+    finally:
+        asyncio.run(store.close())
