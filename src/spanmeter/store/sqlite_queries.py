@@ -34,7 +34,6 @@ from spanmeter.store.schema import COLUMNS, row_to_record
 _ALLOWED_COLUMNS: Final = frozenset(EQUALITY_FILTERS.values())
 _RECORD_COLUMNS: Final = ", ".join(f"r.{c}" for c in COLUMNS)
 # Tokens of one LLM record: total when the emitter gave it, else input + output.
-_TOKENS: Final = "COALESCE(total_tokens, COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0))"
 _DEVELOPER: Final = "COALESCE(user_id, email)"
 _ACTIVATED_FAMILIES: Final = ("activation", "retention", "expansion", "commercial")
 _POOL_SIZE: Final = 4
@@ -256,18 +255,3 @@ def _whole_days(start_ns: int, end_ns: int) -> tuple[int, int]:
         raise ValueError("series ranges are whole UTC days")
     return start_ns // DAY_NS, end_ns // DAY_NS
 
-
-def _scope(
-    workspace: str, customer: str | None, start_ns: int | None, end_ns: int | None
-) -> tuple[str, list[Any]]:
-    clauses, params = ["workspace = ?"], [workspace]  # type: list[str], list[Any]
-    if customer is not None:
-        clauses.append("customer_id = ?")
-        params.append(customer)
-    if start_ns is not None:
-        clauses.append("occurred_at >= ?")
-        params.append(start_ns)
-    if end_ns is not None:
-        clauses.append("occurred_at < ?")
-        params.append(end_ns)
-    return " AND ".join(clauses), params
