@@ -205,3 +205,21 @@ def test_same_call_same_content_from_two_traces_is_no_conflict(collector: Runnin
     assert exporter.export(make_spans(build)) == SpanExportResult.SUCCESS
     assert len(collector.records()) == 1
     assert (collector.metric("spanmeter_duplicates_total"), collector.metric("spanmeter_conflicts_total")) == (1, 0)
+
+
+def test_keep_alive_outlasts_the_sdk_export_interval(collector: RunningCollector) -> None:
+    """OTel SDKs export every 5 s on one kept-alive connection: the server must not have closed it."""
+    import socket
+    import time
+
+    body = request_of(llm_spans(1)).SerializeToString()
+    head = (
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", collector.collector.http_port or 0), timeout=5) as sock:
+        for pause in (0.0, 5.5):
+            time.sleep(pause)
+            sock.sendall(head + body)
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:80]

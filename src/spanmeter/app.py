@@ -34,6 +34,7 @@ from spanmeter.store.sqlite import SQLiteStore
 log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 10.0
+KEEP_ALIVE_SECONDS = 65
 
 
 def build_pricer(config: Config) -> Pricer:
@@ -140,6 +141,9 @@ class Collector:
                 access_log=False,
                 lifespan="off",
                 timeout_graceful_shutdown=int(GRACE_SECONDS),
+                # OTel SDKs export every 5 s by default, uvicorn's own idle timeout: a connection
+                # closed just as the next export reuses it fails that export. Keep them longer.
+                timeout_keep_alive=KEEP_ALIVE_SECONDS,
             )
             self._http = _Uvicorn(server_config)
             self._http_task = asyncio.create_task(self._http.serve())
