@@ -272,3 +272,12 @@ def test_records_over_a_real_socket(api: Api) -> None:
 def test_workspace_is_never_crossed_without_auth(api: Api) -> None:
     api.write([record("mine"), record("theirs", workspace="other")])
     assert keys_of(api.get(RECORDS)) == ["mine"]  # auth off: the configured workspace only
+
+
+def test_api_items_carry_every_record_field() -> None:
+    """UsageItem restates the record for the OpenAPI document; a field added to the proto must
+    reach the API too (received_at is shown as createdAt)."""
+    from spanmeter.api.models import UsageItem
+    from spanmeter.record import RECORD_FIELDS
+
+    assert set(RECORD_FIELDS) - {"received_at"} <= set(UsageItem.model_fields)

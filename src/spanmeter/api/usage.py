@@ -201,10 +201,7 @@ def create_router(store: QueryStore, clock: Callable[[], int] = time.time_ns) ->
 
 
 def item_of(record: UsageRecord) -> UsageItem:
-    values = record.to_dict()
-    for money in ("cost_usd", "reported_cost_usd", "quantity"):
-        amount = getattr(record, money)
-        values[money] = None if amount is None else decimal_string(amount)
+    values = record.to_dict()  # money and quantity already plain decimal strings
     created = values.pop("received_at")
     values.update(created_at=created, updated_at=created, count=count_of(record), tags=record.tags or None)
     return UsageItem.model_validate(values)
