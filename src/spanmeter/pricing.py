@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Final
@@ -28,38 +28,6 @@ MILLION: Final = Decimal(1_000_000)
 PRICE_DATA_VERSION: Final = f"genai-prices {genai_prices.__version__}"
 # Provider names emitters use that genai-prices' own matching does not know.
 PROVIDER_ALIASES: Final = {"x_ai": "x-ai", "az.ai.inference": "azure", "gcp.gen_ai": "google"}
-
-
-@dataclass(slots=True, frozen=True)
-class PriceOverride:
-    """A user's own price per million tokens for models matching `model` (fnmatch pattern)."""
-
-    model: str
-    input_mtok: Decimal
-    output_mtok: Decimal
-    cache_read_mtok: Decimal | None = None
-    cache_write_mtok: Decimal | None = None
-    provider: str | None = None
-    customer: str | None = None
-
-    def matches(self, record: UsageRecord, model: str) -> bool:
-        return (
-            fnmatch.fnmatchcase(model, self.model)
-            and (self.provider is None or self.provider == record.provider)
-            and (self.customer is None or self.customer == record.customer_id)
-        )
-
-    def cost(self, record: UsageRecord) -> Decimal:
-        cache_read = record.cache_read_tokens or 0
-        cache_write = record.cache_write_tokens or 0
-        plain_input = max((record.input_tokens or 0) - cache_read - cache_write, 0)
-        total = (
-            plain_input * self.input_mtok
-            + cache_read * (self.cache_read_mtok if self.cache_read_mtok is not None else self.input_mtok)
-            + cache_write * (self.cache_write_mtok if self.cache_write_mtok is not None else self.input_mtok)
-            + (record.output_tokens or 0) * self.output_mtok
-        )
-        return total / MILLION
 
 
 def to_nano(amount: Decimal) -> int:
@@ -99,13 +67,12 @@ class FlatPrices:
     cache_write_mtok: Price
     ref: str
 
-    def cost(self, record: UsageRecord) -> Decimal | None:
-        """The cost, or None when the counts are inconsistent (genai-prices then says why)."""
+    def cost(self, record: UsageRecord) -> Decimal:
+        """Input beyond the cache tokens at the input price (none if the counts are inconsistent),
+        cache reads, cache writes and output at theirs."""
         cache_read = record.cache_read_tokens or 0
         cache_write = record.cache_write_tokens or 0
-        plain_input = (record.input_tokens or 0) - cache_read - cache_write
-        if plain_input < 0:
-            return None
+        plain_input = max((record.input_tokens or 0) - cache_read - cache_write, 0)
         tokens = record.input_tokens or 0
         return (
             plain_input * _at(self.input_mtok, tokens)
@@ -123,6 +90,39 @@ def _at(price: Price, input_tokens: int) -> Decimal:
         if input_tokens > tier.start:
             return tier.price
     return price.base
+
+
+@dataclass(slots=True, frozen=True)
+class PriceOverride:
+    """A user's own price per million tokens for models matching `model` (fnmatch pattern)."""
+
+    model: str
+    input_mtok: Decimal
+    output_mtok: Decimal
+    cache_read_mtok: Decimal | None = None
+    cache_write_mtok: Decimal | None = None
+    provider: str | None = None
+    customer: str | None = None
+    prices: FlatPrices = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Cache tokens without a price of their own cost the input price, as in genai-prices.
+        prices = FlatPrices(
+            input_mtok=self.input_mtok,
+            output_mtok=self.output_mtok,
+            cache_read_mtok=self.input_mtok if self.cache_read_mtok is None else self.cache_read_mtok,
+            cache_write_mtok=self.input_mtok if self.cache_write_mtok is None else self.cache_write_mtok,
+            ref=f"override {self.model}",
+        )
+        object.__setattr__(self, "prices", prices)
+
+    def matches(self, record: UsageRecord, model: str) -> bool:
+        return (
+            fnmatch.fnmatchcase(model, self.model)
+            and (self.provider is None or self.provider == record.provider)
+            and (self.customer is None or self.customer == record.customer_id)
+        )
+
 
 
 CALC_PRICE: Final = object()
@@ -195,7 +195,7 @@ class Pricer:
         elif model is None:
             record.cost_source = "unknown"
         elif override := next((o for o in self.overrides if o.matches(record, model)), None):
-            self._set(record, override.cost(record), "override", f"override {override.model}")
+            self._set(record, override.prices.cost(record), "override", override.prices.ref)
         elif self.use_bundled_prices and (priced := self._bundled(record, model)) is not None:
             cost, ref = priced
             self._set(record, cost, "computed", ref)
@@ -218,8 +218,10 @@ class Pricer:
             flat = self._flat[lookup] = _resolve_flat_prices(record.provider, model)
         if flat is None:
             return None  # neither provider nor model known to genai-prices
-        if isinstance(flat, FlatPrices) and (cost := flat.cost(record)) is not None:
-            return cost, flat.ref
+        cached = (record.cache_read_tokens or 0) + (record.cache_write_tokens or 0)
+        if isinstance(flat, FlatPrices) and (record.input_tokens or 0) >= cached:
+            return flat.cost(record), flat.ref
+        # genai-prices' own calculation, which also says why inconsistent counts cannot be priced
         return self._calc_price(record, model)
 
     @staticmethod
