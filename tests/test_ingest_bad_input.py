@@ -228,3 +228,13 @@ def test_grpc_gzip_bomb_is_refused_after_decompression(tmp_path: Path) -> None:
         response = ExportTraceServiceResponse.FromString(grpc_export(collector, request_of(llm_spans(1)).SerializeToString()))
         assert not response.HasField("partial_success")
         assert len(collector.records()) == 1
+
+
+def test_non_usage_span_with_events_is_not_judged(collector: RunningCollector) -> None:
+    """An HTTP span with an exception event is no usage: its missing start time rejects nothing."""
+    span = raw_span(1, {"http.request.method": s("GET")}, startTimeUnixNano="0",
+                    events=[{"name": "exception", "attributes": [{"key": "exception.type", "value": s("E")}]}])
+    response = post(collector, json_request([span, raw_span(2, llm_raw_attrs())]))
+    assert response.status_code == 200
+    assert response.json() == {}
+    assert [r.span_id for r in collector.records()] == [f"{2:016x}"]

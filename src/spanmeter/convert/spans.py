@@ -94,8 +94,9 @@ def convert_span(
     operation = model_operation(facts, options)
     has_event = "event_name" in facts
     has_meter = "meter" in facts or "quantity" in facts
-    if operation is None and not has_event and not has_meter and not span.events:
-        return []
+    usage_events = [i for i, e in enumerate(span.events) if any(kv.key == A.EVENT_NAME for kv in e.attributes)]
+    if operation is None and not has_event and not has_meter and not usage_events:
+        return []  # not usage: nothing to read, nothing to reject
 
     limit = options.max_field_chars
     layers = (facts, resource)
@@ -120,9 +121,8 @@ def convert_span(
         if record.idempotency_key == base_key:
             record.idempotency_key = secondary_key(base_key, record.kind)
 
-    for index, event in enumerate(span.events):
-        if not any(kv.key == A.EVENT_NAME for kv in event.attributes):
-            continue
+    for index in usage_events:
+        event = span.events[index]
         event_facts = extract(event.attributes)
         key = get_str((event_facts,), "idempotency_key", limit) or span_event_key(base_key, index)
         occurred = event.time_unix_nano or span.start_time_unix_nano
