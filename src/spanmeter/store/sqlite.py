@@ -370,11 +370,7 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys):
             clauses.append("occurred_at >= ?")
             params.append(where.since_ns)
         sql = _SELECT + (f" WHERE {' AND '.join(clauses)}" if clauses else "") + " ORDER BY seq DESC LIMIT ?"
-        conn = connect(self.path, timeout=self.busy_timeout)
-        try:
-            return [row_to_record(row) for row in conn.execute(sql, [*params, limit])]
-        finally:
-            conn.close()
+        return [row_to_record(row) for row in self._fetch(sql, [*params, limit])]
 
 
 def _count_duplicate(result: WriteResult, stored: tuple[Any, ...], row: tuple[Any, ...], conflicts: list[str]) -> None:
