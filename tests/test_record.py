@@ -39,9 +39,9 @@ def test_sql_columns_match_the_proto(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "x.db") as conn:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(records)")}
     expected = {f.name for f in usage_pb2.UsageRecord.DESCRIPTOR.fields} - {"cost_usd", "reported_cost_usd", "product"}
-    expected |= {"cost_usd_nano", "reported_cost_usd_nano", "seq", *PRODUCT_COLUMNS}
-    assert columns == expected
-    assert set(COLUMNS) == expected - {"seq"}
+    expected |= {"cost_usd_nano", "reported_cost_usd_nano", *PRODUCT_COLUMNS}
+    assert columns == expected | {"seq", "key_hash"}  # the store's own: insertion order, key uniqueness
+    assert set(COLUMNS) == expected
 
 
 def test_row_round_trip_keeps_every_field() -> None:
