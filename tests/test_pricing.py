@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import genai_prices
+import pytest
 from genai_prices import data_snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spanmeter.pricing import CALC_PRICE, FlatPrices, Pricer, _resolve_flat_prices
+from spanmeter.pricing import CALC_PRICE, FlatPrices, Pricer, _resolve_flat_prices, to_nano
 from spanmeter.record import UsageRecord
 
 WHEN_NS = 1_763_900_000_000_000_000
@@ -52,6 +54,7 @@ def test_fast_path_equals_calc_price_for_every_flat_model() -> None:
             r = record(provider, model, inp, rng.randint(0, 10**5), cache_read, cache_write)
             expected = reference(r)
             assert flat.cost(r) == expected.total_price, (provider, model)
+            assert flat.cost_nano(r) == to_nano(expected.total_price), (provider, model)
             assert flat.ref.endswith(f"{expected.provider.id}/{expected.model.id}")
             checked += 1
     assert checked > 1000
@@ -78,6 +81,16 @@ def test_pricer_equals_calc_price(index: int, plain: int, out: int, cache_read: 
 
     assert r.cost_source == "computed"
     assert r.cost_usd == from_nano(to_nano(expected))
+
+
+@pytest.mark.parametrize(("input_tokens", "nano"), [(1, 0), (3, 2), (5, 2), (7, 4), (2, 1)])
+def test_integer_cost_rounds_half_even_like_the_decimal_cost(input_tokens: int, nano: int) -> None:
+    # $0.0005 per million tokens is half a nano-USD per token: every odd count ends on a half.
+    flat = FlatPrices(Decimal("0.0005"), Decimal("0.123456789"), Decimal(0), Decimal(0), ref="t")
+    r = record("openai", "m", input_tokens, 0, None, None)
+    assert flat.cost_nano(r) == nano == to_nano(flat.cost(r))
+    r = record("openai", "m", input_tokens, 1_000_003, None, None)
+    assert flat.cost_nano(r) == to_nano(flat.cost(r))
 
 
 def test_tiered_prices_switch_at_the_same_input_as_genai_prices() -> None:

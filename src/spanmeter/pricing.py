@@ -66,6 +66,19 @@ class FlatPrices:
     cache_read_mtok: Price
     cache_write_mtok: Price
     ref: str
+    # Untiered prices as whole units of nano-USD / 10**k per token, and 10**k: the hot path's cost
+    # in integer arithmetic, equal to `to_nano(cost(...))` (tests/test_pricing.py checks it).
+    _units: tuple[int, int, int, int, int] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        prices = (self.input_mtok, self.cache_read_mtok, self.cache_write_mtok, self.output_mtok)
+        if not all(isinstance(p, Decimal) and p.is_finite() for p in prices):
+            return
+        per_token = [p * 1000 for p in prices if isinstance(p, Decimal)]  # USD per MTok → nano-USD per token
+        k = max(0, *(-int(p.as_tuple().exponent) for p in per_token))
+        units = [p.scaleb(k) for p in per_token]
+        if k <= 18 and all(u == u.to_integral_value() for u in units):
+            object.__setattr__(self, "_units", (10**k, *(int(u) for u in units)))
 
     def cost(self, record: UsageRecord) -> Decimal:
         """Input beyond the cache tokens at the input price (none if the counts are inconsistent),
@@ -80,6 +93,26 @@ class FlatPrices:
             + cache_write * _at(self.cache_write_mtok, tokens)
             + (record.output_tokens or 0) * _at(self.output_mtok, tokens)
         ) / MILLION
+
+
+    def cost_nano(self, record: UsageRecord) -> int:
+        """`cost` rounded half-even to whole nano-USD, as stored."""
+        if self._units is None:
+            return to_nano(self.cost(record))
+        scale, per_input, per_cache_read, per_cache_write, per_output = self._units
+        cache_read = record.cache_read_tokens or 0
+        cache_write = record.cache_write_tokens or 0
+        plain_input = max((record.input_tokens or 0) - cache_read - cache_write, 0)
+        total = (
+            plain_input * per_input
+            + cache_read * per_cache_read
+            + cache_write * per_cache_write
+            + (record.output_tokens or 0) * per_output
+        )
+        nano, rest = divmod(total, scale)
+        if 2 * rest > scale or (2 * rest == scale and nano % 2):  # half-even, as to_nano
+            nano += 1
+        return nano
 
 
 def _at(price: Price, input_tokens: int) -> Decimal:
@@ -195,10 +228,10 @@ class Pricer:
         elif model is None:
             record.cost_source = "unknown"
         elif override := next((o for o in self.overrides if o.matches(record, model)), None):
-            self._set(record, override.prices.cost(record), "override", override.prices.ref)
+            self._set(record, override.prices.cost_nano(record), "override", override.prices.ref)
         elif self.use_bundled_prices and (priced := self._bundled(record, model)) is not None:
-            cost, ref = priced
-            self._set(record, cost, "computed", ref)
+            nano, ref = priced
+            self._set(record, nano, "computed", ref)
         else:
             record.cost_source = "unknown"
         reported = record.reported_cost_usd
@@ -208,10 +241,10 @@ class Pricer:
             record.cost_usd, reported
         )
         if record.cost_source == "unknown" or self.reported_cost_wins:
-            self._set(record, reported, "reported", "reported by the application")
+            self._set(record, to_nano(reported), "reported", "reported by the application")
         return differs
 
-    def _bundled(self, record: UsageRecord, model: str) -> tuple[Decimal, str] | None:
+    def _bundled(self, record: UsageRecord, model: str) -> tuple[int, str] | None:
         lookup = (record.provider, model)
         flat = self._flat.get(lookup, _UNRESOLVED)
         if flat is _UNRESOLVED:
@@ -220,9 +253,10 @@ class Pricer:
             return None  # neither provider nor model known to genai-prices
         cached = (record.cache_read_tokens or 0) + (record.cache_write_tokens or 0)
         if isinstance(flat, FlatPrices) and (record.input_tokens or 0) >= cached:
-            return flat.cost(record), flat.ref
+            return flat.cost_nano(record), flat.ref
         # genai-prices' own calculation, which also says why inconsistent counts cannot be priced
-        return self._calc_price(record, model)
+        priced = self._calc_price(record, model)
+        return None if priced is None else (to_nano(priced[0]), priced[1])
 
     @staticmethod
     def _calc_price(record: UsageRecord, model: str) -> tuple[Decimal, str] | None:
@@ -244,7 +278,7 @@ class Pricer:
         return result.total_price, f"{PRICE_DATA_VERSION} {result.provider.id}/{result.model.id}"
 
     @staticmethod
-    def _set(record: UsageRecord, cost: Decimal, source: str, ref: str) -> None:
-        record.cost_usd = from_nano(to_nano(cost))
+    def _set(record: UsageRecord, nano: int, source: str, ref: str) -> None:
+        record.cost_usd = from_nano(nano)
         record.cost_source = source
         record.price_ref = ref
