@@ -77,18 +77,24 @@ def convert_traces(request: ExportTraceServiceRequest, options: ConvertOptions, 
     out = Converted()
     for resource_spans in request.resource_spans:
         resource = extract(resource_spans.resource.attributes)
+        shared = resource_fields(resource, options)  # once per resource, not per span
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope.name
             for span in scope_spans.spans:
                 try:
-                    out.records.extend(convert_span(span, resource, options, received_at, scope))
+                    out.records.extend(convert_span(span, resource, options, received_at, scope, shared))
                 except InvalidSpan as error:
                     out.reject(f"span {span.span_id.hex() or '(no id)'} {span.name[:80]!r}", error)
     return out
 
 
 def convert_span(
-    span: Span, resource: Facts, options: ConvertOptions, received_at: int, scope: str = ""
+    span: Span,
+    resource: Facts,
+    options: ConvertOptions,
+    received_at: int,
+    scope: str = "",
+    shared: dict[str, Any] | InvalidSpan | None = None,
 ) -> list[UsageRecord]:
     facts = extract(span.attributes)
     operation = model_operation(facts, options)
@@ -100,7 +106,7 @@ def convert_span(
 
     limit = options.max_field_chars
     layers = (facts, resource)
-    common = _common_fields(span, layers, options)
+    common = _common_fields(span, layers, options, shared)
     explicit_key = get_str(layers[:1], "idempotency_key", limit)
     base_key = explicit_key or span_key(common["trace_id"], common["span_id"])
     records: list[UsageRecord] = []
@@ -155,30 +161,59 @@ def model_operation(facts: Facts, options: ConvertOptions) -> str | None:
     return None
 
 
-def _common_fields(span: Span, layers: Sequence[Facts], options: ConvertOptions) -> dict[str, Any]:
+def _common_fields(
+    span: Span, layers: Sequence[Facts], options: ConvertOptions, shared: dict[str, Any] | InvalidSpan | None
+) -> dict[str, Any]:
     """Fields every record of a span shares: links, who, relations."""
     if span.start_time_unix_nano <= 0:
         raise InvalidSpan("start_time_unix_nano is required")
     return common_fields(
-        layers, options, trace_id=hex_id(span.trace_id, 16, "trace_id"), span_id=hex_id(span.span_id, 8, "span_id")
+        layers,
+        options,
+        trace_id=hex_id(span.trace_id, 16, "trace_id"),
+        span_id=hex_id(span.span_id, 8, "span_id"),
+        shared=shared,
     )
 
 
-def common_fields(
-    layers: Sequence[Facts], options: ConvertOptions, *, trace_id: str | None, span_id: str | None
-) -> dict[str, Any]:
-    """Links, who and relations of a record; `layers` = (own facts, ..., resource facts)."""
+def resource_fields(resource: Facts, options: ConvertOptions) -> dict[str, Any] | InvalidSpan:
+    """The common fields a resource gives every record of it; an invalid one rejects each usage span."""
     limit = options.max_field_chars
-    common: dict[str, Any] = dict.fromkeys(_SHARED_FACTS)
+    fields: dict[str, Any] = dict.fromkeys(_SHARED_FACTS)
+    try:
+        for fact, (_rank, name, value) in resource.items():
+            if fact in _SHARED_FACTS:
+                fields[fact] = as_str(name, value, limit) or None
+        fields["service_name"] = get_str((resource,), "service_name", limit)
+    except InvalidSpan as error:
+        return error
+    fields["workspace"] = options.workspace
+    return fields
+
+
+def common_fields(
+    layers: Sequence[Facts],
+    options: ConvertOptions,
+    *,
+    trace_id: str | None,
+    span_id: str | None,
+    shared: dict[str, Any] | InvalidSpan | None = None,
+) -> dict[str, Any]:
+    """Links, who and relations of a record; `layers` = (own facts, ..., resource facts), and
+    `shared` = resource_fields(layers[-1]) when the caller has it already."""
+    if shared is None:
+        shared = resource_fields(layers[-1], options)
+    if isinstance(shared, InvalidSpan):
+        raise shared
+    limit = options.max_field_chars
+    common = shared.copy()
     # Only the facts a layer has are read; the nearest layer (span before resource) wins.
-    for facts in reversed(layers):
+    for facts in reversed(layers[:-1]):
         for fact, (_rank, name, value) in facts.items():
             if fact in _SHARED_FACTS:
                 common[fact] = as_str(name, value, limit) or None
-    common["workspace"] = options.workspace
     common["trace_id"] = trace_id
     common["span_id"] = span_id
-    common["service_name"] = get_str(layers[-1:], "service_name", limit)
     common["message_id"] = get_str(layers[:1], "message_id", limit)
     return common
 

@@ -49,20 +49,30 @@ def attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in kvs}
 
 
+# Attribute name → its one (fact, rank): all names but one; the rest → all their (fact, rank).
+_ONE_FACT: Final = {name: entries[0] for name, entries in FACT_INDEX.items() if len(entries) == 1}
+_MORE_FACTS: Final = {name: entries for name, entries in FACT_INDEX.items() if len(entries) > 1}
+
+
 def extract(kvs: Iterable[KeyValue], extra: dict[str, Any] | None = None) -> Facts:
     facts: Facts = {}
     meta: dict[str, Any] | None = None
+    one_fact = _ONE_FACT.get
     for kv in kvs:
         key = kv.key
-        entries = FACT_INDEX.get(key)
-        if entries is None:
-            if key.startswith(META_PREFIX) and len(key) > len(META_PREFIX):
-                value = any_value(kv.value)
-                if value is not None:
-                    if meta is None:
-                        meta = {}
-                    meta[key[len(META_PREFIX) :]] = value
-            continue
+        entry = one_fact(key)
+        if entry is None:
+            entries = _MORE_FACTS.get(key)
+            if entries is None:
+                if key.startswith(META_PREFIX) and len(key) > len(META_PREFIX):
+                    value = any_value(kv.value)
+                    if value is not None:
+                        if meta is None:
+                            meta = {}
+                        meta[key[len(META_PREFIX) :]] = value
+                continue
+        else:
+            entries = (entry,)
         any_ = kv.value
         which = any_.WhichOneof("value")
         if which is None:
@@ -71,7 +81,7 @@ def extract(kvs: Iterable[KeyValue], extra: dict[str, Any] | None = None) -> Fac
         value = getattr(any_, which) if which in _SCALARS else any_value(any_)
         for fact, rank in entries:
             held = facts.get(fact)
-            if held is None or rank < held[0]:
+            if held is None or rank < held[0]:  # the first of equal names wins
                 facts[fact] = (rank, key, value)
     if meta is not None:
         facts[META] = (0, META_PREFIX, meta)
