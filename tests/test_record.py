@@ -6,11 +6,13 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import time
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
 from spanmeter._proto.spanmeter.v1 import usage_pb2
-from spanmeter.record import RECORD_FIELDS, Product, UsageRecord
+from spanmeter.record import RECORD_FIELDS, Product, UsageRecord, new_record_id
 from spanmeter.store.schema import COLUMNS, PRODUCT_COLUMNS, record_to_row, row_to_record
 from spanmeter.store.sqlite import SQLiteStore
 
@@ -67,3 +69,12 @@ def test_money_is_shown_as_plain_decimal_strings() -> None:
                          cost_usd=Decimal("2.4E-7"), quantity=Decimal("1E+3"))
     assert record.to_dict()["cost_usd"] == "0.00000024"
     assert record.to_dict()["quantity"] == "1000"
+
+
+def test_record_ids_are_uuidv7_in_order_one_at_a_time_or_many() -> None:
+    # More ids than the 12-bit counter holds in one millisecond: order must survive the rollover.
+    ids = [new_record_id(), *new_record_id.many(5000), new_record_id()]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert {u.version for u in parsed} == {7} and {u.variant for u in parsed} == {uuid.RFC_4122}
+    assert abs((parsed[0].int >> 80) - time.time() * 1000) < 60_000  # the first 48 bits: now, in ms

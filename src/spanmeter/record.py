@@ -161,23 +161,32 @@ class _UUIDv7:
         self._random = random.Random(os.urandom(16))
 
     def __call__(self) -> str:
+        return self.many(1)[0]
+
+    def many(self, count: int) -> list[str]:
+        """`count` ids in order: one clock read and one lock for a whole request."""
+        stamps: list[tuple[int, int]] = []
         with self._lock:
             ms = time.time_ns() // 1_000_000
-            if ms <= self._last_ms:
-                # Same (or a backwards) millisecond: keep order with a 12-bit counter.
-                self._seq += 1
-                if self._seq > 0xFFF:
-                    self._last_ms += 1
+            for _ in range(count):
+                if ms <= self._last_ms:
+                    # Same (or a backwards) millisecond: keep order with a 12-bit counter.
+                    self._seq += 1
+                    if self._seq > 0xFFF:
+                        self._last_ms += 1
+                        self._seq = 0
+                else:
+                    self._last_ms = ms
                     self._seq = 0
-                ms = self._last_ms
-            else:
-                self._last_ms = ms
-                self._seq = 0
-            seq = self._seq
-        rand = self._random.getrandbits(62)  # unique, not secret: no syscall per id
-        value = (ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand
-        h = f"{value:032x}"
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+                stamps.append((self._last_ms, self._seq))
+        bits = self._random.getrandbits  # unique, not secret: no syscall per id
+        ids = []
+        for ms, seq in stamps:
+            # 48-bit ms, version 7, 12-bit counter, variant 0b10, 62 random bits
+            head = f"{ms:012x}"
+            tail = f"{(0b10 << 62) | bits(62):016x}"
+            ids.append(f"{head[:8]}-{head[8:]}-7{seq:03x}-{tail[:4]}-{tail[4:]}")
+        return ids
 
 
 new_record_id = _UUIDv7()

@@ -117,8 +117,8 @@ class Ingest:
         return response
 
     async def _store(self, converted: Converted) -> None:
-        for record in converted.records:
-            record.id = new_record_id()
+        for record, record_id in zip(converted.records, new_record_id.many(len(converted.records)), strict=True):
+            record.id = record_id
             if self.pricer.price(record):
                 self.metrics.reported_cost_mismatch.inc()
         started = time.perf_counter()

@@ -328,8 +328,12 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys):
         finally:
             with self._queued_lock:
                 self._queued -= sum(len(j.records) for j in jobs)
+        # One wake-up per event loop, not per job: each call_soon_threadsafe writes to the loop's self-pipe.
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         for job in jobs:
-            job.loop.call_soon_threadsafe(_resolve, job.future, job.result, error)
+            by_loop.setdefault(job.loop, []).append(job)
+        for loop, done in by_loop.items():
+            loop.call_soon_threadsafe(_resolve_all, done, error)
 
     def _insert(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
         for job in jobs:
@@ -428,10 +432,11 @@ def _count_duplicate(result: WriteResult, stored: tuple[Any, ...], row: tuple[An
         conflicts.append(row[_KEY_AT[1]])
 
 
-def _resolve(future: asyncio.Future[WriteResult], result: WriteResult, error: Exception | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _resolve_all(jobs: list[_Job], error: Exception | None) -> None:
+    for job in jobs:
+        if job.future.done():
+            continue
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(job.result)
