@@ -334,6 +334,9 @@ async def run_one(
         "rows": rows,
         "expected_rows": expected_rows if rows is not None else None,
         "rows_ok": None if rows is None else rows == expected_rows,
+        # spans/s over each tenth of the measured requests, in the order they were answered, and
+        # the rows in the database when that tenth ended: does the rate hold as the table grows?
+        "tenths": _tenths(load.done_s, case.batch, case.warmup * case.batch),
     }
     if receiver == "spanmeter":
         result["priced"] = priced
@@ -367,6 +370,35 @@ def _check(r: dict[str, Any]) -> str:
     if r["errors"]:
         text += f" errors={r['errors']}"
     return text
+
+
+def _tenths(done_s: list[float], batch: int, rows_before: int) -> list[dict[str, float]]:
+    done = sorted(done_s)
+    if len(done) < 20:
+        return []
+    out, start_t, start_i = [], 0.0, 0
+    for k in range(1, 11):
+        end_i = len(done) * k // 10
+        seconds = done[end_i - 1] - start_t
+        out.append({"rows": rows_before + end_i * batch, "spans_per_s": round((end_i - start_i) * batch / seconds, 1)})
+        start_t, start_i = done[end_i - 1], end_i
+    return out
+
+
+def print_tenths(results: list[dict[str, Any]]) -> None:
+    """The rate per tenth of the run, and the ratio to bare over the same requests."""
+    bare = next((r for r in results if r["receiver"] == "bare" and r.get("tenths")), None)
+    print("  rate by tenth of the run (rows in the database at its end: spans/s, ratio to bare):")
+    for r in results:
+        if not r.get("tenths") or r["receiver"] == "noop":
+            continue
+        cells = []
+        for i, t in enumerate(r["tenths"]):
+            cell = f"{t['rows'] / 1000:,.0f}k: {t['spans_per_s']:,.0f}"
+            if bare is not None and r is not bare and len(bare["tenths"]) == len(r["tenths"]):
+                cell += f" ({t['spans_per_s'] / bare['tenths'][i]['spans_per_s']:.2f}x)"
+            cells.append(cell)
+        print(f"  {r['receiver']:<10} " + " | ".join(cells))
 
 
 def print_case(results: list[dict[str, Any]]) -> None:
@@ -466,6 +498,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep", action="store_true", help="keep the temp directory (databases, server logs)"
     )
+    parser.add_argument(
+        "--tenths", action="store_true", help="also print the rate per tenth of each run (does it hold as the table grows?)"
+    )
     args = parser.parse_args(argv)
     args.transports = [t.strip() for t in args.transports.split(",") if t.strip()]
     args.batches = [int(b) for b in args.batches.split(",")]
@@ -510,6 +545,8 @@ async def amain(args: argparse.Namespace) -> list[dict[str, Any]]:
                     runs[receiver].append(await run_one(receiver, case, pool, args, Path(tmp) / f"r{repeat}"))
             case_results = [median_run(runs[r]) for r in args.receivers]
             print_case(case_results)
+            if args.tenths:
+                print_tenths(case_results)
             results += case_results
     finally:
         if not args.keep:

@@ -32,6 +32,7 @@ class LoadResult:
     ok: int = 0
     elapsed: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
+    done_s: list[float] = field(default_factory=list)  # when each measured request was answered, from the start
     errors: Counter[str] = field(default_factory=Counter)
     non_empty_responses: int = 0  # responses with a body: partial success or an error status
     warmup_ok: int = 0
@@ -62,6 +63,8 @@ async def drive(
     """`rate` (requests/s) paces the measured phase: request i is not sent before start + i/rate."""
     result = LoadResult()
 
+    measure_start = 0.0
+
     async def run(items: list[bytes], timed: bool, deadline: float) -> None:
         position = 0
         paced_from = time.perf_counter()
@@ -85,7 +88,9 @@ async def drive(
                 if not timed:
                     result.warmup_ok += ok
                     continue
-                latencies.append((time.perf_counter() - started) * 1000)
+                answered = time.perf_counter()
+                latencies.append((answered - started) * 1000)
+                result.done_s.append(answered - measure_start)
                 result.sent += 1
                 if ok:
                     result.ok += 1
@@ -100,7 +105,7 @@ async def drive(
     if on_measure_start is not None:
         on_measure_start()
     cpu0 = _cpu()
-    started = time.perf_counter()
+    started = measure_start = time.perf_counter()
     await run(bodies[warmup:], True, started + max_seconds)
     result.elapsed = time.perf_counter() - started
     result.client_cpu_s = _cpu() - cpu0
