@@ -22,6 +22,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from spanmeter.convert import attributes as A
 from spanmeter.convert.content import prompt_text
 from spanmeter.convert.events import event_record, meter_record, read_meta
+from spanmeter.convert.fast_path import fast_span
 from spanmeter.convert.idempotency import llm_key, secondary_key, span_event_key, span_key
 from spanmeter.convert.values import (
     MAX_COST_USD,
@@ -96,6 +97,24 @@ def convert_span(
     scope: str = "",
     shared: dict[str, Any] | InvalidSpan | None = None,
 ) -> list[UsageRecord]:
+    if shared is None:
+        shared = resource_fields(resource, options)
+    exclusive_input = scope in options.exclusive_input_scopes
+    fast = fast_span(span, resource, shared, options, received_at, exclusive_input)
+    if fast is not None:
+        return fast
+    return general_span(span, resource, options, received_at, exclusive_input, shared)
+
+
+def general_span(
+    span: Span,
+    resource: Facts,
+    options: ConvertOptions,
+    received_at: int,
+    exclusive_input: bool,
+    shared: dict[str, Any] | InvalidSpan,
+) -> list[UsageRecord]:
+    """Any span, through the full name table (convert/attributes.py)."""
     facts = extract(span.attributes)
     operation = model_operation(facts, options)
     has_event = "event_name" in facts
@@ -112,7 +131,7 @@ def convert_span(
     records: list[UsageRecord] = []
 
     if operation is not None:
-        record = _llm_record(span, facts, layers, operation, common, options, scope in options.exclusive_input_scopes)
+        record = _llm_record(span, facts, layers, operation, common, options, exclusive_input)
         if explicit_key is None and (response_id := get_str(layers[:1], "response_id", limit)):
             record.idempotency_key = llm_key(record.provider, response_id)
         else:
@@ -179,15 +198,15 @@ def _common_fields(
 def resource_fields(resource: Facts, options: ConvertOptions) -> dict[str, Any] | InvalidSpan:
     """The common fields a resource gives every record of it; an invalid one rejects each usage span."""
     limit = options.max_field_chars
-    fields: dict[str, Any] = dict.fromkeys(_SHARED_FACTS)
+    fields: dict[str, Any] = {"workspace": options.workspace}
     try:
         for fact, (_rank, name, value) in resource.items():
-            if fact in _SHARED_FACTS:
-                fields[fact] = as_str(name, value, limit) or None
-        fields["service_name"] = get_str((resource,), "service_name", limit)
+            if fact in _SHARED_FACTS and (text := as_str(name, value, limit)):
+                fields[fact] = text
+        if service_name := get_str((resource,), "service_name", limit):
+            fields["service_name"] = service_name
     except InvalidSpan as error:
         return error
-    fields["workspace"] = options.workspace
     return fields
 
 
@@ -200,7 +219,8 @@ def common_fields(
     shared: dict[str, Any] | InvalidSpan | None = None,
 ) -> dict[str, Any]:
     """Links, who and relations of a record; `layers` = (own facts, ..., resource facts), and
-    `shared` = resource_fields(layers[-1]) when the caller has it already."""
+    `shared` = resource_fields(layers[-1]) when the caller has it already. Fields without a value
+    are left out (the record's default is None): fewer keyword arguments build a record faster."""
     if shared is None:
         shared = resource_fields(layers[-1], options)
     if isinstance(shared, InvalidSpan):
@@ -211,10 +231,14 @@ def common_fields(
     for facts in reversed(layers[:-1]):
         for fact, (_rank, name, value) in facts.items():
             if fact in _SHARED_FACTS:
-                common[fact] = as_str(name, value, limit) or None
+                if text := as_str(name, value, limit):
+                    common[fact] = text
+                else:
+                    common.pop(fact, None)
     common["trace_id"] = trace_id
     common["span_id"] = span_id
-    common["message_id"] = get_str(layers[:1], "message_id", limit)
+    if message_id := get_str(layers[:1], "message_id", limit):
+        common["message_id"] = message_id
     return common
 
 

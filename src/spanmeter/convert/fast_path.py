@@ -1,0 +1,189 @@
+"""The common model-call span, read in one pass: the hot path of conversion.
+
+Most spans that reach spanmeter are one of two kinds: a model call described with the current
+GenAI semantic-convention names (operation, provider, models, response id, token counts, the
+customer stamped by the usage context), or a span that is no usage at all (HTTP, DB). `fast_span`
+reads those straight into the record's fields: typed reads of the expected value kind, no facts
+table, no ranking of alternative names. It answers None for anything else, and the general path
+(`spans.convert_span`) converts the span from scratch with the same result rules:
+
+- an attribute name the general table knows (FACT_INDEX) that is not the first-ranked name of a
+  fact read here (older or vendor names, usage events, meters, explicit keys, reported costs...),
+  `usage.meta.*`, a repeated name, or a value not of the expected kind or range;
+- span events, content capture, a missing start time, a model call without an operation or a
+  provider on the span, a resource the general path would reject.
+
+tests/test_convert_fast_path.py checks, over random spans, that whenever this path answers, the
+general path gives the very same records.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from spanmeter.convert import attributes as A
+from spanmeter.convert.events import read_meta
+from spanmeter.convert.idempotency import llm_key, span_key
+from spanmeter.convert.values import MAX_TOKENS, META, Facts, InvalidSpan
+from spanmeter.pricing import normalise_provider
+from spanmeter.record import UsageRecord
+
+if TYPE_CHECKING:
+    from spanmeter.convert.spans import ConvertOptions
+
+# Slots of the values read here.
+(OPERATION, PROVIDER, REQUEST_MODEL, RESPONSE_MODEL, RESPONSE_ID, ERROR_TYPE, MESSAGE_ID,
+ INPUT, OUTPUT, TOTAL, CACHE_READ, CACHE_WRITE, REASONING, SLOTS) = range(14)
+_STRING_SLOTS: Final = {
+    A.OPERATION[0]: OPERATION,
+    A.PROVIDER[0]: PROVIDER,
+    A.REQUEST_MODEL[0]: REQUEST_MODEL,
+    A.RESPONSE_MODEL[0]: RESPONSE_MODEL,
+    A.RESPONSE_ID[0]: RESPONSE_ID,
+    A.ERROR_TYPE[0]: ERROR_TYPE,
+    A.MESSAGE_ID[0]: MESSAGE_ID,
+}
+_COUNT_SLOTS: Final = {
+    A.INPUT_TOKENS[0]: INPUT,
+    A.OUTPUT_TOKENS[0]: OUTPUT,
+    A.TOTAL_TOKENS[0]: TOTAL,
+    A.CACHE_READ_TOKENS[0]: CACHE_READ,
+    A.CACHE_WRITE_TOKENS[0]: CACHE_WRITE,
+    A.REASONING_TOKENS[0]: REASONING,
+}
+# The record fields a span may set for every record of it (who, relations), by first-ranked name,
+# in slots after the counts.
+_SHARED_FACTS: Final = tuple(
+    fact
+    for fact in A.FACTS
+    if fact in ("customer_id", "user_id", "email", "account_domain", "conversation_id", "feature", *A.RELATIONS)
+)
+_SLOT_OF: Final = {
+    **_STRING_SLOTS,
+    **_COUNT_SLOTS,
+    **{A.FACTS[fact][0]: SLOTS + i for i, fact in enumerate(_SHARED_FACTS)},
+}
+_ALL_SLOTS: Final = SLOTS + len(_SHARED_FACTS)
+_KNOWN: Final = frozenset(A.FACT_INDEX)
+_ERROR: Final = Status.STATUS_CODE_ERROR
+
+
+def fast_span(
+    span: Span,
+    resource: Facts,
+    shared: dict[str, Any] | InvalidSpan,
+    options: ConvertOptions,
+    received_at: int,
+    exclusive_input: bool,
+) -> list[UsageRecord] | None:
+    """The span's records, or None when the general path must convert it. Never raises: a span
+    the general path would reject goes to it, for its error message."""
+    if isinstance(shared, InvalidSpan) or options.content_capture:
+        return None
+    limit = options.max_field_chars
+    values: list[Any] = [None] * _ALL_SLOTS
+    slot_of = _SLOT_OF.get
+    seen = who = False
+    for kv in span.attributes:
+        key = kv.key
+        slot = slot_of(key)
+        if slot is None:
+            if key in _KNOWN or key.startswith(A.META_PREFIX):
+                return None  # a name only the general table reads
+            continue
+        if values[slot] is not None:
+            return None  # a repeated name
+        seen = True
+        if INPUT <= slot < SLOTS:
+            any_ = kv.value
+            count = any_.int_value
+            if count < 0 or count > MAX_TOKENS or (not count and any_.WhichOneof("value") != "int_value"):
+                return None
+            values[slot] = count
+        else:
+            text = kv.value.string_value
+            if not text or len(text) > limit:
+                return None  # not a string, empty, or too long: the general path says which
+            values[slot] = text
+            who = who or slot >= SLOTS
+    if len(span.events):
+        return None
+    if not seen:
+        return []  # no usage fact at all: an HTTP or DB span
+    operation = values[OPERATION]
+    if operation is None or values[PROVIDER] is None:
+        return None
+    operation = operation.lower()
+    if operation not in options.count_operations:
+        return []  # an agent, workflow or tool span: its children are the model calls
+    operation = A.OPERATION_TYPES.get(operation, operation)
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    raw_trace_id, raw_span_id = span.trace_id, span.span_id
+    if start <= 0 or len(raw_trace_id) != 16 or len(raw_span_id) != 8 or not any(raw_trace_id) or not any(raw_span_id):
+        return None
+    meta: dict[str, str] = {}
+    if META in resource:
+        try:
+            meta = read_meta((resource,), limit)
+        except InvalidSpan:
+            return None
+
+    cache_read, cache_write, reasoning = values[CACHE_READ], values[CACHE_WRITE], values[REASONING]
+    input_tokens, output_tokens, total = values[INPUT], values[OUTPUT], values[TOTAL]
+    # inclusive counts, as spans.inclusive_counts (DESIGN.md "One token contract")
+    cached = (cache_read or 0) + (cache_write or 0)
+    if input_tokens is not None and cached and (exclusive_input or cached > input_tokens):
+        input_tokens += cached
+        total = None
+    if output_tokens is not None and reasoning and reasoning > output_tokens:
+        output_tokens += reasoning
+        total = None
+    if total is None and input_tokens is not None:
+        if output_tokens is not None:
+            total = input_tokens + output_tokens
+        elif operation == "embeddings":
+            total = input_tokens
+
+    common = shared.copy()
+    if who:
+        for i, fact in enumerate(_SHARED_FACTS, SLOTS):
+            if values[i] is not None:
+                common[fact] = values[i]
+    trace_id, span_id = raw_trace_id.hex(), raw_span_id.hex()
+    provider = normalise_provider(values[PROVIDER])
+    response_id = values[RESPONSE_ID]
+    message_id = values[MESSAGE_ID] or response_id
+    if message_id is not None:
+        common["message_id"] = message_id
+    error = span.status.code == _ERROR
+    error_type = values[ERROR_TYPE]
+    if error and error_type is None and span.status.message:
+        error_type = span.status.message[:200]
+    return [
+        UsageRecord(
+            llm_key(provider, response_id) if response_id else span_key(trace_id, span_id),
+            "llm",
+            operation,
+            start,
+            received_at=received_at,
+            latency_ms=(end - start) // 1_000_000 if end >= start else None,
+            provider=provider,
+            request_model=values[REQUEST_MODEL],
+            response_model=values[RESPONSE_MODEL],
+            operation=operation,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            total_tokens=total,
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
+            reasoning_tokens=reasoning,
+            status="error" if error else "success",
+            error_type=error_type,
+            meta=meta,
+            trace_id=trace_id,
+            span_id=span_id,
+            **common,
+        )
+    ]
