@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -142,7 +141,9 @@ class Ingest:
             m.conflicts.inc(result.conflicts)
         if rejected:
             m.rejected.inc(rejected)
-        kinds = Counter(record.kind for record in result.inserted)
+        kinds: dict[str, int] = {}
+        for record in result.inserted:
+            kinds[record.kind] = kinds.get(record.kind, 0) + 1
         for kind, count in kinds.items():  # one metric update per kind, not per record
             m.records_stored.labels(kind).inc(count)
         if unknown := sum(1 for record in result.inserted if record.cost_source == "unknown"):

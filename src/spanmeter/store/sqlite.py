@@ -263,8 +263,8 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys):
         loop = asyncio.get_running_loop()
         job = _Job(records, loop, loop.create_future())
         self._queue.put(job)
-        # shield: a caller that goes away must not cancel a commit other callers share.
-        return await asyncio.shield(job.future)
+        # A caller that goes away cancels only its own future: the commit goes on (_resolve_all skips it).
+        return await job.future
 
     def _checkpoints(self) -> None:
         """Copy the WAL into the database off the writer's path.
