@@ -337,6 +337,8 @@ async def run_one(
         # spans/s over each tenth of the measured requests, in the order they were answered, and
         # the rows in the database when that tenth ended: does the rate hold as the table grows?
         "tenths": _tenths(load.done_s, case.batch, case.warmup * case.batch),
+        # the 10 slowest requests: (seconds into the measured phase when answered, latency ms)
+        "slowest": sorted(zip(load.done_s, load.latencies_ms, strict=True), key=lambda x: -x[1])[:10],
     }
     if receiver == "spanmeter":
         result["priced"] = priced
