@@ -16,7 +16,6 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
@@ -120,22 +119,21 @@ class UsageRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with the proto's field names: times RFC 3339 UTC, money decimal strings."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("occurred_at", "received_at"):
-                value = format_ns(value)
-            elif isinstance(value, Decimal):
-                value = decimal_string(value)
-            elif isinstance(value, Product):
-                value = {k.name: getattr(value, k.name) for k in fields(value)}
-            elif isinstance(value, (list, dict)):
-                value = value.copy()
-            out[f.name] = value
+        out = {name: getattr(self, name) for name in RECORD_FIELDS}
+        out["occurred_at"] = format_ns(self.occurred_at)
+        out["received_at"] = format_ns(self.received_at)
+        for name in ("cost_usd", "reported_cost_usd", "quantity"):
+            if out[name] is not None:
+                out[name] = decimal_string(out[name])
+        if self.product is not None:
+            out["product"] = {name: getattr(self.product, name) for name in PRODUCT_FIELDS}
+        out["tags"] = list(self.tags)
+        out["meta"] = dict(self.meta)
         return out
 
 
 RECORD_FIELDS: Final = tuple(f.name for f in fields(UsageRecord))
+PRODUCT_FIELDS: Final = tuple(f.name for f in fields(Product))
 
 
 def decimal_string(value: Decimal) -> str:
@@ -147,8 +145,9 @@ def decimal_string(value: Decimal) -> str:
 
 
 def format_ns(ns: int) -> str:
-    """RFC 3339 UTC with microseconds, e.g. 2026-11-23T12:00:00.123456Z."""
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 UTC with microseconds (truncated), e.g. 2026-11-23T12:00:00.123456Z."""
+    seconds, rest = divmod(ns, 1_000_000_000)  # in integers: a float has no room for the microseconds
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{rest // 1000:06d}Z"
 
 
 class _UUIDv7:

@@ -281,3 +281,26 @@ def test_api_items_carry_every_record_field() -> None:
     from spanmeter.record import RECORD_FIELDS
 
     assert set(RECORD_FIELDS) - {"received_at"} <= set(UsageItem.model_fields)
+
+
+def test_items_are_exactly_what_the_documented_model_reads(api: Api) -> None:
+    """Items are built without pydantic (speed); UsageItem, the OpenAPI schema, must read each one
+    back unchanged: same names, no absent values, nothing the model does not know."""
+    from spanmeter.api.models import UsageItem
+
+    api.write([
+        record("llm", cost_usd=Decimal("0.000123"), reported_cost_usd=Decimal("0.0001"), cost_source="computed",
+               conversation_id="c1", task_id="t1", meta={"env": "prod"}, tags=["a", "b"], customer_id="acme",
+               provider="openai", response_model="gpt-4o", latency_ms=12, trace_id="ab" * 16, span_id="cd" * 8),
+        record("meter", kind="meter", type="pages", quantity=Decimal("2.5")),
+        record("event", kind="event", type="SIGNUP", product=Product(id="p1", name="Widget"), user_id="u1"),
+        record("failed", kind="event", type="FAILED", status="error", error_type="timeout"),
+    ])
+    items = api.get(RECORDS).json()["items"]
+    assert len(items) == 4
+    for item in items:
+        assert UsageItem.model_validate(item).model_dump(mode="json", by_alias=True, exclude_none=True) == item
+    by_key = {item["idempotencyKey"]: item for item in items}
+    assert by_key["event"]["product"] == {"id": "p1", "name": "Widget"}
+    assert by_key["llm"]["costUsd"] == "0.000123" and by_key["llm"]["tags"] == ["a", "b"]
+    assert "tags" not in by_key["meter"] and by_key["meter"]["quantity"] == "2.5" and by_key["meter"]["count"] == 2.5

