@@ -26,6 +26,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from spanmeter.convert import attributes as A
 from spanmeter.convert.events import read_meta
 from spanmeter.convert.idempotency import llm_key, span_key
+from spanmeter.convert.tokens import settle_counts
 from spanmeter.convert.values import MAX_TOKENS, META, Facts, InvalidSpan
 from spanmeter.pricing import normalise_provider
 from spanmeter.record import UsageRecord
@@ -131,20 +132,16 @@ def fast_span(
             return None
 
     cache_read, cache_write, reasoning = values[CACHE_READ], values[CACHE_WRITE], values[REASONING]
-    input_tokens, output_tokens, total = values[INPUT], values[OUTPUT], values[TOTAL]
-    # inclusive counts, as spans.inclusive_counts (DESIGN.md "One token contract")
-    cached = (cache_read or 0) + (cache_write or 0)
-    if input_tokens is not None and cached and (exclusive_input or cached > input_tokens):
-        input_tokens += cached
-        total = None
-    if output_tokens is not None and reasoning and reasoning > output_tokens:
-        output_tokens += reasoning
-        total = None
-    if total is None and input_tokens is not None:
-        if output_tokens is not None:
-            total = input_tokens + output_tokens
-        elif operation == "embeddings":
-            total = input_tokens
+    input_tokens, output_tokens, total = settle_counts(
+        values[INPUT],
+        values[OUTPUT],
+        values[TOTAL],
+        cache_read,
+        cache_write,
+        reasoning,
+        operation=operation,
+        exclusive_input=exclusive_input,
+    )
 
     common = shared.copy()
     if who:

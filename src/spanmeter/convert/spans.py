@@ -24,6 +24,7 @@ from spanmeter.convert.content import prompt_text
 from spanmeter.convert.events import event_record, meter_record, read_meta
 from spanmeter.convert.fast_path import fast_span
 from spanmeter.convert.idempotency import llm_key, secondary_key, span_event_key, span_key
+from spanmeter.convert.tokens import settle_counts
 from spanmeter.convert.values import (
     MAX_COST_USD,
     Facts,
@@ -260,19 +261,16 @@ def _llm_record(
     cache_read = get_count(facts, "cache_read_tokens")
     cache_write = get_count(facts, "cache_write_tokens")
     reasoning = get_count(facts, "reasoning_tokens")
-    reported_input = get_count(facts, "input_tokens")
-    reported_output = get_count(facts, "output_tokens")
-    input_tokens, output_tokens = inclusive_counts(
-        reported_input, reported_output, cache_read, cache_write, reasoning, exclusive_input=exclusive_input
+    input_tokens, output_tokens, total_tokens = settle_counts(
+        get_count(facts, "input_tokens"),
+        get_count(facts, "output_tokens"),
+        get_count(facts, "total_tokens"),
+        cache_read,
+        cache_write,
+        reasoning,
+        operation=operation,
+        exclusive_input=exclusive_input,
     )
-    total_tokens = get_count(facts, "total_tokens")
-    if (input_tokens, output_tokens) != (reported_input, reported_output):
-        total_tokens = None  # a reported total was made of the exclusive counts
-    if total_tokens is None and input_tokens is not None:
-        if output_tokens is not None:
-            total_tokens = input_tokens + output_tokens
-        elif operation == "embeddings":  # embeddings have no output: the total is the input
-            total_tokens = input_tokens
     reported = facts.get("reported_cost")
     start, end = span.start_time_unix_nano, span.end_time_unix_nano
     own = layers[:1]
@@ -304,29 +302,6 @@ def _llm_record(
     if record.status == "error" and record.error_type is None and span.status.message:
         record.error_type = span.status.message[:200]
     return record
-
-
-def inclusive_counts(
-    input_tokens: int | None,
-    output_tokens: int | None,
-    cache_read: int | None,
-    cache_write: int | None,
-    reasoning: int | None,
-    *,
-    exclusive_input: bool,
-) -> tuple[int | None, int | None]:
-    """Input and output in the GenAI conventions' inclusive form (DESIGN.md "One token contract").
-
-    Input excludes the cache tokens when the source is known to pass exclusive counts through
-    (`exclusive_input`), or when the parts are larger than the whole, which inclusive counts can
-    never be; likewise output and reasoning tokens.
-    """
-    cached = (cache_read or 0) + (cache_write or 0)
-    if input_tokens is not None and cached and (exclusive_input or cached > input_tokens):
-        input_tokens += cached
-    if output_tokens is not None and reasoning and reasoning > output_tokens:
-        output_tokens += reasoning
-    return input_tokens, output_tokens
 
 
 def _invocation_model(facts: Facts) -> str | None:
