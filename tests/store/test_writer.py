@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from spanmeter.record import UsageRecord
+from spanmeter.store import sqlite as sqlite_store
 from spanmeter.store.sqlite import SQLiteStore
 
 
@@ -37,57 +38,43 @@ def test_a_cancelled_caller_leaves_the_commit_to_the_others(tmp_path: Path) -> N
         assert sorted(k for (k,) in conn.execute("SELECT idempotency_key FROM records")) == ["a", "b", "c"]
 
 
-def test_the_wal_starts_over_under_steady_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Checkpoints beside a steady writer never leave the WAL fully copied, so SQLite would never
-    rewind it; the writer finishes one past WAL_RESTART_PAGES, and the WAL stays near that size."""
-    from spanmeter.store import sqlite as sqlite_store
-
-    monkeypatch.setattr(sqlite_store, "CHECKPOINT_SECONDS", 0.02)
-    monkeypatch.setattr(sqlite_store, "WAL_RESTART_PAGES", 200)  # 800 kB
-    monkeypatch.setattr(sqlite_store, "WAL_LIMIT_PAGES", 1_000_000)  # no truncation: only the rewind bounds it
-    wal = tmp_path / "w.db-wal"
+def largest_wal(path: Path, batches: int, pause: float = 0.0) -> int:
+    """Write `batches` batches of 300 records; the largest the WAL file got. Checks none was lost."""
+    wal = Path(f"{path}-wal")
     largest = 0
 
     async def main() -> None:
         nonlocal largest
-        store = SQLiteStore(tmp_path / "w.db")
+        store = SQLiteStore(path)
         await store.start()
         try:
-            for batch in range(150):
+            for batch in range(batches):
                 await store.write([record(f"{batch}-{i}") for i in range(300)])
                 largest = max(largest, wal.stat().st_size)
-                await asyncio.sleep(0.002)
+                await asyncio.sleep(pause)
         finally:
             await store.close()
 
     asyncio.run(main())
-    with sqlite3.connect(tmp_path / "w.db") as conn:
-        assert conn.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 45_000
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM records").fetchone()[0] == batches * 300
+    return largest
+
+
+def test_the_wal_starts_over_under_steady_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoints beside a steady writer never leave the WAL fully copied, so SQLite would never
+    rewind it; the writer finishes one past WAL_RESTART_PAGES, and the WAL stays near that size."""
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_SECONDS", 0.02)
+    monkeypatch.setattr(sqlite_store, "WAL_RESTART_PAGES", 200)  # 800 kB
+    monkeypatch.setattr(sqlite_store, "WAL_LIMIT_PAGES", 1_000_000)  # no truncation: only the rewind bounds it
+    largest = largest_wal(tmp_path / "w.db", batches=150, pause=0.002)
     assert largest < 20 * 200 * 4096, f"the WAL grew to {largest} bytes"  # without the rewind: ~67 MB
 
 
 def test_the_writer_truncates_a_wal_the_checkpoints_cannot_keep_up_with(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from spanmeter.store import sqlite as sqlite_store
-
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_SECONDS", 3600.0)  # the checkpoint thread never gets to run
     monkeypatch.setattr(sqlite_store, "WAL_LIMIT_PAGES", 500)  # 2 MB
-    wal = tmp_path / "t.db-wal"
-    largest = 0
-
-    async def main() -> None:
-        nonlocal largest
-        store = SQLiteStore(tmp_path / "t.db")
-        await store.start()
-        try:
-            for batch in range(100):
-                await store.write([record(f"{batch}-{i}") for i in range(300)])
-                largest = max(largest, wal.stat().st_size)
-        finally:
-            await store.close()
-
-    asyncio.run(main())
-    with sqlite3.connect(tmp_path / "t.db") as conn:
-        assert conn.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 30_000
+    largest = largest_wal(tmp_path / "t.db", batches=100)
     assert largest < 3 * 500 * 4096, f"the WAL grew to {largest} bytes"  # about 30 MB without truncation
