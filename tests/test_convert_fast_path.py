@@ -73,6 +73,9 @@ resources = st.dictionaries(
 )
 
 
+VALID_IDS = (b"\x01" * 16, b"\x02" * 8)
+
+
 def build(attrs: list[tuple[str, Any]], status: int, events: int, ids: tuple[bytes, bytes], start: int) -> Span:
     span = Span(trace_id=ids[0], span_id=ids[1], start_time_unix_nano=start, end_time_unix_nano=start + 2_500_000_000)
     span.status.code = status
@@ -96,8 +99,8 @@ def general(span: Span, resource: Facts, options: ConvertOptions, exclusive: boo
     resource_attrs=resources,
     status=st.sampled_from([Status.STATUS_CODE_UNSET, Status.STATUS_CODE_OK, Status.STATUS_CODE_ERROR]),
     events=st.sampled_from([0, 0, 0, 1]),
-    ids=st.sampled_from([(b"\x01" * 16, b"\x02" * 8), (b"\x00" * 16, b"\x02" * 8), (b"\x01" * 15, b"\x02" * 8)]),
-    start=st.sampled_from([1_763_900_000_000_000_000, 0]),
+    ids=st.sampled_from([VALID_IDS, VALID_IDS, VALID_IDS, (b"\x00" * 16, b"\x02" * 8), (b"\x01" * 15, b"\x02" * 8)]),
+    start=st.sampled_from([1_763_900_000_000_000_000, 1_763_900_000_000_000_000, 1_763_900_000_000_000_000, 0]),
     exclusive=st.booleans(),
     content=st.sampled_from([False, False, True]),
 )
@@ -138,3 +141,22 @@ def test_a_bad_token_count_goes_to_the_general_path_for_its_message(value: Any) 
                  (b"\x01" * 16, b"\x02" * 8), 1_763_900_000_000_000_000)
     options = ConvertOptions()
     assert fast_span(span, {}, resource_fields({}, options), options, 1, False) is None
+
+
+@pytest.mark.parametrize(("counts", "exclusive"), [
+    ({"gen_ai.usage.input_tokens": 100, "gen_ai.usage.cache_read.input_tokens": 50}, True),
+    ({"gen_ai.usage.input_tokens": 100, "gen_ai.usage.cache_read.input_tokens": 50}, False),
+    ({"gen_ai.usage.input_tokens": 10, "gen_ai.usage.cache_creation.input_tokens": 50,
+      "gen_ai.usage.total_tokens": 12}, False),
+    ({"gen_ai.usage.input_tokens": 7, "gen_ai.usage.output_tokens": 5,
+      "gen_ai.usage.reasoning.output_tokens": 20}, False),
+    ({"gen_ai.usage.input_tokens": 7, "gen_ai.usage.output_tokens": 5, "gen_ai.usage.total_tokens": 99}, True),
+])
+def test_the_token_contract_is_the_same_on_both_paths(counts: dict[str, int], exclusive: bool) -> None:
+    """Hand-picked cases the random search reaches only sometimes: exclusive scopes and parts
+    larger than the whole."""
+    span = build([("gen_ai.operation.name", "chat"), ("gen_ai.provider.name", "anthropic"), *counts.items()],
+                 Status.STATUS_CODE_OK, 0, VALID_IDS, 1_763_900_000_000_000_000)
+    options = ConvertOptions(workspace="w")
+    fast = fast_span(span, {}, resource_fields({}, options), options, 7, exclusive)
+    assert fast is not None and fast == general(span, {}, options, exclusive)

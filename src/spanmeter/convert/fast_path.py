@@ -21,14 +21,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from spanmeter.convert import attributes as A
 from spanmeter.convert.events import read_meta
 from spanmeter.convert.idempotency import llm_key, span_key
-from spanmeter.convert.tokens import settle_counts
+from spanmeter.convert.model_call import model_call_record
 from spanmeter.convert.values import MAX_TOKENS, META, Facts, InvalidSpan
-from spanmeter.pricing import normalise_provider
 from spanmeter.record import UsageRecord
 
 if TYPE_CHECKING:
@@ -68,7 +67,6 @@ _SLOT_OF: Final = {
 }
 _ALL_SLOTS: Final = SLOTS + len(_SHARED_FACTS)
 _KNOWN: Final = frozenset(A.FACT_INDEX)
-_ERROR: Final = Status.STATUS_CODE_ERROR
 
 
 def fast_span(
@@ -120,9 +118,10 @@ def fast_span(
     if operation not in options.count_operations:
         return []  # an agent, workflow or tool span: its children are the model calls
     operation = A.OPERATION_TYPES.get(operation, operation)
-    start, end = span.start_time_unix_nano, span.end_time_unix_nano
     raw_trace_id, raw_span_id = span.trace_id, span.span_id
-    if start <= 0 or len(raw_trace_id) != 16 or len(raw_span_id) != 8 or not any(raw_trace_id) or not any(raw_span_id):
+    if span.start_time_unix_nano <= 0 or len(raw_trace_id) != 16 or len(raw_span_id) != 8:
+        return None
+    if not any(raw_trace_id) or not any(raw_span_id):
         return None
     meta: dict[str, str] = {}
     if META in resource:
@@ -131,56 +130,33 @@ def fast_span(
         except InvalidSpan:
             return None
 
-    cache_read, cache_write, reasoning = values[CACHE_READ], values[CACHE_WRITE], values[REASONING]
-    input_tokens, output_tokens, total = settle_counts(
-        values[INPUT],
-        values[OUTPUT],
-        values[TOTAL],
-        cache_read,
-        cache_write,
-        reasoning,
-        operation=operation,
-        exclusive_input=exclusive_input,
-    )
-
     common = shared.copy()
     if who:
         for i, fact in enumerate(_SHARED_FACTS, SLOTS):
             if values[i] is not None:
                 common[fact] = values[i]
-    trace_id, span_id = raw_trace_id.hex(), raw_span_id.hex()
-    provider = normalise_provider(values[PROVIDER])
+    trace_id = common["trace_id"] = raw_trace_id.hex()
+    span_id = common["span_id"] = raw_span_id.hex()
     response_id = values[RESPONSE_ID]
-    message_id = values[MESSAGE_ID] or response_id
-    if message_id is not None:
+    if message_id := values[MESSAGE_ID] or response_id:
         common["message_id"] = message_id
-    error = span.status.code == _ERROR
-    error_type = values[ERROR_TYPE]
-    if error and error_type is None and span.status.message:
-        error_type = span.status.message[:200]
-    return [
-        UsageRecord(
-            llm_key(provider, response_id) if response_id else span_key(trace_id, span_id),
-            "llm",
-            operation,
-            start,
-            received_at=received_at,
-            latency_ms=(end - start) // 1_000_000 if end >= start else None,
-            provider=provider,
-            request_model=values[REQUEST_MODEL],
-            response_model=values[RESPONSE_MODEL],
-            operation=operation,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            total_tokens=total,
-            cache_read_tokens=cache_read,
-            cache_write_tokens=cache_write,
-            reasoning_tokens=reasoning,
-            status="error" if error else "success",
-            error_type=error_type,
-            meta=meta,
-            trace_id=trace_id,
-            span_id=span_id,
-            **common,
-        )
-    ]
+    record = model_call_record(
+        span,
+        operation,
+        common,
+        provider=values[PROVIDER],
+        request_model=values[REQUEST_MODEL],
+        response_model=values[RESPONSE_MODEL],
+        input_tokens=values[INPUT],
+        output_tokens=values[OUTPUT],
+        total_tokens=values[TOTAL],
+        cache_read=values[CACHE_READ],
+        cache_write=values[CACHE_WRITE],
+        reasoning=values[REASONING],
+        exclusive_input=exclusive_input,
+        error_type=values[ERROR_TYPE],
+        meta=meta,
+    )
+    record.idempotency_key = llm_key(record.provider, response_id) if response_id else span_key(trace_id, span_id)
+    record.received_at = received_at
+    return [record]

@@ -19,7 +19,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from spanmeter.convert import attributes as A
 from spanmeter.convert.events import event_record
-from spanmeter.convert.spans import Converted, ConvertOptions, common_fields
+from spanmeter.convert.spans import Converted, ConvertOptions, common_fields, resource_fields
 from spanmeter.convert.values import Facts, InvalidSpan, extract, get_str, hex_id
 from spanmeter.record import UsageRecord
 
@@ -30,11 +30,12 @@ def convert_logs(request: ExportLogsServiceRequest, options: ConvertOptions, rec
     out = Converted()
     for resource_logs in request.resource_logs:
         resource = extract(resource_logs.resource.attributes)
+        shared = resource_fields(resource, options)  # once per resource, not per log record
         resource_bytes = resource_logs.resource.SerializeToString(deterministic=True)
         for scope_logs in resource_logs.scope_logs:
             for index, log in enumerate(scope_logs.log_records):
                 try:
-                    record = convert_log(log, resource, resource_bytes, options)
+                    record = convert_log(log, resource, resource_bytes, options, shared)
                 except InvalidSpan as error:
                     out.reject(f"log record {index} of scope {scope_logs.scope.name!r}", error)
                     continue
@@ -55,7 +56,13 @@ def event_name(log: LogRecord, facts: Facts) -> Any:
     return name
 
 
-def convert_log(log: LogRecord, resource: Facts, resource_bytes: bytes, options: ConvertOptions) -> UsageRecord | None:
+def convert_log(
+    log: LogRecord,
+    resource: Facts,
+    resource_bytes: bytes,
+    options: ConvertOptions,
+    shared: dict[str, Any] | InvalidSpan | None = None,
+) -> UsageRecord | None:
     facts = extract(log.attributes)
     name = event_name(log, facts)
     if name is None:
@@ -71,6 +78,7 @@ def convert_log(log: LogRecord, resource: Facts, resource_bytes: bytes, options:
         options,
         trace_id=hex_id(log.trace_id, 16, "trace_id") if log.trace_id else None,
         span_id=hex_id(log.span_id, 8, "span_id") if log.span_id else None,
+        shared=shared,
     )
     key = get_str(layers[:1], "idempotency_key", limit) or _log_key(log, resource_bytes)
     return event_record(layers, common, key, occurred, limit)

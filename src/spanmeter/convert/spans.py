@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from spanmeter.convert import attributes as A
 from spanmeter.convert.content import prompt_text
 from spanmeter.convert.events import event_record, meter_record, read_meta
 from spanmeter.convert.fast_path import fast_span
 from spanmeter.convert.idempotency import llm_key, secondary_key, span_event_key, span_key
-from spanmeter.convert.tokens import settle_counts
+from spanmeter.convert.model_call import model_call_record
 from spanmeter.convert.values import (
     MAX_COST_USD,
     Facts,
@@ -37,7 +37,6 @@ from spanmeter.convert.values import (
     get_str,
     hex_id,
 )
-from spanmeter.pricing import normalise_provider
 from spanmeter.record import UsageRecord
 
 MAX_ERRORS_REPORTED: Final = 5
@@ -258,50 +257,29 @@ def _llm_record(
     exclusive_input: bool,
 ) -> UsageRecord:
     limit = options.max_field_chars
-    cache_read = get_count(facts, "cache_read_tokens")
-    cache_write = get_count(facts, "cache_write_tokens")
-    reasoning = get_count(facts, "reasoning_tokens")
-    input_tokens, output_tokens, total_tokens = settle_counts(
-        get_count(facts, "input_tokens"),
-        get_count(facts, "output_tokens"),
-        get_count(facts, "total_tokens"),
-        cache_read,
-        cache_write,
-        reasoning,
-        operation=operation,
-        exclusive_input=exclusive_input,
-    )
-    reported = facts.get("reported_cost")
-    start, end = span.start_time_unix_nano, span.end_time_unix_nano
     own = layers[:1]
-    record = UsageRecord(
-        idempotency_key="",
-        kind="llm",
-        type=operation,
-        occurred_at=start,
-        latency_ms=(end - start) // 1_000_000 if end >= start else None,
-        provider=normalise_provider(get_str(layers, "provider", limit)),
+    reported = facts.get("reported_cost")
+    return model_call_record(
+        span,
+        operation,
+        common,
+        provider=get_str(layers, "provider", limit),
         request_model=get_str(own, "request_model", limit) or _invocation_model(facts),
         response_model=get_str(own, "response_model", limit),
-        operation=operation,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        total_tokens=total_tokens,
-        cache_read_tokens=cache_read,
-        cache_write_tokens=cache_write,
-        reasoning_tokens=reasoning,
+        input_tokens=get_count(facts, "input_tokens"),
+        output_tokens=get_count(facts, "output_tokens"),
+        total_tokens=get_count(facts, "total_tokens"),
+        cache_read=get_count(facts, "cache_read_tokens"),
+        cache_write=get_count(facts, "cache_write_tokens"),
+        reasoning=get_count(facts, "reasoning_tokens"),
+        exclusive_input=exclusive_input,
+        error_type=get_str(own, "error_type", limit),
+        meta=read_meta(layers, limit),
         reported_cost_usd=(
             as_decimal(reported[1], reported[2], limit=MAX_COST_USD, positive=False) if reported else None
         ),
-        status="error" if span.status.code == Status.STATUS_CODE_ERROR else "success",
-        error_type=get_str(own, "error_type", limit),
-        meta=read_meta(layers, limit),
         query=prompt_text(attributes(span.attributes), options.content_max_chars) if options.content_capture else None,
-        **common,
     )
-    if record.status == "error" and record.error_type is None and span.status.message:
-        record.error_type = span.status.message[:200]
-    return record
 
 
 def _invocation_model(facts: Facts) -> str | None:
