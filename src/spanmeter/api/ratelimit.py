@@ -58,5 +58,6 @@ class RateLimiter:
             if allowed:
                 count += 1
             self._windows[client] = (start, count)
-        reset = max(1, math.ceil(start + self.window - now))
+        # window - elapsed, not start + window - now: the sum rounds, and 60 s came out as 61.
+        reset = max(1, math.ceil(self.window - (now - start)))
         return Decision(allowed, self.limit, self.limit - count, reset)
