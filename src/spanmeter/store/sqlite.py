@@ -282,9 +282,13 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys):
         while this thread copies. So past WAL_RESTART_PAGES the writer copies the few frames
         left itself, between two transactions, and its next one rewinds the WAL (without this it
         grew to the limit every ~5 s at 12k spans/s, and each truncation stalled writes 0.13 s).
+        A PASSIVE checkpoint that does not copy the whole WAL leaves the database file unsynced;
+        this thread syncs it after each one, so that the rewind's own sync (on the writer's path)
+        is not seconds of copied pages: measured with strace, 20-24 ms down to a few.
         """
         _lower_priority()
         conn = connect(self.path, timeout=self.busy_timeout)
+        database_fd = os.open(self.path, os.O_RDONLY)
         try:
             while not self._stop_checkpoints.wait(CHECKPOINT_SECONDS):
                 with self._queued_lock:
@@ -294,11 +298,13 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys):
                 again = False
                 try:
                     _busy, wal_pages, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if done:  # flush the copied pages now, so the writer's rewind finds little to sync
+                        os.fdatasync(database_fd)
                     if wal_pages > WAL_RESTART_PAGES:
                         self._rewind_due = True
                     else:
                         again = done < wal_pages  # readers kept some frames
-                except sqlite3.Error as error:
+                except (sqlite3.Error, OSError) as error:
                     log.warning("SQLite checkpoint failed (will retry): %s", error)
                     again = True
                 if again:
@@ -308,6 +314,7 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys):
         except sqlite3.Error as error:
             log.warning("final SQLite checkpoint failed: %s", error)
         finally:
+            os.close(database_fd)
             conn.close()
 
     def _run(self) -> None:
