@@ -27,6 +27,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -257,8 +258,14 @@ class Case:
 
 
 async def run_one(
-    receiver: str, case: Case, pool: otlpgen.SpanPool, args: argparse.Namespace, tmp: Path
+    receiver: str,
+    case: Case,
+    pool: otlpgen.SpanPool,
+    args: argparse.Namespace,
+    tmp: Path,
+    rate: float | None = None,
 ) -> dict[str, Any]:
+    """One server, one load: paced at `rate` requests/s when given, else as fast as answered."""
     server = make_server(
         receiver, tmp / f"{case.transport}-{case.batch}-{receiver}", args.server_cpu, args.http_baseline
     )
@@ -294,7 +301,7 @@ async def run_one(
                 args.concurrency,
                 args.max_seconds,
                 measure_start,
-                args.rate,
+                rate,
             )
         server_cpu = server.cpu_seconds() - marks["cpu0"]
         other_cpu = busy_cpu_seconds() - marks["busy0"] - server_cpu - load.client_cpu_s
@@ -327,6 +334,7 @@ async def run_one(
         "server_cpu_pct": round(100 * server_cpu / load.elapsed, 1) if load.elapsed else 0.0,
         "client_cpu_pct": round(100 * load.client_cpu_s / load.elapsed, 1) if load.elapsed else 0.0,
         "other_cpu_pct": round(max(0.0, 100 * other_cpu / load.elapsed), 1) if load.elapsed else 0.0,
+        "paced_requests_per_s": rate,
         "errors": dict(load.errors),
         "non_empty_responses": load.non_empty_responses,
         "timed_out": load.timed_out,
@@ -352,11 +360,14 @@ async def run_one(
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run with the median spans/s (the lower middle one for an even count), all runs' rates attached."""
-    ordered = sorted(runs, key=lambda r: r["spans_per_s"])
+    """The run with the median spans/s (the lower middle one for an even count), all runs' rates attached.
+    Paced runs all have the rate they were given: for them the median is by p99 latency."""
+    key = "p99_ms" if runs[0].get("paced_requests_per_s") else "spans_per_s"
+    ordered = sorted(runs, key=lambda r: r[key])
     chosen = dict(ordered[(len(ordered) - 1) // 2])
     if len(runs) > 1:
         chosen["all_spans_per_s"] = [r["spans_per_s"] for r in runs]
+        chosen["all_p99_ms"] = [r["p99_ms"] for r in runs]
         chosen["rows_ok"] = None if chosen["rows"] is None else all(r["rows_ok"] for r in runs)
         chosen["priced_ok"] = all(r.get("priced_ok", True) for r in runs)
         chosen["errors"] = {k: v for r in runs for k, v in r["errors"].items()}
@@ -411,6 +422,7 @@ def print_case(results: list[dict[str, Any]]) -> None:
     print(
         f"\n{first['transport']} protobuf, {first['batch']} span(s)/request, {first['requests']} requests measured"
         + (f", median of {runs} runs" if runs > 1 else "")
+        + (f" (by p99), paced at {first['paced_requests_per_s']:.1f} requests/s" if first.get("paced_requests_per_s") else "")
     )
     print(head)
     for r in results:
@@ -419,6 +431,7 @@ def print_case(results: list[dict[str, Any]]) -> None:
             f"{r['receiver']:<10} {r['spans_per_s']:>10,.0f} {ratio:>8} {r['requests_per_s']:>9,.0f} {r['p50_ms']:>8.2f}"
             f" {r['p99_ms']:>8.2f} {r['peak_rss_mb']:>7.0f} {r['server_cpu_pct']:>6.0f}% {r['client_cpu_pct']:>6.0f}% {r['other_cpu_pct']:>5.0f}%  {_check(r)}"
             + ("  (hit --max-seconds)" if r["timed_out"] else "")
+            + (f"  p99 of each run: {', '.join(f'{p:.1f}' for p in r['all_p99_ms'])}" if "all_p99_ms" in r else "")
         )
     sys.stdout.flush()
 
@@ -486,6 +499,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="pace the measured phase at this many requests/s (default: as fast as answered)",
     )
     parser.add_argument(
+        "--half-rate",
+        action="store_true",
+        help="first measure spanmeter's maximum rate in each case, then pace every run at half of it",
+    )
+    parser.add_argument(
         "--max-seconds", type=float, default=90, help="cap on one run's measured phase (default 90)"
     )
     parser.add_argument(
@@ -504,6 +522,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--tenths", action="store_true", help="also print the rate per tenth of each run (does it hold as the table grows?)"
     )
     args = parser.parse_args(argv)
+    if args.half_rate and args.rate:
+        parser.error("--half-rate measures the rate itself: leave out --rate")
     args.transports = [t.strip() for t in args.transports.split(",") if t.strip()]
     args.batches = [int(b) for b in args.batches.split(",")]
     args.receivers = [r.strip() for r in args.receivers.split(",") if r.strip()]
@@ -515,6 +535,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.requests_big is None:
         args.requests_big = 50 if args.quick else 500
     return args
+
+
+async def half_of_maximum(case: Case, pool: otlpgen.SpanPool, args: argparse.Namespace, tmp: Path) -> float:
+    """Half of spanmeter's maximum rate in requests/s, measured now on this case (the issue's
+    "p99 at half of the maximum rate", on whatever speed the machine has today)."""
+    rates = []
+    for repeat in range(args.repeat):
+        result = await run_one("spanmeter", case, pool, args, tmp / f"r{repeat}")
+        rates.append(result["requests_per_s"])
+    rate = statistics.median(rates) / 2
+    print(
+        f"{case.transport}, {case.batch} span(s)/request: spanmeter's maximum "
+        f"{statistics.median(rates):.1f} requests/s ({', '.join(f'{r:.1f}' for r in rates)}); "
+        f"pacing every receiver at half: {rate:.1f} requests/s"
+    )
+    return rate
 
 
 async def amain(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -541,10 +577,13 @@ async def amain(args: argparse.Namespace) -> list[dict[str, Any]]:
             print(f"temp directory: {tmp}")
         for transport, batch in plan:
             case = Case(transport, batch, warmups[batch], sizes[batch], bodies[batch])
+            rate = args.rate
+            if args.half_rate:
+                rate = await half_of_maximum(case, pool, args, Path(tmp) / "maximum")
             runs: dict[str, list[dict[str, Any]]] = {r: [] for r in args.receivers}
             for repeat in range(args.repeat):
                 for receiver in args.receivers:  # interleaved, so drift hits every receiver alike
-                    runs[receiver].append(await run_one(receiver, case, pool, args, Path(tmp) / f"r{repeat}"))
+                    runs[receiver].append(await run_one(receiver, case, pool, args, Path(tmp) / f"r{repeat}", rate))
             case_results = [median_run(runs[r]) for r in args.receivers]
             print_case(case_results)
             if args.tenths:
