@@ -12,7 +12,6 @@ import contextlib
 import gc
 import logging
 from collections.abc import Iterator
-from typing import Final
 
 import grpc
 import uvicorn
@@ -61,24 +60,15 @@ def build_store(config: Config) -> SQLiteStore:
     )
 
 
-YOUNG_GC_THRESHOLD: Final = 10_000  # allocations between collections of the youngest generation
+def freeze_startup_objects() -> None:
+    """Keep what start-up built out of the garbage collector's full passes, for the process's life.
 
-
-def tune_gc_for_serving() -> None:
-    """Set the garbage collector up for serving, once start-up has built everything.
-
-    - Freeze what start-up built, for the process's life. A full pass walks every tracked object,
-      and the pydantic validators behind FastAPI and genai-prices make one take 40-60 ms here;
-      under load one ran every 2-3 s, stalling the event loop and the writer: most of the p99
-      export latency at half the maximum rate (bench/README.md).
-    - Collect the youngest generation every YOUNG_GC_THRESHOLD allocations instead of 700. A
-      512-span request keeps ~1,500 objects alive until its commit, so the default collected about
-      twice per request, each time walking and promoting the records in flight: ~2 µs per span.
+    A full pass walks every tracked object, and the pydantic validators behind FastAPI and
+    genai-prices make one take 40-60 ms here. Under load one ran every 2-3 s, stalling the event
+    loop and the writer: most of the p99 export latency at half the maximum rate (bench/README.md).
     """
     gc.collect()
     gc.freeze()
-    _young, *older = gc.get_threshold()
-    gc.set_threshold(YOUNG_GC_THRESHOLD, *older)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -194,7 +184,7 @@ class Collector:
     async def run_until(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set: the whole life of a `spanmeter serve` process."""
         await self.start()
-        tune_gc_for_serving()
+        freeze_startup_objects()
         try:
             await stop.wait()
         finally:
