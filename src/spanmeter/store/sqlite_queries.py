@@ -37,6 +37,9 @@ _RECORD_COLUMNS: Final = ", ".join(f"r.{c}" for c in COLUMNS)
 _DEVELOPER: Final = "COALESCE(user_id, email)"
 _ACTIVATED_FAMILIES: Final = ("activation", "retention", "expansion", "commercial")
 _POOL_SIZE: Final = 4
+# Per read connection. A page with a rare filter walks ~8,000 rows (~8 MB of pages); SQLite's
+# default 2 MB cache re-read them from the OS on every call: 5.7 -> 4.4 ms of SQL at 1M records.
+_READ_CACHE_KIB: Final = 16 * 1024
 
 
 class _ReadPool:
@@ -71,6 +74,7 @@ class _ReadPool:
             str(self._path), timeout=self._timeout, isolation_level=None, check_same_thread=False
         )
         conn.execute("PRAGMA query_only=ON")
+        conn.execute(f"PRAGMA cache_size=-{_READ_CACHE_KIB}")
         with self._lock:
             if len(self._all) < self._size:
                 self._all.append(conn)
