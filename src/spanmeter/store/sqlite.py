@@ -26,7 +26,7 @@ from sqlite_utils.migrations import Migrations
 
 from spanmeter.errors import Overloaded, StorageError
 from spanmeter.record import UsageRecord
-from spanmeter.store import rollup
+from spanmeter.store import rollup, sqlite_outbox
 from spanmeter.store.base import RecordFilter, WriteResult
 from spanmeter.store.key_hash import key_hash
 from spanmeter.store.rollup import roll_up
@@ -39,6 +39,7 @@ from spanmeter.store.schema import (
     row_to_record,
 )
 from spanmeter.store.sqlite_keys import SQLiteKeys
+from spanmeter.store.sqlite_outbox import SQLiteOutbox
 from spanmeter.store.sqlite_queries import SQLiteQueries
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,12 @@ def _m007_key_hash(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX records_key")
 
 
+@migrations(name="m008_outbox")
+def _m008_outbox(db: sqlite_utils.Database) -> None:
+    for statement in sqlite_outbox.SCHEMA:
+        db.execute(statement)
+
+
 def connect(path: str | Path, *, timeout: float = 5.0) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -177,7 +184,7 @@ class _Job:
     result: WriteResult = field(default_factory=WriteResult)
 
 
-class SQLiteStore(SQLiteQueries, SQLiteKeys):
+class SQLiteStore(SQLiteQueries, SQLiteKeys, SQLiteOutbox):
     def __init__(
         self,
         path: str | Path,
@@ -242,6 +249,7 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys):
             await asyncio.to_thread(self._checkpointer.join)
             self._checkpointer = None
         self.close_readers()
+        self.close_outbox()
 
     @property
     def queued(self) -> int:

@@ -1,0 +1,142 @@
+"""The outbox: what exporters need from a backend to send every stored record exactly once.
+
+A record is pending for an exporter from the moment it is committed: a delivery cannot be lost
+between the commit and the send, because the stored record *is* the pending delivery. Each
+exporter keeps a position in the store's insertion order (`seq`); the records past it that match
+its filter are its pending deliveries, in order. The store's single writer assigns `seq` in
+commit order (SQLite), so a position never passes a record that is not yet visible.
+
+DESIGN.md describes one outbox row per (record, matching exporter), written with the records.
+Here only the exceptions get rows: dead deliveries, and dead ones sent again from the CLI. That
+keeps the outbox off the ingest path entirely (no extra row, index entry or WAL page per record)
+and gives the same guarantees: committed with the records, claimed, delivered / retry-later / dead.
+
+A claim is a batch an exporter is sending. It is kept (`claim_end`) until it is delivered or dead,
+so a retry sends the same records with the same message id: receivers de-duplicate on it.
+Exporter-level state (attempts, next attempt, last error) is the backoff of the batch in hand:
+a target that fails fails for the records behind it too, so they wait in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Final, Literal, Protocol
+
+from spanmeter.record import UsageRecord
+
+DELIVERY_STATES: Final = ("dead", "pending")  # pending: sent again from the CLI, not yet delivered
+StartAt = Literal["now", "beginning"]
+
+
+@dataclass(slots=True, frozen=True)
+class ExportFilter:
+    """Which records an exporter receives; an empty tuple matches everything."""
+
+    workspaces: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    customers: tuple[str, ...] = ()
+
+    def matches(self, record: UsageRecord) -> bool:
+        return (
+            (not self.workspaces or record.workspace in self.workspaces)
+            and (not self.kinds or record.kind in self.kinds)
+            and (not self.types or record.type in self.types)
+            and (not self.customers or record.customer_id in self.customers)
+        )
+
+
+@dataclass(slots=True)
+class Claim:
+    """A batch one exporter is sending: new records `(start, end]` in seq order, or dead
+    deliveries sent again (`requeued`)."""
+
+    exporter: str
+    records: list[UsageRecord]
+    seqs: list[int]
+    requeued: bool
+    start: int = 0  # new records: the position the batch follows
+    end: int = 0  # new records: the last seq the batch covers (records past a filter included)
+    attempts: int = 0  # failed attempts of this batch so far
+    failing_since: int | None = None  # ns of its first failed attempt
+
+    @property
+    def message_id(self) -> str:
+        """Stable across retries of the same batch: the receiver's de-duplication key."""
+        if self.requeued:
+            basis = f"{self.exporter}\0requeued\0{','.join(map(str, self.seqs))}"
+        else:
+            basis = f"{self.exporter}\0{self.start}\0{self.end}"
+        return "msg_" + hashlib.sha256(basis.encode()).hexdigest()[:32]
+
+
+@dataclass(slots=True, frozen=True)
+class NotDue:
+    """Nothing to send now: `until` (ns) is the batch's next attempt, or a lease held elsewhere."""
+
+    until: int
+    held_by: str | None = None  # another process's lease on this exporter
+
+
+@dataclass(slots=True, frozen=True)
+class Delivery:
+    exporter: str
+    seq: int
+    record_id: str
+    workspace: str
+    customer_id: str | None
+    kind: str
+    type: str
+    state: str
+    attempts: int
+    reason: str | None
+    updated_at: int
+
+
+@dataclass(slots=True, frozen=True)
+class ExporterState:
+    exporter: str
+    position: int
+    behind: int  # records stored past the position (before the exporter's filter)
+    claim_end: int | None
+    attempts: int
+    next_attempt_at: int
+    last_error: str | None
+    dead: int
+    pending: int
+    lease_owner: str | None
+    lease_until: int | None
+    updated_at: int
+
+
+@dataclass(slots=True, frozen=True)
+class Requeued:
+    count: int
+    exporters: list[str] = field(default_factory=list)
+
+
+class Outbox(Protocol):
+    def register_exporter(self, exporter: str, start_at: StartAt) -> int:
+        """Create the exporter's position if new (at the newest record, or before the first); returns it."""
+        ...
+
+    def claim(
+        self, exporter: str, where: ExportFilter, limit: int, owner: str, now_ns: int, lease_ns: int
+    ) -> Claim | NotDue | None:
+        """The next batch to send (None: nothing pending). Takes or renews the exporter's lease."""
+        ...
+
+    def delivered(self, claim: Claim, owner: str, now_ns: int) -> None: ...
+
+    def retry_later(self, claim: Claim, owner: str, now_ns: int, at_ns: int, reason: str) -> None: ...
+
+    def dead(self, claim: Claim, owner: str, now_ns: int, reason: str) -> None: ...
+
+    def release(self, exporter: str, owner: str) -> None: ...
+
+    def deliveries(self, exporter: str | None, state: str | None, limit: int) -> list[Delivery]: ...
+
+    def requeue_dead(self, exporter: str | None, record_ids: list[str] | None) -> Requeued: ...
+
+    def exporter_states(self) -> list[ExporterState]: ...

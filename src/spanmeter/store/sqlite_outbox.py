@@ -1,0 +1,335 @@
+"""The SQLite side of the outbox (store/outbox.py): exporter positions and delivery exceptions.
+
+Tables (migration m008): `exporter_positions`, one row per exporter, and `deliveries`, only the
+dead ones and those sent again. Exporters run beside the ingest writer on their own connection;
+each step is a short transaction, so the writer waits at most for one small UPDATE. Reading a
+batch runs in a read transaction (a consistent snapshot, no lock), and a claim scans at most
+SCAN_WINDOW records past its position, however selective its filter.
+
+Every change is made only by the process holding the exporter's lease (two `spanmeter serve` on
+one database file do not send the same records twice); a lost lease raises LeaseLost.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from spanmeter.errors import SpanmeterError
+from spanmeter.store.outbox import (
+    Claim,
+    Delivery,
+    ExporterState,
+    ExportFilter,
+    NotDue,
+    Requeued,
+    StartAt,
+)
+from spanmeter.store.schema import COLUMNS, row_to_record
+
+SCHEMA: Final = (
+    (
+        "CREATE TABLE exporter_positions (exporter TEXT PRIMARY KEY, position INTEGER NOT NULL,"
+        " claim_end INTEGER, attempts INTEGER NOT NULL DEFAULT 0, failing_since INTEGER,"
+        " next_attempt_at INTEGER NOT NULL DEFAULT 0, last_error TEXT, lease_owner TEXT, lease_until INTEGER,"
+        " updated_at INTEGER NOT NULL)"
+    ),
+    (
+        "CREATE TABLE deliveries (exporter TEXT NOT NULL, seq INTEGER NOT NULL, state TEXT NOT NULL,"
+        " attempts INTEGER NOT NULL, reason TEXT, updated_at INTEGER NOT NULL,"
+        " PRIMARY KEY (exporter, seq)) WITHOUT ROWID"
+    ),
+    "CREATE INDEX deliveries_state ON deliveries (state, exporter, seq)",
+)
+SCAN_WINDOW: Final = 20_000  # records past the position one claim reads at most
+_RECORD: Final = f"SELECT seq, {', '.join(COLUMNS)} FROM records"
+_STATE: Final = (
+    "SELECT position, claim_end, attempts, failing_since, next_attempt_at, lease_owner, lease_until"
+    " FROM exporter_positions WHERE exporter = ?"
+)
+_BACKOFF_RESET: Final = "attempts = 0, failing_since = NULL, next_attempt_at = 0"
+_REGISTER: Final = (
+    "INSERT OR IGNORE INTO exporter_positions (exporter, position, updated_at)"
+    " VALUES (?, CASE WHEN ? THEN 0 ELSE (SELECT COALESCE(MAX(seq), 0) FROM records) END, ?)"
+)
+_MOVE_ON: Final = (  # past a delivered or dead batch, or records the filter skips
+    f"UPDATE exporter_positions SET position = ?, claim_end = NULL, {_BACKOFF_RESET}, last_error = ?,"
+    " updated_at = ? WHERE exporter = ?"
+)
+_KEEP_BATCH: Final = "UPDATE exporter_positions SET claim_end = ?, updated_at = ? WHERE exporter = ?"
+_FAILED: Final = (
+    "UPDATE exporter_positions SET attempts = attempts + 1, failing_since = COALESCE(failing_since, ?),"
+    " next_attempt_at = ?, last_error = ?, updated_at = ? WHERE exporter = ?"
+)
+_RESET_REQUEUED: Final = (
+    f"UPDATE exporter_positions SET {_BACKOFF_RESET}, last_error = ?, updated_at = ? WHERE exporter = ?"
+)
+_DEAD: Final = (
+    "INSERT OR REPLACE INTO deliveries (exporter, seq, state, attempts, reason, updated_at)"
+    " VALUES (?, ?, 'dead', ?, ?, ?)"
+)
+_RELEASE: Final = (
+    "UPDATE exporter_positions SET lease_owner = NULL, lease_until = NULL WHERE exporter = ? AND lease_owner = ?"
+)
+
+
+class LeaseLost(SpanmeterError):
+    """Another process took this exporter's lease (this one stalled past it): stop the batch."""
+
+
+def _filter_sql(where: ExportFilter) -> tuple[str, list[Any]]:
+    clauses, params = [], []  # type: list[str], list[Any]
+    for column, values in (
+        ("workspace", where.workspaces),
+        ("kind", where.kinds),
+        ("type", where.types),
+        ("customer_id", where.customers),
+    ):
+        if values:
+            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+    return "".join(f" AND {c}" for c in clauses), params
+
+
+class SQLiteOutbox:
+    """Mixed into SQLiteStore (which provides `path` and `busy_timeout`)."""
+
+    path: Path
+    busy_timeout: float
+    _outbox_conn: sqlite3.Connection | None = None
+    _outbox_lock: threading.Lock | None = None
+
+    def _outbox(self) -> tuple[sqlite3.Connection, threading.Lock]:
+        if self._outbox_conn is None or self._outbox_lock is None:
+            self._outbox_lock = threading.Lock()
+            self._outbox_conn = sqlite3.connect(
+                str(self.path), timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        return self._outbox_conn, self._outbox_lock
+
+    def close_outbox(self) -> None:
+        if self._outbox_conn is not None:
+            self._outbox_conn.close()
+            self._outbox_conn = None
+
+    def _write(self, sql_params: list[tuple[str, list[Any]]], owner: str | None = None, exporter: str = "") -> None:
+        """Run the statements in one write transaction; with `owner`, only while it holds the lease."""
+        conn, lock = self._outbox()
+        with lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if owner is not None:
+                    held = conn.execute(
+                        "SELECT lease_owner FROM exporter_positions WHERE exporter = ?", [exporter]
+                    ).fetchone()
+                    if held is None or held[0] != owner:
+                        raise LeaseLost(f"exporter {exporter}: its lease passed to {held[0] if held else 'nobody'}")
+                for sql, params in sql_params:
+                    conn.execute(sql, params)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    # --- exporters ---------------------------------------------------------------------------
+    def register_exporter(self, exporter: str, start_at: StartAt) -> int:
+        self._write([(_REGISTER, [exporter, start_at == "beginning", time.time_ns()])])
+        conn, lock = self._outbox()
+        with lock:
+            position: int = conn.execute(
+                "SELECT position FROM exporter_positions WHERE exporter = ?", [exporter]
+            ).fetchone()[0]
+        return position
+
+    def claim(
+        self, exporter: str, where: ExportFilter, limit: int, owner: str, now_ns: int, lease_ns: int
+    ) -> Claim | NotDue | None:
+        conn, lock = self._outbox()
+        with lock:
+            # 1. the lease and the backoff (a short write)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                state = conn.execute(_STATE, [exporter]).fetchone()
+                if state is None:
+                    raise KeyError(f"exporter {exporter} is not registered")
+                position, claim_end, attempts, failing_since, next_attempt_at, lease_owner, lease_until = state
+                if lease_owner not in (None, owner) and lease_until > now_ns:
+                    conn.execute("COMMIT")
+                    return NotDue(lease_until, held_by=lease_owner)
+                conn.execute(
+                    "UPDATE exporter_positions SET lease_owner = ?, lease_until = ? WHERE exporter = ?",
+                    [owner, now_ns + lease_ns, exporter],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            if next_attempt_at > now_ns:
+                return NotDue(next_attempt_at)
+            # 2. the batch (a read snapshot: the records and MAX(seq) agree)
+            conn.execute("BEGIN")
+            try:
+                requeued = [
+                    seq
+                    for (seq,) in conn.execute(
+                        "SELECT seq FROM deliveries WHERE exporter = ? AND state = 'pending' ORDER BY seq LIMIT ?",
+                        [exporter, limit],
+                    )
+                ]
+                if requeued:
+                    rows = conn.execute(
+                        f"{_RECORD} WHERE seq IN ({', '.join('?' * len(requeued))}) ORDER BY seq", requeued
+                    ).fetchall()
+                    end = position
+                else:
+                    filter_sql, params = _filter_sql(where)
+                    if claim_end is not None:  # the batch in hand: the same records again
+                        rows = conn.execute(
+                            f"{_RECORD} WHERE seq > ? AND seq <= ?{filter_sql} ORDER BY seq",
+                            [position, claim_end, *params],
+                        ).fetchall()
+                        end = claim_end
+                    else:
+                        rows = conn.execute(
+                            f"{_RECORD} WHERE seq > ? AND seq <= ?{filter_sql} ORDER BY seq LIMIT ?",
+                            [position, position + SCAN_WINDOW, *params, limit],
+                        ).fetchall()
+                        if len(rows) == limit:
+                            end = rows[-1][0]
+                        else:  # every record up to the window (or the newest) was seen
+                            newest = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM records").fetchone()[0]
+                            end = min(max(newest, position), position + SCAN_WINDOW)
+            finally:
+                conn.execute("COMMIT")
+        claim = Claim(
+            exporter,
+            [row_to_record(row[1:]) for row in rows],
+            [row[0] for row in rows],
+            requeued=bool(requeued),
+            start=position,
+            end=end,
+            attempts=attempts,
+            failing_since=failing_since,
+        )
+        if requeued:
+            return claim
+        # 3. move past records the filter skips; remember a new batch, so that a retry (even
+        # after a restart) sends the same one
+        if not rows:
+            if end > position:
+                self._write([(_MOVE_ON, [end, None, now_ns, exporter])], owner, exporter)
+            return None
+        if claim_end is None:
+            self._write([(_KEEP_BATCH, [end, now_ns, exporter])], owner, exporter)
+        return claim
+
+    def delivered(self, claim: Claim, owner: str, now_ns: int) -> None:
+        self._write(self._finish(claim, now_ns, None), owner, claim.exporter)
+
+    def dead(self, claim: Claim, owner: str, now_ns: int, reason: str) -> None:
+        attempts = claim.attempts + 1
+        if claim.requeued:
+            sql = (
+                "UPDATE deliveries SET state = 'dead', attempts = attempts + ?, reason = ?, updated_at = ?"
+                f" WHERE exporter = ? AND seq IN ({', '.join('?' * len(claim.seqs))})"
+            )
+            marks = [(sql, [attempts, reason, now_ns, claim.exporter, *claim.seqs])]
+        else:
+            marks = [(_DEAD, [claim.exporter, seq, attempts, reason, now_ns]) for seq in claim.seqs]
+        self._write([*marks, *self._finish(claim, now_ns, reason)], owner, claim.exporter)
+
+    def _finish(self, claim: Claim, now_ns: int, error: str | None) -> list[tuple[str, list[Any]]]:
+        steps: list[tuple[str, list[Any]]] = []
+        if claim.requeued and error is None:
+            steps.append(
+                (
+                    f"DELETE FROM deliveries WHERE exporter = ? AND seq IN ({', '.join('?' * len(claim.seqs))})",
+                    [claim.exporter, *claim.seqs],
+                )
+            )
+        if claim.requeued:
+            steps.append((_RESET_REQUEUED, [error, now_ns, claim.exporter]))
+        else:
+            steps.append((_MOVE_ON, [claim.end, error, now_ns, claim.exporter]))
+        return steps
+
+    def retry_later(self, claim: Claim, owner: str, now_ns: int, at_ns: int, reason: str) -> None:
+        self._write([(_FAILED, [now_ns, at_ns, reason, now_ns, claim.exporter])], owner, claim.exporter)
+
+    def release(self, exporter: str, owner: str) -> None:
+        self._write([(_RELEASE, [exporter, owner])])
+
+    # --- operators ---------------------------------------------------------------------------
+    def deliveries(self, exporter: str | None, state: str | None, limit: int) -> list[Delivery]:
+        clauses, params = [], []  # type: list[str], list[Any]
+        if exporter is not None:
+            clauses.append("d.exporter = ?")
+            params.append(exporter)
+        if state is not None:
+            clauses.append("d.state = ?")
+            params.append(state)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        conn, lock = self._outbox()
+        with lock:
+            rows = conn.execute(
+                "SELECT d.exporter, d.seq, r.id, r.workspace, r.customer_id, r.kind, r.type, d.state, d.attempts,"
+                f" d.reason, d.updated_at FROM deliveries d JOIN records r ON r.seq = d.seq{where}"
+                " ORDER BY d.exporter, d.seq LIMIT ?",
+                [*params, limit],
+            ).fetchall()
+        return [Delivery(*row) for row in rows]
+
+    def requeue_dead(self, exporter: str | None, record_ids: list[str] | None) -> Requeued:
+        clauses, params = ["state = 'dead'"], []  # type: list[str], list[Any]
+        if exporter is not None:
+            clauses.append("exporter = ?")
+            params.append(exporter)
+        if record_ids is not None:
+            clauses.append(f"seq IN (SELECT seq FROM records WHERE id IN ({', '.join('?' * len(record_ids))}))")
+            params.extend(record_ids)
+        where = " AND ".join(clauses)
+        conn, lock = self._outbox()
+        with lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                exporters = [e for (e,) in conn.execute(f"SELECT DISTINCT exporter FROM deliveries WHERE {where}", params)]
+                count = conn.execute(
+                    f"UPDATE deliveries SET state = 'pending', updated_at = ? WHERE {where}", [time.time_ns(), *params]
+                ).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return Requeued(count, sorted(exporters))
+
+    def exporter_states(self) -> list[ExporterState]:
+        conn, lock = self._outbox()
+        with lock:
+            newest = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM records").fetchone()[0]
+            counts: dict[tuple[str, str], int] = {
+                (e, s): n for e, s, n in conn.execute("SELECT exporter, state, COUNT(*) FROM deliveries GROUP BY 1, 2")
+            }
+            rows = conn.execute(
+                "SELECT exporter, position, claim_end, attempts, next_attempt_at, last_error, lease_owner,"
+                " lease_until, updated_at FROM exporter_positions ORDER BY exporter"
+            ).fetchall()
+        return [
+            ExporterState(
+                exporter=e,
+                position=position,
+                behind=max(newest - position, 0),
+                claim_end=claim_end,
+                attempts=attempts,
+                next_attempt_at=next_at,
+                last_error=error,
+                dead=counts.get((e, "dead"), 0),
+                pending=counts.get((e, "pending"), 0),
+                lease_owner=owner,
+                lease_until=until,
+                updated_at=updated,
+            )
+            for e, position, claim_end, attempts, next_at, error, owner, until, updated in rows
+        ]
