@@ -25,11 +25,14 @@ from spanmeter.api.auth_http import AuthMiddleware
 from spanmeter.auth import Authenticator
 from spanmeter.config import Config
 from spanmeter.convert.spans import ConvertOptions
+from spanmeter.exporters.runner import ExportRunner, RetryPolicy
+from spanmeter.exporters.webhook import WebhookExporter
 from spanmeter.metrics import Metrics
 from spanmeter.pricing import PriceOverride, Pricer
 from spanmeter.receivers import otlp_grpc, otlp_http
 from spanmeter.receivers.grpc_auth import AuthInterceptor
 from spanmeter.receivers.ingest import Ingest
+from spanmeter.store.outbox import ExportFilter
 from spanmeter.store.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,18 @@ def build_store(config: Config) -> SQLiteStore:
         busy_timeout=sqlite.busy_timeout,
         cache_mb=sqlite.cache_mb,
     )
+
+
+def build_exporters(config: Config, store: SQLiteStore, metrics: Metrics) -> list[ExportRunner]:
+    runners = []
+    for name, c in config.active_exporters().items():
+        exporter = WebhookExporter(name, c.endpoint, secret=c.secret, headers=c.headers, timeout=c.timeout)
+        where = ExportFilter(*(tuple(v) for v in (c.filter.workspaces, c.filter.kinds, c.filter.types, c.filter.customers)))
+        retry = RetryPolicy(**c.retry_on_failure.model_dump())
+        runners.append(
+            ExportRunner(exporter, store, where, metrics, max_batch=c.max_batch, flush_interval=c.flush_interval, retry=retry)
+        )
+    return runners
 
 
 def freeze_startup_objects() -> None:
@@ -98,6 +113,7 @@ class Collector:
             exclusive_input_scopes=frozenset(usage.exclusive_input_scopes),
         )
         self.ingest = Ingest(self.store, build_pricer(config), options, self.metrics)
+        self.exporters = build_exporters(config, self.store, self.metrics)
         self.http_app, self.asgi_app = self._build_http_app()
         self.grpc_port: int | None = None
         self.http_port: int | None = None
@@ -129,6 +145,7 @@ class Collector:
     async def start(self) -> None:
         otlp = self.config.otlp
         await self.store.start()
+        await self._register_exporters()
         if self.config.auth.enabled and not any(k.state == "active" for k in self.store.list_keys()):
             log.warning(
                 "auth is on and no active API key exists: every request gets 401; create one with `spanmeter keys create`"
@@ -167,8 +184,21 @@ class Collector:
                 await asyncio.sleep(0.01)
             self.http_port = self._http.servers[0].sockets[0].getsockname()[1]
             log.info("OTLP/HTTP listening on %s:%d", endpoint.host, self.http_port)
+        for runner in self.exporters:
+            runner.start()
         self._ready = True
         log.info("spanmeter %s started; storing records in %s", spanmeter.__version__, self.store.path)
+
+    async def _register_exporters(self) -> None:
+        """Give each exporter its outbox position before any record arrives (`start_at: now` counts
+        from here)."""
+        unused = set(self.config.exporters) - set(self.config.active_exporters())
+        for name in sorted(unused):
+            log.warning("exporter %s is configured but in no service::pipelines entry: it is not started", name)
+        for runner in self.exporters:
+            start_at = self.config.exporters[runner.name].start_at
+            position = await asyncio.to_thread(self.store.register_exporter, runner.name, start_at)
+            log.info("exporter %s: sends records after seq %d", runner.name, position)
 
     async def stop(self) -> None:
         self._ready = False
@@ -178,6 +208,8 @@ class Collector:
                 await self._http_task
         if self._grpc is not None:
             await self._grpc.stop(GRACE_SECONDS)
+        for runner in self.exporters:  # records not sent yet stay pending in the store
+            await runner.stop()
         await self.store.close()
         log.info("spanmeter stopped")
 

@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from spanmeter.config import Config, load_config
 from spanmeter.errors import ConfigError
 from spanmeter.record import format_ns
 from spanmeter.store.base import RecordFilter
+from spanmeter.store.outbox import DELIVERY_STATES
 from spanmeter.store.queries import SCOPES, ApiKey
 
 if TYPE_CHECKING:
@@ -154,11 +156,14 @@ def records(
         return
     columns = ("occurred_at", "kind", "type", "customer_id", "provider", "response_model", "input_tokens",
                "output_tokens", "cost_usd", "status")
-    rows = [[_cell(r.to_dict()[c]) for c in columns] for r in found]
+    _print_table(columns, [[_cell(r.to_dict()[c]) for c in columns] for r in found])
+
+
+def _print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for row in rows:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _cell(value: object) -> str:
@@ -185,7 +190,7 @@ def _parse_since(value: str | None) -> int | None:
 
 
 # --- API keys ---------------------------------------------------------------------------------
-def _key_store(config_path: Path | None) -> tuple[Config, SQLiteStore]:
+def _open_store(config_path: Path | None) -> tuple[Config, SQLiteStore]:
     from spanmeter.app import build_store
 
     config = _load(config_path)
@@ -223,7 +228,7 @@ def keys() -> None:
               show_default=True, help="Repeat for several scopes.")
 def keys_create(config_path: Path | None, workspace: str | None, name: str, scopes: tuple[str, ...]) -> None:
     """Create a key and print it (the only time it is shown)."""
-    config, store = _key_store(config_path)
+    config, store = _open_store(config_path)
     try:
         secret, record = new_key(workspace or config.service.workspace, name, scopes)
     except ValueError as error:
@@ -240,7 +245,7 @@ def keys_create(config_path: Path | None, workspace: str | None, name: str, scop
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def keys_list(config_path: Path | None, workspace: str | None, as_json: bool) -> None:
     """List keys (id, workspace, name, prefix, scopes, state); never the keys themselves."""
-    _, store = _key_store(config_path)
+    _, store = _open_store(config_path)
     rows = [_key_row(k) for k in store.list_keys(workspace)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -249,14 +254,11 @@ def keys_list(config_path: Path | None, workspace: str | None, as_json: bool) ->
         click.echo("no keys")
         return
     columns = list(rows[0])
-    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in columns]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in rows:
-        click.echo("  ".join(row[c].ljust(w) for c, w in zip(columns, widths, strict=True)))
+    _print_table(columns, [[r[c] for c in columns] for r in rows])
 
 
 def _set_state(config_path: Path | None, key_id: str, state: str) -> None:
-    _, store = _key_store(config_path)
+    _, store = _open_store(config_path)
     try:
         key = store.set_key_state(key_id, state)
     except KeyError:
@@ -288,3 +290,112 @@ def keys_activate(config_path: Path | None, key_id: str) -> None:
 def keys_revoke(config_path: Path | None, key_id: str) -> None:
     """Revoke a key for good (401 "Revoked API key"); it cannot be activated again."""
     _set_state(config_path, key_id, "revoked")
+
+
+# --- exporters and their deliveries -----------------------------------------------------------
+@main.group()
+def exporters() -> None:
+    """Exporters send stored records on (config `exporters:`, e.g. `webhook/billing`).
+
+    Every record is pending for each exporter whose filter matches from the moment it is stored;
+    `spanmeter serve` sends them in order and retries failures. See `spanmeter deliveries`.
+    """
+
+
+@exporters.command("status")
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def exporters_status(config_path: Path | None, as_json: bool) -> None:
+    """Where each exporter stands: records behind, the batch in hand, retries, dead deliveries."""
+    config, store = _open_store(config_path)
+    active = config.active_exporters()
+    rows = []
+    for state in store.exporter_states():
+        rows.append({
+            "exporter": state.exporter,
+            "configured": "yes" if state.exporter in active else "no",
+            "sent_through_seq": str(state.position),
+            "behind": str(state.behind),
+            "attempts": str(state.attempts),
+            "next_attempt": format_ns(state.next_attempt_at) if state.attempts else "-",
+            "dead": str(state.dead),
+            "pending_retry": str(state.pending),
+            "last_error": state.last_error or "-",
+        })
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no exporter has run on this database yet")
+        return
+    columns = list(rows[0])
+    _print_table(columns, [[_cell(r[c]) if c == "last_error" else r[c] for c in columns] for r in rows])
+
+
+@exporters.command("new-secret")
+def exporters_new_secret() -> None:
+    """Print a new Standard Webhooks secret (whsec_...) for a webhook exporter's `secret`."""
+    import base64
+    import os
+
+    click.echo("whsec_" + base64.b64encode(os.urandom(32)).decode())
+
+
+@main.group()
+def deliveries() -> None:
+    """Dead deliveries: records an exporter gave up on (the target refused them, or kept failing
+    past `retry_on_failure::max_elapsed_time`). List them, fix the cause, send them again."""
+
+
+@deliveries.command("list")
+@CONFIG_OPTION
+@click.option("--exporter", "-e", help="Only this exporter (e.g. webhook/billing).")
+@click.option("--state", type=click.Choice(DELIVERY_STATES), default="dead", show_default=True,
+              help="dead, or pending: sent again and not delivered yet.")
+@click.option("--limit", "-n", default=100, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def deliveries_list(config_path: Path | None, exporter: str | None, state: str, limit: int, as_json: bool) -> None:
+    """List dead (or re-sent) deliveries with the reason of their last failure."""
+    _, store = _open_store(config_path)
+    found = store.deliveries(exporter, state, limit)
+    rows = [
+        {
+            "exporter": d.exporter,
+            "record_id": d.record_id,
+            "customer_id": d.customer_id or "-",
+            "kind": d.kind,
+            "type": d.type,
+            "state": d.state,
+            "attempts": str(d.attempts),
+            "updated_at": format_ns(d.updated_at),
+            "reason": d.reason or "-",
+        }
+        for d in found
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"no {state} deliveries")
+        return
+    columns = list(rows[0])
+    _print_table(columns, [[r[c] if c != "reason" else r[c][:120] for c in columns] for r in rows])
+
+
+@deliveries.command("retry")
+@CONFIG_OPTION
+@click.option("--exporter", "-e", help="Only this exporter's dead deliveries.")
+@click.option("--all", "all_dead", is_flag=True, help="Every dead delivery (of --exporter, if given).")
+@click.argument("record_ids", nargs=-1)
+def deliveries_retry(config_path: Path | None, exporter: str | None, all_dead: bool, record_ids: tuple[str, ...]) -> None:
+    """Send dead deliveries again: the given record ids, or --all.
+
+    A running `spanmeter serve` picks them up within its flush interval, before newer records.
+    """
+    if bool(record_ids) == all_dead:
+        raise click.UsageError("give record ids (from `spanmeter deliveries list`) or --all, not both")
+    _, store = _open_store(config_path)
+    done = store.requeue_dead(exporter, list(record_ids) if record_ids else None)
+    if not done.count:
+        raise click.ClickException("no dead delivery matched; see `spanmeter deliveries list`")
+    click.echo(f"{done.count} deliveries will be sent again by {', '.join(done.exporters)}")

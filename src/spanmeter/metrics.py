@@ -46,6 +46,13 @@ class Metrics:
             "spanmeter_auth_failures", "Requests refused for a missing, invalid or insufficient API key", ["reason"],
             registry=r,
         )
+        self.exported_records = Counter(
+            "spanmeter_exported_records", "Records an exporter delivered, or gave up on (dead)", ["exporter", "outcome"],
+            registry=r,
+        )
+        self.export_failures = Counter(
+            "spanmeter_export_failures", "Export attempts that failed and will be retried", ["exporter"], registry=r
+        )
         self.rate_limited = Counter("spanmeter_rate_limited", "Public API calls answered 429", registry=r)
 
     def render(self) -> bytes:

@@ -1,0 +1,50 @@
+"""What an exporter answers for one batch, and the protocol every exporter type implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from spanmeter.store.outbox import Claim
+
+
+@dataclass(slots=True, frozen=True)
+class Delivered:
+    pass
+
+
+@dataclass(slots=True, frozen=True)
+class RetryLater:
+    """A passing failure (target down, 429, 5xx): send the same batch again after a backoff."""
+
+    reason: str
+    retry_after: float | None = None  # seconds the target asked for (Retry-After)
+
+
+@dataclass(slots=True, frozen=True)
+class Paused:
+    """The target refuses spanmeter itself (credentials, endpoint gone): nothing can succeed until
+    an operator acts. Retried at the policy's longest interval; never turns records dead."""
+
+    reason: str
+
+
+@dataclass(slots=True, frozen=True)
+class Dead:
+    """The target refused these records for good (malformed for it): they become dead deliveries,
+    listed by `spanmeter deliveries list` and sent again by `spanmeter deliveries retry`."""
+
+    reason: str
+
+
+Outcome = Delivered | RetryLater | Paused | Dead
+
+
+class Exporter(Protocol):
+    name: str  # its id in the config, e.g. "webhook/billing"
+
+    async def send(self, claim: Claim) -> Outcome:
+        """Send one batch; answer, never raise for the target's failures."""
+        ...
+
+    async def close(self) -> None: ...

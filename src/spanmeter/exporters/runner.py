@@ -1,0 +1,189 @@
+"""One exporter's loop: claim a batch from the outbox, send it, settle the outcome.
+
+Batches go out in seq order, one at a time per exporter. A passing failure keeps the batch and
+backs off (exponential with jitter, at least what `Retry-After` asked); past `max_elapsed_time`
+the batch becomes dead and the next one is tried. The store holds every step, so a restart
+resumes where the last process stopped, with the same batch and the same message id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Final
+
+from spanmeter.exporters.base import Dead, Delivered, Exporter, Outcome, Paused
+from spanmeter.metrics import Metrics
+from spanmeter.store.outbox import Claim, ExportFilter, NotDue, Outbox
+from spanmeter.store.sqlite_outbox import LeaseLost
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS: Final = 60.0  # another process may take over an exporter this long after its holder stopped
+MAX_RETRY_AFTER: Final = 86_400.0  # a Retry-After beyond a day is taken as a day
+STOP_GRACE_SECONDS: Final = 10.0
+
+
+@dataclass(slots=True, frozen=True)
+class RetryPolicy:
+    initial_interval: float = 1.0
+    max_interval: float = 60.0
+    max_elapsed_time: float = 3600.0  # 0: never give a batch up
+    multiplier: float = 2.0
+    randomization: float = 0.5  # the delay is drawn from ±50 % of the backoff, so exporters do not retry in step
+
+    def delay(self, attempts: int, retry_after: float | None) -> float:
+        """Seconds before the next attempt, after `attempts` failed ones (1 or more)."""
+        backoff = min(self.max_interval, self.initial_interval * self.multiplier ** (attempts - 1))
+        jittered = backoff * random.uniform(1 - self.randomization, 1 + self.randomization)
+        if retry_after is not None:
+            return max(jittered, min(retry_after, MAX_RETRY_AFTER))
+        return jittered
+
+
+class ExportRunner:
+    def __init__(
+        self,
+        exporter: Exporter,
+        outbox: Outbox,
+        where: ExportFilter,
+        metrics: Metrics,
+        *,
+        max_batch: int = 100,
+        flush_interval: float = 1.0,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        self.exporter = exporter
+        self.outbox = outbox
+        self.where = where
+        self.metrics = metrics
+        self.max_batch = max_batch
+        self.flush_interval = flush_interval
+        self.retry = retry
+        self.owner = uuid.uuid4().hex
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._waiting_for: str | None = None  # the other process holding the lease, once logged
+
+    @property
+    def name(self) -> str:
+        return self.exporter.name
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"exporter {self.name}")
+
+    async def stop(self) -> None:
+        """Let a batch in flight finish (up to STOP_GRACE_SECONDS), then give the lease up."""
+        self._stop.set()
+        if self._task is None:  # never started: nothing claimed, no lease
+            await self.exporter.close()
+            return
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, STOP_GRACE_SECONDS)
+            except TimeoutError:  # wait_for cancelled it: the batch stays claimed and is sent again
+                log.warning("exporter %s: stopped with a batch in flight; it is sent again at the next start", self.name)
+            self._task = None
+        try:
+            await asyncio.to_thread(self.outbox.release, self.name, self.owner)
+        except (sqlite3.Error, OSError) as error:  # the lease expires by itself
+            log.warning("exporter %s: could not release its lease: %s", self.name, error)
+        await self.exporter.close()
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                more = await self.step()
+            except Exception:  # a store error: log and keep going, nothing was lost
+                log.exception("exporter %s: outbox step failed; retrying in %.0f s", self.name, self.flush_interval)
+                more = False
+            if not more:
+                await self._sleep(self.flush_interval)
+
+    async def step(self) -> bool:
+        """Claim and send one batch. True when another may be waiting right away."""
+        claimed = await asyncio.to_thread(
+            self.outbox.claim,
+            self.name,
+            self.where,
+            self.max_batch,
+            self.owner,
+            time.time_ns(),
+            int(LEASE_SECONDS * 1e9),
+        )
+        if claimed is None:
+            return False
+        if isinstance(claimed, NotDue):
+            self._note_lease(claimed)
+            await self._sleep(max(0.0, (claimed.until - time.time_ns()) / 1e9))
+            return False
+        self._note_lease(None)
+        outcome = await self.exporter.send(claimed)
+        try:
+            await asyncio.to_thread(self._settle, claimed, outcome)
+        except LeaseLost as error:
+            log.warning("exporter %s: %s; the other process sends this batch again", self.name, error)
+            return False
+        return isinstance(outcome, (Delivered, Dead))
+
+    def _settle(self, claim: Claim, outcome: Outcome) -> None:
+        now = time.time_ns()
+        count = len(claim.records)
+        if isinstance(outcome, Delivered):
+            self.outbox.delivered(claim, self.owner, now)
+            self.metrics.exported_records.labels(self.name, "delivered").inc(count)
+            log.debug("exporter %s: delivered %d records (%s)", self.name, count, claim.message_id)
+            return
+        if isinstance(outcome, Dead):
+            self._give_up(claim, now, outcome.reason)
+            return
+        self.metrics.export_failures.labels(self.name).inc()
+        attempts = claim.attempts + 1
+        if isinstance(outcome, Paused):
+            delay = self.retry.max_interval
+            log.error("exporter %s: paused: %s; trying again every %.0f s", self.name, outcome.reason, delay)
+        else:
+            elapsed = (now - (claim.failing_since or now)) / 1e9
+            if self.retry.max_elapsed_time and elapsed >= self.retry.max_elapsed_time:
+                self._give_up(
+                    claim, now, f"gave up after {attempts} attempts over {elapsed:.0f} s; last: {outcome.reason}"
+                )
+                return
+            delay = self.retry.delay(attempts, outcome.retry_after)
+            log.warning(
+                "exporter %s: %d records not delivered (attempt %d): %s; retrying in %.1f s",
+                self.name, count, attempts, outcome.reason, delay,
+            )
+        self.outbox.retry_later(claim, self.owner, now, now + int(delay * 1e9), outcome.reason)
+
+    def _give_up(self, claim: Claim, now: int, reason: str) -> None:
+        self.outbox.dead(claim, self.owner, now, reason)
+        self.metrics.exported_records.labels(self.name, "dead").inc(len(claim.records))
+        log.error(
+            "exporter %s: %d records are dead deliveries: %s. List them with `spanmeter deliveries list`, "
+            "send them again with `spanmeter deliveries retry`",
+            self.name, len(claim.records), reason,
+        )
+
+    def _note_lease(self, not_due: NotDue | None) -> None:
+        holder = not_due.held_by if not_due is not None else None
+        if holder != self._waiting_for:
+            if holder is not None:
+                log.warning(
+                    "exporter %s: another spanmeter process on this database is running it; this one waits "
+                    "and takes over if that one stops", self.name,
+                )
+            else:
+                log.info("exporter %s: running it in this process", self.name)
+            self._waiting_for = holder
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except TimeoutError:
+            pass
