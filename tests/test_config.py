@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from spanmeter.cli import main
-from spanmeter.config import Config, load_config, parse_config
+from spanmeter.config import Config, WebhookExporterConfig, load_config, parse_config
 from spanmeter.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,9 +25,19 @@ def test_default_yaml_is_the_embedded_default() -> None:
 SPANMETER_CONFIGS = sorted(p for p in (ROOT / "collector_config").glob("*.yaml") if not p.name.startswith("otelcol-"))
 
 
+EXAMPLE_ENV = {"SPANMETER_DB": "/tmp/x.db", "SPANMETER_WEBHOOK_SECRET": "whsec_" + "A" * 44}
+
+
 @pytest.mark.parametrize("path", SPANMETER_CONFIGS, ids=lambda p: p.name)
 def test_example_configs_are_valid(path: Path) -> None:
-    load_config(path, env={"SPANMETER_DB": "/tmp/x.db"})
+    load_config(path, env=EXAMPLE_ENV)
+
+
+def test_webhook_example_shows_the_exporter_defaults() -> None:
+    config = load_config(ROOT / "collector_config" / "webhook.yaml", env=EXAMPLE_ENV)
+    exporter = config.active_exporters()["webhook/billing"]
+    assert exporter.secret == EXAMPLE_ENV["SPANMETER_WEBHOOK_SECRET"]
+    assert exporter == WebhookExporterConfig(endpoint=exporter.endpoint, secret=exporter.secret)
 
 
 def test_env_substitution() -> None:
