@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from spanmeter.record import UsageRecord, new_record_id
 from spanmeter.store import sqlite_outbox
+from spanmeter.store.base import RecordFilter
 from spanmeter.store.outbox import Claim, ExportFilter, NotDue
 from spanmeter.store.sqlite import SQLiteStore
 from spanmeter.store.sqlite_outbox import LeaseLost
@@ -145,3 +147,26 @@ def test_no_outbox_row_is_written_per_record(store: SQLiteStore) -> None:
     conn = store._outbox()[0]
     assert conn.execute("SELECT COUNT(*) FROM deliveries").fetchone() == (0,)
     assert store.exporter_states()[0].behind == 50
+
+
+def test_items_come_from_sql_and_from_item_of_where_sql_cannot(store: SQLiteStore) -> None:
+    from decimal import Decimal
+
+    from spanmeter.exporters.webhook import item_text
+
+    plain, odd = record(0, kind="meter"), record(1, kind="meter")
+    plain.quantity, odd.quantity = Decimal("2.50"), Decimal("1E+3")  # SQL does not format exponents
+    write(store, [plain, odd])
+    store.register_exporter("x", "beginning")
+    made: list[str] = []
+
+    def item_of(r: UsageRecord) -> str:
+        made.append(r.idempotency_key)
+        return item_text(r)
+
+    batch = store.claim("x", EVERYTHING, 10, "a", NOW, LEASE, item_of)
+    assert isinstance(batch, Claim) and batch.records == []
+    assert made == ["k1"]
+    stored = {r.idempotency_key: r for r in store.recent(RecordFilter(), 10)}
+    assert [json.loads(i) for i in batch.items] == [json.loads(item_text(stored[k])) for k in ("k0", "k1")]
+    assert [json.loads(i)["quantity"] for i in batch.items] == ["2.5", "1000"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from spanmeter.store.outbox import Claim
+from spanmeter.store.outbox import Claim, ItemOf
 
 
 @dataclass(slots=True, frozen=True)
@@ -42,6 +42,9 @@ Outcome = Delivered | RetryLater | Paused | Dead
 
 class Exporter(Protocol):
     name: str  # its id in the config, e.g. "webhook/billing"
+    # Exporters that send the query API's item JSON get it built by the store (`Claim.items`),
+    # with this for what the store cannot build; None: the claim carries `Claim.records`.
+    item_of: ItemOf | None
 
     async def send(self, claim: Claim) -> Outcome:
         """Send one batch; answer, never raise for the target's failures."""

@@ -115,6 +115,7 @@ class ExportRunner:
             self.owner,
             time.time_ns(),
             int(LEASE_SECONDS * 1e9),
+            self.exporter.item_of,
         )
         if claimed is None:
             return False
@@ -133,7 +134,7 @@ class ExportRunner:
 
     def _settle(self, claim: Claim, outcome: Outcome) -> None:
         now = time.time_ns()
-        count = len(claim.records)
+        count = len(claim.seqs)
         if isinstance(outcome, Delivered):
             self.outbox.delivered(claim, self.owner, now)
             self.metrics.exported_records.labels(self.name, "delivered").inc(count)
@@ -163,11 +164,11 @@ class ExportRunner:
 
     def _give_up(self, claim: Claim, now: int, reason: str) -> None:
         self.outbox.dead(claim, self.owner, now, reason)
-        self.metrics.exported_records.labels(self.name, "dead").inc(len(claim.records))
+        self.metrics.exported_records.labels(self.name, "dead").inc(len(claim.seqs))
         log.error(
             "exporter %s: %d records are dead deliveries: %s. List them with `spanmeter deliveries list`, "
             "send them again with `spanmeter deliveries retry`",
-            self.name, len(claim.records), reason,
+            self.name, len(claim.seqs), reason,
         )
 
     def _note_lease(self, not_due: NotDue | None) -> None:

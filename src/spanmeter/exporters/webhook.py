@@ -31,8 +31,8 @@ from standardwebhooks import Webhook
 import spanmeter
 from spanmeter.api.usage import item_json
 from spanmeter.exporters.base import Dead, Delivered, Outcome, Paused, RetryLater
-from spanmeter.record import format_ns
-from spanmeter.store.outbox import Claim
+from spanmeter.record import UsageRecord, format_ns
+from spanmeter.store.outbox import Claim, ItemOf
 
 EVENT_TYPE: Final = "usage.records"
 _DEAD: Final = frozenset({400, 413, 422})
@@ -52,6 +52,7 @@ class WebhookExporter:
     ) -> None:
         self.name = name
         self.endpoint = endpoint
+        self.item_of: ItemOf | None = item_text
         self._signer = Webhook(secret) if secret else None
         self._headers = {
             "content-type": "application/json",
@@ -61,12 +62,9 @@ class WebhookExporter:
         self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
 
     def body(self, claim: Claim) -> str:
-        payload = {
-            "type": EVENT_TYPE,
-            "timestamp": format_ns(time.time_ns()),
-            "data": {"exporter": self.name, "records": [item_json(record) for record in claim.records]},
-        }
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        # The items are JSON texts already (built by the store): spliced in, not parsed again.
+        head = json.dumps({"type": EVENT_TYPE, "timestamp": format_ns(time.time_ns())}, separators=(",", ":"))
+        return f'{head[:-1]},"data":{{"exporter":{json.dumps(self.name)},"records":[{",".join(claim.items)}]}}}}'
 
     def signed_headers(self, message_id: str, body: str) -> dict[str, str]:
         now = datetime.now(UTC)
@@ -89,6 +87,10 @@ class WebhookExporter:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def item_text(record: UsageRecord) -> str:
+    return json.dumps(item_json(record), separators=(",", ":"), ensure_ascii=False)
 
 
 def outcome_of(response: httpx.Response, endpoint: str) -> Outcome:

@@ -20,6 +20,7 @@ a target that fails fails for the records behind it too, so they wait in order.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
@@ -27,6 +28,7 @@ from spanmeter.record import UsageRecord
 
 DELIVERY_STATES: Final = ("dead", "pending")  # pending: sent again from the CLI, not yet delivered
 StartAt = Literal["now", "beginning"]
+ItemOf = Callable[[UsageRecord], str]  # a record as the query API's item JSON text
 
 
 @dataclass(slots=True, frozen=True)
@@ -50,12 +52,14 @@ class ExportFilter:
 @dataclass(slots=True)
 class Claim:
     """A batch one exporter is sending: new records `(start, end]` in seq order, or dead
-    deliveries sent again (`requeued`)."""
+    deliveries sent again (`requeued`). It carries the records as `UsageRecord`s, or as the query
+    API's item JSON texts (`items`) for exporters that send those: whichever the claim asked for."""
 
     exporter: str
-    records: list[UsageRecord]
     seqs: list[int]
     requeued: bool
+    records: list[UsageRecord] = field(default_factory=list)
+    items: list[str] = field(default_factory=list)
     start: int = 0  # new records: the position the batch follows
     end: int = 0  # new records: the last seq the batch covers (records past a filter included)
     attempts: int = 0  # failed attempts of this batch so far
@@ -122,9 +126,18 @@ class Outbox(Protocol):
         ...
 
     def claim(
-        self, exporter: str, where: ExportFilter, limit: int, owner: str, now_ns: int, lease_ns: int
+        self,
+        exporter: str,
+        where: ExportFilter,
+        limit: int,
+        owner: str,
+        now_ns: int,
+        lease_ns: int,
+        item_of: ItemOf | None = None,
     ) -> Claim | NotDue | None:
-        """The next batch to send (None: nothing pending). Takes or renews the exporter's lease."""
+        """The next batch to send (None: nothing pending). Takes or renews the exporter's lease.
+        With `item_of`, the batch carries item JSON texts (built by the store, by `item_of` where
+        it cannot), else UsageRecords."""
         ...
 
     def delivered(self, claim: Claim, owner: str, now_ns: int) -> None: ...

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from spanmeter.errors import SpanmeterError
+from spanmeter.store.item_sql import ITEM_JSON
 from spanmeter.store.outbox import (
     Claim,
     Delivery,
     ExporterState,
     ExportFilter,
+    ItemOf,
     NotDue,
     Requeued,
     StartAt,
@@ -46,6 +48,7 @@ SCHEMA: Final = (
 )
 SCAN_WINDOW: Final = 20_000  # records past the position one claim reads at most
 _RECORD: Final = f"SELECT seq, {', '.join(COLUMNS)} FROM records"
+_ITEM: Final = f"SELECT seq, {ITEM_JSON} FROM records"
 _STATE: Final = (
     "SELECT position, claim_end, attempts, failing_since, next_attempt_at, lease_owner, lease_until"
     " FROM exporter_positions WHERE exporter = ?"
@@ -92,6 +95,18 @@ def _filter_sql(where: ExportFilter) -> tuple[str, list[Any]]:
             clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
             params.extend(values)
     return "".join(f" AND {c}" for c in clauses), params
+
+
+def _complete_items(conn: sqlite3.Connection, rows: list[Any], item_of: ItemOf) -> list[str]:
+    """The rows' item JSON texts: SQLite's, or `item_of` of the record where SQL left NULL."""
+    missing = [seq for seq, item in rows if item is None]
+    if not missing:
+        return [item for _seq, item in rows]
+    records = {
+        row[0]: row_to_record(row[1:])
+        for row in conn.execute(f"{_RECORD} WHERE seq IN ({', '.join('?' * len(missing))})", missing)
+    }
+    return [item if item is not None else item_of(records[seq]) for seq, item in rows]
 
 
 class SQLiteOutbox:
@@ -145,7 +160,14 @@ class SQLiteOutbox:
         return position
 
     def claim(
-        self, exporter: str, where: ExportFilter, limit: int, owner: str, now_ns: int, lease_ns: int
+        self,
+        exporter: str,
+        where: ExportFilter,
+        limit: int,
+        owner: str,
+        now_ns: int,
+        lease_ns: int,
+        item_of: ItemOf | None = None,
     ) -> Claim | NotDue | None:
         conn, lock = self._outbox()
         with lock:
@@ -170,6 +192,7 @@ class SQLiteOutbox:
             if next_attempt_at > now_ns:
                 return NotDue(next_attempt_at)
             # 2. the batch (a read snapshot: the records and MAX(seq) agree)
+            select = _RECORD if item_of is None else _ITEM
             conn.execute("BEGIN")
             try:
                 requeued = [
@@ -181,20 +204,20 @@ class SQLiteOutbox:
                 ]
                 if requeued:
                     rows = conn.execute(
-                        f"{_RECORD} WHERE seq IN ({', '.join('?' * len(requeued))}) ORDER BY seq", requeued
+                        f"{select} WHERE seq IN ({', '.join('?' * len(requeued))}) ORDER BY seq", requeued
                     ).fetchall()
                     end = position
                 else:
                     filter_sql, params = _filter_sql(where)
                     if claim_end is not None:  # the batch in hand: the same records again
                         rows = conn.execute(
-                            f"{_RECORD} WHERE seq > ? AND seq <= ?{filter_sql} ORDER BY seq",
+                            f"{select} WHERE seq > ? AND seq <= ?{filter_sql} ORDER BY seq",
                             [position, claim_end, *params],
                         ).fetchall()
                         end = claim_end
                     else:
                         rows = conn.execute(
-                            f"{_RECORD} WHERE seq > ? AND seq <= ?{filter_sql} ORDER BY seq LIMIT ?",
+                            f"{select} WHERE seq > ? AND seq <= ?{filter_sql} ORDER BY seq LIMIT ?",
                             [position, position + SCAN_WINDOW, *params, limit],
                         ).fetchall()
                         if len(rows) == limit:
@@ -202,13 +225,16 @@ class SQLiteOutbox:
                         else:  # every record up to the window (or the newest) was seen
                             newest = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM records").fetchone()[0]
                             end = min(max(newest, position), position + SCAN_WINDOW)
+                if item_of is not None:
+                    items = _complete_items(conn, rows, item_of)
             finally:
                 conn.execute("COMMIT")
         claim = Claim(
             exporter,
-            [row_to_record(row[1:]) for row in rows],
             [row[0] for row in rows],
             requeued=bool(requeued),
+            records=[row_to_record(row[1:]) for row in rows] if item_of is None else [],
+            items=items if item_of is not None else [],
             start=position,
             end=end,
             attempts=attempts,
