@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -198,7 +200,8 @@ class Server:
             return ""
 
 
-def make_server(receiver: str, workdir: Path, cpu: int | None, http_baseline: str) -> Server:
+def make_server(receiver: str, workdir: Path, cpu: int | None, http_baseline: str, webhook: str | None = None) -> Server:
+    """`webhook`: the URL spanmeter's webhook exporter sends every stored record to."""
     workdir.mkdir(parents=True)
     grpc_port, http_port = free_port(), free_port()
     if receiver == "spanmeter":
@@ -208,6 +211,13 @@ def make_server(receiver: str, workdir: Path, cpu: int | None, http_baseline: st
             f'      grpc: {{endpoint: "127.0.0.1:{grpc_port}"}}\n'
             f'      http: {{endpoint: "127.0.0.1:{http_port}"}}\n'
             f'storage:\n  sqlite: {{path: "{workdir / "spanmeter.db"}"}}\n'
+            + (
+                f"exporters:\n  webhook/bench:\n    endpoint: {webhook}\n    secret: whsec_{'A' * 44}\n"
+                "    max_batch: 1000\n    flush_interval: 0.2\n"
+                "service:\n  pipelines:\n    usage:\n      exporters: [webhook/bench]\n"
+                if webhook
+                else ""
+            )
         )
         argv = [*spanmeter_command(), "serve", "-c", str(config)]
     else:
@@ -266,9 +276,11 @@ async def run_one(
     rate: float | None = None,
 ) -> dict[str, Any]:
     """One server, one load: paced at `rate` requests/s when given, else as fast as answered."""
-    server = make_server(
-        receiver, tmp / f"{case.transport}-{case.batch}-{receiver}", args.server_cpu, args.http_baseline
-    )
+    workdir = tmp / f"{case.transport}-{case.batch}-{receiver}"
+    webhook = None
+    if args.webhook and receiver == "spanmeter":
+        webhook = f"http://127.0.0.1:{args.sink_port}/hooks/{workdir.parent.name}-{workdir.name}"
+    server = make_server(receiver, workdir, args.server_cpu, args.http_baseline, webhook)
     server.start()
     profiler: subprocess.Popen[bytes] | None = None
     profile_path: Path | None = None
@@ -305,6 +317,8 @@ async def run_one(
             )
         server_cpu = server.cpu_seconds() - marks["cpu0"]
         other_cpu = busy_cpu_seconds() - marks["busy0"] - server_cpu - load.client_cpu_s
+        if webhook is not None:
+            exported = await wait_for_export(webhook, (case.warmup + load.sent) * case.batch)
         rss = server.peak_rss_mb()
     finally:
         if profiler is not None:
@@ -348,6 +362,9 @@ async def run_one(
         # the 10 slowest requests: (seconds into the measured phase when answered, latency ms)
         "slowest": sorted(zip(load.done_s, load.latencies_ms, strict=True), key=lambda x: -x[1])[:10],
     }
+    if webhook is not None:
+        result.update(exported)
+        result["exported_ok"] = exported["exported"] == exported["exported_unique"] == rows
     if receiver == "spanmeter":
         result["priced"] = priced
         result["expected_priced"] = expected_priced
@@ -357,6 +374,24 @@ async def run_one(
     if exit_code != 0:
         print(f"warning: {receiver} exited with {exit_code}:\n{server.log_tail()}", file=sys.stderr)
     return result
+
+
+async def wait_for_export(url: str, expected: int, limit_s: float = 300.0) -> dict[str, Any]:
+    """After the load: wait until the webhook sink has every record (or `limit_s`). `drain_s` is the
+    time the exporter needed after the last request was answered: how far it lagged behind."""
+    count_url = url.replace("/hooks/", "/count/")
+    started = time.perf_counter()
+    async with httpx.AsyncClient() as client:
+        while True:
+            counts = (await client.get(count_url)).json()
+            if counts["records"] >= expected or time.perf_counter() - started > limit_s:
+                break
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # and nothing more arrives (a duplicate would)
+    async with httpx.AsyncClient() as client:
+        counts = (await client.get(count_url)).json()
+    return {"exported": counts["records"], "exported_unique": counts["unique"],
+            "drain_s": round(time.perf_counter() - started - 0.5, 2)}
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -370,6 +405,9 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
         chosen["all_p99_ms"] = [r["p99_ms"] for r in runs]
         chosen["rows_ok"] = None if chosen["rows"] is None else all(r["rows_ok"] for r in runs)
         chosen["priced_ok"] = all(r.get("priced_ok", True) for r in runs)
+        if "exported_ok" in chosen:
+            chosen["exported_ok"] = all(r["exported_ok"] for r in runs)
+            chosen["all_drain_s"] = [r["drain_s"] for r in runs]
         chosen["errors"] = {k: v for r in runs for k, v in r["errors"].items()}
     return chosen
 
@@ -378,8 +416,10 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def _check(r: dict[str, Any]) -> str:
     if r["rows"] is None:
         return "-"
-    ok = r["rows_ok"] and r.get("priced_ok", True) and not r["errors"]
+    ok = r["rows_ok"] and r.get("priced_ok", True) and r.get("exported_ok", True) and not r["errors"]
     text = f"{r['rows']} {'ok' if ok else 'MISMATCH'}"
+    if "exported" in r:
+        text += f", exported {r['exported']} (drained {r['drain_s']:.1f} s after the load)"
     if r["errors"]:
         text += f" errors={r['errors']}"
     return text
@@ -509,6 +549,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--http-baseline", choices=("raw", "uvicorn"), default="raw", help="HTTP server of the baselines"
     )
+    parser.add_argument(
+        "--webhook",
+        action="store_true",
+        help="spanmeter runs with a webhook exporter sending every record to bench/webhook_sink.py (on the load CPU)",
+    )
     parser.add_argument("--server-cpu", type=int, help="CPU for the servers (default: the first available)")
     parser.add_argument("--client-cpu", type=int, help="CPU for the load generator (default: another one)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
@@ -535,6 +580,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.requests_big is None:
         args.requests_big = 50 if args.quick else 500
     return args
+
+
+def start_webhook_sink(args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    """bench/webhook_sink.py on the load generator's CPU (the exporter's own work stays on the server's)."""
+    args.sink_port = free_port()
+    client_cpu = args.client_cpu
+    sink = subprocess.Popen(
+        [sys.executable, str(HERE / "webhook_sink.py"), "--port", str(args.sink_port)],
+        preexec_fn=(lambda: os.sched_setaffinity(0, {client_cpu})) if client_cpu is not None else None,  # noqa: PLW1509
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", args.sink_port), 1).close()
+            return sink
+        except OSError:
+            if time.monotonic() > deadline:
+                sink.kill()
+                raise RuntimeError("bench/webhook_sink.py did not start") from None
+            time.sleep(0.05)
 
 
 async def half_of_maximum(case: Case, pool: otlpgen.SpanPool, args: argparse.Namespace, tmp: Path) -> float:
@@ -615,7 +680,13 @@ def main(argv: list[str] | None = None) -> int:
         f"servers on CPU {args.server_cpu}, load generator on CPU {args.client_cpu}; concurrency {args.concurrency}"
     )
     started = time.perf_counter()
-    results = asyncio.run(amain(args))
+    sink = start_webhook_sink(args) if args.webhook else None
+    try:
+        results = asyncio.run(amain(args))
+    finally:
+        if sink is not None:
+            sink.kill()
+            sink.wait()
     print(f"\ntotal wall time {time.perf_counter() - started:.0f}s")
     if args.profile:
         for r in results:
@@ -628,7 +699,10 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps({"machine": machine, "settings": settings, "results": results}, indent=2)
         )
         print(f"results written to {args.json}")
-    bad = [r for r in results if r["rows_ok"] is False or r.get("priced_ok") is False or r["errors"]]
+    bad = [
+        r for r in results
+        if r["rows_ok"] is False or r.get("priced_ok") is False or r.get("exported_ok") is False or r["errors"]
+    ]
     return 1 if bad else 0
 
 
