@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,43 @@ def test_a_cancelled_caller_leaves_the_commit_to_the_others(tmp_path: Path) -> N
     asyncio.run(main())
     with sqlite3.connect(tmp_path / "w.db") as conn:  # the cancelled caller's record was committed too
         assert sorted(k for (k,) in conn.execute("SELECT idempotency_key FROM records")) == ["a", "b", "c"]
+
+
+def test_a_failing_call_in_the_writers_transaction_undoes_only_itself(tmp_path: Path) -> None:
+    def fails(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE scratch (x)")
+        raise ValueError("no")
+
+    async def main() -> None:
+        store = SQLiteStore(tmp_path / "w.db")
+        await store.start()
+        try:
+            # Hold the writer inside a call while the rest queues up: then it takes the records and
+            # the two calls in one transaction.
+            busy, release = threading.Event(), threading.Event()
+            holding = asyncio.create_task(asyncio.to_thread(store.transaction, lambda c: busy.set() or release.wait(10)))
+            await asyncio.to_thread(busy.wait, 10)
+            writes = [asyncio.create_task(store.write([record(k)])) for k in "ab"]
+            await asyncio.sleep(0)  # both are queued
+            failing = asyncio.create_task(asyncio.to_thread(store.transaction, fails))
+            counting = asyncio.create_task(
+                asyncio.to_thread(store.transaction, lambda c: c.execute("SELECT COUNT(*) FROM records").fetchone())
+            )
+            await asyncio.sleep(0.2)  # both calls are queued
+            release.set()
+            assert await holding is True
+            assert await counting == (2,)
+            with pytest.raises(ValueError, match="no"):
+                await failing
+            assert [len((await w).inserted) for w in writes] == [1, 1]
+        finally:
+            await store.close()
+        # after close, a transaction runs on a connection of its own
+        assert store.transaction(lambda c: c.execute("SELECT name FROM sqlite_master WHERE name = 'scratch'").fetchall()) == []
+
+    asyncio.run(main())
+    with sqlite3.connect(tmp_path / "w.db") as conn:
+        assert sorted(k for (k,) in conn.execute("SELECT idempotency_key FROM records")) == ["a", "b"]
 
 
 def largest_wal(path: Path, batches: int, pause: float = 0.0) -> int:

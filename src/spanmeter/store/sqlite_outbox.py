@@ -1,10 +1,11 @@
 """The SQLite side of the outbox (store/outbox.py): exporter positions and delivery exceptions.
 
 Tables (migration m008): `exporter_positions`, one row per exporter, and `deliveries`, only the
-dead ones and those sent again. Exporters run beside the ingest writer on their own connection;
-each step is a short transaction, so the writer waits at most for one small UPDATE. Reading a
-batch runs in a read transaction (a consistent snapshot, no lock), and a claim scans at most
-SCAN_WINDOW records past its position, however selective its filter.
+dead ones and those sent again. Each change is a few small statements that the store's writer
+runs inside its next transaction (`SQLiteStore.transaction`), so exporters never compete with
+ingest for SQLite's write lock. Reading a batch runs on this module's own connection in a read
+transaction (a consistent snapshot, no lock), and scans at most SCAN_WINDOW records past the
+position, however selective the filter.
 
 Every change is made only by the process holding the exporter's lease (two `spanmeter serve` on
 one database file do not send the same records twice); a lost lease raises LeaseLost.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -83,6 +85,29 @@ class LeaseLost(SpanmeterError):
     """Another process took this exporter's lease (this one stalled past it): stop the batch."""
 
 
+def _check_lease(conn: sqlite3.Connection, exporter: str, owner: str) -> None:
+    held = conn.execute("SELECT lease_owner FROM exporter_positions WHERE exporter = ?", [exporter]).fetchone()
+    if held is None or held[0] != owner:
+        raise LeaseLost(f"exporter {exporter}: its lease passed to {held[0] if held else 'nobody'}")
+
+
+def _take_lease(
+    conn: sqlite3.Connection, exporter: str, owner: str, now_ns: int, lease_ns: int
+) -> tuple[int, int | None, int, int | None, int] | NotDue:
+    """The exporter's state, after taking or renewing its lease; NotDue while another holds it."""
+    state = conn.execute(_STATE, [exporter]).fetchone()
+    if state is None:
+        raise KeyError(f"exporter {exporter} is not registered")
+    position, claim_end, attempts, failing_since, next_attempt_at, lease_owner, lease_until = state
+    if lease_owner not in (None, owner) and lease_until > now_ns:
+        return NotDue(lease_until, held_by=lease_owner)
+    conn.execute(
+        "UPDATE exporter_positions SET lease_owner = ?, lease_until = ? WHERE exporter = ?",
+        [owner, now_ns + lease_ns, exporter],
+    )
+    return position, claim_end, attempts, failing_since, next_attempt_at
+
+
 def _filter_sql(where: ExportFilter) -> tuple[str, list[Any]]:
     clauses, params = [], []  # type: list[str], list[Any]
     for column, values in (
@@ -114,6 +139,7 @@ class SQLiteOutbox:
 
     path: Path
     busy_timeout: float
+    transaction: Callable[[Callable[[sqlite3.Connection], Any]], Any]  # SQLiteStore's
     _outbox_conn: sqlite3.Connection | None = None
     _outbox_lock: threading.Lock | None = None
 
@@ -130,24 +156,17 @@ class SQLiteOutbox:
             self._outbox_conn.close()
             self._outbox_conn = None
 
-    def _write(self, sql_params: list[tuple[str, list[Any]]], owner: str | None = None, exporter: str = "") -> None:
-        """Run the statements in one write transaction; with `owner`, only while it holds the lease."""
-        conn, lock = self._outbox()
-        with lock:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if owner is not None:
-                    held = conn.execute(
-                        "SELECT lease_owner FROM exporter_positions WHERE exporter = ?", [exporter]
-                    ).fetchone()
-                    if held is None or held[0] != owner:
-                        raise LeaseLost(f"exporter {exporter}: its lease passed to {held[0] if held else 'nobody'}")
-                for sql, params in sql_params:
-                    conn.execute(sql, params)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+    def _write(self, steps: list[tuple[str, list[Any]]], owner: str | None = None, exporter: str = "") -> None:
+        """Run the statements in one write transaction (the writer's: SQLiteStore.transaction);
+        with `owner`, only while it holds the exporter's lease."""
+
+        def apply(conn: sqlite3.Connection) -> None:
+            if owner is not None:
+                _check_lease(conn, exporter, owner)
+            for sql, params in steps:
+                conn.execute(sql, params)
+
+        self.transaction(apply)
 
     # --- exporters ---------------------------------------------------------------------------
     def register_exporter(self, exporter: str, start_at: StartAt) -> int:
@@ -169,28 +188,15 @@ class SQLiteOutbox:
         lease_ns: int,
         item_of: ItemOf | None = None,
     ) -> Claim | NotDue | None:
-        conn, lock = self._outbox()
+        # 1. the lease and the backoff (a short write)
+        state = self.transaction(lambda conn: _take_lease(conn, exporter, owner, now_ns, lease_ns))
+        if isinstance(state, NotDue):
+            return state
+        position, claim_end, attempts, failing_since, next_attempt_at = state
+        if next_attempt_at > now_ns:
+            return NotDue(next_attempt_at)
+        conn, lock = self._outbox()  # reads: this module's own connection, no lock on the writer
         with lock:
-            # 1. the lease and the backoff (a short write)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                state = conn.execute(_STATE, [exporter]).fetchone()
-                if state is None:
-                    raise KeyError(f"exporter {exporter} is not registered")
-                position, claim_end, attempts, failing_since, next_attempt_at, lease_owner, lease_until = state
-                if lease_owner not in (None, owner) and lease_until > now_ns:
-                    conn.execute("COMMIT")
-                    return NotDue(lease_until, held_by=lease_owner)
-                conn.execute(
-                    "UPDATE exporter_positions SET lease_owner = ?, lease_until = ? WHERE exporter = ?",
-                    [owner, now_ns + lease_ns, exporter],
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            if next_attempt_at > now_ns:
-                return NotDue(next_attempt_at)
             # 2. the batch (a read snapshot: the records and MAX(seq) agree)
             select = _RECORD if item_of is None else _ITEM
             conn.execute("BEGIN")
@@ -317,19 +323,16 @@ class SQLiteOutbox:
             clauses.append(f"seq IN (SELECT seq FROM records WHERE id IN ({', '.join('?' * len(record_ids))}))")
             params.extend(record_ids)
         where = " AND ".join(clauses)
-        conn, lock = self._outbox()
-        with lock:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                exporters = [e for (e,) in conn.execute(f"SELECT DISTINCT exporter FROM deliveries WHERE {where}", params)]
-                count = conn.execute(
-                    f"UPDATE deliveries SET state = 'pending', updated_at = ? WHERE {where}", [time.time_ns(), *params]
-                ).rowcount
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return Requeued(count, sorted(exporters))
+
+        def requeue(conn: sqlite3.Connection) -> Requeued:
+            exporters = [e for (e,) in conn.execute(f"SELECT DISTINCT exporter FROM deliveries WHERE {where}", params)]
+            count = conn.execute(
+                f"UPDATE deliveries SET state = 'pending', updated_at = ? WHERE {where}", [time.time_ns(), *params]
+            ).rowcount
+            return Requeued(count, sorted(exporters))
+
+        result: Requeued = self.transaction(requeue)
+        return result
 
     def exporter_states(self) -> list[ExporterState]:
         conn, lock = self._outbox()
