@@ -106,7 +106,9 @@ class ExportRunner:
                 await self._sleep(self.flush_interval)
 
     async def step(self) -> bool:
-        """Claim and send one batch. True when another may be waiting right away."""
+        """Claim and send one batch. True when a full batch went out: more may be waiting right
+        away. After a smaller one the loop waits `flush_interval`, so that a trickle of records
+        goes out in batches too, not one request (and four small transactions) per record."""
         claimed = await asyncio.to_thread(
             self.outbox.claim,
             self.name,
@@ -130,7 +132,7 @@ class ExportRunner:
         except LeaseLost as error:
             log.warning("exporter %s: %s; the other process sends this batch again", self.name, error)
             return False
-        return isinstance(outcome, (Delivered, Dead))
+        return isinstance(outcome, (Delivered, Dead)) and len(claimed.seqs) >= self.max_batch
 
     def _settle(self, claim: Claim, outcome: Outcome) -> None:
         now = time.time_ns()
