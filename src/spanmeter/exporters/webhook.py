@@ -29,9 +29,9 @@ import httpx
 from standardwebhooks import Webhook
 
 import spanmeter
-from spanmeter.api.usage import item_json
+from spanmeter.api.usage import item_text
 from spanmeter.exporters.base import Dead, Delivered, Outcome, Paused, RetryLater
-from spanmeter.record import UsageRecord, format_ns
+from spanmeter.record import format_ns
 from spanmeter.store.outbox import Claim, ItemOf
 
 EVENT_TYPE: Final = "usage.records"
@@ -87,10 +87,6 @@ class WebhookExporter:
 
     async def close(self) -> None:
         await self._client.aclose()
-
-
-def item_text(record: UsageRecord) -> str:
-    return json.dumps(item_json(record), separators=(",", ":"), ensure_ascii=False)
 
 
 def outcome_of(response: httpx.Response, endpoint: str) -> Outcome:

@@ -12,11 +12,14 @@ tests/store/test_item_sql.py checks both give the same JSON for generated record
 
 from __future__ import annotations
 
-from typing import Final
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 from pydantic.alias_generators import to_camel
 
-from spanmeter.store.schema import COLUMNS, PRODUCT_COLUMNS
+from spanmeter.record import UsageRecord
+from spanmeter.store.schema import COLUMNS, PRODUCT_COLUMNS, row_to_record
 
 # A plain decimal string ('2.50', '1000'): SQL normalises it as decimal_string does ('2.5').
 _PLAIN_QUANTITY: Final = "(quantity IS NULL OR (quantity NOT GLOB '*[^0-9.]*' AND quantity GLOB '[0-9]*'))"
@@ -80,3 +83,19 @@ def _item_sql() -> str:
 
 # The item JSON of the row, or NULL when item_json must build it.
 ITEM_JSON: Final = _item_sql()
+
+
+def complete_items(
+    conn: sqlite3.Connection, rows: Sequence[tuple[int, str | None]], item_of: Callable[[UsageRecord], str]
+) -> list[str]:
+    """Rows of (seq, ITEM_JSON) as item JSON texts: SQLite's, or `item_of` of the record where it left NULL."""
+    missing = [seq for seq, item in rows if item is None]
+    if not missing:
+        return [item for _seq, item in rows if item is not None]
+    found: dict[int, Any] = {
+        row[0]: row_to_record(row[1:])
+        for row in conn.execute(
+            f"SELECT seq, {', '.join(COLUMNS)} FROM records WHERE seq IN ({', '.join('?' * len(missing))})", missing
+        )
+    }
+    return [item if item is not None else item_of(found[seq]) for seq, item in rows]

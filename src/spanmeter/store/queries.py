@@ -7,6 +7,7 @@ backend-neutral, so a PostgreSQL store implements the same two protocols.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Final, Literal, Protocol
 
 from spanmeter.record import UsageRecord
@@ -97,6 +98,11 @@ class ApiKey:
 class QueryStore(Protocol):
     def query_records(self, query: RecordQuery) -> list[tuple[int, UsageRecord]]:
         """Up to `query.limit` (seq, record) pairs in `query.order` of seq."""
+        ...
+
+    def query_items(self, query: RecordQuery, item_of: Callable[[UsageRecord], str]) -> list[tuple[int, str]]:
+        """The same page as (seq, item JSON text) pairs: built by the database where it can
+        (store/item_sql.py), by `item_of` where it cannot."""
         ...
 
     def daily_totals(

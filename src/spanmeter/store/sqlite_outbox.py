@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from spanmeter.errors import SpanmeterError
-from spanmeter.store.item_sql import ITEM_JSON
+from spanmeter.store.item_sql import ITEM_JSON, complete_items
 from spanmeter.store.outbox import (
     Claim,
     Delivery,
@@ -122,18 +122,6 @@ def _filter_sql(where: ExportFilter) -> tuple[str, list[Any]]:
     return "".join(f" AND {c}" for c in clauses), params
 
 
-def _complete_items(conn: sqlite3.Connection, rows: list[Any], item_of: ItemOf) -> list[str]:
-    """The rows' item JSON texts: SQLite's, or `item_of` of the record where SQL left NULL."""
-    missing = [seq for seq, item in rows if item is None]
-    if not missing:
-        return [item for _seq, item in rows]
-    records = {
-        row[0]: row_to_record(row[1:])
-        for row in conn.execute(f"{_RECORD} WHERE seq IN ({', '.join('?' * len(missing))})", missing)
-    }
-    return [item if item is not None else item_of(records[seq]) for seq, item in rows]
-
-
 class SQLiteOutbox:
     """Mixed into SQLiteStore (which provides `path` and `busy_timeout`)."""
 
@@ -232,7 +220,7 @@ class SQLiteOutbox:
                             newest = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM records").fetchone()[0]
                             end = min(max(newest, position), position + SCAN_WINDOW)
                 if item_of is not None:
-                    items = _complete_items(conn, rows, item_of)
+                    items = complete_items(conn, rows, item_of)
             finally:
                 conn.execute("COMMIT")
         claim = Claim(

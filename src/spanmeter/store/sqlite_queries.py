@@ -16,7 +16,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,6 +28,7 @@ from spanmeter.store.queries import (
     ProductAdoption,
     RecordQuery,
 )
+from spanmeter.store.item_sql import ITEM_JSON, complete_items
 from spanmeter.store.rollup import ALL_CUSTOMERS, DAY_NS
 from spanmeter.store.schema import COLUMNS, row_to_record
 
@@ -114,6 +115,14 @@ class SQLiteQueries:
         walk = bool(query.equals) or self._walk_seq_for_time_range(query)
         sql, params = build_page_sql(query, walk_seq=walk)
         return [(row[0], row_to_record(row[1:])) for row in self._fetch(sql, params)]
+
+    def query_items(self, query: RecordQuery, item_of: Callable[[UsageRecord], str]) -> list[tuple[int, str]]:
+        walk = bool(query.equals) or self._walk_seq_for_time_range(query)
+        sql, params = build_page_sql(query, walk_seq=walk, select=ITEM_JSON)
+        with self._reader() as conn:
+            rows = conn.execute(sql, params).fetchall()
+            items = complete_items(conn, rows, item_of)
+        return [(row[0], item) for row, item in zip(rows, items, strict=True)]
 
     def _walk_seq_for_time_range(self, query: RecordQuery) -> bool:
         """For a from/to page: is walking seq (insertion order) from the page's end cheaper than
@@ -212,8 +221,8 @@ class SQLiteQueries:
         return self._secret
 
 
-def build_page_sql(query: RecordQuery, *, walk_seq: bool = False) -> tuple[str, list[Any]]:
-    """SELECT seq, COLUMNS... for one page. Public for the query-plan test.
+def build_page_sql(query: RecordQuery, *, walk_seq: bool = False, select: str = _RECORD_COLUMNS) -> tuple[str, list[Any]]:
+    """SELECT seq, COLUMNS... (or seq, `select`) for one page. Public for the query-plan test.
 
     `walk_seq`: test the time range per row while walking an index in seq order, instead of
     reading the range from the occurred_at index and sorting it."""
@@ -250,7 +259,7 @@ def build_page_sql(query: RecordQuery, *, walk_seq: bool = False) -> tuple[str, 
     if query.after_seq is not None:
         clauses.append(f"r.seq {compare} ?")
         params.append(query.after_seq)
-    sql = f"SELECT r.seq, {_RECORD_COLUMNS} FROM records r WHERE {' AND '.join(clauses)} ORDER BY r.seq {direction} LIMIT ?"
+    sql = f"SELECT r.seq, {select} FROM records r WHERE {' AND '.join(clauses)} ORDER BY r.seq {direction} LIMIT ?"
     return sql, [*params, query.limit]
 
 
