@@ -9,13 +9,15 @@ resumes where the last process stopped, with the same batch and the same message
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import random
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, TypeVar
 
 from spanmeter.exporters.base import Dead, Delivered, Exporter, Outcome, Paused
 from spanmeter.metrics import Metrics
@@ -23,6 +25,7 @@ from spanmeter.store.outbox import Claim, ExportFilter, NotDue, Outbox
 from spanmeter.store.sqlite_outbox import LeaseLost
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LEASE_SECONDS: Final = 60.0  # another process may take over an exporter this long after its holder stopped
 MAX_RETRY_AFTER: Final = 86_400.0  # a Retry-After beyond a day is taken as a day
@@ -66,6 +69,10 @@ class ExportRunner:
         self.flush_interval = flush_interval
         self.retry = retry
         self.owner = uuid.uuid4().hex
+        # The outbox's reads and writes run on one thread of the exporter's own: spread over the
+        # default executor's threads, each allocating its batch in its own malloc arena, they added
+        # ~8 MB of RSS per 200k records exported, against ~3 MB on one thread.
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"spanmeter-{exporter.name}")
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._waiting_for: str | None = None  # the other process holding the lease, once logged
@@ -82,6 +89,7 @@ class ExportRunner:
         self._stop.set()
         if self._task is None:  # never started: nothing claimed, no lease
             await self.exporter.close()
+            self._thread.shutdown(wait=False)
             return
         if self._task is not None:
             try:
@@ -90,10 +98,14 @@ class ExportRunner:
                 log.warning("exporter %s: stopped with a batch in flight; it is sent again at the next start", self.name)
             self._task = None
         try:
-            await asyncio.to_thread(self.outbox.release, self.name, self.owner)
+            await self._in_thread(self.outbox.release, self.name, self.owner)
         except (sqlite3.Error, OSError) as error:  # the lease expires by itself
             log.warning("exporter %s: could not release its lease: %s", self.name, error)
         await self.exporter.close()
+        self._thread.shutdown(wait=False)
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def _run(self) -> None:
         while not self._stop.is_set():
@@ -109,7 +121,7 @@ class ExportRunner:
         """Claim and send one batch. True when a full batch went out: more may be waiting right
         away. After a smaller one the loop waits `flush_interval`, so that a trickle of records
         goes out in batches too, not one request (and four small transactions) per record."""
-        claimed = await asyncio.to_thread(
+        claimed = await self._in_thread(
             self.outbox.claim,
             self.name,
             self.where,
@@ -128,7 +140,7 @@ class ExportRunner:
         self._note_lease(None)
         outcome = await self.exporter.send(claimed)
         try:
-            await asyncio.to_thread(self._settle, claimed, outcome)
+            await self._in_thread(self._settle, claimed, outcome)
         except LeaseLost as error:
             log.warning("exporter %s: %s; the other process sends this batch again", self.name, error)
             return False
