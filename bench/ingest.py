@@ -213,7 +213,7 @@ def make_server(receiver: str, workdir: Path, cpu: int | None, http_baseline: st
             f'storage:\n  sqlite: {{path: "{workdir / "spanmeter.db"}"}}\n'
             + (
                 f"exporters:\n  webhook/bench:\n    endpoint: {webhook}\n    secret: whsec_{'A' * 44}\n"
-                "    max_batch: 500\n    flush_interval: 0.2\n"
+                "    max_batch: 100\n    flush_interval: 1.0\n"  # the defaults
                 "service:\n  pipelines:\n    usage:\n      exporters: [webhook/bench]\n"
                 if webhook
                 else ""
