@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -46,6 +47,7 @@ import otlpgen
 import profile_top
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_RUN_NUMBER = itertools.count()
 
 
 # --- machine, pinning ---------------------------------------------------------------------------
@@ -279,7 +281,9 @@ async def run_one(
     workdir = tmp / f"{case.transport}-{case.batch}-{receiver}"
     webhook = None
     if args.webhook and receiver == "spanmeter":
-        webhook = f"http://127.0.0.1:{args.sink_port}/hooks/{workdir.parent.name}-{workdir.name}"
+        # one count per run at the sink: the path is unique across the whole bench (--half-rate's
+        # maximum runs and its paced runs have the same case and repeat names)
+        webhook = f"http://127.0.0.1:{args.sink_port}/hooks/{os.getpid()}-{next(_RUN_NUMBER)}"
     server = make_server(receiver, workdir, args.server_cpu, args.http_baseline, webhook)
     server.start()
     profiler: subprocess.Popen[bytes] | None = None

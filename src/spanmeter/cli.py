@@ -166,6 +166,19 @@ def _print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
+def _print_rows(rows: list[dict[str, str]], as_json: bool, empty: str, clip: dict[str, int] | None = None) -> None:
+    """Rows as a JSON array (--json) or a table, with columns in `clip` cut to that many characters."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(empty)
+        return
+    columns = list(rows[0])
+    limits = clip or {}
+    _print_table(columns, [[r[c][: limits.get(c)] for c in columns] for r in rows])
+
+
 def _cell(value: object) -> str:
     if value is None:
         return "-"
@@ -246,15 +259,7 @@ def keys_create(config_path: Path | None, workspace: str | None, name: str, scop
 def keys_list(config_path: Path | None, workspace: str | None, as_json: bool) -> None:
     """List keys (id, workspace, name, prefix, scopes, state); never the keys themselves."""
     _, store = _open_store(config_path)
-    rows = [_key_row(k) for k in store.list_keys(workspace)]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        click.echo("no keys")
-        return
-    columns = list(rows[0])
-    _print_table(columns, [[r[c] for c in columns] for r in rows])
+    _print_rows([_key_row(k) for k in store.list_keys(workspace)], as_json, "no keys")
 
 
 def _set_state(config_path: Path | None, key_id: str, state: str) -> None:
@@ -322,14 +327,7 @@ def exporters_status(config_path: Path | None, as_json: bool) -> None:
             "pending_retry": str(state.pending),
             "last_error": state.last_error or "-",
         })
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        click.echo("no exporter has run on this database yet")
-        return
-    columns = list(rows[0])
-    _print_table(columns, [[_cell(r[c]) if c == "last_error" else r[c] for c in columns] for r in rows])
+    _print_rows(rows, as_json, "no exporter has run on this database yet", {"last_error": 60})
 
 
 @exporters.command("new-secret")
@@ -372,14 +370,7 @@ def deliveries_list(config_path: Path | None, exporter: str | None, state: str, 
         }
         for d in found
     ]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        click.echo(f"no {state} deliveries")
-        return
-    columns = list(rows[0])
-    _print_table(columns, [[r[c] if c != "reason" else r[c][:120] for c in columns] for r in rows])
+    _print_rows(rows, as_json, f"no {state} deliveries", {"reason": 120})
 
 
 @deliveries.command("retry")

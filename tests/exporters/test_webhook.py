@@ -239,3 +239,20 @@ def test_an_exporter_in_no_pipeline_is_not_started(tmp_path: Path, receiver: Web
         time.sleep(0.3)
     assert receiver.messages == []
     assert "exporter webhook/idle is configured but in no service::pipelines entry" in caplog.text
+
+
+def test_the_cli_tables_for_operators(tmp_path: Path, receiver: WebhookReceiver) -> None:
+    assert cli(tmp_path, "exporters", "status").output.strip() == "no exporter has run on this database yet"
+    assert cli(tmp_path, "deliveries", "list").output.strip() == "no dead deliveries"
+    receiver.answer_next((422, {}, "bad " + "x" * 500))
+    with running_collector(webhook_config(tmp_path, receiver.url)) as collector:
+        send_llm_spans(collector, 2)
+        wait_for(lambda: collector.metric("spanmeter_exported_records_total",
+                                          {"exporter": "webhook/billing", "outcome": "dead"}) == 2)
+    status = cli(tmp_path, "exporters", "status").output.splitlines()
+    assert status[0].split() == ["exporter", "configured", "sent_through_seq", "behind", "attempts", "next_attempt",
+                                 "dead", "pending_retry", "last_error"]
+    assert status[1].split()[:7] == ["webhook/billing", "no", "2", "0", "0", "-", "2"]  # cli's config has no exporter
+    listed = cli(tmp_path, "deliveries", "list").output.splitlines()
+    assert listed[0].split()[:3] == ["exporter", "record_id", "customer_id"] and len(listed) == 3
+    assert "HTTP 422" in listed[1] and len(listed[1]) < 400  # the reason is cut in the table

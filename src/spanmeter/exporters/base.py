@@ -46,8 +46,9 @@ class Exporter(Protocol):
     # with this for what the store cannot build; None: the claim carries `Claim.records`.
     item_of: ItemOf | None
 
-    async def send(self, claim: Claim) -> Outcome:
-        """Send one batch; answer, never raise for the target's failures."""
+    def send(self, claim: Claim) -> Outcome:
+        """Send one batch and answer; never raise for the target's failures. Runs on the
+        exporter's own thread (exporters/runner.py), so it may block."""
         ...
 
-    async def close(self) -> None: ...
+    def close(self) -> None: ...

@@ -59,7 +59,7 @@ class WebhookExporter:
             "user-agent": f"spanmeter/{spanmeter.__version__}",
             **(headers or {}),
         }
-        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
 
     def body(self, claim: Claim) -> str:
         # The items are JSON texts already (built by the store): spliced in, not parsed again.
@@ -73,10 +73,10 @@ class WebhookExporter:
             headers["webhook-signature"] = self._signer.sign(message_id, now, body)
         return headers
 
-    async def send(self, claim: Claim) -> Outcome:
+    def send(self, claim: Claim) -> Outcome:
         body = self.body(claim)
         try:
-            response = await self._client.post(
+            response = self._client.post(
                 self.endpoint, content=body.encode(), headers=self.signed_headers(claim.message_id, body)
             )
         except httpx.TimeoutException:
@@ -85,8 +85,8 @@ class WebhookExporter:
             return RetryLater(f"cannot reach {self.endpoint}: {error or type(error).__name__}")
         return outcome_of(response, self.endpoint)
 
-    async def close(self) -> None:
-        await self._client.aclose()
+    def close(self) -> None:
+        self._client.close()
 
 
 def outcome_of(response: httpx.Response, endpoint: str) -> Outcome:

@@ -6,8 +6,8 @@ backend-neutral, so a PostgreSQL store implements the same two protocols.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
 from spanmeter.record import UsageRecord

@@ -27,6 +27,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from spanmeter.errors import Overloaded, StorageError
+from spanmeter.priority import lower_this_thread
 from spanmeter.record import UsageRecord
 from spanmeter.store import rollup, sqlite_outbox
 from spanmeter.store.base import RecordFilter, WriteResult
@@ -305,7 +306,7 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys, SQLiteOutbox):
         this thread syncs it after each one, so that the rewind's own sync (on the writer's path)
         is not seconds of copied pages: measured with strace, 20-24 ms down to a few.
         """
-        _lower_priority()
+        lower_this_thread("checkpoint")
         conn = connect(self.path, timeout=self.busy_timeout)
         database_fd = os.open(self.path, os.O_RDONLY)
         try:
@@ -527,15 +528,6 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys, SQLiteOutbox):
             params.append(where.since_ns)
         sql = _SELECT + (f" WHERE {' AND '.join(clauses)}" if clauses else "") + " ORDER BY seq DESC LIMIT ?"
         return [row_to_record(row) for row in self._fetch(sql, [*params, limit])]
-
-
-def _lower_priority() -> None:
-    """Lower the calling thread's CPU priority (Linux: a thread's own nice value), if allowed.
-    Nice 10: about a tenth of the CPU when requests need it too, all of it when they do not."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError) as error:
-        log.debug("cannot lower the checkpoint thread's priority: %s", error)
 
 
 def _finish_checkpoint(conn: sqlite3.Connection) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from spanmeter.record import EVENT_FAMILIES, UsageRecord
+from spanmeter.store.item_sql import ITEM_JSON, complete_items
 from spanmeter.store.queries import (
     EQUALITY_FILTERS,
     DailyTotals,
@@ -28,7 +29,6 @@ from spanmeter.store.queries import (
     ProductAdoption,
     RecordQuery,
 )
-from spanmeter.store.item_sql import ITEM_JSON, complete_items
 from spanmeter.store.rollup import ALL_CUSTOMERS, DAY_NS
 from spanmeter.store.schema import COLUMNS, row_to_record
 
