@@ -49,6 +49,7 @@ sys.path.insert(0, str(HERE))
 from ingest import Server, cpu_model, free_port, plan_cpus, spanmeter_command, spanmeter_version
 
 from spanmeter.api.cursor import decode_cursor
+from spanmeter.api.usage import item_text
 from spanmeter.api.usage import SERIES_DAYS, _ns
 from spanmeter.record import Product, UsageRecord, new_record_id
 from spanmeter.store.queries import EQUALITY_FILTERS, RecordQuery
@@ -579,7 +580,7 @@ def direct_call(store: CapturingStore, case: Case, cursor: str | None) -> None:
     now = time.time_ns()
     customer = case.params.get("customer")
     if case.path.endswith("/records"):
-        store.query_records(record_query(store, case, cursor))
+        store.query_items(record_query(store, case, cursor), item_text)
     elif case.path.endswith("/series"):
         today = now // DAY_NS
         start, end = (today - SERIES_DAYS + 1) * DAY_NS, (today + 1) * DAY_NS

@@ -124,9 +124,12 @@ class SQLiteQueries:
         page, params = build_page_sql(query, walk_seq=walk, select="")
         direction = "DESC" if query.order == "desc" else "ASC"
         sql = f"SELECT seq, {ITEM_JSON} FROM records WHERE seq IN ({page}) ORDER BY seq {direction}"
-        with self._reader() as conn:
-            rows = conn.execute(sql, params).fetchall()
-            items = complete_items(conn, rows, item_of)
+        rows = self._fetch(sql, [*params])
+        if any(item is None for _seq, item in rows):
+            with self._reader() as conn:
+                items = complete_items(conn, rows, item_of)
+        else:
+            items = [item for _seq, item in rows]
         return [(row[0], item) for row, item in zip(rows, items, strict=True)]
 
     def _walk_seq_for_time_range(self, query: RecordQuery) -> bool:
