@@ -256,3 +256,16 @@ def test_the_cli_tables_for_operators(tmp_path: Path, receiver: WebhookReceiver)
     listed = cli(tmp_path, "deliveries", "list").output.splitlines()
     assert listed[0].split()[:3] == ["exporter", "record_id", "customer_id"] and len(listed) == 3
     assert "HTTP 422" in listed[1] and len(listed[1]) < 400  # the reason is cut in the table
+
+
+def test_a_receiver_slower_than_the_timeout_gets_the_batch_again_with_the_same_id(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    receiver.slow, receiver.delay = 1, 1.0  # answers the first request after the exporter gave up on it
+    with running_collector(webhook_config(tmp_path, receiver.url, timeout=0.2)) as collector:
+        send_llm_spans(collector, 3)
+        wait_for(lambda: len(receiver.messages) == 2)
+        assert collector.metric("spanmeter_export_failures_total", {"exporter": "webhook/billing"}) == 1
+    first, second = receiver.messages
+    # At-least-once: the receiver saw the batch twice, and de-duplicates on webhook-id.
+    assert first.id == second.id and first.records == second.records

@@ -9,13 +9,15 @@
 
 A request that breaks the contract is kept in `violations` (tests assert there are none) and
 answered 400. Otherwise the receiver answers from `script` (a list of (status, headers, body)
-answers, used up in order; 200 when empty), and keeps what it accepted in `accepted`.
+answers, used up in order; 200 when empty; `delay` seconds before each of the first `slow`
+answers), and keeps what it accepted in `accepted`.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -40,6 +42,8 @@ class WebhookReceiver:
     script: list[tuple[int, dict[str, str], str]] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)  # every well-formed request, whatever the answer
     violations: list[str] = field(default_factory=list)
+    slow: int = 0
+    delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
 
@@ -103,6 +107,9 @@ class WebhookReceiver:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 problem, message = receiver.check(headers, body, self.command, self.path)
                 status, extra, text = 400, {}, problem or ""
+                with receiver.lock:
+                    wait, receiver.slow = (receiver.delay, receiver.slow - 1) if receiver.slow > 0 else (0.0, 0)
+                time.sleep(wait)
                 with receiver.lock:
                     if problem is not None:
                         receiver.violations.append(problem)
