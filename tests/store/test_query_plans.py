@@ -28,3 +28,27 @@ def test_adoption_reads_the_product_events_index(tmp_path: Path) -> None:
     assert len(store.plans) == 2
     for plan in store.plans:
         assert "USING INDEX records_product_events" in plan and "SCAN records" not in plan, plan
+
+
+def test_the_writer_looks_conversations_up_by_primary_key(tmp_path: Path) -> None:
+    """Each batch looks up its conversations' stored starts: a scan of conversation_starts made
+    every write slower as conversations accumulated."""
+    from spanmeter.store import rollup
+
+    store = SQLiteStore(tmp_path / "p.db")
+    store.migrate()
+    plans: list[str] = []
+
+    class Recording(sqlite3.Connection):
+        def execute(self, sql: str, params: object = ()) -> sqlite3.Cursor:  # type: ignore[override]
+            if "FROM conversation_starts" in sql:
+                plans.append(" | ".join(r[3] for r in super().execute(f"EXPLAIN QUERY PLAN {sql}", params)))
+            return super().execute(sql, params)  # type: ignore[arg-type]
+
+    conn = sqlite3.connect(tmp_path / "p.db", factory=Recording)
+    keys = [("w1", f"c{i}") for i in range(3)] + [("w2", "c0")]
+    assert rollup._stored_starts(conn, keys) == {}
+    assert len(plans) == 2  # one lookup per workspace
+    for plan in plans:
+        assert "SEARCH conversation_starts USING PRIMARY KEY (workspace=? AND conversation_id=?)" in plan, plan
+        assert "SCAN conversation_starts" not in plan, plan

@@ -160,21 +160,30 @@ def _count_conversations(
         )
 
 
+_STORED_STARTS: Final = (
+    "SELECT conversation_id, first_at, customer_id, last_at FROM conversation_starts"
+    " WHERE workspace = ? AND conversation_id IN ({})"
+)
+
+
 def _stored_starts(
     conn: sqlite3.Connection, keys: list[tuple[str, str]]
 ) -> dict[tuple[str, str], tuple[int, str | None, int | None]]:
     found: dict[tuple[str, str], tuple[int, str | None, int | None]] = {}
-    for start in range(0, len(keys), _CHUNK):
-        chunk = keys[start : start + _CHUNK]
-        values = ", ".join("(?, ?)" for _ in chunk)
-        sql = (
-            "SELECT workspace, conversation_id, first_at, customer_id, last_at FROM conversation_starts"
-            f" WHERE (workspace, conversation_id) IN (VALUES {values})"
-        )
-        for workspace, conversation, first_at, customer, last_at in conn.execute(
-            sql, [p for pair in chunk for p in pair]
-        ):
-            found[(workspace, conversation)] = (first_at, customer, last_at)
+    by_workspace: defaultdict[str, list[str]] = defaultdict(list)
+    for workspace, conversation in keys:
+        by_workspace[workspace].append(conversation)
+    for workspace, conversations in by_workspace.items():
+        for start in range(0, len(conversations), _CHUNK):
+            chunk = conversations[start : start + _CHUNK]
+            # `workspace = ? AND conversation_id IN (...)` searches the primary key; a row-value
+            # `(workspace, conversation_id) IN (VALUES ...)` scanned the whole table per chunk, so
+            # every batch cost more as conversations accumulated (a 50k batch: 2.7 s at 250k
+            # records, 13.7 s at 2.5M).
+            for conversation, first_at, customer, last_at in conn.execute(
+                _STORED_STARTS.format(", ".join("?" * len(chunk))), [workspace, *chunk]
+            ):
+                found[(workspace, conversation)] = (first_at, customer, last_at)
     return found
 
 
