@@ -137,10 +137,10 @@ class ExportRunner:
         )
         if claimed is None:
             return False
-        if isinstance(claimed, NotDue):
+        if isinstance(claimed, NotDue):  # waited out here: the batch is due when this returns
             self._note_lease(claimed)
             await self._sleep(max(0.0, (claimed.until - time.time_ns()) / 1e9))
-            return False
+            return True
         self._note_lease(None)
         outcome = await self._in_thread(self.exporter.send, claimed)
         try:

@@ -12,8 +12,7 @@ tests/store/test_item_sql.py checks both give the same JSON for generated record
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from pydantic.alias_generators import to_camel
@@ -86,15 +85,18 @@ ITEM_JSON: Final = _item_sql()
 
 
 def complete_items(
-    conn: sqlite3.Connection, rows: Sequence[tuple[int, str | None]], item_of: Callable[[UsageRecord], str]
+    fetch: Callable[[str, list[Any]], Iterable[Sequence[Any]]],
+    rows: Sequence[tuple[int, str | None]],
+    item_of: Callable[[UsageRecord], str],
 ) -> list[str]:
-    """Rows of (seq, ITEM_JSON) as item JSON texts: SQLite's, or `item_of` of the record where it left NULL."""
+    """Rows of (seq, ITEM_JSON) as item JSON texts: SQLite's, or `item_of` of the record where it
+    left NULL (those records are read with `fetch(sql, params)`, only when there are any)."""
     missing = [seq for seq, item in rows if item is None]
     if not missing:
         return [item for _seq, item in rows if item is not None]
     found: dict[int, Any] = {
         row[0]: row_to_record(row[1:])
-        for row in conn.execute(
+        for row in fetch(
             f"SELECT seq, {', '.join(COLUMNS)} FROM records WHERE seq IN ({', '.join('?' * len(missing))})", missing
         )
     }

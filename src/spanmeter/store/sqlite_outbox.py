@@ -220,7 +220,7 @@ class SQLiteOutbox:
                             newest = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM records").fetchone()[0]
                             end = min(max(newest, position), position + SCAN_WINDOW)
                 if item_of is not None:
-                    items = complete_items(conn, rows, item_of)
+                    items = complete_items(conn.execute, rows, item_of)
             finally:
                 conn.execute("COMMIT")
         claim = Claim(

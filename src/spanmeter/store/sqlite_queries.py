@@ -125,11 +125,7 @@ class SQLiteQueries:
         direction = "DESC" if query.order == "desc" else "ASC"
         sql = f"SELECT seq, {ITEM_JSON} FROM records WHERE seq IN ({page}) ORDER BY seq {direction}"
         rows = self._fetch(sql, [*params])
-        if any(item is None for _seq, item in rows):
-            with self._reader() as conn:
-                items = complete_items(conn, rows, item_of)
-        else:
-            items = [item for _seq, item in rows]
+        items = complete_items(self._fetch, rows, item_of)
         return [(row[0], item) for row, item in zip(rows, items, strict=True)]
 
     def _walk_seq_for_time_range(self, query: RecordQuery) -> bool:
