@@ -155,8 +155,9 @@ class _UUIDv7:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._last_ms = 0
-        self._seq = 0
+        # The next free stamp: 48-bit milliseconds and a 12-bit counter as one integer, so that a
+        # counter past 0xFFF carries into the next millisecond and order holds in any case.
+        self._next = 0
         self._random = random.Random(os.urandom(16))
 
     def __call__(self) -> str:
@@ -164,28 +165,20 @@ class _UUIDv7:
 
     def many(self, count: int) -> list[str]:
         """`count` ids in order: one clock read and one lock for a whole request."""
-        stamps: list[tuple[int, int]] = []
         with self._lock:
-            ms = time.time_ns() // 1_000_000
-            for _ in range(count):
-                if ms <= self._last_ms:
-                    # Same (or a backwards) millisecond: keep order with a 12-bit counter.
-                    self._seq += 1
-                    if self._seq > 0xFFF:
-                        self._last_ms += 1
-                        self._seq = 0
-                else:
-                    self._last_ms = ms
-                    self._seq = 0
-                stamps.append((self._last_ms, self._seq))
+            first = max((time.time_ns() // 1_000_000) << 12, self._next)  # never behind the last id
+            self._next = first + count
         bits = self._random.getrandbits  # unique, not secret: no syscall per id
         ids = []
-        for ms, seq in stamps:
+        for stamp in range(first, first + count):
             # 48-bit ms, version 7, 12-bit counter, variant 0b10, 62 random bits
-            head = f"{ms:012x}"
-            tail = f"{(0b10 << 62) | bits(62):016x}"
-            ids.append(f"{head[:8]}-{head[8:]}-7{seq:03x}-{tail[:4]}-{tail[4:]}")
+            h = f"{(stamp >> 12) << 80 | _VERSION_7 | (stamp & 0xFFF) << 64 | _VARIANT | bits(62):032x}"
+            ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
         return ids
+
+
+_VERSION_7: Final = 7 << 76
+_VARIANT: Final = 0b10 << 62
 
 
 new_record_id = _UUIDv7()

@@ -116,3 +116,25 @@ def test_the_writer_truncates_a_wal_the_checkpoints_cannot_keep_up_with(
     monkeypatch.setattr(sqlite_store, "WAL_LIMIT_PAGES", 500)  # 2 MB
     largest = largest_wal(tmp_path / "t.db", batches=100)
     assert largest < 3 * 500 * 4096, f"the WAL grew to {largest} bytes"  # about 30 MB without truncation
+
+
+def test_absent_fields_are_stored_as_null_and_a_repeat_is_a_plain_duplicate(tmp_path: Path) -> None:
+    # The writer binds absent values as NaN (faster than None); SQLite must store them as NULL, and
+    # comparing a repeat with the stored row must not see a difference in them.
+    async def main() -> None:
+        store = SQLiteStore(tmp_path / "w.db")
+        await store.start()
+        try:
+            first = await store.write([record("a")])
+            again = await store.write([UsageRecord(idempotency_key="a", kind="event", type="x", occurred_at=1, id="other")])
+            assert len(first.inserted) == 1 and (again.duplicates, again.conflicts) == (1, 0)
+            changed = UsageRecord(idempotency_key="a", kind="event", type="x", occurred_at=1, id="x", customer_id="c")
+            assert (await store.write([changed])).conflicts == 1
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+    with sqlite3.connect(tmp_path / "w.db") as conn:
+        types = conn.execute("SELECT typeof(customer_id), typeof(input_tokens), typeof(cost_usd_nano) FROM records").fetchall()
+        assert types == [("null", "null", "null")]
+        assert conn.execute("SELECT COUNT(*) FROM records WHERE customer_id IS NULL AND meta IS NULL").fetchone() == (1,)
