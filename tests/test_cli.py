@@ -66,8 +66,23 @@ def test_records_table_json_and_filters(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "30m, 2h, 7d" in bad.output
 
 
-def test_records_without_database_says_what_to_do(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [["records"], ["keys", "list"], ["keys", "revoke", "key_x"], ["exporters", "status"], ["deliveries", "list"],
+     ["deliveries", "retry", "--all"]],
+)
+def test_a_command_without_database_says_what_to_do_and_creates_none(tmp_path: Path, command: list[str]) -> None:
+    # A mistyped path must not leave an empty database behind that a later `serve -c` would not use.
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump({"storage": {"sqlite": {"path": str(tmp_path / "none.db")}}}))
-    result = CliRunner().invoke(main, ["records", "-c", str(config_path)])
-    assert result.exit_code == 1 and "run `spanmeter serve` first" in result.output
+    result = CliRunner().invoke(main, [*command, "-c", str(config_path)])
+    assert result.exit_code == 1 and "no database at" in result.output and "run `spanmeter serve` first" in result.output
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_keys_create_makes_the_database_before_the_first_serve(tmp_path: Path) -> None:
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump({"storage": {"sqlite": {"path": str(tmp_path / "new.db")}}}))
+    created = CliRunner().invoke(main, ["keys", "create", "-c", str(config_path)])
+    assert created.exit_code == 0 and created.output.startswith("sm_")
+    assert CliRunner().invoke(main, ["keys", "list", "-c", str(config_path)]).exit_code == 0

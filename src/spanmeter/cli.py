@@ -203,11 +203,16 @@ def _parse_since(value: str | None) -> int | None:
 
 
 # --- API keys ---------------------------------------------------------------------------------
-def _open_store(config_path: Path | None) -> tuple[Config, SQLiteStore]:
+def _open_store(config_path: Path | None, *, create: bool = False) -> tuple[Config, SQLiteStore]:
+    """The configured store, migrated. Only `create` makes a database where there is none: a
+    command that reads (or changes what exists) on a mistyped path must say so, not leave an
+    empty database behind."""
     from spanmeter.app import build_store
 
     config = _load(config_path)
     store = build_store(config)
+    if not create and not store.path.exists():
+        raise click.ClickException(f"no database at {store.path}; run `spanmeter serve` first (or pass -c)")
     store.migrate()
     return config, store
 
@@ -241,7 +246,7 @@ def keys() -> None:
               show_default=True, help="Repeat for several scopes.")
 def keys_create(config_path: Path | None, workspace: str | None, name: str, scopes: tuple[str, ...]) -> None:
     """Create a key and print it (the only time it is shown)."""
-    config, store = _open_store(config_path)
+    config, store = _open_store(config_path, create=True)  # keys may be made before the first serve
     try:
         secret, record = new_key(workspace or config.service.workspace, name, scopes)
     except ValueError as error:

@@ -242,6 +242,7 @@ def test_an_exporter_in_no_pipeline_is_not_started(tmp_path: Path, receiver: Web
 
 
 def test_the_cli_tables_for_operators(tmp_path: Path, receiver: WebhookReceiver) -> None:
+    assert cli(tmp_path, "keys", "create").exit_code == 0  # a database where no exporter has run yet
     assert cli(tmp_path, "exporters", "status").output.strip() == "no exporter has run on this database yet"
     assert cli(tmp_path, "deliveries", "list").output.strip() == "no dead deliveries"
     receiver.answer_next((422, {}, "bad " + "x" * 500))
