@@ -19,7 +19,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Final
 
@@ -147,6 +147,15 @@ def request_workspace_scope(workspace: str | None) -> Iterator[None]:
         yield
     finally:
         _CURRENT_WORKSPACE.reset(token)
+
+
+def bind_request_workspace(workspace: str | None) -> Token[str | None]:
+    """`request_workspace_scope` for the hot path, without a generator: reset the token after."""
+    return _CURRENT_WORKSPACE.set(workspace)
+
+
+def reset_request_workspace(token: Token[str | None]) -> None:
+    _CURRENT_WORKSPACE.reset(token)
 
 
 def request_workspace(default: str) -> str:

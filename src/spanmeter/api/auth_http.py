@@ -17,7 +17,14 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from spanmeter.api.errors import error_response
-from spanmeter.auth import Authenticator, AuthError, Principal, key_from_headers, request_workspace_scope
+from spanmeter.auth import (
+    Authenticator,
+    AuthError,
+    Principal,
+    bind_request_workspace,
+    key_from_headers,
+    reset_request_workspace,
+)
 from spanmeter.metrics import Metrics
 from spanmeter.receivers.decode import CONTENT_TYPES, JSON, encode
 
@@ -41,8 +48,13 @@ class AuthMiddleware:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        key = key_from_headers(headers.get("authorization"), headers.get("x-api-key"))
+        authorization = api_key = None
+        for name, value in scope["headers"]:  # what Headers(scope).get does, without the object
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"x-api-key":
+                api_key = value.decode("latin-1")
+        key = key_from_headers(authorization, api_key)
         path: str = scope["path"]
         try:
             if path.startswith(OPTIONAL_KEY_PREFIXES):
@@ -52,11 +64,14 @@ class AuthMiddleware:
                 principal = self.authenticator.authenticate(key, needed)
         except AuthError as error:
             self.metrics.auth_failures.labels("forbidden" if error.status == 403 else "unauthenticated").inc()
-            await _refuse(error, path, headers)(scope, receive, send)
+            await _refuse(error, path, Headers(scope=scope))(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
-        with request_workspace_scope(principal.workspace if principal.key_id else None):
+        token = bind_request_workspace(principal.workspace if principal.key_id else None)
+        try:
             await self.app(scope, receive, send)
+        finally:
+            reset_request_workspace(token)
 
 
 def _refuse(error: AuthError, path: str, headers: Headers) -> ASGIApp:
