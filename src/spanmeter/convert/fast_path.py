@@ -66,7 +66,21 @@ _SLOT_OF: Final = {
     **{A.FACTS[fact][0]: SLOTS + i for i, fact in enumerate(_SHARED_FACTS)},
 }
 _ALL_SLOTS: Final = SLOTS + len(_SHARED_FACTS)
-_KNOWN: Final = frozenset(A.FACT_INDEX)
+_NO_WHO: Final = [None] * len(_SHARED_FACTS)
+# Every attribute name → its slot, or what to do with it: names only the general table reads
+# (older or vendor names, usage.meta.*) send the span there; other names are not usage. One dict
+# lookup per attribute: names seen are remembered (bounded), so the prefix test runs once per name.
+_GENERAL: Final = -1
+_IGNORED: Final = -2
+_NAMES: Final[dict[str, int]] = {**{name: _GENERAL for name in A.FACT_INDEX}, **_SLOT_OF}
+_NAMES_LIMIT: Final = len(_NAMES) + 10_000
+
+
+def _classify(name: str) -> int:
+    slot = _GENERAL if name.startswith(A.META_PREFIX) else _IGNORED
+    if len(_NAMES) < _NAMES_LIMIT:
+        _NAMES[name] = slot
+    return slot
 
 
 def fast_span(
@@ -83,13 +97,15 @@ def fast_span(
         return None
     limit = options.max_field_chars
     values: list[Any] = [None] * _ALL_SLOTS
-    slot_of = _SLOT_OF.get
-    seen = who = False
+    slot_of = _NAMES.get
+    seen = False
     for kv in span.attributes:
         key = kv.key
         slot = slot_of(key)
         if slot is None:
-            if key in _KNOWN or key.startswith(A.META_PREFIX):
+            slot = _classify(key)
+        if slot < 0:
+            if slot == _GENERAL:
                 return None  # a name only the general table reads
             continue
         if values[slot] is not None:
@@ -106,7 +122,6 @@ def fast_span(
             if not text or len(text) > limit:
                 return None  # not a string, empty, or too long: the general path says which
             values[slot] = text
-            who = who or slot >= SLOTS
     if len(span.events):
         return None
     if not seen:
@@ -131,7 +146,7 @@ def fast_span(
             return None
 
     common = shared.copy()
-    if who:
+    if values[SLOTS:] != _NO_WHO:  # the span names who or relations of its own
         for i, fact in enumerate(_SHARED_FACTS, SLOTS):
             if values[i] is not None:
                 common[fact] = values[i]
