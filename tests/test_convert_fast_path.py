@@ -160,3 +160,24 @@ def test_the_token_contract_is_the_same_on_both_paths(counts: dict[str, int], ex
     options = ConvertOptions(workspace="w")
     fast = fast_span(span, {}, resource_fields({}, options), options, 7, exclusive)
     assert fast is not None and fast == general(span, {}, options, exclusive)
+
+
+def test_attribute_names_are_remembered_within_a_bound_and_meta_names_stay_general(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The fast path remembers how it classified each attribute name; an app sending ever new names
+    # must not grow that memory without end, and a name must mean the same the second time.
+    from spanmeter.convert import fast_path
+
+    names = dict(fast_path._NAMES)
+    monkeypatch.setattr(fast_path, "_NAMES", names)
+    monkeypatch.setattr(fast_path, "_NAMES_LIMIT", len(names) + 5)
+    options = ConvertOptions()
+    call = [("gen_ai.operation.name", "chat"), ("gen_ai.provider.name", "openai"), ("gen_ai.usage.input_tokens", 3)]
+    for i in range(20):
+        span = build([*call, (f"app.attribute_{i}", "x")], Status.STATUS_CODE_OK, 0, VALID_IDS, 1_763_900_000_000_000_000)
+        assert fast_span(span, {}, resource_fields({}, options), options, 1, False) is not None
+    assert len(names) == fast_path._NAMES_LIMIT
+    meta = build([*call, ("usage.meta.plan", "pro")], Status.STATUS_CODE_OK, 0, VALID_IDS, 1_763_900_000_000_000_000)
+    for _ in range(2):  # first classified, then remembered (or not, past the bound): general both times
+        assert fast_span(meta, {}, resource_fields({}, options), options, 1, False) is None

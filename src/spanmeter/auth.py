@@ -142,11 +142,11 @@ class Authenticator:
 @contextlib.contextmanager
 def request_workspace_scope(workspace: str | None) -> Iterator[None]:
     """Bind the workspace of the request being handled (None: the configured one)."""
-    token = _CURRENT_WORKSPACE.set(workspace)
+    token = bind_request_workspace(workspace)
     try:
         yield
     finally:
-        _CURRENT_WORKSPACE.reset(token)
+        reset_request_workspace(token)
 
 
 def bind_request_workspace(workspace: str | None) -> Token[str | None]:

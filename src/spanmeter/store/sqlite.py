@@ -66,13 +66,15 @@ WAL_RESTART_PAGES: Final = 16_384  # 64 MiB of 4 KiB pages: the writer lets the 
 WAL_LIMIT_PAGES: Final = 65_536  # 256 MiB: the writer truncates it
 _LOOKUP_CHUNK: Final = 800  # key hashes per SELECT, under SQLite's parameter limit
 
-# Binding None costs ~0.25 µs in CPython 3.11's sqlite3 (it looks for __adapt__/__conform__ each
-# time), and a record row has ~30 of them; a registered adapter (C, returns None) makes it ~0.08 µs.
-# Process-wide, and it changes nothing but the speed: None is still bound as NULL.
+# CPython 3.11's sqlite3 binds only int, float, str and bytearray directly; anything else, None
+# included, goes through its adapter lookup. Measured on 2026-11-30 (bench/README.md "Where the time
+# goes"): ~1 µs per None, ~0.33 µs with this registered adapter (C, returns None), and a record
+# row has ~35 of them. The adapter serves every other statement; process-wide, and it changes
+# nothing but the speed: None is still bound as NULL.
 sqlite3.register_adapter(type(None), {}.get)  # type: ignore[arg-type]  # {}.get(None) is None
-# Even so, ~0.3 µs of a record row's insert goes to each None (~35 per row): only int, float, str
-# and bytearray skip adaptation. A float NaN binds directly, and SQLite stores a bound NaN as NULL
-# (sqlite3_bind_double), so rows are bound with NaN for None: -2.5 µs per record (bench/README.md).
+# The records INSERT goes further: a float NaN binds directly (~0.06 µs), and SQLite stores a
+# bound NaN as NULL (sqlite3_bind_double), so its rows are bound with NaN for None: -2.4 to
+# -3.5 µs per record, the mapping included.
 _BIND_NULL: Final = {None: float("nan")}.get
 
 
