@@ -138,12 +138,7 @@ def records(
     config_path: Path | None, limit: int, as_json: bool, customer: str | None, kind: str | None, since: str | None
 ) -> None:
     """Show the most recent usage records, newest first."""
-    from spanmeter.app import build_store
-
-    config = _load(config_path)
-    store = build_store(config)
-    if not store.path.exists():
-        raise click.ClickException(f"no database at {store.path}; run `spanmeter serve` first (or pass -c)")
+    config, store = _configured_store(config_path)
     where = RecordFilter(
         workspace=config.service.workspace, customer_id=customer, kind=kind, since_ns=_parse_since(since)
     )
@@ -203,16 +198,21 @@ def _parse_since(value: str | None) -> int | None:
 
 
 # --- API keys ---------------------------------------------------------------------------------
-def _open_store(config_path: Path | None, *, create: bool = False) -> tuple[Config, SQLiteStore]:
-    """The configured store, migrated. Only `create` makes a database where there is none: a
-    command that reads (or changes what exists) on a mistyped path must say so, not leave an
-    empty database behind."""
+def _configured_store(config_path: Path | None, *, create: bool = False) -> tuple[Config, SQLiteStore]:
+    """The configured store. Only `create` accepts a path with no database yet: a command that
+    reads (or changes what exists) on a mistyped path must say so, not leave an empty database behind."""
     from spanmeter.app import build_store
 
     config = _load(config_path)
     store = build_store(config)
     if not create and not store.path.exists():
         raise click.ClickException(f"no database at {store.path}; run `spanmeter serve` first (or pass -c)")
+    return config, store
+
+
+def _open_store(config_path: Path | None, *, create: bool = False) -> tuple[Config, SQLiteStore]:
+    """The configured store, migrated (see _configured_store for `create`)."""
+    config, store = _configured_store(config_path, create=create)
     store.migrate()
     return config, store
 
