@@ -220,3 +220,36 @@ def test_cost_is_exact_to_the_nano_dollar() -> None:
     record, _ = priced(llm_attributes(model="gpt-4o-mini", input_tokens=1, output_tokens=1))
     # $0.15/M input + $0.60/M output: 0.00000015 + 0.0000006, no float rounding
     assert record.cost_usd == Decimal("0.00000075")
+
+
+def test_resources_are_remembered_by_their_encoding_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spanmeter.convert import values
+
+    monkeypatch.setattr(values, "_RESOURCES", {})
+
+    def build(tracer: Tracer) -> None:
+        with tracer.start_as_current_span("chat", attributes=llm_attributes()):
+            pass
+
+    def customers(resource: dict[str, Any]) -> list[str | None]:
+        return [r.customer_id for r in convert(build, resource)]
+
+    # The same resource again reads the same; a changed one is read anew, never the remembered one.
+    assert customers({"usage.customer.id": "acme"}) == ["acme"]
+    assert customers({"usage.customer.id": "acme"}) == ["acme"]
+    assert customers({"usage.customer.id": "globex"}) == ["globex"]
+    assert customers({"usage.customer.id": "acme", "usage.meta.plan": "pro"}) == ["acme"]
+    assert len(values._RESOURCES) == 3
+    # The stored facts are shared between requests: conversion must leave them as they were.
+    remembered = {k: dict(v) for k, v in values._RESOURCES.items()}
+    assert customers({"usage.customer.id": "acme", "usage.meta.plan": "pro"}) == ["acme"]
+    assert {k: dict(v) for k, v in values._RESOURCES.items()} == remembered
+
+    monkeypatch.setattr(values, "RESOURCES_REMEMBERED", 2)
+    for name in ("a", "b", "c", "d"):
+        assert customers({"usage.customer.id": name}) == [name]
+        assert len(values._RESOURCES) <= 2
+    monkeypatch.setattr(values, "RESOURCE_BYTES_REMEMBERED", 10)
+    values._RESOURCES.clear()
+    assert customers({"usage.customer.id": "e"}) == ["e"]
+    assert values._RESOURCES == {}  # larger than the size bound: read every time

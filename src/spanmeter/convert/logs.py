@@ -20,7 +20,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from spanmeter.convert import attributes as A
 from spanmeter.convert.events import event_record
 from spanmeter.convert.spans import Converted, ConvertOptions, common_fields, resource_fields
-from spanmeter.convert.values import Facts, InvalidSpan, extract, get_str, hex_id
+from spanmeter.convert.values import Facts, InvalidSpan, extract, get_str, hex_id, resource_facts
 from spanmeter.record import UsageRecord
 
 IGNORED_EVENT_PREFIXES: Final = ("gen_ai.",)
@@ -29,9 +29,9 @@ IGNORED_EVENT_PREFIXES: Final = ("gen_ai.",)
 def convert_logs(request: ExportLogsServiceRequest, options: ConvertOptions, received_at: int) -> Converted:
     out = Converted()
     for resource_logs in request.resource_logs:
-        resource = extract(resource_logs.resource.attributes)
-        shared = resource_fields(resource, options)  # once per resource, not per log record
         resource_bytes = resource_logs.resource.SerializeToString(deterministic=True)
+        resource = resource_facts(resource_logs.resource, resource_bytes)
+        shared = resource_fields(resource, options)  # once per resource, not per log record
         for scope_logs in resource_logs.scope_logs:
             for index, log in enumerate(scope_logs.log_records):
                 try:

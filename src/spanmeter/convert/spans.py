@@ -36,6 +36,7 @@ from spanmeter.convert.values import (
     get_count,
     get_str,
     hex_id,
+    resource_facts,
 )
 from spanmeter.record import UsageRecord
 
@@ -77,7 +78,7 @@ class Converted:
 def convert_traces(request: ExportTraceServiceRequest, options: ConvertOptions, received_at: int) -> Converted:
     out = Converted()
     for resource_spans in request.resource_spans:
-        resource = extract(resource_spans.resource.attributes)
+        resource = resource_facts(resource_spans.resource)
         shared = resource_fields(resource, options)  # once per resource, not per span
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope.name

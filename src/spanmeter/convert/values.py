@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from spanmeter.convert.attributes import FACT_INDEX, META_PREFIX
 
@@ -87,6 +88,29 @@ def extract(kvs: Iterable[KeyValue], extra: dict[str, Any] | None = None) -> Fac
         facts[META] = (0, META_PREFIX, meta)
     for fact, value in (extra or {}).items():
         facts[fact] = (-1, fact, value)
+    return facts
+
+
+# Resources read lately, by their encoding. An app's SDK sends the same resource in every request,
+# and reading its attributes costs ~14 µs (upb makes an object of every key and value) against
+# ~1.5 µs to encode it: a 1-span request's conversion is ~70 µs. Bounded in entries and size.
+_RESOURCES: Final[dict[bytes, Facts]] = {}
+RESOURCES_REMEMBERED: Final = 1024
+RESOURCE_BYTES_REMEMBERED: Final = 4096  # larger resources are read every time
+
+
+def resource_facts(resource: Resource, encoded: bytes | None = None) -> Facts:
+    """`extract` of a resource's attributes; the same dict for the same encoded resource, so
+    callers must not change it. `encoded`: the resource's encoding, when the caller has it."""
+    if encoded is None:
+        encoded = resource.SerializeToString()
+    facts = _RESOURCES.get(encoded)
+    if facts is None:
+        facts = extract(resource.attributes)
+        if len(encoded) <= RESOURCE_BYTES_REMEMBERED:
+            if len(_RESOURCES) >= RESOURCES_REMEMBERED:
+                _RESOURCES.clear()  # many distinct resources: start over rather than track use
+            _RESOURCES[encoded] = facts
     return facts
 
 
