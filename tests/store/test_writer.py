@@ -138,3 +138,46 @@ def test_absent_fields_are_stored_as_null_and_a_repeat_is_a_plain_duplicate(tmp_
         types = conn.execute("SELECT typeof(customer_id), typeof(input_tokens), typeof(cost_usd_nano) FROM records").fetchall()
         assert types == [("null", "null", "null")]
         assert conn.execute("SELECT COUNT(*) FROM records WHERE customer_id IS NULL AND meta IS NULL").fetchone() == (1,)
+
+
+def test_batches_with_and_without_rare_fields_store_every_field(tmp_path: Path) -> None:
+    # A batch whose records leave all the rare columns empty is inserted naming only the others
+    # (sqlite_store._INSERT_COMMON); a batch with any of them set, every column. Both must store
+    # each record field for field.
+    from decimal import Decimal
+
+    from spanmeter.record import Product
+
+    call = UsageRecord(
+        idempotency_key="call", kind="llm", type="chat", occurred_at=5, id="id-call", received_at=6, latency_ms=7,
+        customer_id="acme", user_id="u1", provider="openai", request_model="gpt-4o", response_model="gpt-4o-2024",
+        operation="chat", input_tokens=10, output_tokens=2, total_tokens=12, cache_read_tokens=3,
+        cache_write_tokens=1, reasoning_tokens=1, cost_usd=Decimal("0.000123"), cost_source="computed",
+        price_ref="ref", status="error", error_type="429", conversation_id="c1", message_id="m1", feature="chat",
+        trace_id="ab" * 16, span_id="cd" * 8, service_name="svc",
+    )  # fmt: skip
+    rare = UsageRecord(
+        idempotency_key="event", kind="event", type="signup", occurred_at=8, id="id-event", email="a@b.c",
+        account_domain="b.c", reported_cost_usd=Decimal("1.5"), event_name="signup", event_family="activation",
+        product=Product("p1", "Product", "plan", "2", "cat"), source="web", campaign_id="cmp", meter="calls",
+        quantity=Decimal("2.25"), task_id="t", contact_id="ct", blueprint_id="bp", bot_id="bot", dataset_id="ds",
+        skillset_id="ss", ability_id="ab", tags=["x", "y"], meta={"plan": "pro"}, query="q?",
+    )  # fmt: skip
+    assert all(v is None for v in sqlite_store._rare_of(sqlite_store.record_to_row(call) + (0,)))
+    assert not any(v is None for v in sqlite_store._rare_of(sqlite_store.record_to_row(rare) + (0,)))
+    plain = UsageRecord(**{**{n: getattr(call, n) for n in ("kind", "type", "occurred_at")}, "idempotency_key": "k3", "id": "id-3"})
+
+    async def main() -> list[UsageRecord]:
+        store = SQLiteStore(tmp_path / "w.db")
+        await store.start()
+        try:
+            assert len((await store.write([call])).inserted) == 1  # the common columns only
+            assert len((await store.write([plain, rare])).inserted) == 2  # every column
+            return store.recent(sqlite_store.RecordFilter(), 10)
+        finally:
+            await store.close()
+
+    stored = {r.idempotency_key: r for r in asyncio.run(main())}
+    assert stored["call"] == call
+    assert stored["event"] == rare
+    assert stored["k3"] == plain

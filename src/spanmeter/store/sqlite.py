@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import operator
 import os
 import queue
 import sqlite3
@@ -80,6 +81,24 @@ _BIND_NULL: Final = {None: float("nan")}.get
 
 def _bindable(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(map(_BIND_NULL, row, row))  # values are str, int or None: all hashable
+
+
+# Columns a model call's record leaves empty (product events, meters, most relations, tags, meta).
+# A batch in which all of them are empty is inserted naming only the other columns: half the
+# values to bind and step through (-2 to -3 µs per record, bench/README.md); the rest default to NULL.
+_RARE: Final = frozenset(
+    {"email", "account_domain", "reported_cost_usd_nano", "event_name", "event_family", "product_id", "product_name",
+     "product_type", "product_version", "product_category", "source", "campaign_id", "meter", "quantity", "task_id",
+     "contact_id", "blueprint_id", "bot_id", "dataset_id", "skillset_id", "ability_id", "tags", "meta", "query"}
+)
+_ROW_COLUMNS: Final = (*COLUMNS, "key_hash")
+_COMMON_COLUMNS: Final = tuple(c for c in _ROW_COLUMNS if c not in _RARE)
+_rare_of: Final = operator.itemgetter(*(i for i, c in enumerate(_ROW_COLUMNS) if c in _RARE))
+_common_of: Final = operator.itemgetter(*(i for i, c in enumerate(_ROW_COLUMNS) if c not in _RARE))
+_NO_RARE: Final = (None,) * len(_RARE)
+_INSERT_COMMON: Final = (
+    f"INSERT OR IGNORE INTO records ({', '.join(_COMMON_COLUMNS)}) VALUES ({', '.join('?' * len(_COMMON_COLUMNS))})"
+)
 
 
 @migrations(name="m001_records")
@@ -470,7 +489,10 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys, SQLiteOutbox):
                     rows.append(row)
                     owners.append((job, record))
         before = conn.total_changes
-        conn.executemany(_INSERT, map(_bindable, rows))
+        if all(map(_NO_RARE.__eq__, map(_rare_of, rows))):  # in C: ~0.3 µs per row
+            conn.executemany(_INSERT_COMMON, map(_bindable, map(_common_of, rows)))
+        else:
+            conn.executemany(_INSERT, map(_bindable, rows))
         new: list[tuple[UsageRecord, int | None]] = []
         if conn.total_changes - before == len(rows):
             for row, (job, record) in zip(rows, owners, strict=True):
