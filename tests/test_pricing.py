@@ -107,3 +107,17 @@ def test_tiered_prices_switch_at_the_same_input_as_genai_prices() -> None:
             for inp in (start - 1, start, start + 1, 3 * start):
                 r = record(provider, model, inp, 700, inp // 4, inp // 10)
                 assert flat.cost(r) == reference(r).total_price, (provider, model, inp)
+
+
+@given(
+    st.decimals(min_value=Decimal(-(10**9)), max_value=Decimal(10**9), allow_nan=False, allow_infinity=False, places=None)
+    | st.builds(lambda n, e: Decimal(n).scaleb(-e), st.integers(-(10**18), 10**18), st.integers(0, 20))
+)
+def test_to_nano_rounds_half_even_to_whole_nano_dollars(amount: Decimal) -> None:
+    from decimal import ROUND_HALF_EVEN, localcontext
+
+    with localcontext() as ctx:
+        ctx.prec = 60  # the reference itself must not round
+        expected = int((amount * 10**9).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    assert to_nano(amount) == expected
+    assert to_nano(Decimal("0.0000000005")) == 0 and to_nano(Decimal("0.0000000015")) == 2  # ties to even
