@@ -17,6 +17,7 @@ import pytest
 
 from spanmeter.app import Collector
 from spanmeter.config import Config, parse_config
+from spanmeter.event_loop import new_event_loop
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> Config:
@@ -66,7 +67,7 @@ class RunningCollector:
 
 @contextmanager
 def running_collector(config: Config) -> Iterator[RunningCollector]:
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop(config.service.event_loop)  # what `spanmeter serve` runs on
     thread = threading.Thread(target=loop.run_forever, name="collector-loop", daemon=True)
     thread.start()
     collector = Collector(config)

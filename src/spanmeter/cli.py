@@ -20,6 +20,7 @@ import spanmeter
 from spanmeter.auth import new_key
 from spanmeter.config import Config, load_config
 from spanmeter.errors import ConfigError
+from spanmeter.event_loop import describe, new_event_loop
 from spanmeter.record import format_ns
 from spanmeter.store.base import RecordFilter
 from spanmeter.store.outbox import DELIVERY_STATES
@@ -35,6 +36,7 @@ CONFIG_OPTION = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="YAML config file (OpenTelemetry Collector shape). Default: the embedded default config.",
 )
+log = logging.getLogger("spanmeter")
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
 
 
@@ -106,7 +108,9 @@ def serve(config_path: Path | None, log_level: str | None, log_format: str | Non
         await Collector(config).run_until(stop)
 
     try:
-        asyncio.run(run())
+        with asyncio.Runner(loop_factory=lambda: new_event_loop(config.service.event_loop)) as runner:
+            log.info("event loop: %s", describe(runner.get_loop()))
+            runner.run(run())
     except OSError as error:
         raise click.ClickException(f"{error}. Is another process using the port? Change it in the config.") from None
 

@@ -28,6 +28,7 @@ from standardwebhooks import Webhook
 
 from spanmeter.convert.attributes import MODEL_OPERATIONS
 from spanmeter.errors import ConfigError
+from spanmeter.event_loop import EventLoopChoice, uses_uvloop
 
 _ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -205,6 +206,15 @@ class Telemetry(_Model):
 
 class Service(_Model):
     workspace: Annotated[str, Field(min_length=1)] = "default"
+    event_loop: EventLoopChoice = Field(
+        "auto", description="auto: uvloop when installed (not on Windows), else asyncio; or asyncio | uvloop"
+    )
+
+    @field_validator("event_loop")
+    @classmethod
+    def _event_loop_available(cls, choice: EventLoopChoice) -> EventLoopChoice:
+        uses_uvloop(choice)  # 'uvloop' without uvloop installed is an error here, not at start-up
+        return choice
     pipelines: dict[str, Pipeline] = {"usage": Pipeline()}
     telemetry: Telemetry = Telemetry()
 
