@@ -1,6 +1,7 @@
 """The bare-minimum OTLP trace receivers that spanmeter is measured against.
 
     python bench/baseline.py --mode bare --grpc-port P --http-port Q --db FILE [--http-server raw|uvicorn]
+                             [--loop asyncio|uvloop]
 
 One process, one asyncio event loop, both protocols (like spanmeter). Modes:
 
@@ -17,7 +18,10 @@ ExportTraceServiceResponse out). HTTP, `POST /v1/traces` with `application/x-pro
 - `raw` (default): an asyncio.Protocol HTTP/1.1 server: keep-alive, pipelining, Content-Length
   bodies (chunked bodies get 411), 404/405/415/400 for wrong path/method/type/body. Minimal but
   correct for what OTLP exporters send.
-- `uvicorn`: the same handler as a plain ASGI app on uvicorn (the server spanmeter uses, h11 here).
+- `uvicorn`: the same handler as a plain ASGI app on uvicorn (the server spanmeter uses, with
+  httptools).
+`--loop`: the event loop, asyncio's own by default (the bare minimum of issue 5); uvloop, which
+`spanmeter serve` uses where installed, to compare like with like.
 Stops cleanly on SIGTERM/SIGINT (closes listeners, commits, exits 0).
 """
 
@@ -352,8 +356,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--http-port", type=int, required=True)
     parser.add_argument("--db", help="SQLite file (bare mode)")
     parser.add_argument("--http-server", choices=("raw", "uvicorn"), default="raw")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args))
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(serve(args))
+    else:
+        asyncio.run(serve(args))
     sys.exit(0)
 
 

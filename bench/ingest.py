@@ -202,25 +202,31 @@ class Server:
             return ""
 
 
-def make_server(receiver: str, workdir: Path, cpu: int | None, http_baseline: str, webhook: str | None = None) -> Server:
+def make_server(
+    receiver: str, workdir: Path, cpu: int | None, http_baseline: str, webhook: str | None = None,
+    spanmeter_loop: str = "auto", baseline_loop: str = "asyncio",
+) -> Server:
     """`webhook`: the URL spanmeter's webhook exporter sends every stored record to."""
     workdir.mkdir(parents=True)
     grpc_port, http_port = free_port(), free_port()
     if receiver == "spanmeter":
         config = workdir / "spanmeter.yaml"
-        config.write_text(
+        service: list[str] = []
+        text = (
             "receivers:\n  otlp:\n    protocols:\n"
             f'      grpc: {{endpoint: "127.0.0.1:{grpc_port}"}}\n'
             f'      http: {{endpoint: "127.0.0.1:{http_port}"}}\n'
             f'storage:\n  sqlite: {{path: "{workdir / "spanmeter.db"}"}}\n'
-            + (
+        )
+        if webhook:
+            text += (
                 f"exporters:\n  webhook/bench:\n    endpoint: {webhook}\n    secret: whsec_{'A' * 44}\n"
                 "    max_batch: 100\n    flush_interval: 1.0\n"  # the defaults
-                "service:\n  pipelines:\n    usage:\n      exporters: [webhook/bench]\n"
-                if webhook
-                else ""
             )
-        )
+            service.append("  pipelines:\n    usage:\n      exporters: [webhook/bench]\n")
+        if spanmeter_loop != "auto":  # the default: trees older than the key run too
+            service.append(f"  event_loop: {spanmeter_loop}\n")
+        config.write_text(text + ("service:\n" + "".join(service) if service else ""))
         argv = [*spanmeter_command(), "serve", "-c", str(config)]
     else:
         argv = [
@@ -236,6 +242,8 @@ def make_server(receiver: str, workdir: Path, cpu: int | None, http_baseline: st
             str(workdir / "baseline.db"),
             "--http-server",
             http_baseline,
+            "--loop",
+            baseline_loop,
         ]
     return Server(receiver, argv, workdir, grpc_port, http_port, cpu)
 
@@ -284,7 +292,9 @@ async def run_one(
         # one count per run at the sink: the path is unique across the whole bench (--half-rate's
         # maximum runs and its paced runs have the same case and repeat names)
         webhook = f"http://127.0.0.1:{args.sink_port}/hooks/{os.getpid()}-{next(_RUN_NUMBER)}"
-    server = make_server(receiver, workdir, args.server_cpu, args.http_baseline, webhook)
+    server = make_server(
+        receiver, workdir, args.server_cpu, args.http_baseline, webhook, args.spanmeter_loop, args.baseline_loop
+    )
     server.start()
     profiler: subprocess.Popen[bytes] | None = None
     profile_path: Path | None = None
@@ -554,6 +564,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--http-baseline", choices=("raw", "uvicorn"), default="raw", help="HTTP server of the baselines"
     )
     parser.add_argument(
+        "--spanmeter-loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+        help="spanmeter's service::event_loop (default auto: uvloop where installed)",
+    )
+    parser.add_argument(
+        "--baseline-loop", choices=("asyncio", "uvloop"), default="asyncio",
+        help="event loop of the baselines (default asyncio, the bare minimum as defined)",
+    )
+    parser.add_argument(
         "--webhook",
         action="store_true",
         help="spanmeter runs with a webhook exporter sending every record to bench/webhook_sink.py (on the load CPU)",
@@ -683,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {machine['nproc']} CPUs, {machine['cpu_model']}, Python {machine['python']}; "
         f"servers on CPU {args.server_cpu}, load generator on CPU {args.client_cpu}; concurrency {args.concurrency}"
     )
+    print(f"event loops: spanmeter {args.spanmeter_loop}, baselines {args.baseline_loop}")
     started = time.perf_counter()
     sink = start_webhook_sink(args) if args.webhook else None
     try:
