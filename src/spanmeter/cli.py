@@ -29,6 +29,8 @@ from spanmeter.store.queries import SCOPES, ApiKey
 if TYPE_CHECKING:
     from spanmeter.store.sqlite import SQLiteStore
 
+log = logging.getLogger("spanmeter")
+
 CONFIG_OPTION = click.option(
     "-c",
     "--config",
@@ -36,7 +38,6 @@ CONFIG_OPTION = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="YAML config file (OpenTelemetry Collector shape). Default: the embedded default config.",
 )
-log = logging.getLogger("spanmeter")
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
 
 

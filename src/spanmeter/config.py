@@ -209,14 +209,14 @@ class Service(_Model):
     event_loop: EventLoopChoice = Field(
         "auto", description="auto: uvloop when installed (not on Windows), else asyncio; or asyncio | uvloop"
     )
+    pipelines: dict[str, Pipeline] = {"usage": Pipeline()}
+    telemetry: Telemetry = Telemetry()
 
     @field_validator("event_loop")
     @classmethod
     def _event_loop_available(cls, choice: EventLoopChoice) -> EventLoopChoice:
         uses_uvloop(choice)  # 'uvloop' without uvloop installed is an error here, not at start-up
         return choice
-    pipelines: dict[str, Pipeline] = {"usage": Pipeline()}
-    telemetry: Telemetry = Telemetry()
 
 
 class Auth(_Model):

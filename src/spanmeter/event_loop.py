@@ -2,7 +2,7 @@
 
 Both receivers, the API and the exporters' scheduling share one loop. At one span per request much
 of a request's CPU is the loop's own work (the gRPC core's completions, uvicorn's protocol callbacks,
-the writer's wake-ups): on uvloop, 14-16 % more such requests per second on one core here
+the writer's wake-ups): on uvloop, 14-17 % more such requests per second on one core here
 (bench/README.md); at 512 spans per request no difference. `service::event_loop` chooses.
 """
 
