@@ -25,11 +25,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(
+    tmp_path: Path, port: int, grpc_port: int | None = None, service: dict[str, object] | None = None
+) -> subprocess.Popen[bytes]:
+    """`spanmeter serve` in a process of its own (HTTP on `port`, gRPC on `grpc_port` or off),
+    returned once /readyz answers; its stderr is piped."""
     config = tmp_path / "config.yaml"
+    grpc = None if grpc_port is None else {"endpoint": f"127.0.0.1:{grpc_port}"}
     config.write_text(yaml.safe_dump({
-        "receivers": {"otlp": {"protocols": {"grpc": None, "http": {"endpoint": f"127.0.0.1:{port}"}}}},
+        "receivers": {"otlp": {"protocols": {"grpc": grpc, "http": {"endpoint": f"127.0.0.1:{port}"}}}},
         "storage": {"sqlite": {"path": str(tmp_path / "crash.db")}},
+        **({"service": service} if service else {}),
     }))
     proc = subprocess.Popen([sys.executable, "-m", "spanmeter", "serve", "-c", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -1,18 +1,13 @@
-"""`spanmeter serve` on either event loop (service.event_loop): uvloop by default where it is
+"""`spanmeter serve` on either event loop (service::event_loop): uvloop by default where it is
 installed, asyncio's own on request; both receivers answer and store on each."""
 
 from __future__ import annotations
 
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
-import yaml
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
@@ -21,30 +16,14 @@ from spanmeter import event_loop
 from spanmeter.errors import ConfigError
 from tests.conftest import make_config
 from tests.otlp_helpers import llm_spans
-from tests.test_crash import free_port
+from tests.test_crash import free_port, start_server
 
 
 @pytest.mark.parametrize(("choice", "runs_on"), [("auto", "uvloop"), ("asyncio", "asyncio"), ("uvloop", "uvloop")])
 def test_serve_runs_on_the_chosen_loop_and_both_receivers_store(tmp_path: Path, choice: str, runs_on: str) -> None:
     grpc_port, http_port = free_port(), free_port()
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{grpc_port}"},
-                                             "http": {"endpoint": f"127.0.0.1:{http_port}"}}}},
-        "storage": {"sqlite": {"path": str(tmp_path / "s.db")}},
-        "service": {"event_loop": choice},
-    }))  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "spanmeter", "serve", "-c", str(config)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = start_server(tmp_path, http_port, grpc_port, service={"event_loop": choice})
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{http_port}/readyz", timeout=0.5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and proc.poll() is None, "spanmeter serve did not start"
-                time.sleep(0.05)
         grpc = GrpcExporter(endpoint=f"127.0.0.1:{grpc_port}", insecure=True)
         http = HttpExporter(endpoint=f"http://127.0.0.1:{http_port}/v1/traces")
         assert grpc.export(llm_spans(3, customer="grpc")) == SpanExportResult.SUCCESS
@@ -56,7 +35,7 @@ def test_serve_runs_on_the_chosen_loop_and_both_receivers_store(tmp_path: Path, 
         _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr.decode()
     assert f"event loop: {runs_on}" in stderr.decode()
-    with sqlite3.connect(tmp_path / "s.db") as conn:
+    with sqlite3.connect(tmp_path / "crash.db") as conn:
         stored = dict(conn.execute("SELECT customer_id, COUNT(*) FROM records GROUP BY customer_id").fetchall())
     assert stored == {"grpc": 3, "http": 2}
 
