@@ -13,12 +13,10 @@ Transport-neutral: the HTTP middleware is `api/auth_http.py`, the gRPC intercept
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Iterator
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Final
@@ -139,18 +137,10 @@ class Authenticator:
         return Principal(found.workspace, frozenset(found.scopes), found.id)
 
 
-@contextlib.contextmanager
-def request_workspace_scope(workspace: str | None) -> Iterator[None]:
-    """Bind the workspace of the request being handled (None: the configured one)."""
-    token = bind_request_workspace(workspace)
-    try:
-        yield
-    finally:
-        reset_request_workspace(token)
-
-
 def bind_request_workspace(workspace: str | None) -> Token[str | None]:
-    """`request_workspace_scope` for the hot path, without a generator: reset the token after."""
+    """Bind the workspace of the request being handled (None: the configured one); the caller
+    resets the token when the request is done. A token, not a context manager: ~0.7 µs against
+    ~3.7 µs for a generator-based one, on every request."""
     return _CURRENT_WORKSPACE.set(workspace)
 
 

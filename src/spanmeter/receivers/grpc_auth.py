@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import grpc
 
-from spanmeter.auth import Authenticator, AuthError, key_from_headers, request_workspace_scope
+from spanmeter.auth import (
+    Authenticator,
+    AuthError,
+    bind_request_workspace,
+    key_from_headers,
+    reset_request_workspace,
+)
 from spanmeter.metrics import Metrics
 
 if TYPE_CHECKING:  # generic only in the stubs
@@ -61,8 +67,11 @@ def _bound(handler: Handler, workspace: str) -> Handler:
     inner = cast(Callable[[Any, Any], Awaitable[Any]], handler.unary_unary)  # an aio handler: a coroutine
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        with request_workspace_scope(workspace):
+        token = bind_request_workspace(workspace)
+        try:
             return await inner(request, context)
+        finally:
+            reset_request_workspace(token)
 
     return grpc.unary_unary_rpc_method_handler(
         call,
