@@ -150,6 +150,10 @@ def format_ns(ns: int) -> str:
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{rest // 1000:06d}Z"
 
 
+_VERSION_7: Final = 7 << 76  # UUIDv7 bits: version 7 and variant 0b10 (RFC 9562)
+_VARIANT: Final = 0b10 << 62
+
+
 class _UUIDv7:
     """UUIDv7 ids (RFC 9562): time-ordered, monotonic within this process."""
 
@@ -175,10 +179,6 @@ class _UUIDv7:
             h = f"{(stamp >> 12) << 80 | _VERSION_7 | (stamp & 0xFFF) << 64 | _VARIANT | bits(62):032x}"
             ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
         return ids
-
-
-_VERSION_7: Final = 7 << 76
-_VARIANT: Final = 0b10 << 62
 
 
 new_record_id = _UUIDv7()

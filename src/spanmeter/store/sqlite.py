@@ -51,10 +51,14 @@ T = TypeVar("T")
 
 migrations = Migrations("spanmeter")
 
+
+def _insert_sql(columns: tuple[str, ...]) -> str:
+    return f"INSERT OR IGNORE INTO records ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
 # Rows are COLUMNS plus the store's own `key_hash` (store/key_hash.py) at the end.
-_INSERT: Final = (
-    f"INSERT OR IGNORE INTO records ({', '.join(COLUMNS)}, key_hash) VALUES ({', '.join('?' * (len(COLUMNS) + 1))})"
-)
+_ROW_COLUMNS: Final = (*COLUMNS, "key_hash")
+_INSERT: Final = _insert_sql(_ROW_COLUMNS)
 _SELECT: Final = f"SELECT {', '.join(COLUMNS)} FROM records"
 _SELECT_BY_HASH: Final = f"SELECT {', '.join(COLUMNS)}, key_hash FROM records WHERE key_hash IN "
 _HASH_AT: Final = len(COLUMNS)
@@ -91,14 +95,11 @@ _RARE: Final = frozenset(
      "product_type", "product_version", "product_category", "source", "campaign_id", "meter", "quantity", "task_id",
      "contact_id", "blueprint_id", "bot_id", "dataset_id", "skillset_id", "ability_id", "tags", "meta", "query"}
 )
-_ROW_COLUMNS: Final = (*COLUMNS, "key_hash")
 _COMMON_COLUMNS: Final = tuple(c for c in _ROW_COLUMNS if c not in _RARE)
 _rare_of: Final = operator.itemgetter(*(i for i, c in enumerate(_ROW_COLUMNS) if c in _RARE))
 _common_of: Final = operator.itemgetter(*(i for i, c in enumerate(_ROW_COLUMNS) if c not in _RARE))
 _NO_RARE: Final = (None,) * len(_RARE)
-_INSERT_COMMON: Final = (
-    f"INSERT OR IGNORE INTO records ({', '.join(_COMMON_COLUMNS)}) VALUES ({', '.join('?' * len(_COMMON_COLUMNS))})"
-)
+_INSERT_COMMON: Final = _insert_sql(_COMMON_COLUMNS)
 
 
 @migrations(name="m001_records")
