@@ -95,11 +95,12 @@ _RARE: Final = frozenset(
      "product_type", "product_version", "product_category", "source", "campaign_id", "meter", "quantity", "task_id",
      "contact_id", "blueprint_id", "bot_id", "dataset_id", "skillset_id", "ability_id", "tags", "meta", "query"}
 )
-_COMMON_COLUMNS: Final = tuple(c for c in _ROW_COLUMNS if c not in _RARE)
-_rare_of: Final = operator.itemgetter(*(i for i, c in enumerate(_ROW_COLUMNS) if c in _RARE))
-_common_of: Final = operator.itemgetter(*(i for i, c in enumerate(_ROW_COLUMNS) if c not in _RARE))
-_NO_RARE: Final = (None,) * len(_RARE)
-_INSERT_COMMON: Final = _insert_sql(_COMMON_COLUMNS)
+_RARE_AT: Final = tuple(i for i, c in enumerate(_ROW_COLUMNS) if c in _RARE)
+_COMMON_AT: Final = tuple(i for i in range(len(_ROW_COLUMNS)) if i not in _RARE_AT)
+_rare_of: Final = operator.itemgetter(*_RARE_AT)
+_common_of: Final = operator.itemgetter(*_COMMON_AT)
+_NO_RARE: Final = (None,) * len(_RARE_AT)
+_INSERT_COMMON: Final = _insert_sql(tuple(_ROW_COLUMNS[i] for i in _COMMON_AT))
 
 
 @migrations(name="m001_records")
