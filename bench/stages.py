@@ -11,7 +11,8 @@ pre-serialised requests (bench/otlpgen.py), pinned to one CPU, without servers o
   writer's `_insert`: INSERT OR IGNORE of the rows into a database with spanmeter's schema and
   indexes, and the daily rollups, one transaction per request), and the same requests once more
   end to end through `Ingest.export_traces` on a real `SQLiteStore` (writer thread included,
-  4 requests in flight) as a check that the stages add up.
+  4 requests in flight) as a check that the stages add up. Then, for comparison, the insert stage
+  once more into a database without the records indexes: what those indexes cost.
 - bare: parse, extract (bench/baseline.py's loop), insert (its 16-column table, one UNIQUE index).
 
 Each figure is process CPU time per span (microseconds), so other load on the machine matters
@@ -40,7 +41,7 @@ import otlpgen
 from ingest import cpu_model, spanmeter_version
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from spanmeter.convert.spans import ConvertOptions, convert_traces
+from spanmeter.convert.spans import Converted, ConvertOptions, convert_traces
 from spanmeter.metrics import Metrics
 from spanmeter.pricing import Pricer
 from spanmeter.receivers.ingest import Ingest
@@ -57,7 +58,7 @@ def timed(results: dict[str, float], name: str, spans: int, fn: Callable[[], Any
     return value
 
 
-def spanmeter_stages(bodies: list[bytes], spans: int, workdir: Path) -> dict[str, float]:
+def spanmeter_stages(bodies: list[bytes], spans: int, workdir: Path) -> tuple[dict[str, float], list[Converted]]:
     out: dict[str, float] = {}
     options, pricer = ConvertOptions(), Pricer()
 
@@ -83,26 +84,33 @@ def spanmeter_stages(bodies: list[bytes], spans: int, workdir: Path) -> dict[str
         record_to_row(r) + (key_hash(r.workspace, r.idempotency_key),) for c in converted for r in c.records
     ])  # fmt: skip
 
-    store = SQLiteStore(workdir / "stages.db")
+    rows_again = out["rows + key hash"]  # the writer builds the rows again: not counted twice
+    out["insert + rollups"] = insert_cpu(converted, workdir / "stages.db", spans) - rows_again
+    return out, converted
+
+
+def insert_cpu(converted: list[Converted], path: Path, spans: int, *, drop_indexes: bool = False) -> float:
+    """CPU µs per span of the writer's own transaction body (`_insert`, rows and rollups), one
+    transaction per request, into a new database; `drop_indexes`: without the records indexes."""
+    store = SQLiteStore(path)
     store.migrate()
     conn = connect(store.path)
     conn.execute(f"PRAGMA synchronous={store.synchronous}")
     conn.execute(f"PRAGMA cache_size=-{store.cache_mb * 1024}")
+    if drop_indexes:
+        indexes = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'records' AND sql IS NOT NULL")
+        for (name,) in indexes.fetchall():
+            conn.execute(f"DROP INDEX {name}")
     loop = asyncio.new_event_loop()
-
-    def insert() -> None:  # the writer's own transaction body (it builds the rows again: not counted above)
-        for c in converted:
-            conn.execute("BEGIN IMMEDIATE")
-            store._insert(conn, [_Job(c.records, loop, loop.create_future())])
-            conn.execute("COMMIT")
-
     started = time.process_time()
-    insert()
-    rows_again = out["rows + key hash"]
-    out["insert + rollups"] = (time.process_time() - started) / spans * 1e6 - rows_again
+    for c in converted:
+        conn.execute("BEGIN IMMEDIATE")
+        store._insert(conn, [_Job(c.records, loop, loop.create_future())])
+        conn.execute("COMMIT")
+    used = time.process_time() - started
     conn.close()
     loop.close()
-    return out
+    return used / spans * 1e6
 
 
 def end_to_end(bodies: list[bytes], spans: int, workdir: Path) -> float:
@@ -162,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     bodies = otlpgen.make_requests(pool, 0, args.requests, args.batch)
     with tempfile.TemporaryDirectory(prefix="spanmeter-stages-") as tmp:
         workdir = Path(tmp)
-        ours = spanmeter_stages(bodies, spans, workdir)
+        ours, converted = spanmeter_stages(bodies, spans, workdir)
+        unindexed = insert_cpu(converted, workdir / "unindexed.db", spans, drop_indexes=True) - ours["rows + key hash"]
         whole = end_to_end(bodies, spans, workdir)
         bare = bare_stages(bodies, spans, workdir)
     print(f"\n{args.requests} requests of {args.batch} spans ({spans:,} spans), CPU microseconds per span:\n")
@@ -176,9 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| **sum of stages** | **{total:.1f}** | **sum** | **{bare_total:.1f}** |")
     print(f"| end to end (Ingest + writer thread) | {whole:.1f} | | |")
     print(f"\nbare / spanmeter: {bare_total / total:.2f} (stages), {bare_total / whole:.2f} (end to end)")
+    print(f"insert + rollups with every records index dropped (what the indexes cost; not in the sum): {unindexed:.1f}")
     if args.json:
         args.json.write_text(json.dumps({"batch": args.batch, "requests": args.requests, "spanmeter": ours,
-                                         "end_to_end": whole, "bare": bare}, indent=2))
+                                         "end_to_end": whole, "bare": bare,
+                                         "insert_without_indexes": unindexed}, indent=2))
     return 0
 
 
