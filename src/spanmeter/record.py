@@ -22,7 +22,6 @@ from typing import Any, Final
 KINDS: Final = ("llm", "event", "meter")
 COST_SOURCES: Final = ("computed", "override", "reported", "unknown", "none")
 STATUSES: Final = ("success", "error")
-EVENT_FAMILIES: Final = ("intent", "evaluation", "activation", "retention", "expansion", "commercial")
 RELATION_FIELDS: Final = (
     "conversation_id",
     "message_id",

@@ -16,6 +16,8 @@ from opentelemetry.semconv._incubating.attributes import user_attributes as USER
 from opentelemetry.semconv.attributes import error_attributes as ERROR
 from opentelemetry.semconv.attributes import service_attributes as SERVICE
 
+from spanmeter import usage_schema as U
+
 # --- LLM call -----------------------------------------------------------------------------
 OPERATION: Final = (GA.GEN_AI_OPERATION_NAME, "llm.request.type")
 PROVIDER: Final = (GA.GEN_AI_PROVIDER_NAME, GA.GEN_AI_SYSTEM, "llm.provider", "llm.system")
@@ -83,26 +85,26 @@ MODEL_OPERATIONS: Final = frozenset(
 # Normalised record `type` for the operation spellings emitters use.
 OPERATION_TYPES: Final = {"completion": "text_completion", "embedding": "embeddings"}
 
-# --- who, relations, product events ---------------------------------------------------------
-CUSTOMER_ID: Final = ("usage.customer.id",)
-USER_ID: Final = (USER.USER_ID, "enduser.id", "usage.user.id", "gen_ai.user")  # gen_ai.user: OpenLLMetry
-EMAIL: Final = (USER.USER_EMAIL, "usage.user.email")
-ACCOUNT_DOMAIN: Final = ("usage.account.domain",)
-CONVERSATION_ID: Final = (GA.GEN_AI_CONVERSATION_ID, SESSION.SESSION_ID, "usage.conversation.id")
-MESSAGE_ID: Final = ("usage.message.id", GA.GEN_AI_RESPONSE_ID)
+# --- who, relations, product events (the `usage.*` names: spanmeter/usage_schema.py) ------------
+CUSTOMER_ID: Final = (U.CUSTOMER_ID,)
+USER_ID: Final = (USER.USER_ID, "enduser.id", U.USER_ID, "gen_ai.user")  # gen_ai.user: OpenLLMetry
+EMAIL: Final = (USER.USER_EMAIL, U.USER_EMAIL)
+ACCOUNT_DOMAIN: Final = (U.ACCOUNT_DOMAIN,)
+CONVERSATION_ID: Final = (GA.GEN_AI_CONVERSATION_ID, SESSION.SESSION_ID, U.CONVERSATION_ID)
+MESSAGE_ID: Final = (U.MESSAGE_ID, GA.GEN_AI_RESPONSE_ID)
 SERVICE_NAME: Final = SERVICE.SERVICE_NAME
 
-IDEMPOTENCY_KEY: Final = "usage.idempotency_key"
-EVENT_NAME: Final = "usage.event.name"
-EVENT_FAMILY: Final = "usage.event.family"
-SOURCE: Final = "usage.source"
-CAMPAIGN_ID: Final = "usage.campaign.id"
-METER: Final = "usage.meter"
-QUANTITY: Final = "usage.quantity"
-FEATURE: Final = "usage.feature"
-TAGS: Final = "usage.tags"
-META_PREFIX: Final = "usage.meta."
-PRODUCT_FIELDS: Final = {f: f"usage.product.{f}" for f in ("id", "name", "type", "version", "category")}
+IDEMPOTENCY_KEY: Final = U.IDEMPOTENCY_KEY
+EVENT_NAME: Final = U.EVENT_NAME
+EVENT_FAMILY: Final = U.EVENT_FAMILY
+SOURCE: Final = U.SOURCE
+CAMPAIGN_ID: Final = U.CAMPAIGN_ID
+METER: Final = U.METER
+QUANTITY: Final = U.QUANTITY
+FEATURE: Final = U.FEATURE
+TAGS: Final = U.TAGS
+META_PREFIX: Final = U.META_PREFIX
+PRODUCT_FIELDS: Final = U.PRODUCT_FIELDS
 # Relation ids other than conversation/message, read from usage.<relation>.id.
 RELATIONS: Final = {
     "task_id": "usage.task.id",

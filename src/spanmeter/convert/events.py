@@ -7,16 +7,15 @@ from typing import Any
 
 from spanmeter.convert import attributes as A
 from spanmeter.convert.values import (
-    MAX_QUANTITY,
     META,
     Facts,
     InvalidSpan,
-    as_decimal,
     as_str_list,
     get_str,
     lookup,
 )
-from spanmeter.record import EVENT_FAMILIES, Product, UsageRecord
+from spanmeter.record import Product, UsageRecord
+from spanmeter.usage_schema import event_family, meter_quantity
 
 _PRODUCT_FACTS = tuple(f"product_{name}" for name in A.PRODUCT_FIELDS)
 
@@ -30,9 +29,7 @@ def event_record(
         raise InvalidSpan(f"{A.EVENT_NAME} must not be empty")
     family = get_str(layers, "event_family", limit)
     if family is not None:
-        family = family.lower()
-        if family not in EVENT_FAMILIES:
-            raise InvalidSpan(f"{A.EVENT_FAMILY} must be one of {', '.join(EVENT_FAMILIES)}; got {family[:40]!r}")
+        family = event_family(A.EVENT_FAMILY, family, InvalidSpan)
     product = [get_str(layers, fact, limit) for fact in _PRODUCT_FACTS]
     return UsageRecord(
         idempotency_key=key,
@@ -59,7 +56,7 @@ def meter_record(
     raw = lookup(layers[:1], "quantity")
     if raw is None:
         raise InvalidSpan(f"{A.METER} is set but {A.QUANTITY} is missing")
-    quantity = as_decimal(A.QUANTITY, raw[1], limit=MAX_QUANTITY, positive=True)
+    quantity = meter_quantity(A.QUANTITY, raw[1], InvalidSpan)
     return UsageRecord(
         idempotency_key=key,
         kind="meter",

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from spanmeter.convert.attributes import FACT_INDEX, META_PREFIX
+from spanmeter.usage_schema import decimal_value
+from spanmeter.usage_schema import describe_type as _type_name
 
-# A trillion tokens in one call, or a quadrillion units in one meter event, is a bug upstream.
+# A trillion tokens in one call is a bug upstream.
 MAX_TOKENS: Final = 10**12
-MAX_QUANTITY: Final = Decimal(10**15)
 MAX_COST_USD: Final = Decimal(10**9)
 META: Final = "meta"  # the Facts key under which `usage.meta.<key>` attributes are gathered
 
@@ -171,20 +172,7 @@ def get_count(facts: Facts, fact: str) -> int | None:
 
 
 def as_decimal(name: str, value: Any, *, limit: Decimal, positive: bool) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise InvalidSpan(f"{name} must be a number, got {_type_name(value)}")
-    try:
-        # repr() of a float is its shortest round-trip form: 0.1 stays 0.1, not 0.1000000000000000055.
-        number = Decimal(repr(value) if isinstance(value, float) else value)
-    except InvalidOperation:
-        raise InvalidSpan(f"{name} must be a number, got {str(value)[:40]!r}") from None
-    if not number.is_finite():
-        raise InvalidSpan(f"{name} must be a finite number, got {value!r}")
-    if (number <= 0) if positive else (number < 0):
-        raise InvalidSpan(f"{name} must be {'> 0' if positive else '>= 0'}, got {number}")
-    if number > limit:
-        raise InvalidSpan(f"{name} is {number}, above the limit of {limit}")
-    return number
+    return decimal_value(name, value, limit=limit, positive=positive, error=InvalidSpan)
 
 
 def as_str_list(name: str, value: Any, max_chars: int) -> list[str]:
@@ -196,17 +184,3 @@ def hex_id(raw: bytes, size: int, name: str) -> str:
     if len(raw) != size or not any(raw):
         raise InvalidSpan(f"{name} must be {size} non-zero bytes, got {len(raw)} bytes")
     return raw.hex()
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, str):
-        return f"string {value[:40]!r}"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a key-value list"
-    if isinstance(value, bytes):
-        return "bytes"
-    if isinstance(value, float):
-        return f"{value!r}"
-    return type(value).__name__

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from spanmeter.record import EVENT_FAMILIES, UsageRecord
+from spanmeter.record import UsageRecord
 from spanmeter.store.item_sql import ITEM_JSON, complete_items
 from spanmeter.store.queries import (
     EQUALITY_FILTERS,
@@ -31,6 +31,7 @@ from spanmeter.store.queries import (
 )
 from spanmeter.store.rollup import ALL_CUSTOMERS, DAY_NS
 from spanmeter.store.schema import COLUMNS, row_to_record
+from spanmeter.usage_schema import EVENT_FAMILIES
 
 _ALLOWED_COLUMNS: Final = frozenset(EQUALITY_FILTERS.values())
 _RECORD_COLUMNS: Final = ", ".join(f"r.{c}" for c in COLUMNS)
