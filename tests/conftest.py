@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from spanmeter.app import Collector
+from spanmeter.background import BackgroundCollector, background_collector
 from spanmeter.config import Config, parse_config
-from spanmeter.event_loop import new_event_loop
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> Config:
@@ -39,22 +36,7 @@ def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
             into[key] = value
 
 
-class RunningCollector:
-    def __init__(self, collector: Collector, loop: asyncio.AbstractEventLoop) -> None:
-        self.collector = collector
-        self.loop = loop
-
-    @property
-    def grpc_endpoint(self) -> str:
-        return f"127.0.0.1:{self.collector.grpc_port}"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.collector.http_port}"
-
-    def call(self, coro: Any, timeout: float = 30) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
+class RunningCollector(BackgroundCollector):
     def records(self, limit: int = 10_000, **where: Any) -> list[Any]:
         from spanmeter.store.base import RecordFilter
 
@@ -67,18 +49,8 @@ class RunningCollector:
 
 @contextmanager
 def running_collector(config: Config) -> Iterator[RunningCollector]:
-    loop = new_event_loop(config.service.event_loop)  # what `spanmeter serve` runs on
-    thread = threading.Thread(target=loop.run_forever, name="collector-loop", daemon=True)
-    thread.start()
-    collector = Collector(config)
-    try:
-        asyncio.run_coroutine_threadsafe(collector.start(), loop).result(30)
-        yield RunningCollector(collector, loop)
-    finally:
-        asyncio.run_coroutine_threadsafe(collector.stop(), loop).result(60)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with background_collector(config) as running:
+        yield RunningCollector(running.collector, running.loop)
 
 
 @pytest.fixture

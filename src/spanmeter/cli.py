@@ -116,6 +116,29 @@ def serve(config_path: Path | None, log_level: str | None, log_format: str | Non
         raise click.ClickException(f"{error}. Is another process using the port? Change it in the config.") from None
 
 
+@main.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to keep the demo's config and database. Default: a new temporary directory.")
+def demo(directory: Path | None) -> None:
+    """See spanmeter work end to end in seconds, with nothing configured.
+
+    Starts a collector on free ports with a fresh database, runs a small app that calls the real
+    openai SDK (official OpenTelemetry instrumentation, spanmeter.sdk usage context) against a
+    local fake OpenAI API for two customers, plus product events and a meter, then prints the
+    records, the totals and cost per customer, and the commands to look further.
+    Needs `pip install 'spanmeter[demo]'`.
+    """
+    import tempfile
+
+    from spanmeter.demo.run import MissingExtra, run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run_demo(directory or Path(tempfile.mkdtemp(prefix="spanmeter-demo-")), click.echo)
+    except MissingExtra as error:
+        raise click.ClickException(str(error)) from None
+
+
 @main.command("validate-config")
 @click.option(
     "-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
