@@ -608,3 +608,22 @@ class _Handler(BaseHTTPRequestHandler):
         for event in events:
             self._chunk(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n")
         self._end_chunks()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m spanmeter.demo.fake_provider [--port N]`: serve until Ctrl-C (for examples/)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="A fake OpenAI + Anthropic API on 127.0.0.1 (no key, no cost).")
+    parser.add_argument("--port", type=int, default=8099, help="0 picks a free port (default: 8099)")
+    args = parser.parse_args(argv)
+    with FakeProvider(port=args.port) as fake:
+        print(f"OPENAI_BASE_URL={fake.openai_base_url}  ANTHROPIC_BASE_URL={fake.anthropic_base_url}", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
