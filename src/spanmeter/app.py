@@ -25,13 +25,15 @@ from spanmeter.api.auth_http import AuthMiddleware
 from spanmeter.auth import Authenticator
 from spanmeter.config import Config
 from spanmeter.convert.spans import ConvertOptions
+from spanmeter.errors import ListenError
 from spanmeter.exporters.runner import ExportRunner, RetryPolicy
 from spanmeter.exporters.webhook import WebhookExporter
 from spanmeter.metrics import Metrics
 from spanmeter.pricing import PriceOverride, Pricer
-from spanmeter.receivers import otlp_grpc, otlp_http
+from spanmeter.receivers import listen, otlp_grpc, otlp_http
 from spanmeter.receivers.grpc_auth import AuthInterceptor
 from spanmeter.receivers.ingest import Ingest
+from spanmeter.receivers.listen import listen_error
 from spanmeter.store.outbox import ExportFilter
 from spanmeter.store.sqlite import SQLiteStore
 
@@ -143,7 +145,17 @@ class Collector:
         return app, otlp_http.OTLPFirst(otlp_app, app)
 
     async def start(self) -> None:
+        """Start everything, or nothing: on a failure (a busy port) what had started is stopped
+        again before the error is raised, so no server, thread or lease is left behind."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         otlp = self.config.otlp
+        key = f"receivers::{next(iter(self.config.receivers))}::protocols::{{}}::endpoint"
         await self.store.start()
         await self._register_exporters()
         if self.config.auth.enabled and not any(k.state == "active" for k in self.store.list_keys()):
@@ -151,21 +163,28 @@ class Collector:
                 "auth is on and no active API key exists: every request gets 401; create one with `spanmeter keys create`"
             )
         if otlp.protocols.grpc is not None:
+            grpc_endpoint, grpc_key = otlp.protocols.grpc.endpoint, key.format("grpc")
+            # A plain socket first: it tells why a port cannot be had (grpc says only "Failed to
+            # bind", after logging a C-level error line).
+            if otlp.protocols.grpc.port and (error := listen.probe(otlp.protocols.grpc.host, otlp.protocols.grpc.port)):
+                raise listen_error("OTLP/gRPC", grpc_endpoint, grpc_key, error)
             interceptors = [AuthInterceptor(self.authenticator, self.metrics)] if self.config.auth.enabled else []
-            self._grpc = otlp_grpc.create_server(self.ingest, otlp.max_request_bytes, interceptors)
-            grpc_endpoint = otlp.protocols.grpc.endpoint
+            server = otlp_grpc.create_server(self.ingest, otlp.max_request_bytes, interceptors)
             try:
-                self.grpc_port = self._grpc.add_insecure_port(grpc_endpoint)
-            except RuntimeError as error:
-                raise OSError(f"cannot listen for OTLP/gRPC on {grpc_endpoint}: {error}") from None
+                self.grpc_port = server.add_insecure_port(grpc_endpoint)
+            except RuntimeError:  # taken since the probe
+                raise listen_error("OTLP/gRPC", grpc_endpoint, grpc_key, None) from None
+            self._grpc = server
             await self._grpc.start()
             log.info("OTLP/gRPC listening on %s:%d", otlp.protocols.grpc.host, self.grpc_port)
         if otlp.protocols.http is not None:
             endpoint = otlp.protocols.http
+            try:
+                sock = listen.bind(endpoint.host, endpoint.port)
+            except OSError as error:
+                raise listen_error("OTLP/HTTP", endpoint.endpoint, key.format("http"), error) from None
             server_config = uvicorn.Config(
                 self.asgi_app,
-                host=endpoint.host,
-                port=endpoint.port,
                 log_config=None,
                 access_log=False,
                 lifespan="off",
@@ -175,12 +194,12 @@ class Collector:
                 timeout_keep_alive=KEEP_ALIVE_SECONDS,
             )
             self._http = _Uvicorn(server_config)
-            self._http_task = asyncio.create_task(self._http.serve())
+            self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
             while not self._http.started:
                 if self._http_task.done():  # uvicorn logs the reason and exits the task
                     with contextlib.suppress(SystemExit):
                         self._http_task.result()
-                    raise OSError(f"cannot listen for OTLP/HTTP on {endpoint.endpoint}")
+                    raise ListenError(f"OTLP/HTTP on {endpoint.endpoint} did not start (see the log above)")
                 await asyncio.sleep(0.01)
             self.http_port = self._http.servers[0].sockets[0].getsockname()[1]
             log.info("OTLP/HTTP listening on %s:%d", endpoint.host, self.http_port)

@@ -19,7 +19,7 @@ import click
 import spanmeter
 from spanmeter.auth import new_key
 from spanmeter.config import Config, load_config
-from spanmeter.errors import ConfigError
+from spanmeter.errors import ConfigError, ListenError
 from spanmeter.event_loop import describe, new_event_loop
 from spanmeter.record import format_ns
 from spanmeter.store.base import RecordFilter
@@ -112,8 +112,8 @@ def serve(config_path: Path | None, log_level: str | None, log_format: str | Non
         with asyncio.Runner(loop_factory=lambda: new_event_loop(config.service.event_loop)) as runner:
             log.info("event loop: %s", describe(runner.get_loop()))
             runner.run(run())
-    except OSError as error:
-        raise click.ClickException(f"{error}. Is another process using the port? Change it in the config.") from None
+    except ListenError as error:  # a busy port: one line naming it and its config key
+        raise click.ClickException(str(error)) from None
 
 
 @main.command()

@@ -2,6 +2,7 @@
 
     SpanmeterError
     ├── ConfigError          the config file is wrong; carries the key path (`receivers::otlp::...`)
+    ├── ListenError          a receiver cannot listen (port in use, address not on this host)
     └── StorageError         the store failed to commit; the sender should retry
         └── Overloaded       the write queue is full; retry after `retry_after` seconds
 """
@@ -17,6 +18,10 @@ class ConfigError(SpanmeterError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class ListenError(SpanmeterError):
+    """A receiver cannot listen on its endpoint; the message names the endpoint and its config key."""
 
 
 class StorageError(SpanmeterError):

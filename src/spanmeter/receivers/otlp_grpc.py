@@ -44,9 +44,13 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], refusal: Refusal) -
 def create_server(
     ingest: Ingest, max_request_bytes: int, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
 ) -> grpc.aio.Server:
-    server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", max_request_bytes)], interceptors=list(interceptors)
-    )
+    options = [
+        ("grpc.max_receive_message_length", max_request_bytes),
+        # grpc sets SO_REUSEPORT by default: a second collector on the same port would start
+        # and take half the exports. Off, a busy port fails at start (receivers/listen.py).
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(options=options, interceptors=list(interceptors))
     for signal in SIGNALS:
         handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(_export(signal, ingest))
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(signal.grpc_service, {"Export": handler}),))
