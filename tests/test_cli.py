@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 
 from spanmeter.cli import main
 from tests.conftest import make_config, running_collector
-from tests.otlp_helpers import json_request, llm_raw_attrs, raw_span, s
+from tests.otlp_helpers import T0, json_request, llm_raw_attrs, raw_span, s
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,7 +60,7 @@ def test_records_table_json_and_filters(tmp_path: Path) -> None:
     one = json.loads(runner.invoke(main, ["records", "-c", str(config_path), "--json", "--limit", "1"]).output)
     assert len(one) == 1
     future = runner.invoke(main, ["records", "-c", str(config_path), "--since", "2999-01-01T00:00Z"])
-    assert future.output.strip() == "no records"
+    assert future.output.strip() == "no records in workspace 'default' matching --customer/--kind/--since"
     recent = json.loads(runner.invoke(main, ["records", "-c", str(config_path), "--json", "--since", "3650d"]).output)
     assert len(recent) == 3
     bad = runner.invoke(main, ["records", "-c", str(config_path), "--since", "last tuesday"])
@@ -76,7 +77,8 @@ def test_a_command_without_database_says_what_to_do_and_creates_none(tmp_path: P
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump({"storage": {"sqlite": {"path": str(tmp_path / "none.db")}}}))
     result = CliRunner().invoke(main, [*command, "-c", str(config_path)])
-    assert result.exit_code == 1 and "no database at" in result.output and "run `spanmeter serve` first" in result.output
+    assert result.exit_code == 1 and "run `spanmeter serve` first" in result.output
+    assert f"no database at {tmp_path / 'none.db'} (storage::sqlite::path of {config_path})" in result.output
     assert not (tmp_path / "none.db").exists()
 
 
@@ -86,3 +88,93 @@ def test_keys_create_makes_the_database_before_the_first_serve(tmp_path: Path) -
     created = CliRunner().invoke(main, ["keys", "create", "-c", str(config_path)])
     assert created.exit_code == 0 and created.output.startswith("sm_")
     assert CliRunner().invoke(main, ["keys", "list", "-c", str(config_path)]).exit_code == 0
+
+
+def _post(collector: Any, spans: list[dict[str, Any]]) -> None:
+    import httpx
+
+    response = httpx.post(f"{collector.http_url}/v1/traces", content=json_request(spans),
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 200 and "rejected" not in response.text, response.text
+
+
+def test_records_newest_first_by_occurred_at_with_quantity_model_and_unknown_cost(tmp_path: Path) -> None:
+    with running_collector(make_config(tmp_path)) as collector:
+        # sent in this order; occurred 17:13:20, 17:15:36, 17:14:00
+        _post(collector, [raw_span(1, llm_raw_attrs(), startTimeUnixNano=str(T0))])
+        _post(collector, [raw_span(2, llm_raw_attrs(**{"gen_ai.request.model": s("my-own-model-7b")}),
+                                   startTimeUnixNano=str(T0 + 136 * 10**9))])
+        _post(collector, [raw_span(3, {"usage.meter": s("pages"), "usage.quantity": s("2.50")},
+                                   startTimeUnixNano=str(T0 + 40 * 10**9))])
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump({"storage": {"sqlite": {"path": "spanmeter.db"}}}))  # relative: next to it
+    table = CliRunner().invoke(main, ["records", "-c", str(config_path)])
+    assert table.exit_code == 0, table.output
+    header, *rows = [line.split() for line in table.output.splitlines()]
+    assert header == ["occurred_at", "kind", "type", "customer_id", "provider", "request_model", "response_model",
+                      "input_tokens", "output_tokens", "quantity", "cost_usd", "status"]
+    assert [row[0] for row in rows] == sorted((row[0] for row in rows), reverse=True)  # newest first
+    unknown, meter, known = (dict(zip(header, row, strict=True)) for row in rows)
+    assert (unknown["request_model"], unknown["cost_usd"]) == ("my-own-model-7b", "unknown")
+    assert (meter["kind"], meter["type"], meter["quantity"], meter["cost_usd"]) == ("meter", "pages", "2.5", "-")
+    assert known["request_model"] == "gpt-4o-mini" and known["cost_usd"] not in ("-", "unknown")
+
+
+def test_records_reads_the_workspace_asked_for_and_says_which_it_read(tmp_path: Path) -> None:
+    with running_collector(make_config(tmp_path, service={"workspace": "acme"})) as collector:
+        _post(collector, [raw_span(n, llm_raw_attrs()) for n in (1, 2, 3)])
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump({"storage": {"sqlite": {"path": str(tmp_path / "spanmeter.db")}}}))
+    empty = CliRunner().invoke(main, ["records", "-c", str(config_path)])
+    assert empty.exit_code == 0
+    assert empty.output.strip() == (
+        "no records in workspace 'default'; workspaces with records: acme (choose one with --workspace)"
+    )
+    found = CliRunner().invoke(main, ["records", "-c", str(config_path), "--workspace", "acme", "--json"])
+    assert [r["workspace"] for r in json.loads(found.output)] == ["acme"] * 3
+
+
+def test_a_relative_database_path_is_relative_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    config_path = tmp_path / "conf" / "spanmeter.yaml"
+    config_path.write_text(yaml.safe_dump({"storage": {"sqlite": {"path": "usage.db"}}}))
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    missing = CliRunner().invoke(main, ["records", "-c", "../conf/spanmeter.yaml"])
+    assert f"no database at {tmp_path / 'conf' / 'usage.db'} (" in missing.output  # absolute, next to the file
+    assert CliRunner().invoke(main, ["keys", "create", "-c", "../conf/spanmeter.yaml"]).exit_code == 0
+    assert (tmp_path / "conf" / "usage.db").exists() and not (tmp_path / "elsewhere" / "usage.db").exists()
+    assert CliRunner().invoke(main, ["records", "-c", str(config_path)]).exit_code == 0
+    # no -c: the embedded default's spanmeter.db in the working directory, named in full
+    default = CliRunner().invoke(main, ["records"])
+    assert f"no database at {tmp_path / 'elsewhere' / 'spanmeter.db'} (the default, without -c)" in default.output
+
+
+def test_admin_commands_do_not_need_the_exporters_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SPANMETER_TEST_UNSET_SECRET", raising=False)
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "exporters": {"webhook/billing": {"endpoint": "https://billing.example.com/hooks",
+                                          "secret": "${env:SPANMETER_TEST_UNSET_SECRET}",
+                                          "headers": {"authorization": "${env:SPANMETER_TEST_UNSET_SECRET}"}}},
+        "service": {"pipelines": {"usage": {"exporters": ["webhook/billing"]}}},
+        "storage": {"sqlite": {"path": "spanmeter.db"}},
+    }))
+    runner = CliRunner()
+    assert runner.invoke(main, ["keys", "create", "-c", str(config_path)]).exit_code == 0
+    for command in (["exporters", "status"], ["deliveries", "list"], ["records"], ["keys", "list"]):
+        result = runner.invoke(main, [*command, "-c", str(config_path)])
+        assert result.exit_code == 0 and "SPANMETER_TEST_UNSET_SECRET" not in result.output, (command, result.output)
+    retry = runner.invoke(main, ["deliveries", "retry", "--all", "-c", str(config_path)])
+    assert retry.exit_code == 1 and "no dead delivery matched" in retry.output
+    # what sends still needs it, and says so
+    checked = runner.invoke(main, ["validate-config", "-c", str(config_path)])
+    assert checked.exit_code == 1 and "exporters::webhook/billing::secret: environment variable" in checked.output
+
+
+def test_deliveries_retry_without_arguments_says_what_to_give(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["deliveries", "retry"])
+    assert result.exit_code == 2
+    assert "their record ids (the record_id column of `spanmeter deliveries list`), or --all" in result.output

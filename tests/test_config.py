@@ -15,7 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_default_yaml_is_the_embedded_default() -> None:
-    assert load_config(ROOT / "collector_config" / "default.yaml", env={}) == Config()
+    loaded = load_config(ROOT / "collector_config" / "default.yaml", env={})
+    # spanmeter.db, relative to the file's directory; the embedded default's to the working directory
+    assert loaded.storage.sqlite.path == ROOT / "collector_config" / "spanmeter.db"
+    assert loaded.model_copy(update={"storage": Config().storage}) == Config()
+    assert load_config(None).storage.sqlite.path == Path.cwd() / "spanmeter.db"
     otlp = Config().otlp.protocols
     assert otlp.grpc is not None and otlp.grpc.endpoint == "127.0.0.1:4317"
     assert otlp.http is not None and otlp.http.endpoint == "127.0.0.1:4318"

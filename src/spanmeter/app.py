@@ -23,7 +23,7 @@ import spanmeter.api
 from spanmeter.api import health
 from spanmeter.api.auth_http import AuthMiddleware
 from spanmeter.auth import Authenticator
-from spanmeter.config import Config
+from spanmeter.config import Config, WebhookExporterConfig
 from spanmeter.convert.spans import ConvertOptions
 from spanmeter.errors import ListenError
 from spanmeter.exporters.runner import ExportRunner, RetryPolicy
@@ -65,11 +65,16 @@ def build_store(config: Config) -> SQLiteStore:
     )
 
 
+def export_filter(c: WebhookExporterConfig) -> ExportFilter:
+    f = c.filter
+    return ExportFilter(*(tuple(v) for v in (f.workspaces, f.kinds, f.types, f.customers)))
+
+
 def build_exporters(config: Config, store: SQLiteStore, metrics: Metrics) -> list[ExportRunner]:
     runners = []
     for name, c in config.active_exporters().items():
         exporter = WebhookExporter(name, c.endpoint, secret=c.secret, headers=c.headers, timeout=c.timeout)
-        where = ExportFilter(*(tuple(v) for v in (c.filter.workspaces, c.filter.kinds, c.filter.types, c.filter.customers)))
+        where = export_filter(c)
         retry = RetryPolicy(**c.retry_on_failure.model_dump())
         runners.append(
             ExportRunner(exporter, store, where, metrics, max_batch=c.max_batch, flush_interval=c.flush_interval, retry=retry)

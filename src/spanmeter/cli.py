@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
@@ -23,7 +23,7 @@ from spanmeter.errors import ConfigError, ListenError
 from spanmeter.event_loop import describe, new_event_loop
 from spanmeter.record import format_ns
 from spanmeter.store.base import RecordFilter
-from spanmeter.store.outbox import DELIVERY_STATES
+from spanmeter.store.outbox import DELIVERY_STATES, ExportFilter
 from spanmeter.store.queries import SCOPES, ApiKey
 
 if TYPE_CHECKING:
@@ -41,9 +41,10 @@ CONFIG_OPTION = click.option(
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
 
 
-def _load(path: Path | None) -> Config:
+def _load(path: Path | None, *, sending: bool = True) -> Config:
+    """The config; `sending=False` for commands that send nothing (exporters' secrets not needed)."""
     try:
-        return load_config(path)
+        return load_config(path, sending=sending)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
 
@@ -70,7 +71,9 @@ def setup_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))
+    # Libraries' per-request INFO lines (httpx logs every exporter POST) would drown the collector's own.
+    for name in ("uvicorn.error", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -159,27 +162,49 @@ def validate_config(config_path: Path) -> None:
 @CONFIG_OPTION
 @click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 100_000), help="How many records.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of records with the proto's field names.")
+@click.option("--workspace", "-w", help="The workspace to read. Default: service::workspace of the config.")
 @click.option("--customer", help="Only this customer_id.")
 @click.option("--kind", type=click.Choice(["llm", "event", "meter"]), help="Only this kind.")
 @click.option("--since", help="Only records that occurred since: ISO time (2026-11-01T00:00Z) or age (30m, 2h, 7d).")
 def records(
-    config_path: Path | None, limit: int, as_json: bool, customer: str | None, kind: str | None, since: str | None
+    config_path: Path | None,
+    limit: int,
+    as_json: bool,
+    workspace: str | None,
+    customer: str | None,
+    kind: str | None,
+    since: str | None,
 ) -> None:
-    """Show the most recent usage records, newest first."""
+    """Show the records that occurred last, newest first (by occurred_at, the span's start).
+
+    The table shows the main fields (an unknown model's cost is `unknown`: it was not priced);
+    --json shows every field.
+    """
     config, store = _configured_store(config_path)
-    where = RecordFilter(
-        workspace=config.service.workspace, customer_id=customer, kind=kind, since_ns=_parse_since(since)
-    )
+    workspace = workspace or config.service.workspace
+    where = RecordFilter(workspace=workspace, customer_id=customer, kind=kind, since_ns=_parse_since(since))
     found = store.recent(where, limit)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in found], indent=2))
         return
     if not found:
-        click.echo("no records")
+        filtered = " matching --customer/--kind/--since" if (customer or kind or since) else ""
+        others = [w for w in store.workspaces() if w != workspace]
+        hint = f"; workspaces with records: {', '.join(others)} (choose one with --workspace)" if others else ""
+        click.echo(f"no records in workspace {workspace!r}{filtered}{hint}")
         return
-    columns = ("occurred_at", "kind", "type", "customer_id", "provider", "response_model", "input_tokens",
-               "output_tokens", "cost_usd", "status")
-    _print_table(columns, [[_cell(r.to_dict()[c]) for c in columns] for r in found])
+    _print_table(_RECORD_COLUMNS, [_record_row(r.to_dict()) for r in found])
+
+
+_RECORD_COLUMNS: Final = ("occurred_at", "kind", "type", "customer_id", "provider", "request_model", "response_model",
+                          "input_tokens", "output_tokens", "quantity", "cost_usd", "status")
+
+
+def _record_row(record: dict[str, Any]) -> list[str]:
+    row = [_cell(record[c], 40) for c in _RECORD_COLUMNS]
+    if record["cost_usd"] is None and record["cost_source"] == "unknown":  # not priced: never shown as 0 or blank
+        row[_RECORD_COLUMNS.index("cost_usd")] = "unknown"
+    return row
 
 
 def _print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -189,8 +214,11 @@ def _print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _print_rows(rows: list[dict[str, str]], as_json: bool, empty: str, clip: dict[str, int] | None = None) -> None:
-    """Rows as a JSON array (--json) or a table, with columns in `clip` cut to that many characters."""
+def _print_rows(
+    rows: list[dict[str, Any]], as_json: bool, empty: str, clip: dict[str, int] | None = None
+) -> None:
+    """Rows as a JSON array with typed values (--json, nothing cut), or a table whose columns in
+    `clip` are cut to that many characters, with an ellipsis."""
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -199,14 +227,15 @@ def _print_rows(rows: list[dict[str, str]], as_json: bool, empty: str, clip: dic
         return
     columns = list(rows[0])
     limits = clip or {}
-    _print_table(columns, [[r[c][: limits.get(c)] for c in columns] for r in rows])
+    _print_table(columns, [[_cell(r[c], limits.get(c)) for c in columns] for r in rows])
 
 
-def _cell(value: object) -> str:
+def _cell(value: object, width: int | None = None) -> str:
+    """A table cell: `-` for none, yes/no for booleans, at most `width` characters (… marks a cut)."""
     if value is None:
         return "-"
-    text = str(value)
-    return text[:40]
+    text = ("yes" if value else "no") if isinstance(value, bool) else str(value)
+    return text if width is None or len(text) <= width else text[: width - 1] + "…"
 
 
 def _parse_since(value: str | None) -> int | None:
@@ -231,10 +260,13 @@ def _configured_store(config_path: Path | None, *, create: bool = False) -> tupl
     reads (or changes what exists) on a mistyped path must say so, not leave an empty database behind."""
     from spanmeter.app import build_store
 
-    config = _load(config_path)
+    config = _load(config_path, sending=False)
     store = build_store(config)
     if not create and not store.path.exists():
-        raise click.ClickException(f"no database at {store.path}; run `spanmeter serve` first (or pass -c)")
+        where = f"storage::sqlite::path of {config_path}" if config_path else "the default, without -c"
+        raise click.ClickException(
+            f"no database at {store.path} ({where}); run `spanmeter serve` first (or pass -c)"
+        )
     return config, store
 
 
@@ -344,23 +376,34 @@ def exporters() -> None:
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def exporters_status(config_path: Path | None, as_json: bool) -> None:
-    """Where each exporter stands: records behind, the batch in hand, retries, dead deliveries."""
+    """Where each exporter stands: records behind, retries, records pending a retry, dead deliveries.
+
+    behind: records stored after the last one it sent (before its filter), the batch in hand
+    included. pending_retry: records waiting to be sent again (a failed batch in backoff, or dead
+    deliveries sent again); `spanmeter deliveries list --state pending` lists them.
+    """
     config, store = _open_store(config_path)
     active = config.active_exporters()
-    rows = []
-    for state in store.exporter_states():
+    rows: list[dict[str, Any]] = []
+    for state in store.exporter_states(_export_filters(config)):
         rows.append({
             "exporter": state.exporter,
-            "configured": "yes" if state.exporter in active else "no",
-            "sent_through_seq": str(state.position),
-            "behind": str(state.behind),
-            "attempts": str(state.attempts),
-            "next_attempt": format_ns(state.next_attempt_at) if state.attempts else "-",
-            "dead": str(state.dead),
-            "pending_retry": str(state.pending),
-            "last_error": state.last_error or "-",
+            "configured": state.exporter in active,
+            "sent_through_seq": state.position,
+            "behind": state.behind,
+            "attempts": state.attempts,
+            "next_attempt": format_ns(state.next_attempt_at) if state.attempts else None,
+            "pending_retry": state.pending,
+            "dead": state.dead,
+            "last_error": state.last_error,
         })
-    _print_rows(rows, as_json, "no exporter has run on this database yet", {"last_error": 60})
+    _print_rows(rows, as_json, "no exporter has run on this database yet", {"last_error": 80})
+
+
+def _export_filters(config: Config) -> dict[str, ExportFilter]:
+    from spanmeter.app import export_filter
+
+    return {name: export_filter(c) for name, c in config.exporters.items()}
 
 
 @exporters.command("new-secret")
@@ -382,24 +425,25 @@ def deliveries() -> None:
 @CONFIG_OPTION
 @click.option("--exporter", "-e", help="Only this exporter (e.g. webhook/billing).")
 @click.option("--state", type=click.Choice(DELIVERY_STATES), default="dead", show_default=True,
-              help="dead, or pending: sent again and not delivered yet.")
+              help="dead (given up), or pending: waiting to be sent again (a failed batch in backoff, "
+                   "or dead deliveries sent again with `deliveries retry`).")
 @click.option("--limit", "-n", default=100, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def deliveries_list(config_path: Path | None, exporter: str | None, state: str, limit: int, as_json: bool) -> None:
-    """List dead (or re-sent) deliveries with the reason of their last failure."""
-    _, store = _open_store(config_path)
-    found = store.deliveries(exporter, state, limit)
-    rows = [
+    """List dead (or pending) deliveries with the reason of their last failure."""
+    config, store = _open_store(config_path)
+    found = store.deliveries(exporter, state, limit, _export_filters(config))
+    rows: list[dict[str, Any]] = [
         {
             "exporter": d.exporter,
             "record_id": d.record_id,
-            "customer_id": d.customer_id or "-",
+            "customer_id": d.customer_id,
             "kind": d.kind,
             "type": d.type,
             "state": d.state,
-            "attempts": str(d.attempts),
+            "attempts": d.attempts,
             "updated_at": format_ns(d.updated_at),
-            "reason": d.reason or "-",
+            "reason": d.reason,
         }
         for d in found
     ]
@@ -416,8 +460,13 @@ def deliveries_retry(config_path: Path | None, exporter: str | None, all_dead: b
 
     A running `spanmeter serve` picks them up within its flush interval, before newer records.
     """
-    if bool(record_ids) == all_dead:
-        raise click.UsageError("give record ids (from `spanmeter deliveries list`) or --all, not both")
+    if not record_ids and not all_dead:
+        raise click.UsageError(
+            "say which dead deliveries to send again: their record ids (the record_id column of "
+            "`spanmeter deliveries list`), or --all for every one (of --exporter, if given)"
+        )
+    if record_ids and all_dead:
+        raise click.UsageError("give record ids or --all, not both")
     _, store = _open_store(config_path)
     done = store.requeue_dead(exporter, list(record_ids) if record_ids else None)
     if not done.count:

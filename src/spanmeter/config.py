@@ -9,6 +9,10 @@
 `${env:NAME}` (or `${env:NAME:-default}`) in any string value is replaced by the environment
 variable. Every problem is reported with its key path (`receivers::otlp::...`) at once, before
 anything starts. With no file, the defaults below apply; collector_config/default.yaml spells them out.
+
+A relative `storage::sqlite::path` is relative to the config file's directory (as the OpenTelemetry
+Collector resolves file paths), or to the working directory when there is no file: the CLI finds
+the same database from wherever it is run.
 """
 
 from __future__ import annotations
@@ -262,10 +266,12 @@ class Config(_Model):
         return {name: exporter for name, exporter in self.exporters.items() if name in used}
 
 
-def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
-    """The validated config of `path` (the defaults when None); raises ConfigError."""
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None, *, sending: bool = True) -> Config:
+    """The validated config of `path` (the defaults when None), its storage path made absolute;
+    raises ConfigError. `sending=False` is for commands that only read the store: exporters'
+    `secret` and `headers` (often `${env:...}` set only where `serve` runs) are left out."""
     if path is None:
-        return Config()
+        return _absolute_paths(Config(), Path.cwd())
     source = Path(path)
     try:
         raw = yaml.safe_load(source.read_text(encoding="utf-8"))
@@ -273,12 +279,28 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         raise ConfigError([f"{source}: cannot read the config file: {error.strerror or error}"]) from None
     except yaml.YAMLError as error:
         raise ConfigError([f"{source}: not valid YAML: {error}"]) from None
-    return parse_config({} if raw is None else raw, os.environ if env is None else env)
+    config = parse_config({} if raw is None else raw, os.environ if env is None else env, sending=sending)
+    return _absolute_paths(config, source.resolve().parent)
 
 
-def parse_config(raw: Any, env: dict[str, str] | os._Environ[str]) -> Config:
+def _absolute_paths(config: Config, base: Path) -> Config:
+    sqlite = config.storage.sqlite
+    path = base / sqlite.path.expanduser()  # an absolute path stays itself
+    storage = config.storage.model_copy(update={"sqlite": sqlite.model_copy(update={"path": path})})
+    return config.model_copy(update={"storage": storage})
+
+
+_SENDING_ONLY: Final = ("secret", "headers")  # exporter keys only the sending process needs
+
+
+def parse_config(raw: Any, env: dict[str, str] | os._Environ[str], *, sending: bool = True) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(["the config file must be a mapping with receivers, processors, storage, service"])
+    if not sending and isinstance(raw.get("exporters"), dict):
+        raw = {**raw, "exporters": {
+            name: {k: v for k, v in value.items() if k not in _SENDING_ONLY} if isinstance(value, dict) else value
+            for name, value in raw["exporters"].items()
+        }}
     problems: list[str] = []
     raw = _substitute(raw, env, (), problems)
     if isinstance(raw.get("exporters"), dict):  # unknown types are reported here, not as webhook fields

@@ -185,14 +185,25 @@ def test_pending_records_survive_a_restart_and_go_out_once(tmp_path: Path, recei
         receiver.script.clear()
     status = cli(tmp_path, "exporters", "status", "--json")
     [state] = json.loads(status.output)
-    assert state["exporter"] == "webhook/billing" and state["behind"] == "12" and "HTTP 503" in state["last_error"]
+    # One picture of the batch waiting for its retry: behind, pending_retry and the pending list agree.
+    assert state["exporter"] == "webhook/billing" and state["behind"] == 12 and state["pending_retry"] == 10
+    assert state["last_error"] == f"HTTP 503 from {receiver.url}: down"  # whole in JSON, the URL not cut
+    assert state["attempts"] >= 3 and state["configured"] is False and state["dead"] == 0
+    pending = json.loads(cli(tmp_path, "deliveries", "list", "--state", "pending", "--json").output)
+    assert len(pending) == 10 and {d["record_id"] for d in pending} <= set(stored)
+    assert {(d["state"], d["attempts"], d["reason"]) for d in pending} == {
+        ("pending", state["attempts"], state["last_error"])
+    }
+    table = cli(tmp_path, "deliveries", "list", "--state", "pending").output.splitlines()
+    assert len(table) == 11 and "HTTP 503" in table[1]
     with running_collector(config):
         wait_for(lambda: len(receiver.accepted_records()) == 12)
         time.sleep(0.2)
     assert sorted(r["id"] for r in receiver.accepted_records()) == stored
     assert receiver.accepted[0].id == first_id  # the batch in hand before the restart, same webhook-id
     [state] = json.loads(cli(tmp_path, "exporters", "status", "--json").output)
-    assert (state["behind"], state["attempts"], state["last_error"]) == ("0", "0", "-")
+    assert (state["behind"], state["attempts"], state["pending_retry"], state["last_error"]) == (0, 0, 0, None)
+    assert cli(tmp_path, "deliveries", "list", "--state", "pending").output.strip() == "no pending deliveries"
 
 
 def test_filter_sends_only_matching_records(tmp_path: Path, receiver: WebhookReceiver) -> None:
@@ -215,7 +226,7 @@ def test_filter_sends_only_matching_records(tmp_path: Path, receiver: WebhookRec
             ("event", "globex", "signup"), ("event", "globex", "plan_upgraded")
         }
     [state] = json.loads(cli(tmp_path, "exporters", "status", "--json").output)
-    assert state["behind"] == "0"  # past the records the filter skips too
+    assert state["behind"] == 0  # past the records the filter skips too
 
 
 def test_start_at_now_skips_older_records_and_beginning_sends_them(tmp_path: Path, receiver: WebhookReceiver) -> None:
@@ -252,11 +263,14 @@ def test_the_cli_tables_for_operators(tmp_path: Path, receiver: WebhookReceiver)
                                           {"exporter": "webhook/billing", "outcome": "dead"}) == 2)
     status = cli(tmp_path, "exporters", "status").output.splitlines()
     assert status[0].split() == ["exporter", "configured", "sent_through_seq", "behind", "attempts", "next_attempt",
-                                 "dead", "pending_retry", "last_error"]
-    assert status[1].split()[:7] == ["webhook/billing", "no", "2", "0", "0", "-", "2"]  # cli's config has no exporter
+                                 "pending_retry", "dead", "last_error"]
+    assert status[1].split()[:7] == ["webhook/billing", "no", "2", "0", "0", "-", "0"]  # cli's config has no exporter
+    assert status[1].split()[7] == "2" and status[1].endswith("…")  # the long error cut, and shown to be
     listed = cli(tmp_path, "deliveries", "list").output.splitlines()
     assert listed[0].split()[:3] == ["exporter", "record_id", "customer_id"] and len(listed) == 3
-    assert "HTTP 422" in listed[1] and len(listed[1]) < 400  # the reason is cut in the table
+    assert "HTTP 422" in listed[1] and len(listed[1]) < 400 and listed[1].endswith("…")  # cut in the table
+    [dead, _] = json.loads(cli(tmp_path, "deliveries", "list", "--json").output)
+    assert dead["reason"].endswith("x" * 100) and dead["attempts"] == 1 and dead["state"] == "dead"  # typed, whole
 
 
 def test_a_receiver_slower_than_the_timeout_gets_the_batch_again_with_the_same_id(

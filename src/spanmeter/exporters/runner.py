@@ -1,7 +1,7 @@
 """One exporter's loop: claim a batch from the outbox, send it, settle the outcome.
 
 Batches go out in seq order, one at a time per exporter. A passing failure keeps the batch and
-backs off (exponential with jitter, at least what `Retry-After` asked); past `max_elapsed_time`
+backs off (exponential with jitter, capped at `max_interval`, at least what `Retry-After` asked); past `max_elapsed_time`
 the batch becomes dead and the next one is tried. The store holds every step, so a restart
 resumes where the last process stopped, with the same batch and the same message id.
 """
@@ -42,9 +42,10 @@ class RetryPolicy:
     randomization: float = 0.5  # the delay is drawn from ±50 % of the backoff, so exporters do not retry in step
 
     def delay(self, attempts: int, retry_after: float | None) -> float:
-        """Seconds before the next attempt, after `attempts` failed ones (1 or more)."""
+        """Seconds before the next attempt, after `attempts` failed ones (1 or more): never more
+        than `max_interval` (the jitter too), unless the receiver's Retry-After asks for longer."""
         backoff = min(self.max_interval, self.initial_interval * self.multiplier ** (attempts - 1))
-        jittered = backoff * random.uniform(1 - self.randomization, 1 + self.randomization)
+        jittered = min(self.max_interval, backoff * random.uniform(1 - self.randomization, 1 + self.randomization))
         if retry_after is not None:
             return max(jittered, min(retry_after, MAX_RETRY_AFTER))
         return jittered
@@ -156,7 +157,11 @@ class ExportRunner:
         if isinstance(outcome, Delivered):
             self.outbox.delivered(claim, self.owner, now)
             self.metrics.exported_records.labels(self.name, "delivered").inc(count)
-            log.debug("exporter %s: delivered %d records (%s)", self.name, count, claim.message_id)
+            if claim.attempts:  # said once, after the warnings of its failures
+                log.info("exporter %s: delivering again: %d records delivered after %d failed attempts",
+                         self.name, count, claim.attempts)
+            else:
+                log.debug("exporter %s: delivered %d records (%s)", self.name, count, claim.message_id)
             return
         if isinstance(outcome, Dead):
             self._give_up(claim, now, outcome.reason)

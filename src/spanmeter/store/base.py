@@ -31,7 +31,7 @@ class Store(Protocol):
         ...
 
     def recent(self, where: RecordFilter, limit: int) -> list[UsageRecord]:
-        """Newest records first (synchronous: for the CLI and tests)."""
+        """The records that occurred last, newest first by `occurred_at` (synchronous: for the CLI and tests)."""
         ...
 
     async def close(self) -> None:

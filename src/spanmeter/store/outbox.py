@@ -6,10 +6,10 @@ exporter keeps a position in the store's insertion order (`seq`); the records pa
 its filter are its pending deliveries, in order. The store's single writer assigns `seq` in
 commit order (SQLite), so a position never passes a record that is not yet visible.
 
-DESIGN.md describes one outbox row per (record, matching exporter), written with the records.
-Here only the exceptions get rows: dead deliveries, and dead ones sent again from the CLI. That
-keeps the outbox off the ingest path entirely (no extra row, index entry or WAL page per record)
-and gives the same guarantees: committed with the records, claimed, delivered / retry-later / dead.
+An outbox could hold one row per (record, matching exporter), written with the records. Here only
+the exceptions get rows: dead deliveries, and dead ones sent again from the CLI. That keeps the
+outbox off the ingest path entirely (no extra row, index entry or WAL page per record) and gives
+the same guarantees: committed with the records, claimed, delivered / retry-later / dead.
 
 A claim is a batch an exporter is sending. It is kept (`claim_end`) until it is delivered or dead,
 so a retry sends the same records with the same message id: receivers de-duplicate on it.
@@ -20,13 +20,15 @@ a target that fails fails for the records behind it too, so they wait in order.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
 from spanmeter.record import UsageRecord
 
-DELIVERY_STATES: Final = ("dead", "pending")  # pending: sent again from the CLI, not yet delivered
+# pending: waiting to be sent again, after a failed attempt (the batch in hand, in backoff) or
+# because `spanmeter deliveries retry` sent dead deliveries again; not delivered yet.
+DELIVERY_STATES: Final = ("dead", "pending")
 StartAt = Literal["now", "beginning"]
 ItemOf = Callable[[UsageRecord], str]  # a record as the query API's item JSON text
 
@@ -108,7 +110,7 @@ class ExporterState:
     next_attempt_at: int
     last_error: str | None
     dead: int
-    pending: int
+    pending: int  # records waiting to be sent again: the failed batch in hand, or re-sent dead ones
     lease_owner: str | None
     lease_until: int | None
     updated_at: int
@@ -148,8 +150,13 @@ class Outbox(Protocol):
 
     def release(self, exporter: str, owner: str) -> None: ...
 
-    def deliveries(self, exporter: str | None, state: str | None, limit: int) -> list[Delivery]: ...
+    def deliveries(
+        self, exporter: str | None, state: str | None, limit: int, filters: Mapping[str, ExportFilter] | None = None
+    ) -> list[Delivery]:
+        """Dead and pending deliveries (see DELIVERY_STATES); `filters`: each exporter's, to list
+        the records of a batch in retry as the retry will send them."""
+        ...
 
     def requeue_dead(self, exporter: str | None, record_ids: list[str] | None) -> Requeued: ...
 
-    def exporter_states(self) -> list[ExporterState]: ...
+    def exporter_states(self, filters: Mapping[str, ExportFilter] | None = None) -> list[ExporterState]: ...

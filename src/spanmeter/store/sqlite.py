@@ -560,8 +560,14 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys, SQLiteOutbox):
         if where.since_ns is not None:
             clauses.append("occurred_at >= ?")
             params.append(where.since_ns)
-        sql = _SELECT + (f" WHERE {' AND '.join(clauses)}" if clauses else "") + " ORDER BY seq DESC LIMIT ?"
+        where_sql = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        # By when they occurred, not when they arrived: batches arrive out of time order.
+        sql = f"{_SELECT}{where_sql} ORDER BY occurred_at DESC, seq DESC LIMIT ?"
         return [row_to_record(row) for row in self._fetch(sql, [*params, limit])]
+
+    def workspaces(self) -> list[str]:
+        """Workspaces that hold records (read from the daily rollups: a few rows, not the records)."""
+        return [w for (w,) in self._fetch("SELECT DISTINCT workspace FROM usage_daily ORDER BY 1", [])]
 
 
 def _finish_checkpoint(conn: sqlite3.Connection) -> None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -283,7 +284,9 @@ class SQLiteOutbox:
         self._write([(_RELEASE, [exporter, owner])])
 
     # --- operators ---------------------------------------------------------------------------
-    def deliveries(self, exporter: str | None, state: str | None, limit: int) -> list[Delivery]:
+    def deliveries(
+        self, exporter: str | None, state: str | None, limit: int, filters: Mapping[str, ExportFilter] | None = None
+    ) -> list[Delivery]:
         clauses, params = [], []  # type: list[str], list[Any]
         if exporter is not None:
             clauses.append("d.exporter = ?")
@@ -300,7 +303,10 @@ class SQLiteOutbox:
                 " ORDER BY d.exporter, d.seq LIMIT ?",
                 [*params, limit],
             ).fetchall()
-        return [Delivery(*row) for row in rows]
+            if state in (None, "pending"):
+                rows.extend(_batches_in_retry(conn, exporter, filters or {}, limit))
+        found = sorted((Delivery(*row) for row in rows), key=lambda d: (d.exporter, d.seq))
+        return found[:limit]
 
     def requeue_dead(self, exporter: str | None, record_ids: list[str] | None) -> Requeued:
         clauses, params = ["state = 'dead'"], []  # type: list[str], list[Any]
@@ -322,13 +328,14 @@ class SQLiteOutbox:
         result: Requeued = self.transaction(requeue)
         return result
 
-    def exporter_states(self) -> list[ExporterState]:
+    def exporter_states(self, filters: Mapping[str, ExportFilter] | None = None) -> list[ExporterState]:
         conn, lock = self._outbox()
         with lock:
             newest = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM records").fetchone()[0]
             counts: dict[tuple[str, str], int] = {
                 (e, s): n for e, s, n in conn.execute("SELECT exporter, state, COUNT(*) FROM deliveries GROUP BY 1, 2")
             }
+            in_retry = Counter(row[0] for row in _batches_in_retry(conn, None, filters or {}, None))
             rows = conn.execute(
                 "SELECT exporter, position, claim_end, attempts, next_attempt_at, last_error, lease_owner,"
                 " lease_until, updated_at FROM exporter_positions ORDER BY exporter"
@@ -343,10 +350,36 @@ class SQLiteOutbox:
                 next_attempt_at=next_at,
                 last_error=error,
                 dead=counts.get((e, "dead"), 0),
-                pending=counts.get((e, "pending"), 0),
+                pending=counts.get((e, "pending"), 0) + in_retry[e],
                 lease_owner=owner,
                 lease_until=until,
                 updated_at=updated,
             )
             for e, position, claim_end, attempts, next_at, error, owner, until, updated in rows
         ]
+
+
+def _batches_in_retry(
+    conn: sqlite3.Connection, exporter: str | None, filters: Mapping[str, ExportFilter], limit: int | None
+) -> list[tuple[Any, ...]]:
+    """The records of each exporter's batch in hand that failed and waits for its retry, as
+    `pending` delivery rows (the exporter's attempts and last error). A re-sent batch of dead
+    deliveries that fails is already there, as its own `pending` rows."""
+    batches = conn.execute(
+        "SELECT exporter, position, claim_end, attempts, last_error, updated_at FROM exporter_positions p"
+        " WHERE attempts > 0 AND claim_end IS NOT NULL AND (? IS NULL OR exporter = ?) AND NOT EXISTS"
+        " (SELECT 1 FROM deliveries d WHERE d.exporter = p.exporter AND d.state = 'pending')",
+        [exporter, exporter],
+    ).fetchall()
+    rows: list[tuple[Any, ...]] = []
+    for name, position, claim_end, attempts, last_error, updated_at in batches:
+        filter_sql, params = _filter_sql(filters.get(name, ExportFilter()))  # what the retry sends
+        rows.extend(
+            (name, seq, record_id, workspace, customer_id, kind, type_, "pending", attempts, last_error, updated_at)
+            for seq, record_id, workspace, customer_id, kind, type_ in conn.execute(
+                "SELECT seq, id, workspace, customer_id, kind, type FROM records"
+                f" WHERE seq > ? AND seq <= ?{filter_sql} ORDER BY seq LIMIT ?",
+                [position, claim_end, *params, -1 if limit is None else limit],
+            )
+        )
+    return rows
