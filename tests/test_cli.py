@@ -178,3 +178,14 @@ def test_deliveries_retry_without_arguments_says_what_to_give(tmp_path: Path) ->
     result = CliRunner().invoke(main, ["deliveries", "retry"])
     assert result.exit_code == 2
     assert "their record ids (the record_id column of `spanmeter deliveries list`), or --all" in result.output
+
+
+def test_serve_logging_keeps_library_request_lines_out() -> None:
+    import logging
+
+    from spanmeter.cli import setup_logging
+
+    setup_logging("info", "text")
+    for name in ("httpx", "httpcore", "uvicorn.error"):  # httpx logged an INFO line per exporter POST
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO)
+    assert logging.getLogger("spanmeter.exporters.runner").isEnabledFor(logging.INFO)

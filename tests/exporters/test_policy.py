@@ -61,9 +61,11 @@ def test_backoff_grows_with_jitter_up_to_max_interval_and_honours_retry_after() 
     policy = RetryPolicy(initial_interval=1.0, max_interval=10.0, randomization=0.5)
     for attempts, base in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 10.0), (50, 10.0)):
         delays = [policy.delay(attempts, None) for _ in range(200)]
-        assert base * 0.5 <= min(delays) and max(delays) <= base * 1.5
+        assert base * 0.5 <= min(delays) and max(delays) <= min(base * 1.5, 10.0)  # max_interval is the longest
         assert max(delays) - min(delays) > base * 0.3  # jittered, not in step
-    assert policy.delay(1, 42.0) == 42.0
+    assert policy.delay(1, 42.0) == 42.0  # a receiver's Retry-After wins over max_interval
+    capped = RetryPolicy(initial_interval=1.0, max_interval=2.0)
+    assert max(capped.delay(attempts, None) for attempts in (2, 3) for _ in range(200)) <= 2.0  # "retrying in 3.0 s" was seen
     assert policy.delay(1, 10**9) == MAX_RETRY_AFTER
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import socket
 import time
@@ -96,8 +97,9 @@ def test_every_stored_record_is_delivered_once_signed(tmp_path: Path, receiver: 
 
 
 def test_receiver_down_then_up_loses_nothing_and_retries_the_same_message(
-    tmp_path: Path, receiver: WebhookReceiver
+    tmp_path: Path, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="spanmeter.exporters.runner")
     receiver.answer_next((503, {"retry-after": "0"}, "maintenance"), (500, {}, "oops"), (429, {}, "slow down"))
     with running_collector(webhook_config(tmp_path, receiver.url)) as collector:
         send_llm_spans(collector, 5)
@@ -106,6 +108,8 @@ def test_receiver_down_then_up_loses_nothing_and_retries_the_same_message(
         assert [m.answer for m in attempts] == [503, 500, 429, 200]
         assert len({m.id for m in attempts}) == 1  # one batch, one webhook-id across its retries
         assert collector.metric("spanmeter_export_failures_total", {"exporter": "webhook/billing"}) == 3
+    recovered = [r.getMessage() for r in caplog.records if r.levelname == "INFO" and "delivering again" in r.getMessage()]
+    assert recovered == ["exporter webhook/billing: delivering again: 5 records delivered after 3 failed attempts"]
 
 
 def test_a_refused_batch_is_dead_listed_and_sent_again_from_the_cli(tmp_path: Path, receiver: WebhookReceiver) -> None:
