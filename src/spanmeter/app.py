@@ -136,6 +136,10 @@ class Collector:
             title="spanmeter",
             version=spanmeter.__version__,
             description="OTLP/HTTP receiver and usage API of spanmeter.",
+            # No /docs or /redoc: their pages load Swagger UI / ReDoc from a CDN, blank without
+            # internet (a sidecar's usual case). /openapi.json stays: any OpenAPI viewer reads it.
+            docs_url=None,
+            redoc_url=None,
         )
         otlp_api_routes, otlp_routes = otlp_http.create_routes(self.ingest, self.config.otlp.max_request_bytes)
         app.include_router(otlp_api_routes)

@@ -304,3 +304,17 @@ def test_items_are_exactly_what_the_documented_model_reads(api: Api) -> None:
     assert by_key["event"]["product"] == {"id": "p1", "name": "Widget"}
     assert by_key["llm"]["costUsd"] == "0.000123" and by_key["llm"]["tags"] == ["a", "b"]
     assert "tags" not in by_key["meter"] and by_key["meter"]["quantity"] == "2.5" and by_key["meter"]["count"] == 2.5
+
+
+def test_unknown_paths_and_methods_answer_the_documented_error_shape(api: Api) -> None:
+    missing = api.get("/api/v1/usage/nothing")
+    assert missing.status_code == 404
+    assert missing.json() == {"ok": False, "error": "no such path: /api/v1/usage/nothing; the API's paths are listed in /openapi.json"}
+    wrong = api.client.delete(RECORDS)
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"
+    assert wrong.json() == {"ok": False, "error": f"DELETE is not allowed on {RECORDS}; allowed: GET"}
+    otlp = api.get("/v1/traces")  # OTLP paths take POST only
+    assert otlp.status_code == 405 and otlp.json()["error"].startswith("GET is not allowed on /v1/traces")
+    # No /docs page (it loaded Swagger UI from a CDN: blank offline); the OpenAPI document stays.
+    assert api.get("/docs").status_code == 404 and api.get("/redoc").status_code == 404
+    assert api.get("/openapi.json").json()["paths"]

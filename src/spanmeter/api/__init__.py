@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 
 from spanmeter.api import adoption, usage
 from spanmeter.api.auth_http import AuthMiddleware
-from spanmeter.api.errors import ApiError, api_error_handler, validation_error_handler
+from spanmeter.api.errors import ApiError, api_error_handler, http_error_handler, validation_error_handler
 from spanmeter.api.ratelimit import RateLimiter
 from spanmeter.auth import Authenticator
 from spanmeter.config import Config
@@ -29,6 +30,7 @@ def install(
         )
     )
     app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(HTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(
         AuthMiddleware,

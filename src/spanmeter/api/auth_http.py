@@ -28,9 +28,7 @@ from spanmeter.auth import (
 from spanmeter.metrics import Metrics
 from spanmeter.receivers.decode import CONTENT_TYPES, JSON, encode
 
-PUBLIC_PATHS: Final = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-)
+PUBLIC_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 OPTIONAL_KEY_PREFIXES: Final = ("/api/v1/adoption", "/api/v1/agent-rank")
 _READ_METHODS: Final = frozenset({"GET", "HEAD"})
 

@@ -1,7 +1,8 @@
-"""One error shape for the REST API: `{"ok": false, "error": "<message>"}` (the LLMtrack contract's).
+"""One error shape for the HTTP API: `{"ok": false, "error": "<message>"}` (docs/api.md, "Errors").
 
 FastAPI answers invalid query parameters with 422 and its own body; under /api/ we answer 400
-with a message that names the parameter, as the records-API contract asks.
+with a message that names the parameter. An unknown path (404) or method (405) gets the same
+shape, with a message saying what exists, instead of FastAPI's `{"detail": ...}`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
 
 class ErrorBody(BaseModel):
@@ -48,6 +50,20 @@ ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
 async def api_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(exc.message, exc.status, exc.headers)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """404, 405 and the framework's other HTTP errors, in the API's error shape."""
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if exc.status_code == 404:
+        message = f"no such path: {path}; the API's paths are listed in /openapi.json"
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        message = f"{request.method} is not allowed on {path}; allowed: {allowed}"
+    else:
+        message = str(exc.detail)
+    return error_response(message, exc.status_code, exc.headers)
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> Response:
