@@ -99,13 +99,17 @@ def test_snapshot_is_the_current_calendar_month(api: Api) -> None:
                cost_usd=Decimal("0.5"), cost_source="computed"),
         record("event", kind="event", type="SIGNUP", occurred_at=start_ns + 2),
         record("meter", kind="meter", type="pages", occurred_at=start_ns + 3),
+        record("meter-2", kind="meter", type="pages", occurred_at=start_ns + 4, quantity=Decimal("0.1")),
+        record("meter-3", kind="meter", type="gpu_seconds", occurred_at=start_ns + 5, quantity=Decimal("2.50")),
+        record("meter-old", kind="meter", type="gpu_seconds", occurred_at=start_ns - 1, quantity=Decimal(7)),
     ])  # fmt: skip
     snapshot = api.get(SNAPSHOT).json()
     assert snapshot["periodStart"] == month_start.strftime("%Y-%m-%dT%H:%M:%S.000000Z")
     assert snapshot["periodEnd"] > snapshot["periodStart"]
     assert snapshot["tokens"] == 17 and snapshot["inputTokens"] == 11 and snapshot["outputTokens"] == 6
     assert snapshot["messages"] == 2 and snapshot["conversations"] == 1
-    assert snapshot["events"] == 1 and snapshot["meterRecords"] == 1
+    assert snapshot["events"] == 1 and snapshot["meterRecords"] == 3
+    assert snapshot["meters"] == {"gpu_seconds": "2.5", "pages": "1.1"}  # each meter's quantity, exact
     assert snapshot["cost"] == "0.75"
 
 

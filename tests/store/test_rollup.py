@@ -7,7 +7,7 @@ import asyncio
 import random
 import sqlite3
 from collections import Counter, defaultdict
-from decimal import Decimal
+from decimal import MAX_PREC, Context, Decimal
 from pathlib import Path
 
 from spanmeter.pricing import to_nano
@@ -23,10 +23,12 @@ def random_records(rng: random.Random, count: int) -> list[UsageRecord]:
     records = []
     for n in range(count):
         kind = rng.choice(["llm", "llm", "llm", "event", "meter"])
+        meter = rng.choice(["pages", "gpu_seconds"]) if kind == "meter" else None
         records.append(UsageRecord(
             idempotency_key=f"k{rng.randint(0, count)}",  # collisions: duplicates across batches
             kind=kind,
-            type="chat" if kind == "llm" else "x",
+            type="chat" if kind == "llm" else meter or "x",
+            meter=meter,
             occurred_at=T0 + rng.randint(0, 20 * DAY_NS),
             workspace=rng.choice(["w1", "w1", "w2"]),
             id=f"id{n}",
@@ -36,7 +38,9 @@ def random_records(rng: random.Random, count: int) -> list[UsageRecord]:
             output_tokens=rng.choice([None, rng.randint(0, 100)]) if kind == "llm" else None,
             total_tokens=rng.choice([None, rng.randint(0, 900)]) if kind == "llm" else None,
             cost_usd=rng.choice([None, Decimal(rng.randint(0, 10**6)) / 10**9]),
-            quantity=Decimal(1) if kind == "meter" else None,
+            # exact decimals, some past the 28 digits a default Decimal context keeps
+            quantity=rng.choice([Decimal(1), Decimal("0.1"), Decimal("999999999999999.000000000000000000001")])
+            if kind == "meter" else None,
         ))
     return records
 
@@ -106,6 +110,8 @@ def test_a_database_from_before_the_rollups_is_backfilled(tmp_path: Path) -> Non
         conn.execute("DROP TABLE usage_daily")
         conn.execute("DROP TABLE conversation_starts")
         conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm005_daily_rollups'")
+        conn.execute("DROP TABLE meter_daily")
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm009_meter_rollup'")
     store = SQLiteStore(path)
     store.migrate()
     check(store)
@@ -148,6 +154,12 @@ def check_periods(store: SQLiteStore) -> None:
                 got = (totals.tokens, totals.input_tokens, totals.output_tokens, totals.messages, totals.events,
                        totals.meter_records, totals.conversations, totals.cost_nano)
                 assert got == expected_period(stored, workspace, customer, start, end), (first_day, workspace, customer)
+                quantities: defaultdict[str, Decimal] = defaultdict(Decimal)
+                for r in stored:
+                    if (r.kind == "meter" and r.workspace == workspace and start <= r.occurred_at < end
+                            and customer in (None, r.customer_id) and r.quantity is not None):
+                        quantities[r.type] = Decimal(quantities[r.type]).fma(1, r.quantity, Context(prec=MAX_PREC))
+                assert totals.meter_quantities == quantities, (first_day, workspace, customer)
 
 
 def test_period_totals_equal_the_records(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
         message = f"{request.method} is not allowed on {path}; allowed: {allowed}"
     else:
         message = str(exc.detail)
-    return error_response(message, exc.status_code, exc.headers)
+    return error_response(message, exc.status_code, dict(exc.headers) if exc.headers else None)
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> Response:

@@ -115,6 +115,9 @@ class Snapshot(_Camel):
     conversations: int = Field(description="distinct conversations with usage in the period")
     events: int
     meter_records: int
+    meters: dict[str, str] = Field(
+        description="each meter's total quantity in the period, an exact decimal string: {\"pages\": \"12.5\"}"
+    )
     cost: str = Field(description="USD, decimal string")
 
 

@@ -194,6 +194,7 @@ def create_router(store: QueryStore, clock: Callable[[], int] = time.time_ns) ->
             conversations=totals.conversations,
             events=totals.events,
             meter_records=totals.meter_records,
+            meters={meter: decimal_string(q) for meter, q in sorted(totals.meter_quantities.items())},
             cost=_money(totals.cost_nano),
         )
 

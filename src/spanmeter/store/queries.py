@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Final, Literal, Protocol
 
 from spanmeter.record import UsageRecord
@@ -65,6 +66,7 @@ class PeriodTotals:
     meter_records: int = 0
     conversations: int = 0
     cost_nano: int = 0
+    meter_quantities: dict[str, Decimal] = field(default_factory=dict)  # meter → total quantity, exact
 
 
 @dataclass(slots=True, frozen=True)

@@ -7,6 +7,8 @@ bench/README.md "Query benchmark").
                          customer_id '' is the whole workspace (records never have an empty customer)
     conversation_starts  (workspace, conversation_id) → the customer and time of its first record,
                          and the time of its last (conversations active in a period)
+    meter_daily          (workspace, customer_id, day, meter) → the meter's total quantity, an exact
+                         decimal string (summed in Python: SQLite's SUM would round through floats)
 
 A conversation is new on the UTC day of its earliest record; one whose earlier record arrives
 later moves to that day. It belongs to the customer of its earliest record. Counts are per record
@@ -15,12 +17,14 @@ kind as in the query API: tokens and messages of `llm` records, cost of all reco
 
 from __future__ import annotations
 
+import decimal
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Final
 
-from spanmeter.record import UsageRecord
+from spanmeter.record import UsageRecord, decimal_string
 
 DAY_NS: Final = 86_400 * 1_000_000_000
 ALL_CUSTOMERS: Final = ""
@@ -42,6 +46,12 @@ SCHEMA: Final = (
     "CREATE INDEX conversation_activity ON conversation_starts (workspace, last_at, first_at)",
     "CREATE INDEX conversation_customer_activity ON conversation_starts (workspace, customer_id, last_at, first_at)",
 )
+METER_SCHEMA: Final = (
+    "CREATE TABLE meter_daily (workspace TEXT NOT NULL, customer_id TEXT NOT NULL, day INTEGER NOT NULL,"
+    " meter TEXT NOT NULL, quantity TEXT NOT NULL, PRIMARY KEY (workspace, customer_id, day, meter)) WITHOUT ROWID"
+)
+_METER_QUANTITY: Final = "SELECT quantity FROM meter_daily WHERE workspace = ? AND customer_id = ? AND day = ? AND meter = ?"
+_EXACT: Final = decimal.Context(prec=decimal.MAX_PREC)  # additions never round
 _TOKENS: Final = "COALESCE(total_tokens, COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0))"
 # Fill both from records already stored (databases older than the rollups): two passes over the
 # records for usage_daily, one for conversation_starts.
@@ -116,6 +126,36 @@ def roll_up(conn: sqlite3.Connection, stored: Iterable[tuple[UsageRecord, int | 
         _count_conversations(conn, starts, ends, daily)
     if daily:
         conn.executemany(_UPSERT_DAILY, [(*key, *totals) for key, totals in daily.items()])
+    add_meters(conn, ((r.workspace, r.customer_id, r.occurred_at, r.meter, r.quantity) for r, _ in stored
+                      if r.kind == "meter"))
+
+
+def add_meters(
+    conn: sqlite3.Connection, meters: Iterable[tuple[str, str | None, int, str | None, Decimal | None]]
+) -> None:
+    """Add meter records' quantities — (workspace, customer, occurred_at ns, meter, quantity) — to
+    meter_daily, exactly, in the caller's transaction."""
+    added: defaultdict[tuple[str, str, int, str], Decimal] = defaultdict(Decimal)
+    for workspace, customer, occurred_at, meter, quantity in meters:
+        if meter is None or quantity is None:
+            continue
+        for scope in _scopes(customer):
+            key = (workspace, scope, occurred_at // DAY_NS, meter)
+            added[key] = _EXACT.add(added[key], quantity)
+    rows = []
+    for key, quantity in added.items():  # a few keys per batch: (meter, customer, day)
+        found = conn.execute(_METER_QUANTITY, key).fetchone()
+        total = quantity if found is None else _EXACT.add(Decimal(found[0]), quantity)
+        rows.append((*key, decimal_string(total)))
+    conn.executemany("INSERT OR REPLACE INTO meter_daily VALUES (?, ?, ?, ?, ?)", rows)
+
+
+def sum_quantities(rows: Iterable[tuple[str, str]]) -> dict[str, Decimal]:
+    """(meter, quantity text) rows → each meter's exact total."""
+    totals: defaultdict[str, Decimal] = defaultdict(Decimal)
+    for meter, quantity in rows:
+        totals[meter] = _EXACT.add(totals[meter], Decimal(quantity))
+    return dict(totals)
 
 
 def _count_conversations(

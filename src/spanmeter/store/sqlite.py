@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -203,6 +204,16 @@ def _m007_key_hash(db: sqlite_utils.Database) -> None:
 def _m008_outbox(db: sqlite_utils.Database) -> None:
     for statement in sqlite_outbox.SCHEMA:
         db.execute(statement)
+
+
+@migrations(name="m009_meter_rollup")
+def _m009_meter_rollup(db: sqlite_utils.Database) -> None:
+    # Each meter's quantity per day, for the snapshot; filled from the meter records already stored.
+    db.execute(rollup.METER_SCHEMA)
+    stored = db.execute(
+        "SELECT workspace, customer_id, occurred_at, meter, quantity FROM records WHERE kind = 'meter'"
+    ).fetchall()
+    rollup.add_meters(db.conn, ((w, c, at, m, Decimal(q)) for w, c, at, m, q in stored if q is not None))
 
 
 def connect(path: str | Path, *, timeout: float = 5.0) -> sqlite3.Connection:

@@ -29,7 +29,7 @@ from spanmeter.store.queries import (
     ProductAdoption,
     RecordQuery,
 )
-from spanmeter.store.rollup import ALL_CUSTOMERS, DAY_NS
+from spanmeter.store.rollup import ALL_CUSTOMERS, DAY_NS, sum_quantities
 from spanmeter.store.schema import COLUMNS, row_to_record
 from spanmeter.usage_schema import EVENT_FAMILIES
 
@@ -184,7 +184,13 @@ class SQLiteQueries:
             [workspace, *([customer] if customer is not None else []), start_ns, end_ns],
         )
         tokens, input_tokens, output_tokens, messages, events, meters, cost = (value or 0 for value in totals)
-        return PeriodTotals(tokens, input_tokens, output_tokens, messages, events, meters, conversations, cost)
+        quantities = sum_quantities(self._fetch(
+            "SELECT meter, quantity FROM meter_daily WHERE workspace = ? AND customer_id = ? AND day >= ? AND day < ?",
+            [*scope, *_whole_days(start_ns, end_ns)],
+        ))
+        return PeriodTotals(
+            tokens, input_tokens, output_tokens, messages, events, meters, conversations, cost, quantities
+        )
 
     # --- adoption ----------------------------------------------------------------------------
     def product_adoption(self, workspace: str, since_ns: int, category: str | None) -> list[ProductAdoption]:
