@@ -9,7 +9,7 @@ One process, one asyncio event loop, both protocols (like spanmeter). Modes:
 - `extract` parse, then pull the GenAI attributes of every span out in a loop (no storage).
 - `bare`    parse, extract, and `INSERT OR IGNORE` the rows into SQLite in one transaction per
             request (WAL, synchronous=NORMAL, a UNIQUE index on `trace_id:span_id`), then answer.
-            This is "the bare minimum" of DESIGN.md / issue 5: no pricing, no conversion rules,
+            This is "the bare minimum" of issue 5: no pricing, no conversion rules,
             no cross-request batching; the insert runs on the event loop (it blocks it, as the
             simplest receiver would).
 

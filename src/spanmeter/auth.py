@@ -5,7 +5,8 @@ a plain hash cannot be brute-forced, and a lookup by hash stays an index probe. 
 computed hashes are still compared with `hmac.compare_digest`.
 
 The same `Authenticator` serves HTTP (Authorization: Bearer / x-api-key headers) and gRPC
-(the same names as metadata). Failures carry the exact messages of the LLMtrack contract.
+(the same names as metadata). Failures carry fixed messages clients can match on: `Missing API key`,
+`Invalid API key`, `Revoked API key`, `Inactive API key`.
 Transport-neutral: the HTTP middleware is `api/auth_http.py`, the gRPC interceptor
 `receivers/grpc_auth.py`.
 """

@@ -99,7 +99,7 @@ class UsageProcessor(_Model):
 class PriceOverrideConfig(_Model):
     model: str = Field(description="fnmatch pattern of the model name, e.g. 'ft:gpt-4o*'")
     provider: str | None = None
-    customer: str | None = Field(None, description="apply to this customer only (contract prices)")
+    customer: str | None = Field(None, description="apply to this customer only (a customer's negotiated prices)")
     input_mtok: Decimal = Field(ge=0)
     output_mtok: Decimal = Field(ge=0)
     cache_read_mtok: Decimal | None = Field(None, ge=0)

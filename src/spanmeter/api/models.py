@@ -1,7 +1,6 @@
 """Response models of the query API (they are the OpenAPI document's schemas).
 
-JSON names are camelCase throughout, as in the records-API contract (`conversationId`,
-`createdAt`); each field is the proto field of the same name in snake_case. Absent values are
+JSON names are camelCase throughout (`conversationId`, `createdAt`); each field is the proto field of the same name in snake_case. Absent values are
 left out of a record item rather than sent as null. Times are RFC 3339 UTC strings, series
 timestamps Unix milliseconds, money decimal strings (exact).
 """

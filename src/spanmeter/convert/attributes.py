@@ -3,7 +3,7 @@
 Current GenAI semantic-convention names come first (the constants of
 opentelemetry-semantic-conventions where they exist), then deprecated and vendor names
 (OpenLLMetry `llm.*` / `gen_ai.usage.prompt_tokens`, OpenInference `llm.token_count.*`).
-The first name present on a span wins. DESIGN.md "From spans to records" explains the table.
+The first name present on a span wins. README.md ("Attribute names") lists the main facts and names.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Idempotency keys: one billable fact, one key, however often and by whom it is sent.
 
-Order (DESIGN.md "Idempotency"): the emitter's own `usage.idempotency_key`; for an LLM call with a
+Order: the emitter's own `usage.idempotency_key`; for an LLM call with a
 provider response id, `llm:<provider>:<response id>` (one provider call is one record even when two
 instrumentations describe it in two traces); else `<trace_id>:<span_id>`, with `:event/<i>` for
 the i-th span event.

@@ -78,7 +78,8 @@ def settle_counts(
     operation: str,
     exclusive_input: bool,
 ) -> tuple[int | None, int | None, int | None]:
-    """(input, output, total) in the one token contract records use (DESIGN.md "One token contract").
+    """(input, output, total) as records count them: the GenAI conventions' inclusive counts (input
+    includes cache reads and writes, output includes reasoning; README.md, "One token contract").
 
     Input excludes the cache tokens when the source is known to pass exclusive counts through
     (`exclusive_input`), or when the parts are larger than the whole, which inclusive counts can
