@@ -24,18 +24,18 @@ def agent_trace(tracer: Tracer) -> None:
     """An agent framework: agent → chain → two model calls, totals repeated on the parents."""
     totals = {"gen_ai.usage.input_tokens": 300, "gen_ai.usage.output_tokens": 80}
     with tracer.start_as_current_span("invoke_agent support", attributes={
-        "gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": "openai", **totals}):
-        with tracer.start_as_current_span("workflow triage", attributes={
-            "traceloop.span.kind": "workflow", "gen_ai.provider.name": "openai", **totals}):
-            with tracer.start_as_current_span("chain", attributes={
-                "openinference.span.kind": "CHAIN", "llm.token_count.prompt": 300, "llm.token_count.completion": 80}):
-                for n in (1, 2):
-                    with tracer.start_as_current_span("chat", attributes=llm_attributes(
-                            input_tokens=100 * n, output_tokens=30 + 10 * (n - 1))):
-                        pass
-            with tracer.start_as_current_span("execute_tool search", attributes={
-                    "gen_ai.operation.name": "execute_tool", "gen_ai.provider.name": "openai", **totals}):
-                pass
+        "gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": "openai", **totals}), \
+            tracer.start_as_current_span("workflow triage", attributes={
+                "traceloop.span.kind": "workflow", "gen_ai.provider.name": "openai", **totals}):
+        with tracer.start_as_current_span("chain", attributes={
+            "openinference.span.kind": "CHAIN", "llm.token_count.prompt": 300, "llm.token_count.completion": 80}):
+            for n in (1, 2):
+                with tracer.start_as_current_span("chat", attributes=llm_attributes(
+                        input_tokens=100 * n, output_tokens=30 + 10 * (n - 1))):
+                    pass
+        with tracer.start_as_current_span("execute_tool search", attributes={
+                "gen_ai.operation.name": "execute_tool", "gen_ai.provider.name": "openai", **totals}):
+            pass
 
 
 def test_nested_agent_trace_counts_only_the_model_calls() -> None:

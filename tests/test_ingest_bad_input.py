@@ -220,9 +220,9 @@ def test_locked_database_is_503_then_recovers(tmp_path: Path) -> None:
 def test_grpc_gzip_bomb_is_refused_after_decompression(tmp_path: Path) -> None:
     bomb = b"\x00" * (8 * 1024 * 1024)  # 8 MiB that gzip makes ~8 KiB on the wire
     with limited(tmp_path) as collector:
-        with grpc.insecure_channel(collector.grpc_endpoint, compression=grpc.Compression.Gzip) as channel:
-            with pytest.raises(grpc.RpcError) as error:
-                channel.unary_unary(EXPORT)(bomb, timeout=10)
+        with (grpc.insecure_channel(collector.grpc_endpoint, compression=grpc.Compression.Gzip) as channel,
+              pytest.raises(grpc.RpcError) as error):
+            channel.unary_unary(EXPORT)(bomb, timeout=10)
         assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         # still serving
         response = ExportTraceServiceResponse.FromString(grpc_export(collector, request_of(llm_spans(1)).SerializeToString()))

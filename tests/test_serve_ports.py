@@ -23,7 +23,7 @@ def serve_once(tmp_path: Path, grpc_port: int, http_port: int) -> subprocess.Com
     }))
     # A second collector that started would run until killed: the timeout fails the test then.
     return subprocess.run([sys.executable, "-m", "spanmeter", "serve", "-c", str(config)],
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=30, check=False)
 
 
 @pytest.mark.parametrize("shared", ["grpc", "http"])

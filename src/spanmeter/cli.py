@@ -245,7 +245,7 @@ def _parse_since(value: str | None) -> int | None:
         seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
         return time.time_ns() - seconds * 1_000_000_000
     try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(value)  # takes a trailing Z since Python 3.11
     except ValueError:
         raise click.BadParameter(f"{value!r}: use an ISO time like 2026-11-01T00:00Z or an age like 30m, 2h, 7d",
                                  param_hint="--since") from None

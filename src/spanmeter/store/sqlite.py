@@ -461,7 +461,7 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys, SQLiteOutbox):
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        except Exception as exc:  # the writer thread must outlive any failure, and tell every caller
+        except Exception as exc:  # noqa: BLE001 - the writer thread must outlive any failure, and tell every caller
             log.error("SQLite write of %d records failed: %s", sum(len(j.records) for j in jobs), exc)
             error = StorageError(f"storage write failed: {exc}")
             calls = [(call, None, error) for call in batch if isinstance(call, _Call)]
