@@ -108,6 +108,7 @@ class Collector:
             workspace=config.service.workspace,
             count_operations=frozenset(op.lower() for op in usage.count_operations),
             max_field_chars=usage.max_field_chars,
+            max_meta_keys=usage.max_meta_keys,
             content_capture=usage.content_capture,
             content_max_chars=usage.content_max_chars,
             exclusive_input_scopes=frozenset(usage.exclusive_input_scopes),

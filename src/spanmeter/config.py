@@ -83,7 +83,8 @@ class UsageProcessor(_Model):
         sorted(MODEL_OPERATIONS),
         description="gen_ai.operation.name / llm.request.type values counted as one model call each",
     )
-    max_field_chars: int = Field(4096, gt=0, description="longest id, name or meta value accepted")
+    max_field_chars: int = Field(4096, gt=0, description="longest id, name, meta key or meta value accepted")
+    max_meta_keys: int = Field(64, gt=0, description="most usage.meta.* attributes on one record; more → span rejected")
     content_capture: bool = Field(False, description="store the prompt text of LLM calls in `query`")
     content_max_chars: int = Field(2000, gt=0, description="longest prompt text kept when content capture is on")
     exclusive_input_scopes: list[str] = Field(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any, Final
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -31,13 +32,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from spanmeter.auth import request_workspace
 from spanmeter.convert.logs import convert_logs
 from spanmeter.convert.spans import Converted, ConvertOptions, convert_traces
-from spanmeter.errors import Overloaded, StorageError
+from spanmeter.convert.values import InvalidSpan
+from spanmeter.errors import Overloaded, StorageError, TooManyRecords
 from spanmeter.metrics import Metrics
 from spanmeter.pricing import Pricer
 from spanmeter.record import new_record_id
 from spanmeter.store.base import Store, WriteResult
 
 log = logging.getLogger(__name__)
+
+# Costs are stored as signed 64-bit nano-USD.
+MAX_STORED_COST_USD: Final = Decimal(2**63 - 1).scaleb(-9)
 
 
 @dataclass(slots=True, frozen=True)
@@ -121,19 +126,34 @@ class Ingest:
         return response
 
     async def _store(self, converted: Converted) -> None:
+        unstorable = []
         for record, record_id in zip(converted.records, new_record_id.many(len(converted.records)), strict=True):
             record.id = record_id
             if self.pricer.price(record):
                 self.metrics.reported_cost_mismatch.inc()
+            if record.cost_usd is not None and record.cost_usd > MAX_STORED_COST_USD:  # an extreme price override
+                unstorable.append(record)
+        for record in unstorable:
+            converted.records.remove(record)
+            converted.reject(
+                f"record {record.idempotency_key[:80]!r}",
+                InvalidSpan(f"its cost {record.cost_usd} USD is above the largest stored ({MAX_STORED_COST_USD} USD)"),
+            )
         started = time.perf_counter()
         try:
             result = await self.store.write(converted.records)
         except Overloaded as error:
             self.metrics.requests_failed.labels("overloaded").inc()
             raise Refusal("unavailable", f"spanmeter is overloaded: {error}; retry later", error.retry_after) from None
+        except TooManyRecords as error:
+            self.metrics.requests_failed.labels("too_large").inc()
+            raise Refusal("too_large", str(error)) from None
         except StorageError as error:
             self.metrics.requests_failed.labels("storage").inc()
+            self.metrics.storage_errors.labels(error.reason).inc()
             raise Refusal("unavailable", f"{error}; retry later", 1.0) from None
+        for record, why in result.refused:
+            converted.reject(f"record {record.idempotency_key[:80]!r}", InvalidSpan(why))
         self._count(result, converted.rejected, started)
 
     def _count(self, result: WriteResult, rejected: int, started: float) -> None:

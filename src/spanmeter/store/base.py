@@ -13,6 +13,9 @@ class WriteResult:
     inserted: list[UsageRecord] = field(default_factory=list)  # the records newly stored
     duplicates: int = 0  # same (workspace, idempotency_key) already stored or earlier in the batch
     conflicts: int = 0  # duplicates whose content differs from the stored record (the first wins)
+    # Records the store cannot hold (a value past a column's range that conversion let through),
+    # with why: refused alone, so the rest of the request and other requests are stored.
+    refused: list[tuple[UsageRecord, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True, frozen=True)
