@@ -4,7 +4,6 @@ client's records are lost or refused because of it."""
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import httpx
 import pytest
 from google.rpc import code_pb2
 
-from tests.conftest import RunningCollector, make_config, running_collector, writer_held
+from tests.conftest import RunningCollector, make_config, running_collector
 from tests.otlp_helpers import T0, json_request, llm_raw_attrs, llm_spans, raw_span, request_of, s
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"

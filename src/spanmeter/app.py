@@ -25,6 +25,7 @@ from spanmeter.api.auth_http import AuthMiddleware
 from spanmeter.auth import Authenticator
 from spanmeter.config import Config
 from spanmeter.convert.spans import ConvertOptions
+from spanmeter.errors import StorageError
 from spanmeter.exporters.runner import ExportRunner, RetryPolicy
 from spanmeter.exporters.webhook import WebhookExporter
 from spanmeter.metrics import Metrics
@@ -100,6 +101,7 @@ class Collector:
         self.metrics = Metrics()
         self.store = build_store(config)
         self.metrics.queue_depth.set_function(lambda: self.store.queued)
+        self.metrics.storage_failing.set_function(lambda: self.store.failure is not None)
         self.authenticator = Authenticator(
             self.store, enabled=config.auth.enabled, default_workspace=config.service.workspace
         )
@@ -133,7 +135,7 @@ class Collector:
         )
         otlp_api_routes, otlp_routes = otlp_http.create_routes(self.ingest, self.config.otlp.max_request_bytes)
         app.include_router(otlp_api_routes)
-        app.include_router(health.create_router(self.metrics, lambda: self._ready))
+        app.include_router(health.create_router(self.metrics, self._not_ready))
         spanmeter.api.install(app, self.store, self.config, self.metrics, self.authenticator)
         otlp_app = AuthMiddleware(
             otlp_routes,
@@ -143,9 +145,17 @@ class Collector:
         )
         return app, otlp_http.OTLPFirst(otlp_app, app)
 
+    def _not_ready(self) -> str | None:
+        if not self._ready:
+            return "starting or stopping"
+        return self.store.failure
+
     async def start(self) -> None:
         otlp = self.config.otlp
-        await self.store.start()
+        try:
+            await self.store.start()
+        except StorageError as error:
+            raise StorageError(f"{error} (storage::sqlite::path in the config)", error.reason) from None
         await self._register_exporters()
         if self.config.auth.enabled and not any(k.state == "active" for k in self.store.list_keys()):
             log.warning(

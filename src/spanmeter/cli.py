@@ -19,7 +19,7 @@ import click
 import spanmeter
 from spanmeter.auth import new_key
 from spanmeter.config import Config, load_config
-from spanmeter.errors import ConfigError
+from spanmeter.errors import ConfigError, StorageError
 from spanmeter.event_loop import describe, new_event_loop
 from spanmeter.record import format_ns
 from spanmeter.store.base import RecordFilter
@@ -112,6 +112,8 @@ def serve(config_path: Path | None, log_level: str | None, log_format: str | Non
         with asyncio.Runner(loop_factory=lambda: new_event_loop(config.service.event_loop)) as runner:
             log.info("event loop: %s", describe(runner.get_loop()))
             runner.run(run())
+    except StorageError as error:  # the database cannot be opened or written: says which and why
+        raise click.ClickException(str(error)) from None
     except OSError as error:
         raise click.ClickException(f"{error}. Is another process using the port? Change it in the config.") from None
 

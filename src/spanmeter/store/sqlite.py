@@ -70,6 +70,7 @@ CHECKPOINT_SECONDS: Final = 0.5  # see _checkpoints
 WAL_RESTART_PAGES: Final = 16_384  # 64 MiB of 4 KiB pages: the writer lets the WAL start over
 WAL_LIMIT_PAGES: Final = 65_536  # 256 MiB: the writer truncates it
 PROBE_SECONDS: Final = 1.0  # while writes fail, how often the writer tries a write of its own
+PROBE_BYTES: Final = 64 * 1024  # what the probe writes: a few pages more than the database has
 _LOOKUP_CHUNK: Final = 800  # key hashes per SELECT, under SQLite's parameter limit
 
 # CPython 3.11's sqlite3 binds only int, float, str and bytearray directly; anything else, None
@@ -753,11 +754,12 @@ def _resolve_all(done: list[tuple[_Job, Exception | None]]) -> None:
 
 
 def _probe_write(conn: sqlite3.Connection) -> None:
-    """A committed write that changes nothing: rewriting the header's user_version (unused)."""
+    """Commit a write that needs room (a row of PROBE_BYTES, deleted in the same transaction): it
+    fails as record writes do while the disk is full or the database read-only or locked."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        conn.execute(f"PRAGMA user_version={int(version)}")
+        conn.execute("INSERT OR REPLACE INTO spanmeter_secrets VALUES ('probe', hex(zeroblob(?)))", [PROBE_BYTES // 2])
+        conn.execute("DELETE FROM spanmeter_secrets WHERE name = 'probe'")
         conn.execute("COMMIT")
     except BaseException:
         _rollback(conn)
