@@ -39,9 +39,11 @@ def test_a_locked_database_at_start_is_refused_with_the_reason(tmp_path: Path) -
     blocker = sqlite3.connect(tmp_path / "spanmeter.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     try:
-        with pytest.raises(StorageError, match=r"cannot write the database .*database is locked \(storage::sqlite::path"):
-            with running_collector(config):
-                pass
+        with (
+            pytest.raises(StorageError, match=r"cannot write the database .*database is locked \(storage::sqlite::path"),
+            running_collector(config),
+        ):
+            pass
     finally:
         blocker.execute("ROLLBACK")
 

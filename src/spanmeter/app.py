@@ -30,7 +30,7 @@ from spanmeter.exporters.runner import ExportRunner, RetryPolicy
 from spanmeter.exporters.webhook import WebhookExporter
 from spanmeter.metrics import Metrics
 from spanmeter.pricing import PriceOverride, Pricer
-from spanmeter.receivers import otlp_grpc, otlp_http
+from spanmeter.receivers import http_limits, otlp_grpc, otlp_http
 from spanmeter.receivers.grpc_auth import AuthInterceptor
 from spanmeter.receivers.ingest import Ingest
 from spanmeter.store.outbox import ExportFilter
@@ -39,7 +39,7 @@ from spanmeter.store.sqlite import SQLiteStore
 log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 10.0
-KEEP_ALIVE_SECONDS = 65
+FILES_BESIDES_CONNECTIONS = 256  # the database, its WAL, readers, exporters' clients, logs
 
 
 def build_pricer(config: Config) -> Pricer:
@@ -74,6 +74,25 @@ def build_exporters(config: Config, store: SQLiteStore, metrics: Metrics) -> lis
             ExportRunner(exporter, store, where, metrics, max_batch=c.max_batch, flush_interval=c.flush_interval, retry=retry)
         )
     return runners
+
+
+def ensure_descriptors(max_connections: int) -> None:
+    """Raise the soft limit of open files to what both receivers' connection limits need (as Go
+    servers do at start): Linux's usual soft limit, 1024, is below 2 x 1000 connections."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit
+        return
+    needed = 2 * max_connections + FILES_BESIDES_CONNECTIONS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        if raised < needed:
+            log.warning(
+                "open files are limited to %d, below the %d that receivers::otlp::max_connections (%d per protocol)"
+                " needs: lower it, or raise the limit (ulimit -n)", raised, needed, max_connections,
+            )
 
 
 def freeze_startup_objects() -> None:
@@ -145,6 +164,10 @@ class Collector:
         )
         return app, otlp_http.OTLPFirst(otlp_app, app)
 
+    def _limits(self) -> http_limits.ConnectionLimits:
+        otlp = self.config.otlp
+        return http_limits.ConnectionLimits(otlp.max_connections, otlp.header_timeout, otlp.body_timeout)
+
     def _not_ready(self) -> str | None:
         if not self._ready:
             return "starting or stopping"
@@ -152,6 +175,7 @@ class Collector:
 
     async def start(self) -> None:
         otlp = self.config.otlp
+        ensure_descriptors(otlp.max_connections)
         try:
             await self.store.start()
         except StorageError as error:
@@ -163,7 +187,9 @@ class Collector:
             )
         if otlp.protocols.grpc is not None:
             interceptors = [AuthInterceptor(self.authenticator, self.metrics)] if self.config.auth.enabled else []
-            self._grpc = otlp_grpc.create_server(self.ingest, otlp.max_request_bytes, interceptors)
+            self._grpc = otlp_grpc.create_server(
+                self.ingest, otlp.max_request_bytes, interceptors, self._limits(), otlp.idle_timeout
+            )
             grpc_endpoint = otlp.protocols.grpc.endpoint
             try:
                 self.grpc_port = self._grpc.add_insecure_port(grpc_endpoint)
@@ -183,7 +209,8 @@ class Collector:
                 timeout_graceful_shutdown=int(GRACE_SECONDS),
                 # OTel SDKs export every 5 s by default, uvicorn's own idle timeout: a connection
                 # closed just as the next export reuses it fails that export. Keep them longer.
-                timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                timeout_keep_alive=int(otlp.idle_timeout),
+                http=http_limits.guarded(self._limits()),
             )
             self._http = _Uvicorn(server_config)
             self._http_task = asyncio.create_task(self._http.serve())

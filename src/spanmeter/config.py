@@ -76,6 +76,16 @@ class OTLPReceiver(_Model):
     max_request_bytes: int = Field(
         16 * 1024 * 1024, gt=0, description="largest request body accepted, after decompression"
     )
+    max_connections: int = Field(
+        1000, gt=0, description="open connections per protocol (gRPC, HTTP) at most; more are closed at once"
+    )
+    header_timeout: float = Field(
+        10.0, gt=0, description="seconds for a request's head to arrive (HTTP) or a connection's handshake (gRPC)"
+    )
+    body_timeout: float = Field(60.0, gt=0, description="seconds for a whole HTTP request to arrive")
+    idle_timeout: float = Field(
+        65.0, gt=0, description="seconds an idle connection is kept open (longer than the SDKs' 5 s export interval)"
+    )
 
 
 class UsageProcessor(_Model):
