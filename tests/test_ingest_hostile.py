@@ -4,6 +4,7 @@ client's records are lost or refused because of it."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import httpx
 import pytest
 from google.rpc import code_pb2
 
-from tests.conftest import RunningCollector, make_config, running_collector
+from tests.conftest import RunningCollector, make_config, running_collector, writer_held
 from tests.otlp_helpers import T0, json_request, llm_raw_attrs, llm_spans, raw_span, request_of, s
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -119,3 +120,60 @@ def test_a_quantity_with_too_many_decimal_places_is_rejected(collector: RunningC
     response = post(collector, json_request([raw_span(1, meter), raw_span(2, ok)]))
     assert "usage.quantity has more than 18 digits after the decimal point" in response.json()["partialSuccess"]["errorMessage"]
     assert [str(r.quantity) for r in collector.records()] == ["1E-18"]
+# --- a full queue ------------------------------------------------------------------------------------
+
+def test_a_full_queue_is_503_before_the_body_is_even_read(tmp_path: Path) -> None:
+    """Refused before decoding and converting (what would be 400 here is 503): a storm of requests
+    the queue cannot take costs the collector next to nothing."""
+    config = make_config(tmp_path, storage={"sqlite": {"max_queued_records": 2, "busy_timeout": 20}})
+    with running_collector(config) as collector:
+        waiting: list[httpx.Response] = []
+        with writer_held(tmp_path / "spanmeter.db"):
+            body = json_request([raw_span(1, llm_raw_attrs()), raw_span(2, llm_raw_attrs())])
+            sender = threading.Thread(target=lambda: waiting.append(post(collector, body)))
+            sender.start()
+            while collector.collector.store.queued < 2:
+                sender.join(0.01)
+            for refused in (post(collector, json_request([raw_span(3, llm_raw_attrs())])), post(collector, b"{not json")):
+                assert refused.status_code == 503
+                assert refused.headers["retry-after"] == "1"
+                assert "overloaded" in refused.json()["message"]
+            with grpc.insecure_channel(collector.grpc_endpoint) as channel, pytest.raises(grpc.RpcError) as error:
+                channel.unary_unary(EXPORT)(b"\xff not protobuf", timeout=10)
+            assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+        sender.join(30)
+        assert [r.status_code for r in waiting] == [200]
+        assert span_ids(collector) == [f"{1:016x}", f"{2:016x}"]
+        assert collector.metric("spanmeter_spans_received_total", {"transport": "http"}) == 2
+
+
+# --- large requests ----------------------------------------------------------------------------------
+
+def padded(span_id: int, pad: int) -> bytes:
+    """One model-call span with a large attribute that is no usage (a prompt, say)."""
+    return json_request([raw_span(span_id, llm_raw_attrs(**{"gen_ai.prompt": s("x" * pad)}))])
+
+
+def test_large_requests_are_converted_off_the_event_loop_within_a_memory_budget(tmp_path: Path) -> None:
+    config = make_config(tmp_path, receivers={"otlp": {"max_in_flight_bytes": 400_000}})
+    with running_collector(config) as collector:
+        ingest = collector.collector.ingest
+        held = threading.Event()
+        ingest._converter.submit(held.wait, 30)  # the converter thread is busy: large requests wait for it
+        large: list[httpx.Response] = []
+        sender = threading.Thread(target=lambda: large.append(post(collector, padded(1, 300_000))))
+        sender.start()
+        while ingest._in_flight == 0:
+            sender.join(0.01)
+        # The large request is in hand, and the event loop answers everything else meanwhile.
+        assert httpx.get(f"{collector.http_url}/healthz").status_code == 200
+        assert post(collector, padded(2, 10)).status_code == 200
+        over = post(collector, padded(3, 150_000))  # with the large one's bytes, past the budget
+        assert over.status_code == 503
+        assert over.headers["retry-after"] == "1"
+        assert "max_in_flight_bytes" in over.json()["message"]
+        held.set()
+        sender.join(30)
+        assert [r.status_code for r in large] == [200]
+        assert span_ids(collector) == [f"{1:016x}", f"{2:016x}"]
+        assert post(collector, padded(3, 150_000)).status_code == 200  # the budget is free again

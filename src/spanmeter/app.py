@@ -134,7 +134,9 @@ class Collector:
             content_max_chars=usage.content_max_chars,
             exclusive_input_scopes=frozenset(usage.exclusive_input_scopes),
         )
-        self.ingest = Ingest(self.store, build_pricer(config), options, self.metrics)
+        self.ingest = Ingest(
+            self.store, build_pricer(config), options, self.metrics, config.otlp.max_in_flight_bytes
+        )
         self.exporters = build_exporters(config, self.store, self.metrics)
         self.http_app, self.asgi_app = self._build_http_app()
         self.grpc_port: int | None = None
@@ -248,6 +250,7 @@ class Collector:
             await self._grpc.stop(GRACE_SECONDS)
         for runner in self.exporters:  # records not sent yet stay pending in the store
             await runner.stop()
+        self.ingest.close()
         await self.store.close()
         log.info("spanmeter stopped")
 

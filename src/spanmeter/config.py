@@ -76,6 +76,11 @@ class OTLPReceiver(_Model):
     max_request_bytes: int = Field(
         16 * 1024 * 1024, gt=0, description="largest request body accepted, after decompression"
     )
+    max_in_flight_bytes: int = Field(
+        64 * 1024 * 1024,
+        gt=0,
+        description="request bodies being converted and stored at once, in bytes; past it 503 / UNAVAILABLE (retry)",
+    )
     max_connections: int = Field(
         1000, gt=0, description="open connections per protocol (gRPC, HTTP) at most; more are closed at once"
     )

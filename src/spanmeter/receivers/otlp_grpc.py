@@ -18,7 +18,7 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from spanmeter.receivers.decode import PROTOBUF, BadRequest, decode
+from spanmeter.receivers.decode import PROTOBUF, BadRequest
 from spanmeter.receivers.http_limits import ConnectionLimits
 from spanmeter.receivers.ingest import GRPC_CODES, Ingest, Refusal
 from spanmeter.receivers.signals import SIGNALS, Signal
@@ -72,18 +72,15 @@ def create_server(
 
 
 def _export(signal: Signal, ingest: Ingest) -> Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[bytes]]:
-    export = signal.handler(ingest)
-
     async def handle(body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         try:
-            request = decode(body, PROTOBUF, signal.request_type)
-            response = await export(request, "grpc")
+            response = await ingest.receive(signal.name, body, PROTOBUF, "grpc")
         except BadRequest as error:
             await abort(context, Refusal("invalid", str(error)))
             raise
         except Refusal as refusal:
             await abort(context, refusal)
             raise
-        return response.SerializeToString()  # type: ignore[no-any-return]
+        return response.SerializeToString()
 
     return handle

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from spanmeter.errors import Overloaded
 from spanmeter.record import UsageRecord
 
 
@@ -28,6 +29,10 @@ class RecordFilter:
 
 class Store(Protocol):
     async def start(self) -> None: ...
+
+    def overloaded(self) -> Overloaded | None:
+        """The error to refuse a request with while the write queue is full, else None (cheap)."""
+        ...
 
     async def write(self, records: list[UsageRecord]) -> WriteResult:
         """Commit the records (idempotently) before returning; raises StorageError / Overloaded."""

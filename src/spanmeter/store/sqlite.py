@@ -316,6 +316,13 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys, SQLiteOutbox):
         return self._queued
 
     # --- writing -----------------------------------------------------------------------------
+    def overloaded(self) -> Overloaded | None:
+        if self._queued < self.max_queued_records:
+            return None
+        return Overloaded(
+            f"write queue full ({self._queued} records waiting, limit {self.max_queued_records})", self.retry_after
+        )
+
     async def write(self, records: list[UsageRecord]) -> WriteResult:
         if not records:
             return WriteResult()
