@@ -122,10 +122,10 @@ def _field(number: int, payload: bytes) -> bytes:
 class Tally:
     sent: set[int] = field(default_factory=set)
     acked: set[int] = field(default_factory=set)
-    resent_unknown: int = 0  # spans sent again after an attempt whose outcome was unknown (killed)
-    latencies: list[float] = field(default_factory=list)
+    resent: set[int] = field(default_factory=set)  # spans sent again after an unknown outcome (a kill)
+    latencies: list[tuple[float, float]] = field(default_factory=list)  # (sent at, ms) of acknowledged attempts
     outcomes: Counter[str] = field(default_factory=Counter)
-    health_max_ms: float = 0.0
+    health: list[tuple[float, float]] = field(default_factory=list)  # (sent at, ms)
     health_failures: int = 0
 
 
@@ -142,10 +142,9 @@ class Server:
         }))
         self.process: subprocess.Popen[bytes] | None = None
         self.peak_rss_mb = 0.0
-        self.restarts: list[float] = []
+        self.down: list[tuple[float, float]] = []  # from each kill until ready again
 
     async def start(self) -> None:
-        began = time.monotonic()
         log = open(self.directory / "server.log", "ab")  # noqa: SIM115, ASYNC230 - the child keeps it
         self.process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
             [sys.executable, "-m", "spanmeter", "serve", "-c", str(self.config)], stdout=log, stderr=log
@@ -154,7 +153,6 @@ class Server:
             if self.process.poll() is not None:
                 raise SystemExit(f"spanmeter exited with {self.process.returncode}; see {self.directory}/server.log")
             await asyncio.sleep(0.05)
-        self.restarts.append(time.monotonic() - began)
 
     async def ready(self) -> bool:
         try:
@@ -165,8 +163,17 @@ class Server:
 
     def kill(self, sig: int) -> None:
         assert self.process is not None
+        self.killed_at = time.monotonic()
         self.process.send_signal(sig)
         self.process.wait(60)
+
+    async def restart(self, sig: int) -> None:
+        self.kill(sig)
+        await self.start()
+        self.down.append((self.killed_at, time.monotonic()))
+
+    def overlaps_restart(self, sent_at: float, ms: float) -> bool:
+        return any(sent_at < up and sent_at + ms / 1000 > down for down, up in self.down)
 
     async def sample_rss(self) -> None:
         while True:
@@ -235,16 +242,16 @@ class Client:
         self.tally.sent.update(numbers)
         unknown = False
         while True:
-            started = time.perf_counter()
+            started = time.monotonic()
             outcome = await self.send_once(body)
             if outcome == "ok":
-                self.tally.latencies.append((time.perf_counter() - started) * 1000)
+                self.tally.latencies.append((started, (time.monotonic() - started) * 1000))
                 self.tally.acked.update(numbers)
                 return
             if outcome not in ("refused", "unknown"):
                 raise SystemExit(f"a good request was answered {outcome}")
             if unknown:
-                self.tally.resent_unknown += len(numbers)
+                self.tally.resent.update(numbers)
             unknown = outcome == "unknown"
             await asyncio.sleep(retry_pause * (0.5 + random.random()))
 
@@ -347,14 +354,14 @@ async def hostile_clients(server: Server, spans: Spans, tally: Tally, until: flo
         await asyncio.gather(*(one() for _ in range(20)))
 
     async def health() -> None:
-        started = time.perf_counter()
+        started = time.monotonic()
         try:
             status, _ = await http("GET", server.http_port, "/healthz", b"", "", timeout=30)
         except (TimeoutError, OSError, asyncio.IncompleteReadError):
             tally.health_failures += 1  # a restart: counted apart
             return
         if status == 200:
-            tally.health_max_ms = max(tally.health_max_ms, (time.perf_counter() - started) * 1000)
+            tally.health.append((started, (time.monotonic() - started) * 1000))
 
     await asyncio.gather(
         every(1.0, poisoned),
@@ -374,8 +381,7 @@ async def killer(server: Server, every: float, until: float) -> int:
     while time.monotonic() + every < until:
         await asyncio.sleep(every * (0.75 + random.random() / 2))
         kills += 1
-        server.kill(signal.SIGTERM if kills % 4 == 0 else signal.SIGKILL)
-        await server.start()
+        await server.restart(signal.SIGTERM if kills % 4 == 0 else signal.SIGKILL)
     return kills
 
 
@@ -411,6 +417,7 @@ async def main(args: argparse.Namespace) -> int:
     print(f"overload: {overloaded:,.0f} spans/s accepted (16 clients; {refused:,} requests refused and retried)",
           flush=True)
     phase_latencies = len(tally.latencies)
+    tally.health.clear()
     until = began + args.minutes * 60
     print(f"soak: good and hostile clients, a kill every ~{args.kill_every:.0f} s, until {args.minutes} min", flush=True)
     soak = asyncio.gather(good_clients(server, spans, tally, until), hostile_clients(server, spans, tally, until))
@@ -422,22 +429,25 @@ async def main(args: argparse.Namespace) -> int:
     rows, poison_rows = stored(server, spans)
     lost = tally.acked - set(rows)
     duplicates = sum(n - 1 for n in rows.values() if n > 1)
-    soak_latencies = tally.latencies[phase_latencies:]
+    # Answers that overlapped a kill and restart waited for it: counted apart.
+    soak_latencies = [ms for at, ms in tally.latencies[phase_latencies:] if not server.overlaps_restart(at, ms)]
+    health = [ms for at, ms in tally.health if not server.overlaps_restart(at, ms)]
     print()
     print(f"ran {(time.monotonic() - began) / 60:.1f} min; {kills} kills and restarts "
-          f"(restart to ready: max {max(server.restarts):.1f} s)")
+          f"(kill to ready: max {max((up - down for down, up in server.down), default=0):.1f} s)")
     print(f"spans sent          {len(tally.sent):>12,}")
     print(f"acknowledged        {len(tally.acked):>12,}")
     print(f"stored              {len(rows):>12,}   (of this run's spans; "
           f"{len(set(rows) - tally.acked):,} stored but never acknowledged: killed before the answer)")
-    print(f"re-sent after a kill{tally.resent_unknown:>12,}   (their duplicates are dropped by key)")
+    print(f"re-sent after a kill{len(tally.resent):>12,}   (outcome unknown; their duplicates are dropped by key)")
     print(f"duplicate rows      {duplicates:>12,}   (must be 0)")
     print(f"lost                {len(lost):>12,}   (acknowledged, not stored: must be 0)")
     print(f"poison rows         {poison_rows:>12,}")
     print(f"peak RSS            {server.peak_rss_mb:>12,.0f} MB")
-    print(f"p99 good requests   {percentile(soak_latencies, 99):>12,.1f} ms   (soak phase; p50 "
+    print(f"p99 good requests   {percentile(soak_latencies, 99):>12,.1f} ms   (soak phase, restarts aside; p50 "
           f"{percentile(soak_latencies, 50):.1f} ms, {len(soak_latencies):,} requests)")
-    print(f"/healthz            {tally.health_max_ms:>12,.1f} ms at most ({tally.health_failures} unanswered: restarts)")
+    print(f"/healthz p99        {percentile(health, 99):>12,.1f} ms   (max {max(health, default=0):,.0f} ms;"
+          f" {tally.health_failures} unanswered during restarts)")
     print(f"accepted rate       {overloaded:>12,.0f} spans/s under overload (16 clients) vs {unloaded:,.0f} unloaded "
           f"(4 clients): {overloaded / unloaded:.0%}")
     print("answers:", ", ".join(f"{k} {v:,}" for k, v in sorted(tally.outcomes.items())))
