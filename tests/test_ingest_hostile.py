@@ -13,6 +13,7 @@ import httpx
 import pytest
 from google.rpc import code_pb2
 
+from spanmeter.receivers.ingest import OFF_LOOP_BYTES
 from tests.conftest import RunningCollector, make_config, running_collector, writer_held
 from tests.otlp_helpers import T0, json_request, llm_raw_attrs, llm_spans, raw_span, request_of, s
 
@@ -155,20 +156,21 @@ def padded(span_id: int, pad: int) -> bytes:
 
 
 def test_large_requests_are_converted_off_the_event_loop_within_a_memory_budget(tmp_path: Path) -> None:
-    config = make_config(tmp_path, receivers={"otlp": {"max_in_flight_bytes": 400_000}})
+    assert OFF_LOOP_BYTES < 1_200_000
+    config = make_config(tmp_path, receivers={"otlp": {"max_in_flight_bytes": 1_500_000}})
     with running_collector(config) as collector:
         ingest = collector.collector.ingest
         held = threading.Event()
         ingest._converter.submit(held.wait, 30)  # the converter thread is busy: large requests wait for it
         large: list[httpx.Response] = []
-        sender = threading.Thread(target=lambda: large.append(post(collector, padded(1, 300_000))))
+        sender = threading.Thread(target=lambda: large.append(post(collector, padded(1, 1_200_000))))
         sender.start()
         while ingest._in_flight == 0:
             sender.join(0.01)
         # The large request is in hand, and the event loop answers everything else meanwhile.
         assert httpx.get(f"{collector.http_url}/healthz").status_code == 200
         assert post(collector, padded(2, 10)).status_code == 200
-        over = post(collector, padded(3, 150_000))  # with the large one's bytes, past the budget
+        over = post(collector, padded(3, 400_000))  # with the large one's bytes, past the budget
         assert over.status_code == 503
         assert over.headers["retry-after"] == "1"
         assert "max_in_flight_bytes" in over.json()["message"]
@@ -176,4 +178,4 @@ def test_large_requests_are_converted_off_the_event_loop_within_a_memory_budget(
         sender.join(30)
         assert [r.status_code for r in large] == [200]
         assert span_ids(collector) == [f"{1:016x}", f"{2:016x}"]
-        assert post(collector, padded(3, 150_000)).status_code == 200  # the budget is free again
+        assert post(collector, padded(3, 400_000)).status_code == 200  # the budget is free again
