@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +52,19 @@ class RunningCollector(BackgroundCollector):
 def running_collector(config: Config) -> Iterator[RunningCollector]:
     with background_collector(config) as running:
         yield RunningCollector(running.collector, running.loop)
+
+
+@contextmanager
+def writer_held(path: Path) -> Iterator[None]:
+    """Another process's write transaction on the database: the collector's writer waits for it
+    (up to storage::sqlite::busy_timeout), and requests queue up behind it."""
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
 
 
 @pytest.fixture

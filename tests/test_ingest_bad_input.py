@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import sqlite3
+import threading
 from pathlib import Path
 
 import grpc
@@ -17,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests.conftest import RunningCollector, make_config, running_collector
+from tests.conftest import RunningCollector, make_config, running_collector, writer_held
 from tests.otlp_helpers import i, json_request, llm_raw_attrs, llm_spans, raw_span, request_of, s
 
 PB = {"content-type": "application/x-protobuf"}
@@ -182,21 +183,27 @@ def test_non_usage_spans_are_accepted_and_ignored(collector: RunningCollector) -
 
 
 def test_full_write_queue_is_503_and_unavailable_with_retry_info(tmp_path: Path) -> None:
-    config = make_config(tmp_path, storage={"sqlite": {"max_queued_records": 1}})
+    config = make_config(tmp_path, storage={"sqlite": {"max_queued_records": 2, "busy_timeout": 20}})
     with running_collector(config) as collector:
-        body = json_request([raw_span(1, llm_raw_attrs()), raw_span(2, llm_raw_attrs())])
-        response = post(collector, body)
-        assert response.status_code == 503
-        assert response.headers["retry-after"] == "1"
-        assert "overloaded" in response.json()["message"]
-        request = request_of(llm_spans(2)).SerializeToString()
-        with pytest.raises(grpc.RpcError) as error:
-            grpc_export(collector, request)
-        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
-        trailers = dict(error.value.trailing_metadata())
-        retry = error_details_pb2.RetryInfo.FromString(trailers["google.rpc.retryinfo-bin"])
-        assert retry.retry_delay.seconds == 1
-        assert collector.records() == []
+        waiting: list[httpx.Response] = []
+        with writer_held(tmp_path / "spanmeter.db"):  # two records wait for the writer: the queue is full
+            sender = threading.Thread(target=lambda: waiting.append(post(collector, request_of(llm_spans(2)).SerializeToString(), PB)))
+            sender.start()
+            while collector.collector.store.queued < 2:
+                sender.join(0.01)
+            response = post(collector, json_request([raw_span(1, llm_raw_attrs())]))
+            assert response.status_code == 503
+            assert response.headers["retry-after"] == "1"
+            assert "overloaded" in response.json()["message"]
+            with pytest.raises(grpc.RpcError) as error:
+                grpc_export(collector, request_of(llm_spans(1)).SerializeToString())
+            assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+            trailers = dict(error.value.trailing_metadata())
+            retry = error_details_pb2.RetryInfo.FromString(trailers["google.rpc.retryinfo-bin"])
+            assert retry.retry_delay.seconds == 1
+        sender.join(30)
+        assert [r.status_code for r in waiting] == [200]
+        assert len(collector.records()) == 2
 
 
 def test_locked_database_is_503_then_recovers(tmp_path: Path) -> None:

@@ -25,12 +25,12 @@ from spanmeter.api.auth_http import AuthMiddleware
 from spanmeter.auth import Authenticator
 from spanmeter.config import Config, WebhookExporterConfig
 from spanmeter.convert.spans import ConvertOptions
-from spanmeter.errors import ListenError
+from spanmeter.errors import ListenError, StorageError
 from spanmeter.exporters.runner import ExportRunner, RetryPolicy
 from spanmeter.exporters.webhook import WebhookExporter
 from spanmeter.metrics import Metrics
 from spanmeter.pricing import PriceOverride, Pricer
-from spanmeter.receivers import listen, otlp_grpc, otlp_http
+from spanmeter.receivers import http_limits, listen, otlp_grpc, otlp_http
 from spanmeter.receivers.grpc_auth import AuthInterceptor
 from spanmeter.receivers.ingest import Ingest
 from spanmeter.receivers.listen import listen_error
@@ -40,7 +40,7 @@ from spanmeter.store.sqlite import SQLiteStore
 log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 10.0
-KEEP_ALIVE_SECONDS = 65
+FILES_BESIDES_CONNECTIONS = 256  # the database, its WAL, readers, exporters' clients, logs
 
 
 def build_pricer(config: Config) -> Pricer:
@@ -82,6 +82,25 @@ def build_exporters(config: Config, store: SQLiteStore, metrics: Metrics) -> lis
     return runners
 
 
+def ensure_descriptors(max_connections: int) -> None:
+    """Raise the soft limit of open files to what both receivers' connection limits need (as Go
+    servers do at start): Linux's usual soft limit, 1024, is below 2 x 1000 connections."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit
+        return
+    needed = 2 * max_connections + FILES_BESIDES_CONNECTIONS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        if raised < needed:
+            log.warning(
+                "open files are limited to %d, below the %d that receivers::otlp::max_connections (%d per protocol)"
+                " needs: lower it, or raise the limit (ulimit -n)", raised, needed, max_connections,
+            )
+
+
 def freeze_startup_objects() -> None:
     """Keep what start-up built out of the garbage collector's full passes, for the process's life.
 
@@ -107,6 +126,7 @@ class Collector:
         self.metrics = Metrics()
         self.store = build_store(config)
         self.metrics.queue_depth.set_function(lambda: self.store.queued)
+        self.metrics.storage_failing.set_function(lambda: self.store.failure is not None)
         self.authenticator = Authenticator(
             self.store, enabled=config.auth.enabled, default_workspace=config.service.workspace
         )
@@ -115,11 +135,14 @@ class Collector:
             workspace=config.service.workspace,
             count_operations=frozenset(op.lower() for op in usage.count_operations),
             max_field_chars=usage.max_field_chars,
+            max_meta_keys=usage.max_meta_keys,
             content_capture=usage.content_capture,
             content_max_chars=usage.content_max_chars,
             exclusive_input_scopes=frozenset(usage.exclusive_input_scopes),
         )
-        self.ingest = Ingest(self.store, build_pricer(config), options, self.metrics)
+        self.ingest = Ingest(
+            self.store, build_pricer(config), options, self.metrics, config.otlp.max_in_flight_bytes
+        )
         self.exporters = build_exporters(config, self.store, self.metrics)
         self.http_app, self.asgi_app = self._build_http_app()
         self.grpc_port: int | None = None
@@ -143,7 +166,7 @@ class Collector:
         )
         otlp_api_routes, otlp_routes = otlp_http.create_routes(self.ingest, self.config.otlp.max_request_bytes)
         app.include_router(otlp_api_routes)
-        app.include_router(health.create_router(self.metrics, lambda: self._ready))
+        app.include_router(health.create_router(self.metrics, self._not_ready))
         spanmeter.api.install(app, self.store, self.config, self.metrics, self.authenticator)
         otlp_app = AuthMiddleware(
             otlp_routes,
@@ -152,6 +175,15 @@ class Collector:
             metrics=self.metrics,
         )
         return app, otlp_http.OTLPFirst(otlp_app, app)
+
+    def _limits(self) -> http_limits.ConnectionLimits:
+        otlp = self.config.otlp
+        return http_limits.ConnectionLimits(otlp.max_connections, otlp.header_timeout, otlp.body_timeout)
+
+    def _not_ready(self) -> str | None:
+        if not self._ready:
+            return "starting or stopping"
+        return self.store.failure
 
     async def start(self) -> None:
         """Start everything, or nothing: on a failure (a busy port) what had started is stopped
@@ -165,7 +197,11 @@ class Collector:
     async def _start(self) -> None:
         otlp = self.config.otlp
         key = f"receivers::{next(iter(self.config.receivers))}::protocols::{{}}::endpoint"
-        await self.store.start()
+        ensure_descriptors(otlp.max_connections)
+        try:
+            await self.store.start()
+        except StorageError as error:
+            raise StorageError(f"{error} (storage::sqlite::path in the config)", error.reason) from None
         await self._register_exporters()
         if self.config.auth.enabled and not any(k.state == "active" for k in self.store.list_keys()):
             log.warning(
@@ -175,10 +211,12 @@ class Collector:
             grpc_endpoint, grpc_key = otlp.protocols.grpc.endpoint, key.format("grpc")
             # A plain socket first: it tells why a port cannot be had (grpc says only "Failed to
             # bind", after logging a C-level error line).
-            if otlp.protocols.grpc.port and (error := listen.probe(otlp.protocols.grpc.host, otlp.protocols.grpc.port)):
-                raise listen_error("OTLP/gRPC", grpc_endpoint, grpc_key, error)
+            if otlp.protocols.grpc.port and (busy := listen.probe(otlp.protocols.grpc.host, otlp.protocols.grpc.port)):
+                raise listen_error("OTLP/gRPC", grpc_endpoint, grpc_key, busy)
             interceptors = [AuthInterceptor(self.authenticator, self.metrics)] if self.config.auth.enabled else []
-            server = otlp_grpc.create_server(self.ingest, otlp.max_request_bytes, interceptors)
+            server = otlp_grpc.create_server(
+                self.ingest, otlp.max_request_bytes, interceptors, self._limits(), otlp.idle_timeout
+            )
             try:
                 self.grpc_port = server.add_insecure_port(grpc_endpoint)
             except RuntimeError:  # taken since the probe
@@ -200,7 +238,8 @@ class Collector:
                 timeout_graceful_shutdown=int(GRACE_SECONDS),
                 # OTel SDKs export every 5 s by default, uvicorn's own idle timeout: a connection
                 # closed just as the next export reuses it fails that export. Keep them longer.
-                timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                timeout_keep_alive=int(otlp.idle_timeout),
+                http=http_limits.guarded(self._limits()),
             )
             self._http = _Uvicorn(server_config)
             self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
@@ -238,6 +277,7 @@ class Collector:
             await self._grpc.stop(GRACE_SECONDS)
         for runner in self.exporters:  # records not sent yet stay pending in the store
             await runner.stop()
+        self.ingest.close()
         await self.store.close()
         log.info("spanmeter stopped")
 

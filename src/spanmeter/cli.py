@@ -19,7 +19,7 @@ import click
 import spanmeter
 from spanmeter.auth import new_key
 from spanmeter.config import Config, load_config
-from spanmeter.errors import ConfigError, ListenError
+from spanmeter.errors import ConfigError, ListenError, StorageError
 from spanmeter.event_loop import describe, new_event_loop
 from spanmeter.record import format_ns
 from spanmeter.store.base import RecordFilter
@@ -116,6 +116,8 @@ def serve(config_path: Path | None, log_level: str | None, log_format: str | Non
             log.info("event loop: %s", describe(runner.get_loop()))
             runner.run(run())
     except ListenError as error:  # a busy port: one line naming it and its config key
+        raise click.ClickException(str(error)) from None
+    except StorageError as error:  # the database cannot be opened or written: says which and why
         raise click.ClickException(str(error)) from None
 
 

@@ -80,6 +80,21 @@ class OTLPReceiver(_Model):
     max_request_bytes: int = Field(
         16 * 1024 * 1024, gt=0, description="largest request body accepted, after decompression"
     )
+    max_in_flight_bytes: int = Field(
+        64 * 1024 * 1024,
+        gt=0,
+        description="request bodies being converted and stored at once, in bytes; past it 503 / UNAVAILABLE (retry)",
+    )
+    max_connections: int = Field(
+        1000, gt=0, description="open connections per protocol (gRPC, HTTP) at most; more are closed at once"
+    )
+    header_timeout: float = Field(
+        10.0, gt=0, description="seconds for a request's head to arrive (HTTP) or a connection's handshake (gRPC)"
+    )
+    body_timeout: float = Field(60.0, gt=0, description="seconds for a whole HTTP request to arrive")
+    idle_timeout: float = Field(
+        65.0, gt=0, description="seconds an idle connection is kept open (longer than the SDKs' 5 s export interval)"
+    )
 
 
 class UsageProcessor(_Model):
@@ -87,7 +102,8 @@ class UsageProcessor(_Model):
         sorted(MODEL_OPERATIONS),
         description="gen_ai.operation.name / llm.request.type values counted as one model call each",
     )
-    max_field_chars: int = Field(4096, gt=0, description="longest id, name or meta value accepted")
+    max_field_chars: int = Field(4096, gt=0, description="longest id, name, meta key or meta value accepted")
+    max_meta_keys: int = Field(64, gt=0, description="most usage.meta.* attributes on one record; more → span rejected")
     content_capture: bool = Field(False, description="store the prompt text of LLM calls in `query`")
     content_max_chars: int = Field(2000, gt=0, description="longest prompt text kept when content capture is on")
     exclusive_input_scopes: list[str] = Field(

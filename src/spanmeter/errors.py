@@ -3,8 +3,9 @@
     SpanmeterError
     ├── ConfigError          the config file is wrong; carries the key path (`receivers::otlp::...`)
     ├── ListenError          a receiver cannot listen (port in use, address not on this host)
-    └── StorageError         the store failed to commit; the sender should retry
-        └── Overloaded       the write queue is full; retry after `retry_after` seconds
+    ├── StorageError         the store failed to commit; the sender should retry
+    │   └── Overloaded       the write queue is full; retry after `retry_after` seconds
+    └── TooManyRecords       one request yields more records than the write queue holds: never retry
 """
 
 from __future__ import annotations
@@ -25,10 +26,20 @@ class ListenError(SpanmeterError):
 
 
 class StorageError(SpanmeterError):
-    """Records were not committed; nothing was acknowledged, the sender may retry."""
+    """Records were not committed; nothing was acknowledged, the sender may retry.
+
+    `reason` names the cause for metrics: disk_full, locked, read_only, io, cannot_open, other."""
+
+    def __init__(self, message: str, reason: str = "other") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Overloaded(StorageError):
     def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
+        super().__init__(message, "overloaded")
         self.retry_after = retry_after
+
+
+class TooManyRecords(SpanmeterError):
+    """A request that can never fit the write queue (a permanent error: retrying cannot help)."""

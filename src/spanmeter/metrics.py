@@ -41,6 +41,15 @@ class Metrics:
         self.write_seconds = Histogram(
             "spanmeter_write_seconds", "Time from queueing records to their commit", registry=r
         )
+        self.storage_errors = Counter(
+            "spanmeter_storage_errors",
+            "Export requests refused because the store failed to commit, by cause (disk_full, locked, read_only, io...)",
+            ["reason"],
+            registry=r,
+        )
+        self.storage_failing = Gauge(
+            "spanmeter_storage_failing", "1 while writes to the store fail (see /readyz for why), else 0", registry=r
+        )
         self.queue_depth = Gauge("spanmeter_write_queue_records", "Records waiting for the writer", registry=r)
         self.auth_failures = Counter(
             "spanmeter_auth_failures", "Requests refused for a missing, invalid or insufficient API key", ["reason"],

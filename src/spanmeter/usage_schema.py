@@ -36,6 +36,7 @@ EVENT_FAMILIES: Final = ("intent", "evaluation", "activation", "retention", "exp
 
 # A quadrillion units in one meter event is a bug upstream.
 MAX_QUANTITY: Final = Decimal(10**15)
+QUANTITY_PLACES: Final = 18  # digits after the decimal point, at most: 1e-999999999 is no quantity
 # The collector's default `processors::usage::max_field_chars`: longest id, name or meta value.
 MAX_FIELD_CHARS: Final = 4096
 
@@ -69,8 +70,19 @@ def decimal_value(
 
 
 def meter_quantity(name: str, value: Any, error: type[ValueError] = ValueError) -> Decimal:
-    """A meter's quantity: a finite number > 0 and at most MAX_QUANTITY."""
-    return decimal_value(name, value, limit=MAX_QUANTITY, positive=True, error=error)
+    """A meter's quantity: a finite number > 0, at most MAX_QUANTITY, with at most QUANTITY_PLACES
+    digits after the decimal point."""
+    quantity = decimal_value(name, value, limit=MAX_QUANTITY, positive=True, error=error)
+    if _places(quantity) > QUANTITY_PLACES:
+        raise error(f"{name} has more than {QUANTITY_PLACES} digits after the decimal point: {str(value)[:60]!r}")
+    return quantity
+
+
+def _places(number: Decimal) -> int:
+    """Digits after the decimal point, trailing zeros left out (normalize() would underflow)."""
+    _sign, digits, exponent = number.as_tuple()
+    zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return -(int(exponent) + zeros)
 
 
 def text_value(name: str, value: Any, max_chars: int = MAX_FIELD_CHARS) -> str:

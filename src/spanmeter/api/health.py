@@ -11,7 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from spanmeter.metrics import Metrics
 
 
-def create_router(metrics: Metrics, ready: Callable[[], bool]) -> APIRouter:
+def create_router(metrics: Metrics, not_ready: Callable[[], str | None]) -> APIRouter:
+    """`not_ready()`: why the collector cannot take writes now (starting, stopping, the store
+    failing: "storage write failed: disk full: ..."), or None when it can."""
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz", summary="Liveness")
@@ -24,9 +26,10 @@ def create_router(metrics: Metrics, ready: Callable[[], bool]) -> APIRouter:
         responses={503: {"description": "not ready"}},
     )
     async def readyz() -> JSONResponse:
-        if ready():
+        reason = not_ready()
+        if reason is None:
             return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "not ready"}, status_code=503)
+        return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus() -> Response:

@@ -21,7 +21,7 @@ _PRODUCT_FACTS = tuple(f"product_{name}" for name in A.PRODUCT_FIELDS)
 
 
 def event_record(
-    layers: Sequence[Facts], common: dict[str, Any], key: str, occurred_at: int, limit: int
+    layers: Sequence[Facts], common: dict[str, Any], key: str, occurred_at: int, limit: int, *, max_meta_keys: int
 ) -> UsageRecord:
     """An `event` record; `layers[0]` holds the event name (span, span event or log record)."""
     name = get_str(layers[:1], "event_name", limit)
@@ -42,13 +42,13 @@ def event_record(
         source=get_str(layers, "source", limit),
         campaign_id=get_str(layers, "campaign_id", limit),
         tags=read_tags(layers, limit),
-        meta=read_meta(layers, limit),
+        meta=read_meta(layers, limit, max_meta_keys),
         **common,
     )
 
 
 def meter_record(
-    layers: Sequence[Facts], common: dict[str, Any], key: str, occurred_at: int, limit: int
+    layers: Sequence[Facts], common: dict[str, Any], key: str, occurred_at: int, limit: int, *, max_meta_keys: int
 ) -> UsageRecord:
     meter = get_str(layers[:1], "meter", limit)
     if meter is None:
@@ -65,7 +65,7 @@ def meter_record(
         meter=meter,
         quantity=quantity,
         tags=read_tags(layers, limit),
-        meta=read_meta(layers, limit),
+        meta=read_meta(layers, limit, max_meta_keys),
         **common,
     )
 
@@ -75,8 +75,9 @@ def read_tags(layers: Sequence[Facts], limit: int) -> list[str]:
     return as_str_list(A.TAGS, found[1], limit) if found else []
 
 
-def read_meta(layers: Sequence[Facts], limit: int) -> dict[str, str]:
-    """`usage.meta.<key>` attributes; the nearest layer (span before resource) wins per key."""
+def read_meta(layers: Sequence[Facts], limit: int, max_keys: int) -> dict[str, str]:
+    """`usage.meta.<key>` attributes; the nearest layer (span before resource) wins per key. At most
+    `max_keys` keys (processors::usage::max_meta_keys), each key and value at most `limit` characters."""
     meta: dict[str, str] = {}
     for facts in reversed(layers):
         held = facts.get(META)
@@ -85,6 +86,10 @@ def read_meta(layers: Sequence[Facts], limit: int) -> dict[str, str]:
         for key, value in held[2].items():
             text = value if isinstance(value, str) else str(value)
             if len(text) > limit:
-                raise InvalidSpan(f"{A.META_PREFIX}{key} is {len(text)} characters long; the limit is {limit}")
+                raise InvalidSpan(f"{A.META_PREFIX}{key[:80]} is {len(text)} characters long; the limit is {limit}")
+            if len(key) > limit:
+                raise InvalidSpan(f"the key {A.META_PREFIX}{key[:40]}... is {len(key)} characters long; the limit is {limit}")
             meta[key] = text
+    if len(meta) > max_keys:
+        raise InvalidSpan(f"{len(meta)} {A.META_PREFIX}* attributes; the limit is {max_keys} per record")
     return meta

@@ -10,7 +10,7 @@ table, no ranking of alternative names. It answers None for anything else, and t
 - an attribute name the general table knows (FACT_INDEX) that is not the first-ranked name of a
   fact read here (older or vendor names, usage events, meters, explicit keys, reported costs...),
   `usage.meta.*`, a repeated name, or a value not of the expected kind or range;
-- span events, content capture, a missing start time, a model call without an operation or a
+- span events, content capture, a missing or too late start time, a model call without an operation or a
   provider on the span, a resource the general path would reject.
 
 tests/test_convert_fast_path.py checks, over random spans, that whenever this path answers, the
@@ -27,7 +27,7 @@ from spanmeter.convert import attributes as A
 from spanmeter.convert.events import read_meta
 from spanmeter.convert.idempotency import llm_key, span_key
 from spanmeter.convert.model_call import model_call_record
-from spanmeter.convert.values import MAX_TOKENS, META, Facts, InvalidSpan
+from spanmeter.convert.values import MAX_TIME_NS, MAX_TOKENS, META, Facts, InvalidSpan
 from spanmeter.record import UsageRecord
 
 if TYPE_CHECKING:
@@ -134,14 +134,14 @@ def fast_span(
         return []  # an agent, workflow or tool span: its children are the model calls
     operation = A.OPERATION_TYPES.get(operation, operation)
     raw_trace_id, raw_span_id = span.trace_id, span.span_id
-    if span.start_time_unix_nano <= 0 or len(raw_trace_id) != 16 or len(raw_span_id) != 8:
+    if not 0 < span.start_time_unix_nano <= MAX_TIME_NS or len(raw_trace_id) != 16 or len(raw_span_id) != 8:
         return None
     if not any(raw_trace_id) or not any(raw_span_id):
         return None
     meta: dict[str, str] = {}
     if META in resource:
         try:
-            meta = read_meta((resource,), limit)
+            meta = read_meta((resource,), limit, options.max_meta_keys)
         except InvalidSpan:
             return None
 

@@ -20,7 +20,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from spanmeter.convert import attributes as A
 from spanmeter.convert.events import event_record
 from spanmeter.convert.spans import Converted, ConvertOptions, common_fields, resource_fields
-from spanmeter.convert.values import Facts, InvalidSpan, extract, get_str, hex_id, resource_facts
+from spanmeter.convert.values import Facts, InvalidSpan, check_time, extract, get_str, hex_id, resource_facts
 from spanmeter.record import UsageRecord
 
 IGNORED_EVENT_PREFIXES: Final = ("gen_ai.",)
@@ -71,6 +71,7 @@ def convert_log(
     occurred = log.time_unix_nano or log.observed_time_unix_nano
     if occurred <= 0:
         raise InvalidSpan("time_unix_nano or observed_time_unix_nano is required")
+    check_time("time_unix_nano" if log.time_unix_nano else "observed_time_unix_nano", occurred)
     facts["event_name"] = (-1, A.EVENT_NAME, name)
     layers = (facts, resource)
     common = common_fields(
@@ -81,7 +82,7 @@ def convert_log(
         shared=shared,
     )
     key = get_str(layers[:1], "idempotency_key", limit) or _log_key(log, resource_bytes)
-    return event_record(layers, common, key, occurred, limit)
+    return event_record(layers, common, key, occurred, limit, max_meta_keys=options.max_meta_keys)
 
 
 def _log_key(log: LogRecord, resource_bytes: bytes) -> str:

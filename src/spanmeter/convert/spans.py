@@ -32,6 +32,7 @@ from spanmeter.convert.values import (
     as_decimal,
     as_str,
     attributes,
+    check_time,
     extract,
     get_count,
     get_str,
@@ -50,6 +51,7 @@ class ConvertOptions:
     # tool operations are left out by default because they repeat their children's token totals.
     count_operations: frozenset[str] = A.MODEL_OPERATIONS
     max_field_chars: int = 4096
+    max_meta_keys: int = 64
     content_capture: bool = False
     content_max_chars: int = 2000
     # Instrumentation scopes known to pass through exclusive input counts (Anthropic's API style).
@@ -124,7 +126,7 @@ def general_span(
     if operation is None and not has_event and not has_meter and not usage_events:
         return []  # not usage: nothing to read, nothing to reject
 
-    limit = options.max_field_chars
+    limit, max_meta = options.max_field_chars, options.max_meta_keys
     layers = (facts, resource)
     common = _common_fields(span, layers, options, shared)
     explicit_key = get_str(layers[:1], "idempotency_key", limit)
@@ -139,9 +141,9 @@ def general_span(
             record.idempotency_key = base_key
         records.append(record)
     if has_event:
-        records.append(event_record(layers, common, base_key, span.start_time_unix_nano, limit))
+        records.append(event_record(layers, common, base_key, span.start_time_unix_nano, limit, max_meta_keys=max_meta))
     if has_meter:
-        records.append(meter_record(layers, common, base_key, span.start_time_unix_nano, limit))
+        records.append(meter_record(layers, common, base_key, span.start_time_unix_nano, limit, max_meta_keys=max_meta))
     # The first record of the span keeps the base key; a second kind gets a suffix.
     for record in records[1:]:
         if record.idempotency_key == base_key:
@@ -151,8 +153,8 @@ def general_span(
         event = span.events[index]
         event_facts = extract(event.attributes)
         key = get_str((event_facts,), "idempotency_key", limit) or span_event_key(base_key, index)
-        occurred = event.time_unix_nano or span.start_time_unix_nano
-        records.append(event_record((event_facts, facts, resource), common, key, occurred, limit))
+        occurred = check_time(f"events[{index}].time_unix_nano", event.time_unix_nano or span.start_time_unix_nano)
+        records.append(event_record((event_facts, facts, resource), common, key, occurred, limit, max_meta_keys=max_meta))
 
     for record in records:
         record.received_at = received_at
@@ -187,6 +189,7 @@ def _common_fields(
     """Fields every record of a span shares: links, who, relations."""
     if span.start_time_unix_nano <= 0:
         raise InvalidSpan("start_time_unix_nano is required")
+    check_time("start_time_unix_nano", span.start_time_unix_nano)
     return common_fields(
         layers,
         options,
@@ -275,7 +278,7 @@ def _llm_record(
         reasoning=get_count(facts, "reasoning_tokens"),
         exclusive_input=exclusive_input,
         error_type=get_str(own, "error_type", limit),
-        meta=read_meta(layers, limit),
+        meta=read_meta(layers, limit, options.max_meta_keys),
         reported_cost_usd=(
             as_decimal(reported[1], reported[2], limit=MAX_COST_USD, positive=False) if reported else None
         ),

@@ -23,6 +23,8 @@ from spanmeter.usage_schema import describe_type as _type_name
 # A trillion tokens in one call is a bug upstream.
 MAX_TOKENS: Final = 10**12
 MAX_COST_USD: Final = Decimal(10**9)
+# Times are stored as signed 64-bit nanoseconds: OTLP's fixed64 goes past them (year 2262).
+MAX_TIME_NS: Final = 2**63 - 1
 META: Final = "meta"  # the Facts key under which `usage.meta.<key>` attributes are gathered
 
 _SCALARS: Final = frozenset({"string_value", "int_value", "double_value", "bool_value", "bytes_value"})
@@ -173,6 +175,13 @@ def get_count(facts: Facts, fact: str) -> int | None:
 
 def as_decimal(name: str, value: Any, *, limit: Decimal, positive: bool) -> Decimal:
     return decimal_value(name, value, limit=limit, positive=positive, error=InvalidSpan)
+
+
+def check_time(name: str, value: int) -> int:
+    """A time the store can hold: a present OTLP time (fixed64 ns) below 2^63."""
+    if value > MAX_TIME_NS:
+        raise InvalidSpan(f"{name} is {value}, past the latest time stored ({MAX_TIME_NS} ns, year 2262)")
+    return value
 
 
 def as_str_list(name: str, value: Any, max_chars: int) -> list[str]:

@@ -21,6 +21,9 @@ CONTENT_TYPES: Final = (PROTOBUF, JSON)
 _HEX_ID_FIELDS: Final = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 
 M = TypeVar("M", bound=Message)
+# Python's JSON parser and protobuf's JSON reader recurse once per level (a value nested ~1,000
+# levels deep exhausts the interpreter's stack); no OTLP request nests anywhere near that.
+TOO_DEEP: Final = "the JSON body is nested too deeply to be an OTLP request"
 
 
 class BadRequest(ValueError):
@@ -57,11 +60,15 @@ def decode(body: bytes, content_type: str, message: type[M]) -> M:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadRequest(f"the body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise BadRequest(TOO_DEEP) from None
     if not isinstance(data, dict):
         raise BadRequest(f"the JSON body must be an object ({message.DESCRIPTOR.name})")
     try:
         return ParseDict(_hex_ids_to_base64(data), message(), ignore_unknown_fields=True)
-    except (ParseError, ValueError, TypeError, RecursionError) as error:
+    except RecursionError:
+        raise BadRequest(TOO_DEEP) from None
+    except (ParseError, ValueError, TypeError) as error:
         raise BadRequest(f"the JSON body is not a valid OTLP {message.DESCRIPTOR.name}: {error}") from None
 
 

@@ -10,11 +10,17 @@ receivers.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
 import logging
 import time
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any, Final
 
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
@@ -31,13 +37,21 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from spanmeter.auth import request_workspace
 from spanmeter.convert.logs import convert_logs
 from spanmeter.convert.spans import Converted, ConvertOptions, convert_traces
-from spanmeter.errors import Overloaded, StorageError
+from spanmeter.convert.values import InvalidSpan
+from spanmeter.errors import Overloaded, StorageError, TooManyRecords
 from spanmeter.metrics import Metrics
 from spanmeter.pricing import Pricer
+from spanmeter.receivers.decode import decode
 from spanmeter.record import new_record_id
 from spanmeter.store.base import Store, WriteResult
 
 log = logging.getLogger(__name__)
+
+# Bodies this large are decoded and converted off the event loop (~0.15 s of conversion; an SDK's
+# default 512-span batch, ~300 kB, stays on the loop's faster path).
+OFF_LOOP_BYTES: Final = 1024 * 1024
+# Costs are stored as signed 64-bit nano-USD.
+MAX_STORED_COST_USD: Final = Decimal(2**63 - 1).scaleb(-9)
 
 
 @dataclass(slots=True, frozen=True)
@@ -69,8 +83,20 @@ METRICS_NOT_USED: Final = (
 class Ingest:
     """Convert, price and store one OTLP request per call; one method per signal."""
 
-    def __init__(self, store: Store, pricer: Pricer, options: ConvertOptions, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        store: Store,
+        pricer: Pricer,
+        options: ConvertOptions,
+        metrics: Metrics,
+        max_in_flight_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         self.store = store
+        self.max_in_flight_bytes = max_in_flight_bytes
+        self._in_flight = 0  # bytes of the request bodies being decoded, converted and stored
+        # One thread: large requests are converted one at a time (their objects are most of the
+        # memory a request takes), beside the event loop.
+        self._converter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="spanmeter-convert")
         self.pricer = pricer
         self.options = options
         self.metrics = metrics
@@ -85,55 +111,126 @@ class Ingest:
         workspace = workspace or request_workspace(self.options.workspace)
         return self.options if workspace == self.options.workspace else replace(self.options, workspace=workspace)
 
+    def close(self) -> None:
+        self._converter.shutdown(wait=True)
+
+    # --- raw bodies: what both receivers call ---------------------------------------------------
+    def check_room(self) -> None:
+        """Refuse (503 / UNAVAILABLE) while the write queue is full: before a body is read,
+        decoded or converted, so a storm of requests it cannot take costs next to nothing."""
+        if (error := self.store.overloaded()) is not None:
+            self.metrics.requests_failed.labels("overloaded").inc()
+            raise Refusal("unavailable", f"spanmeter is overloaded: {error}; retry later", error.retry_after)
+
+    async def receive(self, signal: str, body: bytes, content_type: str, transport: str) -> Message:
+        """Decode, convert, price and store one export request's body (decompressed); its response.
+
+        Raises Refusal, or BadRequest for a body that is no valid request. Bodies in flight are
+        bounded (max_in_flight_bytes: past it, 503 / UNAVAILABLE; one request alone always gets
+        in), and one of OFF_LOOP_BYTES or more is decoded and converted in a worker thread, one
+        at a time, so that the event loop goes on answering small requests and health checks.
+        """
+        if signal != "metrics":
+            self.check_room()
+        size = len(body)
+        if self._in_flight and self._in_flight + size > self.max_in_flight_bytes:
+            self.metrics.requests_failed.labels("memory").inc()
+            raise Refusal(
+                "unavailable",
+                f"spanmeter is busy with {self._in_flight} bytes of requests; this one's {size} would pass the"
+                f" limit of {self.max_in_flight_bytes} (receivers::otlp::max_in_flight_bytes); retry later",
+                1.0,
+            )
+        self._in_flight += size
+        try:
+            if size >= OFF_LOOP_BYTES:
+                work = functools.partial(contextvars.copy_context().run, self._prepare, signal, body, content_type, transport)
+                response, converted = await asyncio.get_running_loop().run_in_executor(self._converter, work)
+            else:
+                response, converted = self._prepare(signal, body, content_type, transport)
+            if converted is not None:
+                await self._write(converted)
+                _partial_success(response, converted)
+            return response
+        finally:
+            self._in_flight -= size
+
+    def _prepare(self, signal: str, body: bytes, content_type: str, transport: str) -> tuple[Message, Converted | None]:
+        """The CPU part: decode, convert, price (on the event loop or in the converter thread)."""
+        if signal == "traces":
+            traces = decode(body, content_type, ExportTraceServiceRequest)
+            return ExportTraceServiceResponse(), self._convert_traces(traces, transport, None)
+        if signal == "logs":
+            logs = decode(body, content_type, ExportLogsServiceRequest)
+            return ExportLogsServiceResponse(), self._convert_logs(logs, transport, None)
+        return _metrics_response(decode(body, content_type, ExportMetricsServiceRequest)), None
+
+    # --- decoded requests -----------------------------------------------------------------------
     async def export_traces(
         self, request: ExportTraceServiceRequest, transport: str, workspace: str | None = None
     ) -> ExportTraceServiceResponse:
-        spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
-        self._spans_received[transport].inc(spans)
-        converted = convert_traces(request, self._options(workspace), time.time_ns())
-        await self._store(converted)
+        converted = self._convert_traces(request, transport, workspace)
+        await self._write(converted)
         response = ExportTraceServiceResponse()
-        if converted.rejected:
-            response.partial_success.rejected_spans = converted.rejected
-            response.partial_success.error_message = converted.message
+        _partial_success(response, converted)
         return response
 
     async def export_logs(
         self, request: ExportLogsServiceRequest, transport: str, workspace: str | None = None
     ) -> ExportLogsServiceResponse:
-        logs = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
-        self._logs_received[transport].inc(logs)
-        converted = convert_logs(request, self._options(workspace), time.time_ns())
-        await self._store(converted)
+        converted = self._convert_logs(request, transport, workspace)
+        await self._write(converted)
         response = ExportLogsServiceResponse()
-        if converted.rejected:
-            response.partial_success.rejected_log_records = converted.rejected
-            response.partial_success.error_message = converted.message
+        _partial_success(response, converted)
         return response
 
     async def export_metrics(
         self, request: ExportMetricsServiceRequest, transport: str, workspace: str | None = None
     ) -> ExportMetricsServiceResponse:
-        """Metrics are accepted, so apps exporting every signal here get no errors, and not used."""
-        response = ExportMetricsServiceResponse()
-        if request.resource_metrics:
-            response.partial_success.error_message = METRICS_NOT_USED
-        return response
+        return _metrics_response(request)
 
-    async def _store(self, converted: Converted) -> None:
+    def _convert_traces(self, request: ExportTraceServiceRequest, transport: str, workspace: str | None) -> Converted:
+        spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+        self._spans_received[transport].inc(spans)
+        return self._price(convert_traces(request, self._options(workspace), time.time_ns()))
+
+    def _convert_logs(self, request: ExportLogsServiceRequest, transport: str, workspace: str | None) -> Converted:
+        logs = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+        self._logs_received[transport].inc(logs)
+        return self._price(convert_logs(request, self._options(workspace), time.time_ns()))
+
+    def _price(self, converted: Converted) -> Converted:
+        unstorable = []
         for record, record_id in zip(converted.records, new_record_id.many(len(converted.records)), strict=True):
             record.id = record_id
             if self.pricer.price(record):
                 self.metrics.reported_cost_mismatch.inc()
+            if record.cost_usd is not None and record.cost_usd > MAX_STORED_COST_USD:  # an extreme price override
+                unstorable.append(record)
+        for record in unstorable:
+            converted.records.remove(record)
+            converted.reject(
+                f"record {record.idempotency_key[:80]!r}",
+                InvalidSpan(f"its cost {record.cost_usd} USD is above the largest stored ({MAX_STORED_COST_USD} USD)"),
+            )
+        return converted
+
+    async def _write(self, converted: Converted) -> None:
         started = time.perf_counter()
         try:
             result = await self.store.write(converted.records)
         except Overloaded as error:
             self.metrics.requests_failed.labels("overloaded").inc()
             raise Refusal("unavailable", f"spanmeter is overloaded: {error}; retry later", error.retry_after) from None
+        except TooManyRecords as error:
+            self.metrics.requests_failed.labels("too_large").inc()
+            raise Refusal("too_large", str(error)) from None
         except StorageError as error:
             self.metrics.requests_failed.labels("storage").inc()
+            self.metrics.storage_errors.labels(error.reason).inc()
             raise Refusal("unavailable", f"{error}; retry later", 1.0) from None
+        for record, why in result.refused:
+            converted.reject(f"record {record.idempotency_key[:80]!r}", InvalidSpan(why))
         self._count(result, converted.rejected, started)
 
     def _count(self, result: WriteResult, rejected: int, started: float) -> None:
@@ -153,6 +250,24 @@ class Ingest:
             self._stored[kind].inc(count)
         if unknown := sum(1 for record in result.inserted if record.cost_source == "unknown"):
             m.unknown_model.inc(unknown)
+
+
+def _partial_success(response: Message, converted: Converted) -> None:
+    if converted.rejected:
+        partial = response.partial_success  # type: ignore[attr-defined]
+        if isinstance(response, ExportTraceServiceResponse):
+            partial.rejected_spans = converted.rejected
+        else:
+            partial.rejected_log_records = converted.rejected
+        partial.error_message = converted.message
+
+
+def _metrics_response(request: ExportMetricsServiceRequest) -> ExportMetricsServiceResponse:
+    """Metrics are accepted, so apps exporting every signal here get no errors, and not used."""
+    response = ExportMetricsServiceResponse()
+    if request.resource_metrics:
+        response.partial_success.error_message = METRICS_NOT_USED
+    return response
 
 
 class _Children(dict[str, Any]):

@@ -18,11 +18,15 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from spanmeter.receivers.decode import PROTOBUF, BadRequest, decode
+from spanmeter.receivers.decode import PROTOBUF, BadRequest
+from spanmeter.receivers.http_limits import ConnectionLimits
 from spanmeter.receivers.ingest import GRPC_CODES, Ingest, Refusal
 from spanmeter.receivers.signals import SIGNALS, Signal
 
 log = logging.getLogger(__name__)
+
+KEEPALIVE_SECONDS = 60
+KEEPALIVE_TIMEOUT_SECONDS = 20
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], refusal: Refusal) -> None:
@@ -42,14 +46,29 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], refusal: Refusal) -
 
 
 def create_server(
-    ingest: Ingest, max_request_bytes: int, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
+    ingest: Ingest,
+    max_request_bytes: int,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    limits: ConnectionLimits | None = None,
+    idle_timeout: float = 65.0,
 ) -> grpc.aio.Server:
-    options = [
+    """`limits`: connections at most, and the handshake's timeout (header_timeout); a connection
+    that never sends gRPC's preface is closed then, one without calls after `idle_timeout`."""
+    options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", max_request_bytes),
         # grpc sets SO_REUSEPORT by default: a second collector on the same port would start
         # and take half the exports. Off, a busy port fails at start (receivers/listen.py).
         ("grpc.so_reuseport", 0),
     ]
+    if limits is not None:
+        options += [
+            ("grpc.max_allowed_incoming_connections", limits.max_connections),
+            ("grpc.server_handshake_timeout_ms", int(limits.header_timeout * 1000)),
+            ("grpc.max_connection_idle_ms", int(idle_timeout * 1000)),
+            # Pings find peers gone without a word (a NAT dropped them) and free their connections.
+            ("grpc.keepalive_time_ms", KEEPALIVE_SECONDS * 1000),
+            ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_SECONDS * 1000),
+        ]
     server = grpc.aio.server(options=options, interceptors=list(interceptors))
     for signal in SIGNALS:
         handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(_export(signal, ingest))
@@ -58,18 +77,15 @@ def create_server(
 
 
 def _export(signal: Signal, ingest: Ingest) -> Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[bytes]]:
-    export = signal.handler(ingest)
-
     async def handle(body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         try:
-            request = decode(body, PROTOBUF, signal.request_type)
-            response = await export(request, "grpc")
+            response = await ingest.receive(signal.name, body, PROTOBUF, "grpc")
         except BadRequest as error:
             await abort(context, Refusal("invalid", str(error)))
             raise
         except Refusal as refusal:
             await abort(context, refusal)
             raise
-        return response.SerializeToString()  # type: ignore[no-any-return]
+        return response.SerializeToString()
 
     return handle

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request, Response
 from google.rpc import code_pb2, status_pb2
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from spanmeter.receivers.decode import CONTENT_TYPES, JSON, BadRequest, TooLarge, decode, encode, gunzip
+from spanmeter.receivers.decode import CONTENT_TYPES, JSON, BadRequest, TooLarge, encode, gunzip
 from spanmeter.receivers.ingest import GRPC_CODES, HTTP_STATUS, Ingest, Refusal
 from spanmeter.receivers.signals import SIGNALS, Signal
 
@@ -79,8 +79,8 @@ class OTLPExport:
     """One signal's `POST /v1/<signal>`: a bare ASGI app, and `handle` for FastAPI's routes."""
 
     def __init__(self, signal: Signal, ingest: Ingest, max_request_bytes: int) -> None:
-        self.export = signal.handler(ingest)
-        self.request_type = signal.request_type
+        self.ingest = ingest
+        self.signal = signal.name
         self.limit = max_request_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -118,8 +118,10 @@ class OTLPExport:
                     "unsupported_media",
                     f"unsupported content type {content_type or '(none)'!r}; use application/x-protobuf or application/json",
                 )
+            if self.signal != "metrics":
+                self.ingest.check_room()  # before reading the body
             raw = await read_body(headers, body, self.limit)
-            response = await self.export(decode(raw, content_type, self.request_type), "http")
+            response = await self.ingest.receive(self.signal, raw, content_type, "http")
         except Refusal as refusal:
             return refusal_answer(refusal, content_type)
         except BadRequest as error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from spanmeter.errors import Overloaded
 from spanmeter.record import UsageRecord
 
 
@@ -13,6 +14,9 @@ class WriteResult:
     inserted: list[UsageRecord] = field(default_factory=list)  # the records newly stored
     duplicates: int = 0  # same (workspace, idempotency_key) already stored or earlier in the batch
     conflicts: int = 0  # duplicates whose content differs from the stored record (the first wins)
+    # Records the store cannot hold (a value past a column's range that conversion let through),
+    # with why: refused alone, so the rest of the request and other requests are stored.
+    refused: list[tuple[UsageRecord, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True, frozen=True)
@@ -25,6 +29,10 @@ class RecordFilter:
 
 class Store(Protocol):
     async def start(self) -> None: ...
+
+    def overloaded(self) -> Overloaded | None:
+        """The error to refuse a request with while the write queue is full, else None (cheap)."""
+        ...
 
     async def write(self, records: list[UsageRecord]) -> WriteResult:
         """Commit the records (idempotently) before returning; raises StorageError / Overloaded."""

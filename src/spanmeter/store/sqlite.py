@@ -28,7 +28,7 @@ from typing import Any, Final, TypeVar
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from spanmeter.errors import Overloaded, StorageError
+from spanmeter.errors import Overloaded, StorageError, TooManyRecords
 from spanmeter.priority import lower_this_thread
 from spanmeter.record import UsageRecord
 from spanmeter.store import rollup, sqlite_outbox
@@ -70,6 +70,8 @@ _KEY_AT: Final = (COLUMNS.index("workspace"), COLUMNS.index("idempotency_key"))
 CHECKPOINT_SECONDS: Final = 0.5  # see _checkpoints
 WAL_RESTART_PAGES: Final = 16_384  # 64 MiB of 4 KiB pages: the writer lets the WAL start over
 WAL_LIMIT_PAGES: Final = 65_536  # 256 MiB: the writer truncates it
+PROBE_SECONDS: Final = 1.0  # while writes fail, how often the writer tries a write of its own
+PROBE_BYTES: Final = 64 * 1024  # what the probe writes: a few pages more than the database has
 _LOOKUP_CHUNK: Final = 800  # key hashes per SELECT, under SQLite's parameter limit
 
 # CPython 3.11's sqlite3 binds only int, float, str and bytearray directly; anything else, None
@@ -264,10 +266,25 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys, SQLiteOutbox):
         self._since_checkpoint = 0  # records committed since the last checkpoint (the writer adds)
         self._rewind_due = False  # the WAL passed WAL_RESTART_PAGES: the writer finishes a checkpoint
         self._closed = False
+        self._page_size = 4096
+        # Why writes fail now (a StorageError message), None while they succeed: /readyz reports it.
+        self.failure: str | None = None
+        self.failure_reason: str | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        await asyncio.to_thread(self.migrate)
+        """Open (creating it if need be) and migrate the database, and check that a write commits:
+        a store that cannot write refuses to start, with a StorageError saying why."""
+        try:
+            await asyncio.to_thread(self.migrate)
+        except (OSError, sqlite3.Error) as error:
+            raise StorageError(f"cannot open the database {self.path}: {error}", _error_reason(error) or "other") from None
+        try:
+            await asyncio.to_thread(self.check_writable)
+        except StorageError as error:
+            raise StorageError(
+                f"cannot write the database {self.path}: {str(error).removeprefix('storage write failed: ')}", error.reason
+            ) from None
         self._writer = threading.Thread(target=self._run, name="spanmeter-sqlite-writer", daemon=True)
         self._writer.start()
         self._stop_checkpoints.clear()
@@ -310,11 +327,24 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys, SQLiteOutbox):
         return self._queued
 
     # --- writing -----------------------------------------------------------------------------
+    def overloaded(self) -> Overloaded | None:
+        if self._queued < self.max_queued_records:
+            return None
+        return Overloaded(
+            f"write queue full ({self._queued} records waiting, limit {self.max_queued_records})", self.retry_after
+        )
+
     async def write(self, records: list[UsageRecord]) -> WriteResult:
         if not records:
             return WriteResult()
         if self._closed or self._writer is None:
             raise StorageError("the store is shutting down")
+        if len(records) > self.max_queued_records:
+            raise TooManyRecords(
+                f"the request yields {len(records)} usage records, more than the write queue holds"
+                f" (storage::sqlite::max_queued_records: {self.max_queued_records}); it can never be accepted:"
+                " send fewer spans or log records per request"
+            )
         with self._queued_lock:
             if self._queued + len(records) > self.max_queued_records:
                 raise Overloaded(
@@ -379,20 +409,32 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys, SQLiteOutbox):
             os.close(database_fd)
             conn.close()
 
-    def _run(self) -> None:
+    def _open_writer(self) -> sqlite3.Connection:
         conn = connect(self.path, timeout=self.busy_timeout)
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        # The unique key index is written at random places: keep it in memory as the table grows.
-        conn.execute(f"PRAGMA cache_size=-{self.cache_mb * 1024}")
-        conn.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoints
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        # A rewound WAL file is cut back to this size, so its size tells how far the log has grown.
-        conn.execute(f"PRAGMA journal_size_limit={WAL_RESTART_PAGES * page_size}")
+        try:
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            # The unique key index is written at random places: keep it in memory as the table grows.
+            conn.execute(f"PRAGMA cache_size=-{self.cache_mb * 1024}")
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoints
+            self._page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            # A rewound WAL file is cut back to this size, so its size tells how far the log has grown.
+            conn.execute(f"PRAGMA journal_size_limit={WAL_RESTART_PAGES * self._page_size}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
         wal = Path(f"{self.path}-wal")
         next_truncation = 0.0
         try:
             while True:
-                job = self._queue.get()
+                try:  # while the store fails, a write probe every PROBE_SECONDS finds when it recovers
+                    job = self._queue.get(timeout=PROBE_SECONDS) if self.failure else self._queue.get()
+                except queue.Empty:
+                    conn = self._probe(conn)
+                    continue
                 if job is None:
                     return
                 jobs = [job]
@@ -406,18 +448,55 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys, SQLiteOutbox):
                         stop = True
                         break
                     jobs.append(more)
-                self._commit(conn, jobs)
-                if self._rewind_due:
+                conn = self._commit(conn, jobs)
+                if conn is not None and self._rewind_due:
                     self._rewind_due = False
                     _finish_checkpoint(conn)
-                if time.monotonic() >= next_truncation:
+                if conn is not None and time.monotonic() >= next_truncation:
                     with contextlib.suppress(OSError):
-                        if wal.stat().st_size > WAL_LIMIT_PAGES * page_size and not _truncate_wal(conn):
+                        if wal.stat().st_size > WAL_LIMIT_PAGES * self._page_size and not _truncate_wal(conn):
                             next_truncation = time.monotonic() + CHECKPOINT_SECONDS  # a checkpoint runs: later
                 if stop:
                     return
         finally:
+            if conn is not None:
+                conn.close()
+
+    def check_writable(self) -> None:
+        """Commit a write that changes nothing (blocking), or raise StorageError saying why not."""
+        try:
+            conn = connect(self.path, timeout=self.busy_timeout)
+        except sqlite3.Error as error:
+            raise _storage_error(error) from None
+        try:
+            _probe_write(conn)
+        except sqlite3.Error as error:
+            raise _storage_error(error) from None
+        finally:
             conn.close()
+
+    def _probe(self, conn: sqlite3.Connection | None) -> sqlite3.Connection | None:
+        try:
+            conn = conn or self._open_writer()
+            _probe_write(conn)
+        except sqlite3.Error as error:
+            self._failed(error)
+            return None if _reconnect(error) else conn
+        self._recovered()
+        return conn
+
+    def _failed(self, error: BaseException) -> StorageError:
+        failure = _storage_error(error)
+        if self.failure != str(failure):
+            log.error("SQLite store %s: %s; writes are refused (503 / UNAVAILABLE) until it recovers", self.path, failure)
+        self.failure = str(failure)
+        self.failure_reason = failure.reason
+        return failure
+
+    def _recovered(self) -> None:
+        if self.failure is not None:
+            log.warning("SQLite store %s writes again (it failed: %s)", self.path, self.failure)
+        self.failure = self.failure_reason = None
 
     def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in a write transaction and return its result (blocking: call it off the event loop).
@@ -446,41 +525,107 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys, SQLiteOutbox):
         finally:
             conn.close()
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Job | _Call]) -> None:
+    def _commit(self, conn: sqlite3.Connection | None, batch: list[_Job | _Call]) -> sqlite3.Connection | None:
+        """Commit the batch in one transaction; the writer's connection after it (None: reopen).
+
+        A failure of the environment (disk full, locked, read-only, I/O) fails every caller with a
+        retryable StorageError. Any other failure comes from some record's value: then each
+        request is written alone, so only the one holding that record is affected, and in it
+        the record alone is refused (WriteResult.refused), the rest stored.
+        """
         jobs = [job for job in batch if isinstance(job, _Job)]
         calls: list[tuple[_Call, Any, BaseException | None]] = []
-        error: Exception | None = None
+        errors: dict[int, Exception] = {}  # id(job) → its failure
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._insert(conn, jobs)
-                for call in batch:
-                    if isinstance(call, _Call):
-                        calls.append(_run_call(conn, call))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            conn = conn or self._open_writer()
+            calls = self._transaction(conn, jobs, [c for c in batch if isinstance(c, _Call)])
         except Exception as exc:  # noqa: BLE001 - the writer thread must outlive any failure, and tell every caller
-            log.error("SQLite write of %d records failed: %s", sum(len(j.records) for j in jobs), exc)
-            error = StorageError(f"storage write failed: {exc}")
-            calls = [(call, None, error) for call in batch if isinstance(call, _Call)]
-        finally:
-            with self._queued_lock:
-                self._queued -= sum(len(j.records) for j in jobs)
-                if error is None:
-                    self._since_checkpoint += sum(len(job.result.inserted) for job in jobs)
+            if conn is None or _environmental(exc):
+                log.error("SQLite write of %d records failed: %s", sum(len(j.records) for j in jobs), exc)
+                error = self._failed(exc)
+                errors = {id(job): error for job in jobs}
+                calls = [(call, None, error) for call in batch if isinstance(call, _Call)]
+                if conn is not None and _reconnect(exc):
+                    conn.close()
+                    conn = None
+            else:
+                log.warning("SQLite write of a batch of %d requests failed (%s): writing each alone", len(batch), exc)
+                calls = []
+                for item in batch:
+                    if isinstance(item, _Job):
+                        if (job_error := self._write_alone(conn, item)) is not None:
+                            errors[id(item)] = job_error
+                        continue
+                    try:
+                        calls.extend(self._transaction(conn, [], [item]))
+                    except Exception as call_error:  # noqa: BLE001 - handed to the caller
+                        calls.append((item, None, self._failed(call_error)))
+        if not errors and all(failure is None for _call, _result, failure in calls):
+            self._recovered()
+        with self._queued_lock:
+            self._queued -= sum(len(j.records) for j in jobs)
+            self._since_checkpoint += sum(len(job.result.inserted) for job in jobs if id(job) not in errors)
         # One wake-up per event loop, not per job: each call_soon_threadsafe writes to the loop's self-pipe.
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Exception | None]]] = {}
         for job in jobs:
-            by_loop.setdefault(job.loop, []).append(job)
+            by_loop.setdefault(job.loop, []).append((job, errors.get(id(job))))
         for loop, done in by_loop.items():
-            loop.call_soon_threadsafe(_resolve_all, done, error)
+            loop.call_soon_threadsafe(_resolve_all, done)
         for call, result, failure in calls:
             if failure is not None:
                 call.future.set_exception(failure)
             else:
                 call.future.set_result(result)
+        return conn
+
+    def _transaction(
+        self, conn: sqlite3.Connection, jobs: list[_Job], calls: list[_Call]
+    ) -> list[tuple[_Call, Any, BaseException | None]]:
+        done: list[tuple[_Call, Any, BaseException | None]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._insert(conn, jobs)
+            done = [_run_call(conn, call) for call in calls]
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)  # SQLite may have rolled back itself (disk full): its error is the one to tell
+            raise
+        return done
+
+    def _write_alone(self, conn: sqlite3.Connection, job: _Job) -> Exception | None:
+        """One request's records in a transaction of their own: each in a savepoint, so that a
+        record the store cannot hold is refused alone. Its failure, if the whole write failed."""
+        result = WriteResult()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for record in job.records:
+                    one = _Job([record], job.loop, job.future)
+                    conn.execute("SAVEPOINT spanmeter_record")
+                    try:
+                        self._insert(conn, [one])
+                    except Exception as exc:
+                        if _environmental(exc):
+                            raise
+                        conn.execute("ROLLBACK TO spanmeter_record")
+                        result.refused.append((record, _describe_value_error(exc)))
+                    conn.execute("RELEASE spanmeter_record")
+                    result.inserted.extend(one.result.inserted)
+                    result.duplicates += one.result.duplicates
+                    result.conflicts += one.result.conflicts
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            return self._failed(exc)
+        if result.refused:
+            log.error(
+                "%d records cannot be stored and were refused, e.g. key %r: %s",
+                len(result.refused), result.refused[0][0].idempotency_key[:80], result.refused[0][1],
+            )
+        job.result = result
+        return None
 
     def _insert(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
         for job in jobs:
@@ -622,11 +767,76 @@ def _run_call(conn: sqlite3.Connection, call: _Call) -> tuple[_Call, Any, BaseEx
     return call, result, None
 
 
-def _resolve_all(jobs: list[_Job], error: Exception | None) -> None:
-    for job in jobs:
+def _resolve_all(done: list[tuple[_Job, Exception | None]]) -> None:
+    for job, error in done:
         if job.future.done():
             continue
         if error is not None:
             job.future.set_exception(error)
         else:
             job.future.set_result(job.result)
+
+
+def _probe_write(conn: sqlite3.Connection) -> None:
+    """Commit a write that needs room (a row of PROBE_BYTES, deleted in the same transaction): it
+    fails as record writes do while the disk is full or the database read-only or locked."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("INSERT OR REPLACE INTO spanmeter_secrets VALUES ('probe', hex(zeroblob(?)))", [PROBE_BYTES // 2])
+        conn.execute("DELETE FROM spanmeter_secrets WHERE name = 'probe'")
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+# SQLite's result codes of a failing environment, by what they are called in messages and metrics.
+_ENVIRONMENT_ERRORS: Final = {
+    "SQLITE_FULL": "disk_full",
+    "SQLITE_BUSY": "locked",
+    "SQLITE_LOCKED": "locked",
+    "SQLITE_READONLY": "read_only",
+    "SQLITE_IOERR": "io",
+    "SQLITE_CANTOPEN": "cannot_open",
+    "SQLITE_PERM": "read_only",
+    "SQLITE_NOMEM": "out_of_memory",
+    "SQLITE_CORRUPT": "corrupt",
+    "SQLITE_NOTADB": "corrupt",
+    "SQLITE_PROTOCOL": "locked",
+}
+_WHAT: Final = {"disk_full": "disk full", "read_only": "the database is read-only", "io": "I/O error"}
+
+
+def _error_reason(error: BaseException) -> str | None:
+    name = getattr(error, "sqlite_errorname", None)
+    if not isinstance(name, str):
+        return "io" if isinstance(error, OSError) else None
+    return _ENVIRONMENT_ERRORS.get("_".join(name.split("_")[:2]))  # SQLITE_IOERR_WRITE → SQLITE_IOERR
+
+
+def _environmental(error: BaseException) -> bool:
+    """Whether the failure is the store's (disk, locks, permissions), not some record's value."""
+    return _error_reason(error) is not None or isinstance(error, sqlite3.OperationalError)
+
+
+def _reconnect(error: BaseException) -> bool:
+    """A failure that may have left the connection unusable (files gone, permissions changed)."""
+    return _error_reason(error) in ("io", "cannot_open", "read_only", "corrupt")
+
+
+def _storage_error(error: BaseException) -> StorageError:
+    reason = _error_reason(error) or "other"
+    what = _WHAT.get(reason)
+    return StorageError(f"storage write failed: {what + ': ' if what else ''}{error}", reason)
+
+
+def _describe_value_error(error: BaseException) -> str:
+    if isinstance(error, OverflowError):
+        return f"a value is out of the store's range ({error})"
+    return f"the store cannot hold it ({type(error).__name__}: {error})"
