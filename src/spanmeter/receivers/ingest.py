@@ -34,7 +34,7 @@ from spanmeter.convert.spans import Converted, ConvertOptions, convert_traces
 from spanmeter.errors import Overloaded, StorageError
 from spanmeter.metrics import Metrics
 from spanmeter.pricing import Pricer
-from spanmeter.record import new_record_id
+from spanmeter.record import UsageRecord, new_record_id
 from spanmeter.store.base import Store, WriteResult
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,16 @@ class Ingest:
             response.partial_success.error_message = METRICS_NOT_USED
         return response
 
-    async def _store(self, converted: Converted) -> None:
+    async def write_records(self, records: list[UsageRecord]) -> WriteResult:
+        """Price and store records a receiver built itself (the REST ingest, in the workspace of
+        `workspace()`); raises Refusal("unavailable") as the OTLP exports do."""
+        return await self._store(Converted(records=records))
+
+    def workspace(self) -> str:
+        """The workspace of the request being handled: the API key's, else the configured one."""
+        return self._options(None).workspace
+
+    async def _store(self, converted: Converted) -> WriteResult:
         for record, record_id in zip(converted.records, new_record_id.many(len(converted.records)), strict=True):
             record.id = record_id
             if self.pricer.price(record):
@@ -135,6 +144,7 @@ class Ingest:
             self.metrics.requests_failed.labels("storage").inc()
             raise Refusal("unavailable", f"{error}; retry later", 1.0) from None
         self._count(result, converted.rejected, started)
+        return result
 
     def _count(self, result: WriteResult, rejected: int, started: float) -> None:
         m = self.metrics

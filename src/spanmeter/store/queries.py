@@ -93,6 +93,10 @@ class ApiKey:
     state: str
     created_at: int  # ns
     updated_at: int  # ns
+    # Monthly quota of the key's workspace (calendar month, UTC), checked by the REST ingest
+    # before it stores: records of any kind, and cost in nano-USD. None: no limit of that kind.
+    quota_records: int | None = None
+    quota_cost_nano: int | None = None
 
 
 class QueryStore(Protocol):
@@ -139,6 +143,10 @@ class KeyStore(Protocol):
 
     def set_key_state(self, key_id: str, state: str) -> ApiKey:
         """Raises KeyError for an unknown id, ValueError when a revoked key would change."""
+        ...
+
+    def set_key_quota(self, key_id: str, records: int | None, cost_nano: int | None) -> ApiKey:
+        """Replace the key's monthly quota (None: no limit of that kind); KeyError for an unknown id."""
         ...
 
 
