@@ -29,7 +29,7 @@ from spanmeter.exporters.runner import ExportRunner, RetryPolicy
 from spanmeter.exporters.webhook import WebhookExporter
 from spanmeter.metrics import Metrics
 from spanmeter.pricing import PriceOverride, Pricer
-from spanmeter.receivers import otlp_grpc, otlp_http
+from spanmeter.receivers import otlp_grpc, otlp_http, rest
 from spanmeter.receivers.grpc_auth import AuthInterceptor
 from spanmeter.receivers.ingest import Ingest
 from spanmeter.store.outbox import ExportFilter
@@ -134,6 +134,7 @@ class Collector:
         app.include_router(otlp_api_routes)
         app.include_router(health.create_router(self.metrics, lambda: self._ready))
         spanmeter.api.install(app, self.store, self.config, self.metrics, self.authenticator)
+        rest.install(app, self.ingest, self.store, self.config.otlp.max_request_bytes)
         otlp_app = AuthMiddleware(
             otlp_routes,
             authenticator=self.authenticator,

@@ -100,6 +100,10 @@ class ApiKey:
 
 
 class QueryStore(Protocol):
+    def find_record_id(self, workspace: str, idempotency_key: str) -> str | None:
+        """The id of the record stored under this idempotency key, if any."""
+        ...
+
     def query_records(self, query: RecordQuery) -> list[tuple[int, UsageRecord]]:
         """Up to `query.limit` (seq, record) pairs in `query.order` of seq."""
         ...
@@ -124,6 +128,11 @@ class QueryStore(Protocol):
     def period_totals(
         self, workspace: str, customer: str | None, start_ns: int, end_ns: int
     ) -> PeriodTotals: ...
+
+    def records_and_cost(self, workspace: str, start_ns: int, end_ns: int) -> tuple[int, int]:
+        """Records of every kind and their cost in nano-USD, of whole UTC days in [start_ns, end_ns)
+        (the daily rollups: a few rows): what API-key quotas count."""
+        ...
 
     def product_adoption(
         self, workspace: str, since_ns: int, category: str | None
