@@ -45,6 +45,7 @@ class RecordQuery:
     from_ns: int | None = None  # occurred_at >= from_ns
     to_ns: int | None = None  # occurred_at < to_ns
     meta: tuple[tuple[str, str], ...] = ()
+    tag: str | None = None  # records whose tags include this one
 
 
 @dataclass(slots=True, frozen=True)

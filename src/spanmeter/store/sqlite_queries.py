@@ -284,6 +284,10 @@ def build_page_sql(query: RecordQuery, *, walk_seq: bool = False, select: str = 
             clauses.append("instr(r.meta, ?) > 0 AND json_extract(r.meta, ?) = ?")
             needle = f"{json.dumps(key, ensure_ascii=False)}: {json.dumps(value, ensure_ascii=False)}"
             params += [needle, f'$."{key}"', value]
+    if query.tag is not None:
+        # As for meta: the stored JSON text (json.dumps) holds the tag verbatim; json_each decides.
+        clauses.append("instr(r.tags, ?) > 0 AND EXISTS (SELECT 1 FROM json_each(r.tags) AS t WHERE t.value = ?)")
+        params += [json.dumps(query.tag), query.tag]
     direction, compare = ("DESC", "<") if query.order == "desc" else ("ASC", ">")
     if query.after_seq is not None:
         clauses.append(f"r.seq {compare} ?")

@@ -23,13 +23,17 @@ MAX_DEPTH: Final = 32
 
 
 class RestError(Exception):
-    """A refused REST request: its HTTP status and a message naming the field or the problem."""
+    """A refused REST request: its HTTP status and a message naming the field or the problem
+    (`problems`: each problem on its own, when there are several)."""
 
-    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, retry_after: float | None = None, problems: list[str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.retry_after = retry_after
+        self.problems = problems or [message]
 
 
 def is_json(content_type: str) -> bool:

@@ -62,17 +62,18 @@ def validated(model: type[M], data: Any, where: str = "") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise RestError(400, describe(error, where)) from None
+        problems = describe(error, where)
+        raise RestError(400, "; ".join(problems), problems=problems) from None
 
 
-def describe(error: ValidationError, where: str = "") -> str:
+def describe(error: ValidationError, where: str = "") -> list[str]:
     problems = []
     for item in error.errors(include_url=False):
         path = ".".join(str(part) for part in item["loc"])
         name = f"{where}.{path}" if where and path else where or path
         message = item["msg"].removeprefix("Value error, ")  # a model check's message names its fields
         problems.append(f"{name}: {message}" if name else message)
-    return "; ".join(problems)
+    return problems
 
 
 def text(name: str, value: str | None, limit: int) -> str | None:

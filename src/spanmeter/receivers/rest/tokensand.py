@@ -206,7 +206,8 @@ def normalised(record: UsageRecord, keyed: bool) -> dict[str, Any]:
     }
     if record.product is not None:
         p = record.product
-        out["product"] = {"id": p.id, "name": p.name, "type": p.type, "version": p.version, "category": p.category}
+        product = {"id": p.id, "name": p.name, "type": p.type, "version": p.version, "category": p.category}
+        out["product"] = {name: value for name, value in product.items() if value is not None}
     return {name: value for name, value in out.items() if value is not None}
 
 
@@ -229,7 +230,7 @@ def create_router(api: RestIngest) -> APIRouter:
         except RestError as error:
             if error.status != 400:
                 raise
-            return 400, {"ok": False, "errors": error.message.split("; ")}
+            return 400, {"ok": False, "errors": error.problems}
         return 200, {"ok": True, "valid": True, "event": normalised(record, event.idempotencyKey is not None)}
 
     async def batch(request: Request) -> Answer:
