@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Final, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic.functional_serializers import PlainSerializer
 from pydantic.json_schema import WithJsonSchema
 
@@ -52,7 +52,11 @@ Number = Annotated[
     PlainSerializer(str),
     WithJsonSchema({"type": "number"}),
 ]
-Scalar = StrictStr | StrictBool | StrictInt | Number
+# Key-value metadata; its values are checked by `metadata` (the message names the entry).
+Metadata = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}),
+]
 
 
 def validated(model: type[M], data: Any, where: str = "") -> M:

@@ -34,7 +34,7 @@ class FluxrateTrack(F.Body):
     quantity: F.Number = Field(json_schema_extra={"exclusiveMinimum": 0}, description="> 0; integer or decimal")
     timestamp: StrictStr | None = Field(None, description="ISO-8601 (UTC when no offset); default: now")
     idempotency_key: StrictStr | None = Field(None, description="e.g. order_{id}; a repeat is stored once")
-    metadata: dict[str, F.Scalar] | None = Field(None, description="extra key-value data; filterable as meta[key]")
+    metadata: F.Metadata | None = Field(None, description="extra key-value data; filterable as meta[key]")
 
 
 class FluxrateTracked(F.Body):
