@@ -78,3 +78,13 @@ def auth_rest(tmp_path: Path) -> Iterator[Rest]:
         client = Rest(running)
         yield client
         client.close()
+
+
+@pytest.fixture(scope="module")
+def shared_rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rest]:
+    """One collector for a module's many refusal cases (each starts from what the others left:
+    they store nothing, or say what they add)."""
+    with running_collector(make_config(tmp_path_factory.mktemp("rest"))) as running:
+        client = Rest(running)
+        yield client
+        client.close()

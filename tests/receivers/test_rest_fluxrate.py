@@ -75,11 +75,11 @@ def test_without_idempotency_key_every_call_counts(rest: Rest) -> None:
         ({"metadata": {f"k{i}": "v" for i in range(65)}}, "metadata has 65 entries; the limit is 64"),
     ],
 )
-def test_invalid_call_is_400_naming_the_field(rest: Rest, change: dict[str, Any], error: str) -> None:
-    answer = rest.post("/api/v1/sdk/track", {**EXAMPLE, **change})
+def test_invalid_call_is_400_naming_the_field(shared_rest: Rest, change: dict[str, Any], error: str) -> None:
+    answer = shared_rest.post("/api/v1/sdk/track", {**EXAMPLE, **change})
     assert answer.status_code == 400
     assert answer.json()["ok"] is False and error in answer.json()["error"], answer.json()
-    assert rest.items() == []
+    assert shared_rest.items() == []
 
 
 def test_missing_fields_are_named(rest: Rest) -> None:

@@ -90,13 +90,13 @@ def test_idempotency_key_header_makes_a_retry_safe(rest: Rest) -> None:
         ({"metadata": {"nested": {"a": 1}}}, "metadata.nested must be a string, got a key-value list"),
     ],
 )
-def test_invalid_payload_is_400(rest: Rest, change: dict[str, Any], details: str) -> None:
-    answer = rest.post("/api/ingest", {**EXAMPLE, **change})
+def test_invalid_payload_is_400(shared_rest: Rest, change: dict[str, Any], details: str) -> None:
+    answer = shared_rest.post("/api/ingest", {**EXAMPLE, **change})
     assert answer.status_code == 400
     body = answer.json()
     assert (body["ok"], body["error"]) == (False, "Invalid payload")
     assert details in body["details"]
-    assert rest.items() == []
+    assert shared_rest.items() == []
 
 
 def test_malformed_json_is_invalid_payload(rest: Rest) -> None:

@@ -124,11 +124,11 @@ def test_dry_run_normalises_and_stores_nothing(rest: Rest) -> None:
         ({"type": "identify"}, "type: only 'track' calls are accepted"),
     ],
 )
-def test_invalid_event_is_400_naming_the_field(rest: Rest, change: dict[str, Any], error: str) -> None:
-    answer = rest.post("/api/usage/track", {**FIRST_API_CALL, **change})
+def test_invalid_event_is_400_naming_the_field(shared_rest: Rest, change: dict[str, Any], error: str) -> None:
+    answer = shared_rest.post("/api/usage/track", {**FIRST_API_CALL, **change})
     assert answer.status_code == 400
     assert answer.json()["ok"] is False and error in answer.json()["error"]
-    assert rest.items() == []
+    assert shared_rest.items() == []
 
 
 def _batch_event(i: int) -> dict[str, Any]:

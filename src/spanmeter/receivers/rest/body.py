@@ -4,7 +4,8 @@
 - Size: the receivers' `max_request_bytes`, on the wire and after gzip, else 413.
 - Strict JSON, else 400 naming what is wrong: UTF-8 only; no duplicate keys in an object (which
   one a parser keeps differs between parsers, so a body with them has no one meaning); no NaN or
-  Infinity; nesting at most MAX_DEPTH deep (a deep body must fail here, not in a recursive walk).
+  Infinity; no lone surrogate escapes (text no UTF-8 encoder takes); nesting at most MAX_DEPTH
+  deep (a deep body must fail here, not in a recursive walk).
 - Numbers with a fraction are read as exact `Decimal`s: a cost of 0.1 stays 0.1.
 """
 
@@ -69,7 +70,7 @@ def parse_json(raw: bytes) -> Any:
         raise RestError(400, f"the JSON body is nested more than {MAX_DEPTH} levels deep") from None
     except ValueError as error:  # JSONDecodeError, and the hooks' errors
         raise RestError(400, f"the body is not valid JSON: {error}") from None
-    _check_depth(data)
+    _check_nodes(data)
     return data
 
 
@@ -88,17 +89,37 @@ def _constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _check_depth(data: Any) -> None:
-    """Refuse nesting deeper than MAX_DEPTH, without recursion."""
+def _check_nodes(data: Any) -> None:
+    """Refuse nesting deeper than MAX_DEPTH, and strings that are not Unicode text (a lone
+    surrogate escape such as "\\ud800" parses, but no UTF-8 encoder takes it), without recursion."""
     level: list[Any] = [data]
-    for _ in range(MAX_DEPTH):
+    for _ in range(MAX_DEPTH + 1):
         deeper: list[Any] = []
         for value in level:
             if isinstance(value, dict):
-                deeper.extend(v for v in value.values() if isinstance(v, (dict, list)))
+                for key, item in value.items():
+                    _check_text(key)
+                    if isinstance(item, (dict, list)):
+                        deeper.append(item)
+                    elif isinstance(item, str):
+                        _check_text(item)
             elif isinstance(value, list):
-                deeper.extend(v for v in value if isinstance(v, (dict, list)))
+                for item in value:
+                    if isinstance(item, (dict, list)):
+                        deeper.append(item)
+                    elif isinstance(item, str):
+                        _check_text(item)
+            elif isinstance(value, str):
+                _check_text(value)
         if not deeper:
             return
         level = deeper
     raise RestError(400, f"the JSON body is nested more than {MAX_DEPTH} levels deep")
+
+
+def _check_text(text: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RestError(400, "the body holds a string that is not Unicode text (a lone surrogate escape)") from None

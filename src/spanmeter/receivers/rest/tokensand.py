@@ -16,10 +16,11 @@ Answers: track → 202 `{"ok": true, "id", "duplicate"}`; dry-run → 200 `{"ok"
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import Field, StrictStr, model_validator
+from pydantic.json_schema import WithJsonSchema
 
 from spanmeter.convert.events import new_event_record
 from spanmeter.convert.values import InvalidSpan
@@ -31,7 +32,8 @@ from spanmeter.record import Product, UsageRecord, format_ns
 from spanmeter.usage_schema import EVENT_FAMILIES, event_family
 
 MAX_BATCH: Final = 500
-FAMILY_DOC: Final[dict[str, Any]] = {"enum": list(EVENT_FAMILIES), "description": "lifecycle stage (any letter case)"}
+# One of the six lifecycle stages (any letter case): checked by convert/events.event_family.
+Family = Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": list(EVENT_FAMILIES)})]
 
 
 class TokensandProduct(F.Body):
@@ -48,7 +50,7 @@ class TokensandEvent(F.Body):
     event_name: StrictStr = Field(description="e.g. FIRST_API_CALL")
     developer_id: StrictStr | None = Field(None, description="the person; this and/or email is required")
     email: StrictStr | None = None
-    event_family: StrictStr | None = Field(None, json_schema_extra=FAMILY_DOC)
+    event_family: Family | None = Field(None, description="lifecycle stage (any letter case)")
     product: TokensandProduct | None = None
     account_domain: StrictStr | None = Field(None, description="e.g. company.com; normalised")
     source: StrictStr | None = Field(None, description="e.g. SDK, docs")
@@ -64,7 +66,7 @@ class TokensandEvent(F.Body):
 
 
 class SegmentProperties(F.Body):
-    event_family: StrictStr | None = Field(None, json_schema_extra=FAMILY_DOC)
+    event_family: Family | None = Field(None, description="lifecycle stage (any letter case)")
     account_domain: StrictStr | None = None
     product_id: StrictStr | None = None
     product_name: StrictStr | None = None
