@@ -189,3 +189,32 @@ def test_serve_logging_keeps_library_request_lines_out() -> None:
     for name in ("httpx", "httpcore", "uvicorn.error"):  # httpx logged an INFO line per exporter POST
         assert not logging.getLogger(name).isEnabledFor(logging.INFO)
     assert logging.getLogger("spanmeter.exporters.runner").isEnabledFor(logging.INFO)
+
+
+def test_keys_quota_create_update_and_remove(tmp_path: Path) -> None:
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump({"storage": {"sqlite": {"path": str(tmp_path / "keys.db")}}}))
+    runner = CliRunner()
+    created = runner.invoke(main, ["keys", "create", "-c", str(config_path), "--quota", "1000", "--quota", "$2.50"])
+    assert created.exit_code == 0, created.output
+
+    def listed() -> dict[str, str]:
+        [key] = json.loads(runner.invoke(main, ["keys", "list", "-c", str(config_path), "--json"]).output)
+        return key  # type: ignore[no-any-return]
+
+    key = listed()
+    assert key["quota"] == "1000 records/month, $2.5/month"
+    updated = runner.invoke(main, ["keys", "update", key["id"], "-c", str(config_path), "--quota", "25usd"])
+    assert updated.exit_code == 0 and updated.output.strip() == f"{key['id']}: quota $25/month"
+    assert listed()["quota"] == "$25/month"
+    assert runner.invoke(main, ["keys", "update", key["id"], "-c", str(config_path), "--no-quota"]).exit_code == 0
+    assert listed()["quota"] == "none"
+
+    bad = runner.invoke(main, ["keys", "update", key["id"], "-c", str(config_path), "--quota", "lots"])
+    assert bad.exit_code == 2 and "a record count per month (e.g. 10000) or a cost per month in USD" in bad.output
+    twice = runner.invoke(main, ["keys", "create", "-c", str(config_path), "--quota", "1", "--quota", "2"])
+    assert twice.exit_code == 2 and "at most one quota of each kind" in twice.output
+    neither = runner.invoke(main, ["keys", "update", key["id"], "-c", str(config_path)])
+    assert neither.exit_code == 2 and "--no-quota" in neither.output
+    unknown = runner.invoke(main, ["keys", "update", "key_x", "-c", str(config_path), "--no-quota"])
+    assert unknown.exit_code == 1 and "no key with id 'key_x'" in unknown.output

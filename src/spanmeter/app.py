@@ -30,7 +30,7 @@ from spanmeter.exporters.runner import ExportRunner, RetryPolicy
 from spanmeter.exporters.webhook import WebhookExporter
 from spanmeter.metrics import Metrics
 from spanmeter.pricing import PriceOverride, Pricer
-from spanmeter.receivers import http_limits, listen, otlp_grpc, otlp_http
+from spanmeter.receivers import http_limits, listen, otlp_grpc, otlp_http, rest
 from spanmeter.receivers.grpc_auth import AuthInterceptor
 from spanmeter.receivers.ingest import Ingest
 from spanmeter.receivers.listen import listen_error
@@ -168,6 +168,7 @@ class Collector:
         app.include_router(otlp_api_routes)
         app.include_router(health.create_router(self.metrics, self._not_ready))
         spanmeter.api.install(app, self.store, self.config, self.metrics, self.authenticator)
+        rest.install(app, self.ingest, self.store, self.config.otlp.max_request_bytes)
         otlp_app = AuthMiddleware(
             otlp_routes,
             authenticator=self.authenticator,

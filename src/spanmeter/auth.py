@@ -16,12 +16,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Final
 
+from spanmeter.pricing import to_nano
 from spanmeter.store.queries import SCOPES, ApiKey, KeyStore
 
 KEY_PREFIX: Final = "sm_"
@@ -42,6 +45,8 @@ class Principal:
     workspace: str
     scopes: frozenset[str]
     key_id: str | None = None  # None: auth is off, or an anonymous caller of a public endpoint
+    quota_records: int | None = None  # the key's monthly quota (store/queries.py ApiKey)
+    quota_cost_nano: int | None = None
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
@@ -81,6 +86,23 @@ def new_key(workspace: str, name: str, scopes: tuple[str, ...]) -> tuple[str, Ap
         updated_at=now,
     )
     return key, record
+
+
+_QUOTA: Final = re.compile(
+    r"^\s*(?:(?P<records>\d+)(?:\s*records?)?|\$\s*(?P<usd1>\d+(?:\.\d+)?)|(?P<usd2>\d+(?:\.\d+)?)\s*usd)\s*$",
+    re.IGNORECASE,
+)
+QUOTA_HELP: Final = "a record count per month (e.g. 10000) or a cost per month in USD (e.g. 25usd or $25)"
+
+
+def parse_quota(text: str) -> tuple[str, int]:
+    """("records", count) or ("cost_nano", nano-USD) of a `--quota` value; ValueError otherwise."""
+    match = _QUOTA.match(text)
+    if match is None:
+        raise ValueError(f"quota {text!r}: expected {QUOTA_HELP}")
+    if match["records"] is not None:
+        return "records", int(match["records"])
+    return "cost_nano", to_nano(Decimal(match["usd1"] or match["usd2"]))
 
 
 def key_from_headers(authorization: str | None, x_api_key: str | None) -> str | None:
@@ -135,7 +157,9 @@ class Authenticator:
             raise AuthError(REVOKED)
         if found.state != "active":
             raise AuthError(INACTIVE)
-        return Principal(found.workspace, frozenset(found.scopes), found.id)
+        return Principal(
+            found.workspace, frozenset(found.scopes), found.id, found.quota_records, found.quota_cost_nano
+        )
 
 
 def bind_request_workspace(workspace: str | None) -> Token[str | None]:

@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -17,11 +18,12 @@ from typing import TYPE_CHECKING, Any, Final
 import click
 
 import spanmeter
-from spanmeter.auth import new_key
+from spanmeter.auth import QUOTA_HELP, new_key, parse_quota
 from spanmeter.config import Config, load_config
 from spanmeter.errors import ConfigError, ListenError, StorageError
 from spanmeter.event_loop import describe, new_event_loop
-from spanmeter.record import format_ns
+from spanmeter.pricing import from_nano
+from spanmeter.record import decimal_string, format_ns
 from spanmeter.store.base import RecordFilter
 from spanmeter.store.outbox import DELIVERY_STATES, ExportFilter
 from spanmeter.store.queries import SCOPES, ApiKey
@@ -287,8 +289,37 @@ def _key_row(key: ApiKey) -> dict[str, str]:
         "prefix": key.prefix,
         "scopes": ",".join(key.scopes),
         "state": key.state,
+        "quota": _describe_quota(key.quota_records, key.quota_cost_nano),
         "created_at": format_ns(key.created_at),
     }
+
+
+def _describe_quota(records: int | None, cost_nano: int | None) -> str:
+    parts = [] if records is None else [f"{records} records/month"]
+    if cost_nano is not None:
+        parts.append(f"${decimal_string(from_nano(cost_nano))}/month")
+    return ", ".join(parts) or "none"
+
+
+def _quotas(values: tuple[str, ...]) -> tuple[int | None, int | None]:
+    """(records, cost in nano-USD) of repeated `--quota` values: at most one of each kind."""
+    found: dict[str, int] = {}
+    for value in values:
+        try:
+            kind, amount = parse_quota(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--quota") from None
+        if kind in found:
+            raise click.BadParameter(f"{value!r}: give at most one quota of each kind", param_hint="--quota")
+        found[kind] = amount
+    return found.get("records"), found.get("cost_nano")
+
+
+QUOTA_OPTION = click.option(
+    "--quota", "quotas", multiple=True, metavar="QUOTA",
+    help=f"Monthly quota of the key's workspace (calendar month, UTC): {QUOTA_HELP}; repeat for both. "
+    "The REST ingest endpoints answer 402 once it is used up.",
+)  # fmt: skip
 
 
 @main.group()
@@ -306,14 +337,18 @@ def keys() -> None:
 @click.option("--name", "-n", default="", help="A label to recognise the key by.")
 @click.option("--scope", "-s", "scopes", multiple=True, type=click.Choice(SCOPES), default=("ingest", "read"),
               show_default=True, help="Repeat for several scopes.")
-def keys_create(config_path: Path | None, workspace: str | None, name: str, scopes: tuple[str, ...]) -> None:
+@QUOTA_OPTION
+def keys_create(
+    config_path: Path | None, workspace: str | None, name: str, scopes: tuple[str, ...], quotas: tuple[str, ...]
+) -> None:
     """Create a key and print it (the only time it is shown)."""
+    records, cost_nano = _quotas(quotas)
     config, store = _open_store(config_path, create=True)  # keys may be made before the first serve
     try:
         secret, record = new_key(workspace or config.service.workspace, name, scopes)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
-    store.create_key(record)
+    store.create_key(replace(record, quota_records=records, quota_cost_nano=cost_nano))
     click.echo(secret)
     click.echo(f"created {record.id} in workspace {record.workspace!r} with scopes {','.join(record.scopes)}; "
                "store the key now: it cannot be shown again", err=True)
@@ -338,6 +373,24 @@ def _set_state(config_path: Path | None, key_id: str, state: str) -> None:
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"{key.id}: {key.state}")
+
+
+@keys.command("update")
+@CONFIG_OPTION
+@click.argument("key_id")
+@QUOTA_OPTION
+@click.option("--no-quota", is_flag=True, help="Remove the key's quotas.")
+def keys_update(config_path: Path | None, key_id: str, quotas: tuple[str, ...], no_quota: bool) -> None:
+    """Set (replace) or remove a key's monthly quota."""
+    if no_quota == bool(quotas):
+        raise click.UsageError("give --quota (once or twice) or --no-quota")
+    records, cost_nano = _quotas(quotas)
+    _, store = _open_store(config_path)
+    try:
+        key = store.set_key_quota(key_id, records, cost_nano)
+    except KeyError:
+        raise click.ClickException(f"no key with id {key_id!r}; see `spanmeter keys list`") from None
+    click.echo(f"{key.id}: quota {_describe_quota(key.quota_records, key.quota_cost_nano)}")
 
 
 @keys.command("deactivate")

@@ -23,6 +23,8 @@ _MAX_CHARS: Final = 512
 
 def _fingerprint(query: RecordQuery) -> str:
     shape = [query.workspace, query.order, query.equals, query.model, query.from_ns, query.to_ns, query.meta]
+    if query.tag is not None:  # appended only when set: cursors of queries without it stay valid
+        shape.append(query.tag)
     return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
 
 

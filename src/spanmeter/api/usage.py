@@ -107,6 +107,7 @@ def create_router(store: QueryStore, clock: Callable[[], int] = time.time_ns) ->
         kind: Annotated[Literal["llm", "event", "meter"] | None, Query()] = None,
         provider: Filter = None,
         model: Annotated[Filter, Query(description="response model or request model")] = None,
+        tag: Annotated[Filter, Query(description="records whose tags include this one")] = None,
         from_: Annotated[
             datetime | None, Query(alias="from", description="occurredAt >= from (ISO-8601)")
         ] = None,
@@ -129,6 +130,7 @@ def create_router(store: QueryStore, clock: Callable[[], int] = time.time_ns) ->
             from_ns=_ns(from_),
             to_ns=_ns(to),
             meta=_meta_filters(request),
+            tag=tag,
         )
         secret = store.cursor_secret()
         if cursor is not None:

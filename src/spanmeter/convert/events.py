@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from spanmeter.convert import attributes as A
@@ -28,9 +29,35 @@ def event_record(
     if name is None:
         raise InvalidSpan(f"{A.EVENT_NAME} must not be empty")
     family = get_str(layers, "event_family", limit)
-    if family is not None:
-        family = event_family(A.EVENT_FAMILY, family, InvalidSpan)
     product = [get_str(layers, fact, limit) for fact in _PRODUCT_FACTS]
+    return new_event_record(
+        key,
+        occurred_at,
+        common,
+        name=name,
+        family=None if family is None else event_family(A.EVENT_FAMILY, family, InvalidSpan),
+        product=Product(*product) if any(product) else None,
+        source=get_str(layers, "source", limit),
+        campaign_id=get_str(layers, "campaign_id", limit),
+        tags=read_tags(layers, limit),
+        meta=read_meta(layers, limit, max_meta_keys),
+    )
+
+
+def new_event_record(
+    key: str,
+    occurred_at: int,
+    common: dict[str, Any],
+    *,
+    name: str,
+    family: str | None = None,
+    product: Product | None = None,
+    source: str | None = None,
+    campaign_id: str | None = None,
+    tags: list[str] | None = None,
+    meta: dict[str, str] | None = None,
+) -> UsageRecord:
+    """An `event` record from values already read and checked (spans, log records, REST bodies)."""
     return UsageRecord(
         idempotency_key=key,
         kind="event",
@@ -38,11 +65,11 @@ def event_record(
         occurred_at=occurred_at,
         event_name=name,
         event_family=family,
-        product=Product(*product) if any(product) else None,
-        source=get_str(layers, "source", limit),
-        campaign_id=get_str(layers, "campaign_id", limit),
-        tags=read_tags(layers, limit),
-        meta=read_meta(layers, limit, max_meta_keys),
+        product=product,
+        source=source,
+        campaign_id=campaign_id,
+        tags=[] if tags is None else tags,
+        meta={} if meta is None else meta,
         **common,
     )
 
@@ -56,7 +83,28 @@ def meter_record(
     raw = lookup(layers[:1], "quantity")
     if raw is None:
         raise InvalidSpan(f"{A.METER} is set but {A.QUANTITY} is missing")
-    quantity = meter_quantity(A.QUANTITY, raw[1], InvalidSpan)
+    return new_meter_record(
+        key,
+        occurred_at,
+        common,
+        meter=meter,
+        quantity=meter_quantity(A.QUANTITY, raw[1], InvalidSpan),
+        tags=read_tags(layers, limit),
+        meta=read_meta(layers, limit, max_meta_keys),
+    )
+
+
+def new_meter_record(
+    key: str,
+    occurred_at: int,
+    common: dict[str, Any],
+    *,
+    meter: str,
+    quantity: Decimal,
+    tags: list[str] | None = None,
+    meta: dict[str, str] | None = None,
+) -> UsageRecord:
+    """A `meter` record from values already read and checked (`quantity` by `meter_quantity`)."""
     return UsageRecord(
         idempotency_key=key,
         kind="meter",
@@ -64,8 +112,8 @@ def meter_record(
         occurred_at=occurred_at,
         meter=meter,
         quantity=quantity,
-        tags=read_tags(layers, limit),
-        meta=read_meta(layers, limit, max_meta_keys),
+        tags=[] if tags is None else tags,
+        meta={} if meta is None else meta,
         **common,
     )
 

@@ -42,7 +42,7 @@ from spanmeter.errors import Overloaded, StorageError, TooManyRecords
 from spanmeter.metrics import Metrics
 from spanmeter.pricing import Pricer
 from spanmeter.receivers.decode import decode
-from spanmeter.record import new_record_id
+from spanmeter.record import UsageRecord, new_record_id
 from spanmeter.store.base import Store, WriteResult
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,19 @@ class Ingest:
         self._logs_received[transport].inc(logs)
         return self._price(convert_logs(request, self._options(workspace), time.time_ns()))
 
+    async def write_records(self, records: list[UsageRecord]) -> WriteResult:
+        """Price and store records a receiver built itself (the REST ingest, in the workspace of
+        `workspace()`); raises Refusal as the OTLP exports do, "invalid" for a value the store
+        cannot hold."""
+        converted = self._price(Converted(records=records))
+        if converted.rejected:
+            raise Refusal("invalid", converted.message)
+        return await self._write(converted)
+
+    def workspace(self) -> str:
+        """The workspace of the request being handled: the API key's, else the configured one."""
+        return self._options(None).workspace
+
     def _price(self, converted: Converted) -> Converted:
         unstorable = []
         for record, record_id in zip(converted.records, new_record_id.many(len(converted.records)), strict=True):
@@ -215,7 +228,7 @@ class Ingest:
             )
         return converted
 
-    async def _write(self, converted: Converted) -> None:
+    async def _write(self, converted: Converted) -> WriteResult:
         started = time.perf_counter()
         try:
             result = await self.store.write(converted.records)
@@ -232,6 +245,7 @@ class Ingest:
         for record, why in result.refused:
             converted.reject(f"record {record.idempotency_key[:80]!r}", InvalidSpan(why))
         self._count(result, converted.rejected, started)
+        return result
 
     def _count(self, result: WriteResult, rejected: int, started: float) -> None:
         m = self.metrics

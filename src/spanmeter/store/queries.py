@@ -46,6 +46,7 @@ class RecordQuery:
     from_ns: int | None = None  # occurred_at >= from_ns
     to_ns: int | None = None  # occurred_at < to_ns
     meta: tuple[tuple[str, str], ...] = ()
+    tag: str | None = None  # records whose tags include this one
 
 
 @dataclass(slots=True, frozen=True)
@@ -95,9 +96,17 @@ class ApiKey:
     state: str
     created_at: int  # ns
     updated_at: int  # ns
+    # Monthly quota of the key's workspace (calendar month, UTC), checked by the REST ingest
+    # before it stores: records of any kind, and cost in nano-USD. None: no limit of that kind.
+    quota_records: int | None = None
+    quota_cost_nano: int | None = None
 
 
 class QueryStore(Protocol):
+    def find_record_id(self, workspace: str, idempotency_key: str) -> str | None:
+        """The id of the record stored under this idempotency key, if any."""
+        ...
+
     def query_records(self, query: RecordQuery) -> list[tuple[int, UsageRecord]]:
         """Up to `query.limit` (seq, record) pairs in `query.order` of seq."""
         ...
@@ -123,6 +132,11 @@ class QueryStore(Protocol):
         self, workspace: str, customer: str | None, start_ns: int, end_ns: int
     ) -> PeriodTotals: ...
 
+    def records_and_cost(self, workspace: str, start_ns: int, end_ns: int) -> tuple[int, int]:
+        """Records of every kind and their cost in nano-USD, of whole UTC days in [start_ns, end_ns)
+        (the daily rollups: a few rows): what API-key quotas count."""
+        ...
+
     def product_adoption(
         self, workspace: str, since_ns: int, category: str | None
     ) -> list[ProductAdoption]: ...
@@ -141,6 +155,10 @@ class KeyStore(Protocol):
 
     def set_key_state(self, key_id: str, state: str) -> ApiKey:
         """Raises KeyError for an unknown id, ValueError when a revoked key would change."""
+        ...
+
+    def set_key_quota(self, key_id: str, records: int | None, cost_nano: int | None) -> ApiKey:
+        """Replace the key's monthly quota (None: no limit of that kind); KeyError for an unknown id."""
         ...
 
 

@@ -218,6 +218,13 @@ def _m009_meter_rollup(db: sqlite_utils.Database) -> None:
     rollup.add_meters(db.conn, ((w, c, at, m, Decimal(q)) for w, c, at, m, q in stored if q is not None))
 
 
+@migrations(name="m010_key_quotas")
+def _m010_key_quotas(db: sqlite_utils.Database) -> None:
+    # A key's monthly quota (store/queries.py ApiKey); NULL: no limit of that kind.
+    db.execute("ALTER TABLE api_keys ADD COLUMN quota_records INTEGER")
+    db.execute("ALTER TABLE api_keys ADD COLUMN quota_cost_nano INTEGER")
+
+
 def connect(path: str | Path, *, timeout: float = 5.0) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")

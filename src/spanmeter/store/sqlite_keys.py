@@ -1,4 +1,4 @@
-"""The SQLite side of API keys: the `api_keys` table (migration m003).
+"""The SQLite side of API keys: the `api_keys` table (migrations m003, m009 for quotas).
 
 Keys are not on the ingest hot path's writer: they change rarely (the CLI), so each change is
 its own short transaction on its own connection; lookups use the read pool.
@@ -24,6 +24,8 @@ _COLUMNS: Final = (
     "state",
     "created_at",
     "updated_at",
+    "quota_records",
+    "quota_cost_nano",
 )
 _SELECT: Final = f"SELECT {', '.join(_COLUMNS)} FROM api_keys"
 
@@ -55,6 +57,8 @@ class SQLiteKeys:
             key.state,
             key.created_at,
             key.updated_at,
+            key.quota_records,
+            key.quota_cost_nano,
         )
         conn = self._write_connection()
         try:
@@ -94,6 +98,19 @@ class SQLiteKeys:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            return _key(conn.execute(f"{_SELECT} WHERE id = ?", [key_id]).fetchone())
+        finally:
+            conn.close()
+
+    def set_key_quota(self, key_id: str, records: int | None, cost_nano: int | None) -> ApiKey:
+        conn = self._write_connection()
+        try:
+            updated = conn.execute(
+                "UPDATE api_keys SET quota_records = ?, quota_cost_nano = ?, updated_at = ? WHERE id = ?",
+                [records, cost_nano, time.time_ns(), key_id],
+            ).rowcount
+            if not updated:
+                raise KeyError(key_id)
             return _key(conn.execute(f"{_SELECT} WHERE id = ?", [key_id]).fetchone())
         finally:
             conn.close()

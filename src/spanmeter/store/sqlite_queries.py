@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from spanmeter.record import UsageRecord
 from spanmeter.store.item_sql import ITEM_JSON, complete_items
+from spanmeter.store.key_hash import key_hash
 from spanmeter.store.queries import (
     EQUALITY_FILTERS,
     DailyTotals,
@@ -112,6 +113,20 @@ class SQLiteQueries:
             return conn.execute(sql, params).fetchall()
 
     # --- records -----------------------------------------------------------------------------
+    def find_record_id(self, workspace: str, idempotency_key: str) -> str | None:
+        # The key's hash slots in probe order (store/key_hash.py): the first free one ends the search.
+        probe = 0
+        while True:
+            rows = self._fetch(
+                "SELECT workspace, idempotency_key, id FROM records WHERE key_hash = ?",
+                [key_hash(workspace, idempotency_key, probe)],
+            )
+            if not rows:
+                return None
+            if rows[0][:2] == (workspace, idempotency_key):
+                return str(rows[0][2])
+            probe += 1
+
     def query_records(self, query: RecordQuery) -> list[tuple[int, UsageRecord]]:
         walk = bool(query.equals) or self._walk_seq_for_time_range(query)
         sql, params = build_page_sql(query, walk_seq=walk)
@@ -192,6 +207,14 @@ class SQLiteQueries:
             tokens, input_tokens, output_tokens, messages, events, meters, conversations, cost, quantities
         )
 
+    def records_and_cost(self, workspace: str, start_ns: int, end_ns: int) -> tuple[int, int]:
+        [(records, cost)] = self._fetch(
+            "SELECT SUM(messages + events + meters), SUM(cost_nano) FROM usage_daily"
+            " WHERE workspace = ? AND customer_id = ? AND day >= ? AND day < ?",
+            [workspace, ALL_CUSTOMERS, *_whole_days(start_ns, end_ns)],
+        )
+        return records or 0, cost or 0
+
     # --- adoption ----------------------------------------------------------------------------
     def product_adoption(self, workspace: str, since_ns: int, category: str | None) -> list[ProductAdoption]:
         families = ", ".join(f"SUM(event_family = '{family}')" for family in EVENT_FAMILIES)
@@ -267,6 +290,10 @@ def build_page_sql(query: RecordQuery, *, walk_seq: bool = False, select: str = 
             clauses.append("instr(r.meta, ?) > 0 AND json_extract(r.meta, ?) = ?")
             needle = f"{json.dumps(key, ensure_ascii=False)}: {json.dumps(value, ensure_ascii=False)}"
             params += [needle, f'$."{key}"', value]
+    if query.tag is not None:
+        # As for meta: the stored JSON text (json.dumps) holds the tag verbatim; json_each decides.
+        clauses.append("instr(r.tags, ?) > 0 AND EXISTS (SELECT 1 FROM json_each(r.tags) AS t WHERE t.value = ?)")
+        params += [json.dumps(query.tag), query.tag]
     direction, compare = ("DESC", "<") if query.order == "desc" else ("ASC", ">")
     if query.after_seq is not None:
         clauses.append(f"r.seq {compare} ?")
