@@ -152,7 +152,7 @@ def test_no_outbox_row_is_written_per_record(store: SQLiteStore) -> None:
 def test_items_come_from_sql_and_from_item_of_where_sql_cannot(store: SQLiteStore) -> None:
     from decimal import Decimal
 
-    from spanmeter.api.usage import item_text
+    from spanmeter.encoding import item_text
 
     plain, odd = record(0, kind="meter"), record(1, kind="meter")
     plain.quantity, odd.quantity = Decimal("2.50"), Decimal("1E+3")  # SQL does not format exponents

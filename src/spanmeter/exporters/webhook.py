@@ -29,7 +29,7 @@ import httpx
 from standardwebhooks import Webhook
 
 import spanmeter
-from spanmeter.api.usage import item_text
+from spanmeter.encoding import item_text
 from spanmeter.exporters.base import Dead, Delivered, Outcome, Paused, RetryLater
 from spanmeter.record import format_ns
 from spanmeter.store.outbox import Claim, ItemOf
