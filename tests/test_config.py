@@ -8,8 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from spanmeter.cli import main
-from spanmeter.config import Config, WebhookExporterConfig, load_config, parse_config
+from spanmeter.config import Config, load_config, parse_config
 from spanmeter.errors import ConfigError
+from spanmeter.exporters.webhook import WebhookConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +38,7 @@ def test_webhook_example_shows_the_exporter_defaults() -> None:
     config = load_config(ROOT / "collector_config" / "webhook.yaml", env=EXAMPLE_ENV)
     exporter = config.active_exporters()["webhook/billing"]
     assert exporter.secret == EXAMPLE_ENV["SPANMETER_WEBHOOK_SECRET"]
-    assert exporter == WebhookExporterConfig(endpoint=exporter.endpoint, secret=exporter.secret)
+    assert exporter == WebhookConfig(endpoint=exporter.endpoint, secret=exporter.secret)
 
 
 def test_env_substitution() -> None:

@@ -8,11 +8,13 @@ path); tests/store/test_item_sql.py checks the two are equal for generated recor
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from decimal import Decimal
 from typing import Any, Final
 
-from spanmeter.api.models import ProductOut, UsageItem
-from spanmeter.record import UsageRecord
+from pydantic.alias_generators import to_camel
+
+from spanmeter.record import Product, UsageRecord
 
 
 def item_text(record: UsageRecord) -> str:
@@ -32,9 +34,11 @@ def item_json(record: UsageRecord) -> dict[str, Any]:
     return {_ALIASES[name]: value for name, value in values.items() if value is not None}
 
 
+# The item's JSON names: camelCase, as `UsageItem` (api/models.py) names them (its alias generator).
 _ALIASES: Final = {
-    **{name: field.alias or name for name, field in UsageItem.model_fields.items()},
-    **{name: field.alias or name for name, field in ProductOut.model_fields.items()},
+    name: to_camel(name)
+    for name in (*(f.name for f in fields(UsageRecord)), *(f.name for f in fields(Product)),
+                 "created_at", "updated_at", "count")
 }
 
 

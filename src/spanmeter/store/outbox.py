@@ -20,7 +20,7 @@ a target that fails fails for the records behind it too, so they wait in order.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
@@ -112,6 +112,9 @@ class ExporterState:
     lease_owner: str | None
     lease_until: int | None
     updated_at: int
+    delivered: int = 0  # records delivered since the exporter was registered
+    retried: int = 0  # failed attempts since then (each retried later)
+    oldest_pending_at: int | None = None  # received_at (ns) of its oldest record not sent yet
 
 
 @dataclass(slots=True, frozen=True)
@@ -142,7 +145,23 @@ class Outbox(Protocol):
 
     def delivered(self, claim: Claim, owner: str, now_ns: int) -> None: ...
 
-    def retry_later(self, claim: Claim, owner: str, now_ns: int, at_ns: int, reason: str) -> None: ...
+    def progress(
+        self, claim: Claim, owner: str, now_ns: int, done: int, dead: Mapping[int, str], lease_ns: int = 0
+    ) -> Claim:
+        """Settle the claim's first `done` records for good, before anything else is sent: delivered,
+        except those at the indexes in `dead` (dead deliveries with that reason). Returns the rest of
+        the claim, still claimed (and the lease renewed for `lease_ns`): after a restart the next
+        claim is that rest, never the settled head. This is how targets without idempotency keys
+        never get a record twice."""
+        ...
+
+    def retry_later(
+        self, claim: Claim, owner: str, now_ns: int, at_ns: int, reason: str, *, counts_toward_give_up: bool = True
+    ) -> None:
+        """Keep the batch for another attempt at `at_ns`. `counts_toward_give_up`: the attempt is a
+        passing failure, timed against max_elapsed_time from the first such one; False (paused, long
+        back-off) stops that clock, so the records are never made dead for a wait the target asked for."""
+        ...
 
     def dead(self, claim: Claim, owner: str, now_ns: int, reason: str) -> None: ...
 

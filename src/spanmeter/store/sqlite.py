@@ -205,6 +205,12 @@ def _m008_outbox(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@migrations(name="m009_exporter_counts")
+def _m009_exporter_counts(db: sqlite_utils.Database) -> None:
+    for statement in sqlite_outbox.COUNTS_SCHEMA:
+        db.execute(statement)
+
+
 def connect(path: str | Path, *, timeout: float = 5.0) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
