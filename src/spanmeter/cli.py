@@ -9,10 +9,10 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -189,7 +189,7 @@ def _print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _print_rows(rows: list[dict[str, str]], as_json: bool, empty: str, clip: dict[str, int] | None = None) -> None:
+def _print_rows(rows: Sequence[Mapping[str, Any]], as_json: bool, empty: str, clip: dict[str, int] | None = None) -> None:
     """Rows as a JSON array (--json) or a table, with columns in `clip` cut to that many characters."""
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -344,11 +344,14 @@ def exporters() -> None:
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def exporters_status(config_path: Path | None, as_json: bool) -> None:
-    """Where each exporter stands: records behind, the batch in hand, retries, dead deliveries."""
+    """Where each exporter stands: records behind and the age of the oldest, the batch in hand,
+    retries, dead deliveries, and its totals (records delivered, attempts retried) on this database."""
     config, store = _open_store(config_path)
     active = config.active_exporters()
-    rows = []
+    now = time.time_ns()
+    rows: list[dict[str, object]] = []
     for state in store.exporter_states():
+        oldest = state.oldest_pending_at
         rows.append({
             "exporter": state.exporter,
             "configured": "yes" if state.exporter in active else "no",
@@ -358,9 +361,44 @@ def exporters_status(config_path: Path | None, as_json: bool) -> None:
             "next_attempt": format_ns(state.next_attempt_at) if state.attempts else "-",
             "dead": str(state.dead),
             "pending_retry": str(state.pending),
+            "delivered": state.delivered,
+            "retried": state.retried,
+            "oldest_pending_seconds": None if oldest is None else round(max(0, now - oldest) / 1e9, 1),
             "last_error": state.last_error or "-",
         })
+    if not as_json:
+        rows = [{k: "-" if v is None else str(v) for k, v in row.items()} for row in rows]
     _print_rows(rows, as_json, "no exporter has run on this database yet", {"last_error": 60})
+
+
+@exporters.command("check")
+@CONFIG_OPTION
+@click.argument("exporter_id")
+def exporters_check(config_path: Path | None, exporter_id: str) -> None:
+    """Test EXPORTER_ID's target (e.g. through its dry-run endpoint) without sending a record;
+    exit 1 if the target refuses. Only types that can do that offer it."""
+    from spanmeter.exporters import registry
+    from spanmeter.exporters.base import Checkable
+
+    config = _load(config_path)
+    settings = config.exporters.get(exporter_id)
+    if settings is None:
+        configured = ", ".join(config.exporters) or "none"
+        raise click.ClickException(f"no exporter {exporter_id!r} in the config (configured: {configured})")
+    exporter = registry.create(exporter_id, settings)
+    try:
+        if not isinstance(exporter, Checkable):
+            type_name = exporter_id.split("/", 1)[0]
+            raise click.ClickException(
+                f"{exporter_id}: the {type_name} exporter type has no check (it cannot test its target without"
+                " sending records); `spanmeter exporters status` shows how its deliveries go"
+            )
+        result = exporter.check()
+    finally:
+        exporter.close()
+    click.echo(f"{exporter_id}: {'ok' if result.ok else 'refused'}: {result.summary}")
+    if not result.ok:
+        sys.exit(1)
 
 
 @exporters.command("new-secret")
