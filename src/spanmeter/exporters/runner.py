@@ -20,7 +20,6 @@ import logging
 import random
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -40,13 +39,14 @@ from spanmeter.exporters.base import (
 from spanmeter.exporters.settings import ExporterConfig
 from spanmeter.metrics import Metrics
 from spanmeter.priority import lower_this_thread
-from spanmeter.store.outbox import Claim, ExportFilter, NotDue, Outbox
+from spanmeter.store.outbox import Claim, ExportFilter, NotDue, Outbox, new_owner
 from spanmeter.store.sqlite_outbox import LeaseLost
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LEASE_SECONDS: Final = 60.0  # another process may take over an exporter this long after its holder stopped
+# (at once when the holder was a process of this machine that is gone: store/outbox.py holder_is_gone)
 MAX_RETRY_AFTER: Final = 86_400.0  # a Retry-After beyond a day is taken as a day
 STOP_GRACE_SECONDS: Final = 10.0
 
@@ -88,7 +88,7 @@ class ExportRunner:
         self.max_batch = max_batch
         self.flush_interval = flush_interval
         self.retry = retry
-        self.owner = uuid.uuid4().hex
+        self.owner = new_owner()
         # All of an exporter's work (reading batches, sending them) runs on one thread of its own, at
         # a lower CPU priority: in a sidecar it shares the core with ingest, and must use what
         # ingest leaves. One thread, not the default executor's: spread over those, each batch

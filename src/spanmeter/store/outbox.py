@@ -20,6 +20,9 @@ a target that fails fails for the records behind it too, so they wait in order.
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
@@ -73,6 +76,41 @@ class Claim:
         else:
             basis = f"{self.exporter}\0{self.start}\0{self.end}"
         return "msg_" + hashlib.sha256(basis.encode()).hexdigest()[:32]
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:  # not Linux: a holder's liveness cannot be told, its lease is waited out
+        return None
+
+
+def new_owner() -> str:
+    """A lease owner id: unique, and naming the process (host, PID namespace, pid) that holds it,
+    so that a restart on the same machine can tell its killed predecessor is gone."""
+    return f"{uuid.uuid4().hex}@{socket.gethostname()}/{_pid_namespace()}/{os.getpid()}"
+
+
+def holder_is_gone(owner: str) -> bool:
+    """True when `owner` was a process of this host and PID namespace that no longer runs (killed,
+    crashed): its lease can be taken at once instead of after it expires. False whenever unsure
+    (another host or namespace, not Linux, or the pid is in use): then the lease is waited out, so
+    two live processes never send the same batch."""
+    _, at, where = owner.partition("@")
+    host, _, rest = where.partition("/")
+    namespace, _, pid = rest.rpartition("/")
+    here = _pid_namespace()
+    if not at or here is None or host != socket.gethostname() or namespace != here or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False  # this process: another runner of it, or itself before a restart of the runner
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
 
 
 @dataclass(slots=True, frozen=True)

@@ -32,6 +32,7 @@ from spanmeter.store.outbox import (
     NotDue,
     Requeued,
     StartAt,
+    holder_is_gone,
 )
 from spanmeter.store.schema import COLUMNS, row_to_record
 
@@ -115,7 +116,7 @@ def _take_lease(
     if state is None:
         raise KeyError(f"exporter {exporter} is not registered")
     position, claim_end, attempts, failing_since, next_attempt_at, lease_owner, lease_until = state
-    if lease_owner not in (None, owner) and lease_until > now_ns:
+    if lease_owner not in (None, owner) and lease_until > now_ns and not holder_is_gone(lease_owner):
         return NotDue(lease_until, held_by=lease_owner)
     conn.execute(
         "UPDATE exporter_positions SET lease_owner = ?, lease_until = ? WHERE exporter = ?",
