@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
 from spanmeter.convert.attributes import MODEL_OPERATIONS
 from spanmeter.errors import ConfigError
@@ -188,7 +188,7 @@ class Api(_Model):
 class Config(_Model):
     receivers: dict[str, OTLPReceiver] = {"otlp": OTLPReceiver()}
     processors: Processors = Processors()
-    exporters: dict[str, ExporterConfig] = Field(
+    exporters: dict[str, SerializeAsAny[ExporterConfig]] = Field(
         {}, description="`type/name` -> that type's config (an instance of its model, see parse_config)"
     )
     storage: Storage = Storage()
