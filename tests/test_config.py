@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner
+from pydantic import BaseModel
 
 from spanmeter.cli import main
-from spanmeter.config import Config, WebhookExporterConfig, load_config, parse_config
+from spanmeter.config import Config, load_config, parse_config
 from spanmeter.errors import ConfigError
+from spanmeter.exporters.registry import exporter_types
+from spanmeter.exporters.webhook import WebhookConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +46,49 @@ def test_webhook_example_shows_the_exporter_defaults() -> None:
     config = load_config(ROOT / "collector_config" / "webhook.yaml", env=EXAMPLE_ENV)
     exporter = config.active_exporters()["webhook/billing"]
     assert exporter.secret == EXAMPLE_ENV["SPANMETER_WEBHOOK_SECRET"]
-    assert exporter == WebhookExporterConfig(endpoint=exporter.endpoint, secret=exporter.secret)
+    assert exporter == WebhookConfig(endpoint=exporter.endpoint, secret=exporter.secret)
+
+
+EXPORTERS_YAML = ROOT / "collector_config" / "exporters.yaml"
+
+
+def missing_or_extra_keys(model: type[BaseModel], raw: Any, path: str) -> list[str]:
+    """Keys of `model` (recursively) not spelled out in `raw`, and keys of `raw` it does not have."""
+    if not isinstance(raw, dict):
+        return [f"{path}: expected a mapping"]
+    found = [f"{path}::{k}: not a key of the type" for k in raw if k not in model.model_fields]
+    for name, field in model.model_fields.items():
+        if name not in raw:
+            found.append(f"{path}::{name}: missing")
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            found.extend(missing_or_extra_keys(field.annotation, raw[name], f"{path}::{name}"))
+    return found
+
+
+@pytest.mark.parametrize("type_name", list(exporter_types()))
+def test_exporters_yaml_shows_every_key_of_every_type_with_its_default(type_name: str) -> None:
+    raw = yaml.safe_load(EXPORTERS_YAML.read_text())["exporters"]
+    ids = [i for i in raw if i.split("/")[0] == type_name]
+    assert ids, f"collector_config/exporters.yaml has no {type_name} exporter: add one with every key and its default"
+    model = exporter_types()[type_name].config
+    assert missing_or_extra_keys(model, raw[ids[0]], f"exporters::{ids[0]}") == []
+    config = load_config(EXPORTERS_YAML, env=EXAMPLE_ENV).exporters[ids[0]]
+    required = {name: getattr(config, name) for name, field in model.model_fields.items() if field.is_required()}
+    assert config == model(**required)  # every value shown is the default
+
+
+@pytest.mark.parametrize("type_name", list(exporter_types()))
+def test_every_exporter_key_has_a_description(type_name: str) -> None:
+    def undescribed(model: type[BaseModel], path: str) -> list[str]:
+        found = []
+        for name, field in model.model_fields.items():
+            if not field.description:
+                found.append(f"{path}::{name}")
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                found.extend(undescribed(field.annotation, f"{path}::{name}"))
+        return found
+
+    assert undescribed(exporter_types()[type_name].config, type_name) == []
 
 
 def test_env_substitution() -> None:

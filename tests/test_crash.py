@@ -26,19 +26,25 @@ def free_port() -> int:
 
 
 def start_server(
-    tmp_path: Path, port: int, grpc_port: int | None = None, service: dict[str, object] | None = None
+    tmp_path: Path,
+    port: int,
+    grpc_port: int | None = None,
+    service: dict[str, object] | None = None,
+    exporters: dict[str, object] | None = None,
+    stderr: int = subprocess.PIPE,
 ) -> subprocess.Popen[bytes]:
     """`spanmeter serve` in a process of its own (HTTP on `port`, gRPC on `grpc_port` or off),
-    returned once /readyz answers; its stderr is piped."""
+    returned once /readyz answers; its stderr is piped (or where `stderr` says)."""
     config = tmp_path / "config.yaml"
     grpc = None if grpc_port is None else {"endpoint": f"127.0.0.1:{grpc_port}"}
     config.write_text(yaml.safe_dump({
         "receivers": {"otlp": {"protocols": {"grpc": grpc, "http": {"endpoint": f"127.0.0.1:{port}"}}}},
         "storage": {"sqlite": {"path": str(tmp_path / "crash.db")}},
         **({"service": service} if service else {}),
+        **({"exporters": exporters} if exporters else {}),
     }))
     proc = subprocess.Popen([sys.executable, "-m", "spanmeter", "serve", "-c", str(config)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:

@@ -23,18 +23,16 @@ import spanmeter.api
 from spanmeter.api import health
 from spanmeter.api.auth_http import AuthMiddleware
 from spanmeter.auth import Authenticator
-from spanmeter.config import Config, WebhookExporterConfig
+from spanmeter.config import Config
 from spanmeter.convert.spans import ConvertOptions
 from spanmeter.errors import ListenError, StorageError
-from spanmeter.exporters.runner import ExportRunner, RetryPolicy
-from spanmeter.exporters.webhook import WebhookExporter
+from spanmeter.exporters.runner import ExportRunner
 from spanmeter.metrics import Metrics
 from spanmeter.pricing import PriceOverride, Pricer
 from spanmeter.receivers import http_limits, listen, otlp_grpc, otlp_http, rest
 from spanmeter.receivers.grpc_auth import AuthInterceptor
 from spanmeter.receivers.ingest import Ingest
 from spanmeter.receivers.listen import listen_error
-from spanmeter.store.outbox import ExportFilter
 from spanmeter.store.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
@@ -65,21 +63,8 @@ def build_store(config: Config) -> SQLiteStore:
     )
 
 
-def export_filter(c: WebhookExporterConfig) -> ExportFilter:
-    f = c.filter
-    return ExportFilter(*(tuple(v) for v in (f.workspaces, f.kinds, f.types, f.customers)))
-
-
 def build_exporters(config: Config, store: SQLiteStore, metrics: Metrics) -> list[ExportRunner]:
-    runners = []
-    for name, c in config.active_exporters().items():
-        exporter = WebhookExporter(name, c.endpoint, secret=c.secret, headers=c.headers, timeout=c.timeout)
-        where = export_filter(c)
-        retry = RetryPolicy(**c.retry_on_failure.model_dump())
-        runners.append(
-            ExportRunner(exporter, store, where, metrics, max_batch=c.max_batch, flush_interval=c.flush_interval, retry=retry)
-        )
-    return runners
+    return [ExportRunner.of(name, c, store, metrics) for name, c in config.active_exporters().items()]
 
 
 def ensure_descriptors(max_connections: int) -> None:
@@ -144,6 +129,8 @@ class Collector:
             self.store, build_pricer(config), options, self.metrics, config.otlp.max_in_flight_bytes
         )
         self.exporters = build_exporters(config, self.store, self.metrics)
+        running = {runner.name for runner in self.exporters}
+        self.metrics.watch_exporters(lambda: [s for s in self.store.exporter_states() if s.exporter in running])
         self.http_app, self.asgi_app = self._build_http_app()
         self.grpc_port: int | None = None
         self.http_port: int | None = None

@@ -9,7 +9,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -219,7 +219,7 @@ def _print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 
 def _print_rows(
-    rows: list[dict[str, Any]], as_json: bool, empty: str, clip: dict[str, int] | None = None
+    rows: Sequence[Mapping[str, Any]], as_json: bool, empty: str, clip: dict[str, int] | None = None
 ) -> None:
     """Rows as a JSON array with typed values (--json, nothing cut), or a table whose columns in
     `clip` are cut to that many characters, with an ellipsis."""
@@ -431,7 +431,8 @@ def exporters() -> None:
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def exporters_status(config_path: Path | None, as_json: bool) -> None:
-    """Where each exporter stands: records behind, retries, records pending a retry, dead deliveries.
+    """Where each exporter stands: records behind and the age of the oldest, retries, records
+    pending a retry, dead deliveries, and its totals (records delivered, attempts retried).
 
     behind: records stored after the last one it sent (before its filter), the batch in hand
     included. pending_retry: records waiting to be sent again (a failed batch in backoff, or dead
@@ -439,8 +440,10 @@ def exporters_status(config_path: Path | None, as_json: bool) -> None:
     """
     config, store = _open_store(config_path)
     active = config.active_exporters()
+    now = time.time_ns()
     rows: list[dict[str, Any]] = []
     for state in store.exporter_states(_export_filters(config)):
+        oldest = state.oldest_pending_at
         rows.append({
             "exporter": state.exporter,
             "configured": state.exporter in active,
@@ -450,15 +453,46 @@ def exporters_status(config_path: Path | None, as_json: bool) -> None:
             "next_attempt": format_ns(state.next_attempt_at) if state.attempts else None,
             "pending_retry": state.pending,
             "dead": state.dead,
+            "delivered": state.delivered,
+            "retried": state.retried,
+            "oldest_pending_seconds": None if oldest is None else round(max(0, now - oldest) / 1e9, 1),
             "last_error": state.last_error,
         })
     _print_rows(rows, as_json, "no exporter has run on this database yet", {"last_error": 80})
 
 
 def _export_filters(config: Config) -> dict[str, ExportFilter]:
-    from spanmeter.app import export_filter
+    return {name: c.filter.export_filter() for name, c in config.exporters.items()}
 
-    return {name: export_filter(c) for name, c in config.exporters.items()}
+
+@exporters.command("check")
+@CONFIG_OPTION
+@click.argument("exporter_id")
+def exporters_check(config_path: Path | None, exporter_id: str) -> None:
+    """Test EXPORTER_ID's target (e.g. through its dry-run endpoint) without sending a record;
+    exit 1 if the target refuses. Only types that can do that offer it."""
+    from spanmeter.exporters import registry
+    from spanmeter.exporters.base import Checkable
+
+    config = _load(config_path)
+    settings = config.exporters.get(exporter_id)
+    if settings is None:
+        configured = ", ".join(config.exporters) or "none"
+        raise click.ClickException(f"no exporter {exporter_id!r} in the config (configured: {configured})")
+    exporter = registry.create(exporter_id, settings)
+    try:
+        if not isinstance(exporter, Checkable):
+            type_name = exporter_id.split("/", 1)[0]
+            raise click.ClickException(
+                f"{exporter_id}: the {type_name} exporter type has no check (it cannot test its target without"
+                " sending records); `spanmeter exporters status` shows how its deliveries go"
+            )
+        result = exporter.check()
+    finally:
+        exporter.close()
+    click.echo(f"{exporter_id}: {'ok' if result.ok else 'refused'}: {result.summary}")
+    if not result.ok:
+        sys.exit(1)
 
 
 @exporters.command("new-secret")

@@ -2,7 +2,9 @@
 
     receivers:   how spans arrive (OTLP gRPC and HTTP)
     processors:  usage (which spans count, limits) and pricing (overrides, bundled prices)
-    exporters:   where records go after they are stored (`webhook`), from the outbox
+    exporters:   where records go after they are stored, from the outbox: `type/name` keys, each
+                 validated by its type's model (exporters/registry.py; every type and key with its
+                 default in collector_config/exporters.yaml)
     storage:     where records are stored (SQLite)
     service:     the workspace, the pipeline wiring, the collector's own logs
 
@@ -17,8 +19,6 @@ the same database from wherever it is run.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import os
 import re
@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from standardwebhooks import Webhook
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
 from spanmeter.convert.attributes import MODEL_OPERATIONS
 from spanmeter.errors import ConfigError
 from spanmeter.event_loop import EventLoopChoice, uses_uvloop
+from spanmeter.exporters import registry
+from spanmeter.exporters.settings import ExporterConfig
 
 _ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -150,65 +151,6 @@ class Storage(_Model):
     sqlite: SQLiteStorage = SQLiteStorage()
 
 
-EXPORTER_TYPES: Final = ("webhook",)
-_SECRET_BYTES: Final = (24, 64)  # Standard Webhooks: secrets of 24 to 64 random bytes
-
-
-class ExportFilterConfig(_Model):
-    workspaces: list[str] = Field([], description="only these workspaces' records (default: all)")
-    kinds: list[Literal["llm", "event", "meter"]] = Field([], description="only these kinds (default: all)")
-    types: list[str] = Field([], description="only these types, e.g. chat, plan_upgraded (default: all)")
-    customers: list[str] = Field([], description="only these customer ids (default: all)")
-
-
-class RetryOnFailure(_Model):
-    initial_interval: float = Field(1.0, gt=0, description="seconds before the first retry of a failed batch")
-    max_interval: float = Field(60.0, gt=0, description="longest wait between two attempts (and while paused)")
-    max_elapsed_time: float = Field(
-        3600.0, ge=0, description="seconds a batch is retried before its records become dead deliveries; 0: forever"
-    )
-
-
-class WebhookExporterConfig(_Model):
-    endpoint: str = Field(description="http(s) URL each batch is POSTed to")
-    secret: str | None = Field(
-        None, description="Standard Webhooks secret (whsec_<base64>) that signs each request; `spanmeter exporters new-secret`"
-    )
-    headers: dict[str, str] = Field({}, description="extra request headers, e.g. an Authorization of the receiver")
-    timeout: float = Field(10.0, gt=0, description="seconds to wait for the receiver's answer")
-    max_batch: int = Field(100, ge=1, le=10_000, description="records per request at most")
-    flush_interval: float = Field(1.0, gt=0, description="seconds between looks for new records when idle")
-    start_at: Literal["now", "beginning"] = Field(
-        "now", description="a new exporter sends records stored from now on, or every stored record"
-    )
-    filter: ExportFilterConfig = ExportFilterConfig()
-    retry_on_failure: RetryOnFailure = RetryOnFailure()
-
-    @field_validator("endpoint")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        scheme, sep, rest = value.partition("://")
-        if scheme.lower() not in ("http", "https") or not sep or not rest or rest.startswith("/"):
-            raise ValueError(f"expected an http(s) URL such as https://billing.example.com/hooks/usage, got {value!r}")
-        return value
-
-    @field_validator("secret")
-    @classmethod
-    def _secret(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        problem = f"not a Standard Webhooks secret: expected whsec_ and the base64 of {_SECRET_BYTES[0]}-{_SECRET_BYTES[1]} random bytes; make one with `spanmeter exporters new-secret`"
-        try:
-            text = value.removeprefix("whsec_").rstrip("=")
-            key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-            Webhook(value)  # and the signing library takes it
-        except (ValueError, binascii.Error, RuntimeError):
-            raise ValueError(problem) from None
-        if not _SECRET_BYTES[0] <= len(key) <= _SECRET_BYTES[1]:
-            raise ValueError(problem)
-        return value
-
-
 class Pipeline(_Model):
     receivers: list[str] = ["otlp"]
     processors: list[str] = ["usage", "pricing"]
@@ -266,7 +208,9 @@ class Api(_Model):
 class Config(_Model):
     receivers: dict[str, OTLPReceiver] = {"otlp": OTLPReceiver()}
     processors: Processors = Processors()
-    exporters: dict[str, WebhookExporterConfig] = {}
+    exporters: dict[str, SerializeAsAny[ExporterConfig]] = Field(
+        {}, description="`type/name` -> that type's config (an instance of its model, see parse_config)"
+    )
     storage: Storage = Storage()
     service: Service = Service()
     auth: Auth = Auth()
@@ -276,7 +220,7 @@ class Config(_Model):
     def otlp(self) -> OTLPReceiver:
         return next(iter(self.receivers.values()))
 
-    def active_exporters(self) -> dict[str, WebhookExporterConfig]:
+    def active_exporters(self) -> dict[str, ExporterConfig]:
         """The exporters some pipeline uses (as in the OTel Collector, others are not started)."""
         used = {e for pipeline in self.service.pipelines.values() for e in pipeline.exporters}
         return {name: exporter for name, exporter in self.exporters.items() if name in used}
@@ -319,27 +263,45 @@ def parse_config(raw: Any, env: dict[str, str] | os._Environ[str], *, sending: b
         }}
     problems: list[str] = []
     raw = _substitute(raw, env, (), problems)
-    if isinstance(raw.get("exporters"), dict):  # unknown types are reported here, not as webhook fields
-        for exporter_id in [e for e in raw["exporters"] if str(e).split("/")[0] not in EXPORTER_TYPES]:
-            problems.append(
-                f"exporters::{exporter_id}: unknown exporter type; the built-in type is webhook"
-                " (name exporters `webhook` or `webhook/<name>`)"
-            )
-            del raw["exporters"][exporter_id]
-        for exporter_id, value in raw["exporters"].items():
-            if value is None:  # `webhook/x:` with nothing under it
-                raw["exporters"][exporter_id] = {}
     if problems:
         raise ConfigError(problems)
+    exporters, problems = _exporters(raw.pop("exporters", None))
     try:
-        config = Config.model_validate(raw)
+        config = Config.model_validate({**raw, "exporters": exporters})
     except ValidationError as error:
-        raise ConfigError([_describe(e) for e in error.errors()]) from None
+        problems.extend(_describe(e) for e in error.errors())
+    if problems:
+        raise ConfigError(problems)
     problems.extend(_check_references(config))
     problems.extend(_check_auth(config))
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _exporters(raw: Any) -> tuple[dict[str, ExporterConfig], list[str]]:
+    """Each `type/name` entry validated by its type's model, and the problems found."""
+    if raw is None:
+        return {}, []
+    if not isinstance(raw, dict):
+        return {}, ["exporters: expected a mapping of `type/name` to the exporter's settings"]
+    types = registry.exporter_types()
+    exporters: dict[str, ExporterConfig] = {}
+    problems: list[str] = []
+    for exporter_id, value in raw.items():
+        type_name, slash, name = str(exporter_id).partition("/")
+        exporter_type = types.get(type_name)
+        if exporter_type is None or (slash and not name):
+            problems.append(
+                f"exporters::{exporter_id}: unknown exporter type {type_name!r}; the types are "
+                f"{', '.join(types)} (name exporters `<type>` or `<type>/<name>`, e.g. `webhook/billing`)"
+            )
+            continue
+        try:
+            exporters[str(exporter_id)] = exporter_type.config.model_validate({} if value is None else value)
+        except ValidationError as error:
+            problems.extend(_describe({**e, "loc": ("exporters", exporter_id, *e["loc"])}) for e in error.errors())
+    return exporters, problems
 
 
 def _substitute(value: Any, env: Any, path: tuple[str, ...], problems: list[str]) -> Any:

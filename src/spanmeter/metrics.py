@@ -1,12 +1,20 @@
 """The collector's own counters, exposed at /metrics in the Prometheus text format.
 
 Each app has its own registry, so several collectors can run in one process (tests).
-Counted per item, never logged per item.
+Counted per item, never logged per item. The exporters' backlog gauges are read from the store
+when /metrics is scraped (a few index lookups per exporter), never computed on the ingest path.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from spanmeter.store.outbox import ExporterState
 
 
 class Metrics:
@@ -64,5 +72,43 @@ class Metrics:
         )
         self.rate_limited = Counter("spanmeter_rate_limited", "Public API calls answered 429", registry=r)
 
+    def watch_exporters(self, states: Callable[[], list[ExporterState]]) -> None:
+        """Per-exporter gauges from `states()` at each scrape: records behind, the age of the
+        oldest one not sent yet, dead deliveries."""
+        self.registry.register(_ExporterGauges(states))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ExporterGauges(Collector):
+    def __init__(self, states: Callable[[], list[ExporterState]]) -> None:
+        self._states = states
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())  # no read of the store at registration
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        behind = GaugeMetricFamily(
+            "spanmeter_exporter_records_behind",
+            "Records stored past the exporter's position (before its filter), not sent yet",
+            labels=["exporter"],
+        )
+        age = GaugeMetricFamily(
+            "spanmeter_exporter_oldest_pending_seconds",
+            "Age of the exporter's oldest record not sent yet (0 when none)",
+            labels=["exporter"],
+        )
+        dead = GaugeMetricFamily(
+            "spanmeter_exporter_dead_deliveries", "Records the exporter gave up on, listed by `spanmeter deliveries list`",
+            labels=["exporter"],
+        )
+        now = time.time_ns()
+        for state in self._states():
+            behind.add_metric([state.exporter], state.behind)
+            oldest = state.oldest_pending_at
+            age.add_metric([state.exporter], 0.0 if oldest is None else max(0.0, (now - oldest) / 1e9))
+            dead.add_metric([state.exporter], state.dead)
+        yield behind
+        yield age
+        yield dead

@@ -152,7 +152,7 @@ def test_no_outbox_row_is_written_per_record(store: SQLiteStore) -> None:
 def test_items_come_from_sql_and_from_item_of_where_sql_cannot(store: SQLiteStore) -> None:
     from decimal import Decimal
 
-    from spanmeter.api.usage import item_text
+    from spanmeter.encoding import item_text
 
     plain, odd = record(0, kind="meter"), record(1, kind="meter")
     plain.quantity, odd.quantity = Decimal("2.50"), Decimal("1E+3")  # SQL does not format exponents
@@ -170,3 +170,34 @@ def test_items_come_from_sql_and_from_item_of_where_sql_cannot(store: SQLiteStor
     stored = {r.idempotency_key: r for r in store.recent(RecordFilter(), 10)}
     assert [json.loads(i) for i in batch.items] == [json.loads(item_text(stored[k])) for k in ("k0", "k1")]
     assert [json.loads(i)["quantity"] for i in batch.items] == ["2.5", "1000"]
+
+
+def test_progress_commits_a_batch_head_and_the_next_claim_is_the_rest(store: SQLiteStore) -> None:
+    write(store, [record(i, customer=f"c{i}") for i in range(6)])
+    store.register_exporter("x", "beginning")
+    batch = claim(store, limit=5)
+    store.retry_later(batch, "a", NOW, NOW, "HTTP 503")
+    batch = claim(store, limit=5)
+    rest = store.progress(batch, "a", NOW, 2, {1: "HTTP 400"})
+    assert [r.customer_id for r in rest.records] == ["c2", "c3", "c4"] and rest.end == batch.end
+    again = claim(store, limit=5)  # a restart: the rest of the batch, not its settled head
+    assert (again.seqs, again.attempts, again.failing_since) == (rest.seqs, 0, None)
+    assert [(d.customer_id, d.reason) for d in store.deliveries("x", "dead", 10)] == [("c1", "HTTP 400")]
+    store.progress(again, "a", NOW, 3, {})
+    [state] = store.exporter_states()
+    assert (state.position, state.claim_end, state.delivered, state.retried) == (5, None, 4, 1)
+    assert [r.customer_id for r in claim(store).records] == ["c5"]
+    with pytest.raises(ValueError, match="progress of 0 records"):
+        store.progress(again, "a", NOW, 0, {})
+
+
+def test_progress_on_requeued_deliveries(store: SQLiteStore) -> None:
+    write(store, [record(i, customer=f"c{i}") for i in range(3)])
+    store.register_exporter("x", "beginning")
+    store.dead(claim(store), "a", NOW, "HTTP 400")
+    store.requeue_dead("x", None)
+    requeued = claim(store)
+    rest = store.progress(requeued, "a", NOW, 2, {0: "HTTP 422"})
+    assert rest.requeued and [r.customer_id for r in rest.records] == ["c2"]
+    assert [(d.customer_id, d.state) for d in store.deliveries("x", None, 10)] == [("c0", "dead"), ("c2", "pending")]
+    assert claim(store).seqs == rest.seqs

@@ -14,8 +14,10 @@ from spanmeter.cli import main
 from spanmeter.config import parse_config
 from spanmeter.errors import ConfigError
 from spanmeter.exporters.base import Dead, Delivered, Paused, RetryLater
+from spanmeter.exporters.policy import retry_after
+from spanmeter.exporters.registry import exporter_types
 from spanmeter.exporters.runner import MAX_RETRY_AFTER, RetryPolicy
-from spanmeter.exporters.webhook import outcome_of, retry_after
+from spanmeter.exporters.webhook import POLICY
 
 URL = "https://billing.example.com/hooks/usage"
 
@@ -31,19 +33,19 @@ def answer(status: int, headers: dict[str, str] | None = None, text: str = "") -
      (500, RetryLater), (502, RetryLater), (503, RetryLater), (418, RetryLater)],
 )
 def test_each_status_has_its_outcome(status: int, kind: type) -> None:
-    assert isinstance(outcome_of(answer(status), URL), kind)
+    assert isinstance(POLICY.outcome(answer(status), URL), kind)
 
 
 def test_reasons_name_the_status_the_endpoint_and_the_answer() -> None:
-    dead = outcome_of(answer(400, text='{"error":\n  "customer missing"}'), URL)
+    dead = POLICY.outcome(answer(400, text='{"error":\n  "customer missing"}'), URL)
     assert isinstance(dead, Dead) and dead.reason == f'HTTP 400 from {URL}: {{"error": "customer missing"}}'
-    paused = outcome_of(answer(401), URL)
+    paused = POLICY.outcome(answer(401), URL)
     assert isinstance(paused, Paused) and "secret" in paused.reason
-    moved = outcome_of(answer(308, {"location": "https://new.example.com/h"}), URL)
+    moved = POLICY.outcome(answer(308, {"location": "https://new.example.com/h"}), URL)
     assert isinstance(moved, Paused) and "https://new.example.com/h" in moved.reason
-    too_big = outcome_of(answer(413), URL)
+    too_big = POLICY.outcome(answer(413), URL)
     assert isinstance(too_big, Dead) and "max_batch" in too_big.reason
-    long = outcome_of(answer(500, text="x" * 10_000), URL)
+    long = POLICY.outcome(answer(500, text="x" * 10_000), URL)
     assert isinstance(long, RetryLater) and len(long.reason) < 400
 
 
@@ -53,7 +55,7 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
     later = retry_after(format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True))
     assert later is not None and 85 <= later <= 91
     assert retry_after(format_datetime(datetime.now(UTC) - timedelta(hours=1), usegmt=True)) == 0.0
-    limited = outcome_of(answer(429, {"retry-after": "30"}), URL)
+    limited = POLICY.outcome(answer(429, {"retry-after": "30"}), URL)
     assert isinstance(limited, RetryLater) and limited.retry_after == 30.0
 
 
@@ -104,10 +106,10 @@ def test_bad_exporter_config_names_the_key_and_the_fix(exporter: dict[str, objec
 
 def test_unknown_exporter_type_is_named() -> None:
     with pytest.raises(ConfigError) as caught:
-        config_with({"endpoint": URL}, name="tokensand/main")
+        config_with({"endpoint": URL}, name="nosuch/main")
     assert str(caught.value).splitlines()[1:] == [
-        ("  - exporters::tokensand/main: unknown exporter type; the built-in type is webhook"
-        " (name exporters `webhook` or `webhook/<name>`)")
+        ("  - exporters::nosuch/main: unknown exporter type 'nosuch'; the types are "
+         f"{', '.join(exporter_types())} (name exporters `<type>` or `<type>/<name>`, e.g. `webhook/billing`)")
     ]
 
 

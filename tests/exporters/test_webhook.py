@@ -27,6 +27,7 @@ from opentelemetry.trace import Tracer
 
 from spanmeter.cli import main
 from tests.conftest import RunningCollector, make_config, running_collector
+from tests.exporters.harness import Case, kill_9_while_delivering, outage
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.otlp_helpers import llm_spans, make_spans
 
@@ -267,7 +268,8 @@ def test_the_cli_tables_for_operators(tmp_path: Path, receiver: WebhookReceiver)
                                           {"exporter": "webhook/billing", "outcome": "dead"}) == 2)
     status = cli(tmp_path, "exporters", "status").output.splitlines()
     assert status[0].split() == ["exporter", "configured", "sent_through_seq", "behind", "attempts", "next_attempt",
-                                 "pending_retry", "dead", "last_error"]
+                                 "pending_retry", "dead", "delivered", "retried", "oldest_pending_seconds",
+                                 "last_error"]
     assert status[1].split()[:7] == ["webhook/billing", "no", "2", "0", "0", "-", "0"]  # cli's config has no exporter
     assert status[1].split()[7] == "2" and status[1].endswith("…")  # the long error cut, and shown to be
     listed = cli(tmp_path, "deliveries", "list").output.splitlines()
@@ -288,3 +290,23 @@ def test_a_receiver_slower_than_the_timeout_gets_the_batch_again_with_the_same_i
     first, second = receiver.messages
     # At-least-once: the receiver saw the batch twice, and de-duplicates on webhook-id.
     assert first.id == second.id and first.records == second.records
+
+
+WEBHOOK_CASE = Case(
+    exporter_id="webhook/billing",
+    settings=lambda url: {"endpoint": f"{url}/hooks/usage", "secret": SECRET, "max_batch": 20},
+    record_ids=lambda request: [item["id"] for item in request.body["data"]["records"]],
+    check=lambda request: WebhookReceiver(secret=SECRET).check(request.headers, request.raw, request.method,
+                                                                request.path)[0],
+)
+
+
+def test_receiver_down_while_1000_records_arrive_then_back_gets_each_once(tmp_path: Path) -> None:
+    target = outage(tmp_path, WEBHOOK_CASE)
+    ids = [r.headers["webhook-id"] for r in target.accepted]
+    assert len(ids) == len(set(ids)) == 50  # batches of 20
+
+
+def test_kill_9_while_delivering_then_restart_sends_each_record_once(tmp_path: Path) -> None:
+    target = kill_9_while_delivering(tmp_path, WEBHOOK_CASE)
+    assert len(target.accepted) == 15  # batches of 20; the one held at the kill went out once, after it

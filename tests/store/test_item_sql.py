@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spanmeter.api.models import UsageItem
-from spanmeter.api.usage import item_json
+from spanmeter.encoding import item_json
 from spanmeter.record import Product, UsageRecord
 from spanmeter.store.item_sql import ITEM_JSON
 from spanmeter.store.schema import COLUMNS, column_type, record_to_row, row_to_record

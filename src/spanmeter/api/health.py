@@ -32,7 +32,7 @@ def create_router(metrics: Metrics, not_ready: Callable[[], str | None]) -> APIR
         return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def prometheus() -> Response:
+    def prometheus() -> Response:  # in the thread pool: the exporters' gauges read the store
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return router

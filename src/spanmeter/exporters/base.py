@@ -1,9 +1,10 @@
-"""What an exporter answers for one batch, and the protocol every exporter type implements."""
+"""What an exporter answers for one batch, and the protocols every exporter type implements."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from spanmeter.store.outbox import Claim, ItemOf
 
@@ -22,6 +23,16 @@ class RetryLater:
 
 
 @dataclass(slots=True, frozen=True)
+class LongBackoff:
+    """The target asks to come back much later (402: the account's plan quota is used up): the
+    batch is tried again after `retry_on_failure::long_interval` (hours), or `retry_after` if
+    longer. Like Paused, never turns records dead: they wait for the quota."""
+
+    reason: str
+    retry_after: float | None = None
+
+
+@dataclass(slots=True, frozen=True)
 class Paused:
     """The target refuses spanmeter itself (credentials, endpoint gone): nothing can succeed until
     an operator acts. Retried at the policy's longest interval; never turns records dead."""
@@ -37,7 +48,19 @@ class Dead:
     reason: str
 
 
-Outcome = Delivered | RetryLater | Paused | Dead
+@dataclass(slots=True, frozen=True)
+class Partial:
+    """The target settled the batch's first `done` records (in claim order): accepted, except
+    those at the indexes in `dead` (refused for good, with the reason). `then` is the outcome of
+    the rest. The runner commits the settled ones before anything else, so they are never sent
+    again; after a retry the rest goes out as a batch of its own (with a new message id)."""
+
+    done: int
+    then: Delivered | RetryLater | LongBackoff | Paused | Dead
+    dead: Mapping[int, str] = field(default_factory=dict)
+
+
+Outcome = Delivered | RetryLater | LongBackoff | Paused | Dead | Partial
 
 
 class Exporter(Protocol):
@@ -52,3 +75,29 @@ class Exporter(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class RecordSender(Protocol):
+    """An exporter whose target takes one record per request (exporters/per_record.py). The
+    runner calls `send_record` for each record of a claim in turn and commits each accepted one
+    before sending the next: a target without idempotency keys never gets a record twice from a
+    retry or a restart."""
+
+    def send_record(self, claim: Claim, index: int) -> Delivered | RetryLater | LongBackoff | Paused | Dead:
+        """Send the claim's record at `index` (`claim.records[index]`, or `claim.items[index]`)."""
+        ...
+
+
+@dataclass(slots=True, frozen=True)
+class CheckResult:
+    ok: bool
+    summary: str  # what the target answered, for the operator
+
+
+@runtime_checkable
+class Checkable(Protocol):
+    """An exporter that can test its target without sending a real record (`spanmeter exporters
+    check NAME`), e.g. through the target's dry-run endpoint."""
+
+    def check(self) -> CheckResult: ...

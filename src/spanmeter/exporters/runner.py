@@ -4,6 +4,12 @@ Batches go out in seq order, one at a time per exporter. A passing failure keeps
 backs off (exponential with jitter, capped at `max_interval`, at least what `Retry-After` asked); past `max_elapsed_time`
 the batch becomes dead and the next one is tried. The store holds every step, so a restart
 resumes where the last process stopped, with the same batch and the same message id.
+
+Paused (the target refuses spanmeter's credentials) and LongBackoff (402: come back in hours)
+keep the batch without ever making it dead: the time they last stops the `max_elapsed_time`
+clock, which starts again at the next passing failure. A Partial outcome's settled records are
+committed first. An exporter that sends one record per request (`RecordSender`) has each accepted
+record committed before the next is sent, so a retry or a restart never sends it again.
 """
 
 from __future__ import annotations
@@ -14,21 +20,33 @@ import logging
 import random
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from spanmeter.exporters.base import Dead, Delivered, Exporter, Outcome, Paused
+from spanmeter.exporters import registry
+from spanmeter.exporters.base import (
+    Dead,
+    Delivered,
+    Exporter,
+    LongBackoff,
+    Outcome,
+    Partial,
+    Paused,
+    RecordSender,
+    RetryLater,
+)
+from spanmeter.exporters.settings import ExporterConfig
 from spanmeter.metrics import Metrics
 from spanmeter.priority import lower_this_thread
-from spanmeter.store.outbox import Claim, ExportFilter, NotDue, Outbox
+from spanmeter.store.outbox import Claim, ExportFilter, NotDue, Outbox, new_owner
 from spanmeter.store.sqlite_outbox import LeaseLost
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LEASE_SECONDS: Final = 60.0  # another process may take over an exporter this long after its holder stopped
+# (at once when the holder was a process of this machine that is gone: store/outbox.py holder_is_gone)
 MAX_RETRY_AFTER: Final = 86_400.0  # a Retry-After beyond a day is taken as a day
 STOP_GRACE_SECONDS: Final = 10.0
 
@@ -40,6 +58,7 @@ class RetryPolicy:
     max_elapsed_time: float = 3600.0  # 0: never give a batch up
     multiplier: float = 2.0
     randomization: float = 0.5  # the delay is drawn from ±50 % of the backoff, so exporters do not retry in step
+    long_interval: float = 10_800.0  # after a LongBackoff (402)
 
     def delay(self, attempts: int, retry_after: float | None) -> float:
         """Seconds before the next attempt, after `attempts` failed ones (1 or more): never more
@@ -70,7 +89,7 @@ class ExportRunner:
         self.max_batch = max_batch
         self.flush_interval = flush_interval
         self.retry = retry
-        self.owner = uuid.uuid4().hex
+        self.owner = new_owner()
         # All of an exporter's work (reading batches, sending them) runs on one thread of its own, at
         # a lower CPU priority: in a sidecar it shares the core with ingest, and must use what
         # ingest leaves. One thread, not the default executor's: spread over those, each batch
@@ -81,6 +100,19 @@ class ExportRunner:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._waiting_for: str | None = None  # the other process holding the lease, once logged
+
+    @classmethod
+    def of(cls, exporter_id: str, config: ExporterConfig, outbox: Outbox, metrics: Metrics) -> ExportRunner:
+        """The runner of a configured exporter, of whatever registered type."""
+        return cls(
+            registry.create(exporter_id, config),
+            outbox,
+            config.filter.export_filter(),
+            metrics,
+            max_batch=config.max_batch,
+            flush_interval=config.flush_interval,
+            retry=RetryPolicy(**config.retry_on_failure.model_dump()),
+        )
 
     @property
     def name(self) -> str:
@@ -143,15 +175,53 @@ class ExportRunner:
             await self._sleep(max(0.0, (claimed.until - time.time_ns()) / 1e9))
             return True
         self._note_lease(None)
-        outcome = await self._in_thread(self.exporter.send, claimed)
         try:
+            if isinstance(self.exporter, RecordSender):
+                return await self._in_thread(self._send_each, self.exporter, claimed)
+            outcome = await self._in_thread(self.exporter.send, claimed)
             await self._in_thread(self._settle, claimed, outcome)
         except LeaseLost as error:
             log.warning("exporter %s: %s; the other process sends this batch again", self.name, error)
             return False
-        return isinstance(outcome, (Delivered, Dead)) and len(claimed.seqs) >= self.max_batch
+        return not isinstance(outcome, (RetryLater, LongBackoff, Paused)) and len(claimed.seqs) >= self.max_batch
+
+    def _send_each(self, sender: RecordSender, claim: Claim) -> bool:
+        """Send the claim's records one request each, committing each settled one before the next
+        (on the exporter's thread). True when the whole batch was settled."""
+        full = len(claim.seqs) >= self.max_batch
+        while claim.seqs:
+            if self._stop.is_set():  # the rest stays claimed; the next start sends it
+                return False
+            outcome = sender.send_record(claim, 0)
+            if isinstance(outcome, Delivered):
+                claim = self._progress(claim, Partial(1, outcome))
+            elif isinstance(outcome, Dead):
+                claim = self._progress(claim, Partial(1, outcome, {0: outcome.reason}))
+            else:
+                self._settle(claim, outcome)
+                return False
+        return full
+
+    def _progress(self, claim: Claim, partial: Partial) -> Claim:
+        rest = self.outbox.progress(
+            claim, self.owner, time.time_ns(), partial.done, partial.dead, int(LEASE_SECONDS * 1e9)
+        )
+        self.metrics.exported_records.labels(self.name, "delivered").inc(partial.done - len(partial.dead))
+        if partial.dead:
+            self.metrics.exported_records.labels(self.name, "dead").inc(len(partial.dead))
+            log.error(
+                "exporter %s: %d records are dead deliveries: %s. List them with `spanmeter deliveries list`,"
+                " send them again with `spanmeter deliveries retry`",
+                self.name, len(partial.dead), next(iter(partial.dead.values())),
+            )
+        return rest
 
     def _settle(self, claim: Claim, outcome: Outcome) -> None:
+        if isinstance(outcome, Partial):
+            claim = self._progress(claim, outcome)
+            if not claim.seqs:
+                return
+            outcome = outcome.then
         now = time.time_ns()
         count = len(claim.seqs)
         if isinstance(outcome, Delivered):
@@ -171,6 +241,12 @@ class ExportRunner:
         if isinstance(outcome, Paused):
             delay = self.retry.max_interval
             log.error("exporter %s: paused: %s; trying again every %.0f s", self.name, outcome.reason, delay)
+        elif isinstance(outcome, LongBackoff):
+            delay = max(self.retry.long_interval, min(outcome.retry_after or 0.0, MAX_RETRY_AFTER))
+            log.error(
+                "exporter %s: %d records held: %s; the target asks to come back later: trying again in %.0f s"
+                " (the records are kept)", self.name, count, outcome.reason, delay,
+            )
         else:
             elapsed = (now - (claim.failing_since or now)) / 1e9
             if self.retry.max_elapsed_time and elapsed >= self.retry.max_elapsed_time:
@@ -183,7 +259,10 @@ class ExportRunner:
                 "exporter %s: %d records not delivered (attempt %d): %s; retrying in %.1f s",
                 self.name, count, attempts, outcome.reason, delay,
             )
-        self.outbox.retry_later(claim, self.owner, now, now + int(delay * 1e9), outcome.reason)
+        self.outbox.retry_later(
+            claim, self.owner, now, now + int(delay * 1e9), outcome.reason,
+            counts_toward_give_up=isinstance(outcome, RetryLater),
+        )
 
     def _give_up(self, claim: Claim, now: int, reason: str) -> None:
         self.outbox.dead(claim, self.owner, now, reason)

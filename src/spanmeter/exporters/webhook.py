@@ -11,33 +11,81 @@ on it; each record also carries its own `id` and `idempotencyKey`), `webhook-tim
 attempt's time, Unix seconds) and, with a `secret`, `webhook-signature` (`v1,<base64 HMAC-SHA256>`
 by the `standardwebhooks` library; receivers verify with `Webhook(secret).verify(body, headers)`).
 
-Answers: 2xx delivered; 400, 413 and 422 (the receiver rejects the content; a retry would send
-the same batch) dead; 401, 403, 404, 405,
-410 and redirects paused (spanmeter's config is wrong: key, secret or URL); 408, 409, 425, 429, 5xx,
-other codes and network errors retried, honouring `Retry-After`.
+Answers (`POLICY`): 2xx delivered; 400, 413 and 422 (the receiver rejects the content; a retry
+would send the same batch) dead; 401, 403, 404, 405, 410 and redirects paused (spanmeter's config
+is wrong: key, secret or URL); 408, 409, 425, 429, 5xx, other codes and network errors retried,
+honouring `Retry-After`.
+
+Config (`webhook` or `webhook/<name>` under `exporters:`): `endpoint`, `secret`, `headers`,
+`timeout`, and the keys every exporter has (exporters/settings.py); collector_config/webhook.yaml.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Final
 
 import httpx
+from pydantic import Field, field_validator
 from standardwebhooks import Webhook
 
 import spanmeter
-from spanmeter.api.usage import item_text
-from spanmeter.exporters.base import Dead, Delivered, Outcome, Paused, RetryLater
+from spanmeter.encoding import item_text
+from spanmeter.exporters.base import Outcome
+from spanmeter.exporters.policy import DEAD, PAUSED, StatusPolicy
+from spanmeter.exporters.registry import register
+from spanmeter.exporters.settings import HttpExporterConfig
 from spanmeter.record import format_ns
 from spanmeter.store.outbox import Claim, ItemOf
 
 EVENT_TYPE: Final = "usage.records"
-_DEAD: Final = frozenset({400, 413, 422})
-_PAUSED: Final = frozenset({401, 403, 404, 405, 410})
-_BODY_CHARS: Final = 300  # of the receiver's answer, in reasons and logs
+_SECRET_BYTES: Final = (24, 64)  # Standard Webhooks: secrets of 24 to 64 random bytes
+_CREDENTIALS: Final = "the receiver refuses spanmeter's credentials: check the exporter's secret and headers"
+_ENDPOINT: Final = "check the exporter's endpoint"
+
+POLICY: Final = StatusPolicy(
+    {400: DEAD, 413: DEAD, 422: DEAD, 401: PAUSED, 403: PAUSED, 404: PAUSED, 405: PAUSED, 410: PAUSED},
+    hints={
+        413: "the batch is too large for the receiver: lower the exporter's max_batch",
+        401: _CREDENTIALS,
+        403: _CREDENTIALS,
+        404: _ENDPOINT,
+        405: _ENDPOINT,
+        410: _ENDPOINT,
+    },
+)
+
+
+class WebhookConfig(HttpExporterConfig):
+    endpoint: str = Field(description="http(s) URL each batch is POSTed to")
+    secret: str | None = Field(
+        None,
+        description="Standard Webhooks secret (whsec_<base64>) that signs each request; `spanmeter exporters new-secret`",
+    )
+    headers: dict[str, str] = Field({}, description="extra request headers, e.g. an Authorization of the receiver")
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        problem = (
+            f"not a Standard Webhooks secret: expected whsec_ and the base64 of {_SECRET_BYTES[0]}-{_SECRET_BYTES[1]}"
+            " random bytes; make one with `spanmeter exporters new-secret`"
+        )
+        try:
+            text = value.removeprefix("whsec_").rstrip("=")
+            key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+            Webhook(value)  # and the signing library takes it
+        except (ValueError, binascii.Error, RuntimeError):
+            raise ValueError(problem) from None
+        if not _SECRET_BYTES[0] <= len(key) <= _SECRET_BYTES[1]:
+            raise ValueError(problem)
+        return value
 
 
 class WebhookExporter:
@@ -79,46 +127,16 @@ class WebhookExporter:
             response = self._client.post(
                 self.endpoint, content=body.encode(), headers=self.signed_headers(claim.message_id, body)
             )
-        except httpx.TimeoutException:
-            return RetryLater(f"no answer from {self.endpoint} within the timeout")
         except httpx.HTTPError as error:
-            return RetryLater(f"cannot reach {self.endpoint}: {error or type(error).__name__}")
-        return outcome_of(response, self.endpoint)
+            return POLICY.unreachable(error, self.endpoint)
+        return POLICY.outcome(response, self.endpoint)
 
     def close(self) -> None:
         self._client.close()
 
 
-def outcome_of(response: httpx.Response, endpoint: str) -> Outcome:
-    status = response.status_code
-    if 200 <= status < 300:
-        return Delivered()
-    text = " ".join(response.text[:_BODY_CHARS].split())
-    said = f"HTTP {status} from {endpoint}" + (f": {text}" if text else "")
-    if status == 413:
-        return Dead(f"{said} (the batch is too large for the receiver: lower the exporter's max_batch)")
-    if status in _DEAD:
-        return Dead(said)
-    if status in (401, 403):
-        return Paused(f"{said} (the receiver refuses spanmeter's credentials: check the exporter's secret and headers)")
-    if status in _PAUSED:
-        return Paused(f"{said} (check the exporter's endpoint)")
-    if 300 <= status < 400:
-        return Paused(f"{said} (redirected to {response.headers.get('location')}; set the endpoint to the final URL)")
-    return RetryLater(said, retry_after(response.headers.get("retry-after")))
+def create(name: str, config: WebhookConfig) -> WebhookExporter:
+    return WebhookExporter(name, config.endpoint, secret=config.secret, headers=config.headers, timeout=config.timeout)
 
 
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+TYPE: Final = register("webhook", WebhookConfig, create)

@@ -1,4 +1,4 @@
-"""A stored record as the query API's item JSON (`api/usage.py: item_json`), built by SQLite itself.
+"""A stored record as the query API's item JSON (`encoding.py: item_json`), built by SQLite itself.
 
 An exporter sends thousands of records a second from the same process (and CPU) as ingest.
 Through Python (row → UsageRecord → item dict → json.dumps) that cost ~60 µs per record, more

@@ -20,6 +20,9 @@ a target that fails fails for the records behind it too, so they wait in order.
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
@@ -77,6 +80,41 @@ class Claim:
         return "msg_" + hashlib.sha256(basis.encode()).hexdigest()[:32]
 
 
+def _pid_namespace() -> str | None:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:  # not Linux: a holder's liveness cannot be told, its lease is waited out
+        return None
+
+
+def new_owner() -> str:
+    """A lease owner id: unique, and naming the process (host, PID namespace, pid) that holds it,
+    so that a restart on the same machine can tell its killed predecessor is gone."""
+    return f"{uuid.uuid4().hex}@{socket.gethostname()}/{_pid_namespace()}/{os.getpid()}"
+
+
+def holder_is_gone(owner: str) -> bool:
+    """True when `owner` was a process of this host and PID namespace that no longer runs (killed,
+    crashed): its lease can be taken at once instead of after it expires. False whenever unsure
+    (another host or namespace, not Linux, or the pid is in use): then the lease is waited out, so
+    two live processes never send the same batch."""
+    _, at, where = owner.partition("@")
+    host, _, rest = where.partition("/")
+    namespace, _, pid = rest.rpartition("/")
+    here = _pid_namespace()
+    if not at or here is None or host != socket.gethostname() or namespace != here or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False  # this process: another runner of it, or itself before a restart of the runner
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
+
+
 @dataclass(slots=True, frozen=True)
 class NotDue:
     """Nothing to send now: `until` (ns) is the batch's next attempt, or a lease held elsewhere."""
@@ -114,6 +152,9 @@ class ExporterState:
     lease_owner: str | None
     lease_until: int | None
     updated_at: int
+    delivered: int = 0  # records delivered since the exporter was registered
+    retried: int = 0  # failed attempts since then (each retried later)
+    oldest_pending_at: int | None = None  # received_at (ns) of its oldest record not sent yet
 
 
 @dataclass(slots=True, frozen=True)
@@ -144,7 +185,23 @@ class Outbox(Protocol):
 
     def delivered(self, claim: Claim, owner: str, now_ns: int) -> None: ...
 
-    def retry_later(self, claim: Claim, owner: str, now_ns: int, at_ns: int, reason: str) -> None: ...
+    def progress(
+        self, claim: Claim, owner: str, now_ns: int, done: int, dead: Mapping[int, str], lease_ns: int = 0
+    ) -> Claim:
+        """Settle the claim's first `done` records for good, before anything else is sent: delivered,
+        except those at the indexes in `dead` (dead deliveries with that reason). Returns the rest of
+        the claim, still claimed (and the lease renewed for `lease_ns`): after a restart the next
+        claim is that rest, never the settled head. This is how targets without idempotency keys
+        never get a record twice."""
+        ...
+
+    def retry_later(
+        self, claim: Claim, owner: str, now_ns: int, at_ns: int, reason: str, *, counts_toward_give_up: bool = True
+    ) -> None:
+        """Keep the batch for another attempt at `at_ns`. `counts_toward_give_up`: the attempt is a
+        passing failure, timed against max_elapsed_time from the first such one; False (paused, long
+        back-off) stops that clock, so the records are never made dead for a wait the target asked for."""
+        ...
 
     def dead(self, claim: Claim, owner: str, now_ns: int, reason: str) -> None: ...
 

@@ -225,6 +225,12 @@ def _m010_key_quotas(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE api_keys ADD COLUMN quota_cost_nano INTEGER")
 
 
+@migrations(name="m013_exporter_counts")
+def _m013_exporter_counts(db: sqlite_utils.Database) -> None:
+    for statement in sqlite_outbox.COUNTS_SCHEMA:
+        db.execute(statement)
+
+
 def connect(path: str | Path, *, timeout: float = 5.0) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")

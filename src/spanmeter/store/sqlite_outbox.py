@@ -1,7 +1,8 @@
 """The SQLite side of the outbox (store/outbox.py): exporter positions and delivery exceptions.
 
-Tables (migration m008): `exporter_positions`, one row per exporter, and `deliveries`, only the
-dead ones and those sent again. Each change is a few small statements that the store's writer
+Tables (migrations m008, m009): `exporter_positions`, one row per exporter (with its running
+totals of delivered records and retried attempts), and `deliveries`, only the dead ones and those
+sent again. Each change is a few small statements that the store's writer
 runs inside its next transaction (`SQLiteStore.transaction`), so exporters never compete with
 ingest for SQLite's write lock. Reading a batch runs on this module's own connection in a read
 transaction (a consistent snapshot, no lock), and scans at most SCAN_WINDOW records past the
@@ -32,6 +33,7 @@ from spanmeter.store.outbox import (
     NotDue,
     Requeued,
     StartAt,
+    holder_is_gone,
 )
 from spanmeter.store.schema import COLUMNS, row_to_record
 
@@ -49,6 +51,10 @@ SCHEMA: Final = (
     ),
     "CREATE INDEX deliveries_state ON deliveries (state, exporter, seq)",
 )
+COUNTS_SCHEMA: Final = (  # m009: what `spanmeter exporters status` totals, kept with the position
+    "ALTER TABLE exporter_positions ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE exporter_positions ADD COLUMN retried INTEGER NOT NULL DEFAULT 0",
+)
 SCAN_WINDOW: Final = 20_000  # records past the position one claim reads at most
 _RECORD: Final = f"SELECT seq, {', '.join(COLUMNS)} FROM records"
 _ITEM: Final = f"SELECT seq, {ITEM_JSON} FROM records"
@@ -65,9 +71,15 @@ _MOVE_ON: Final = (  # past a delivered or dead batch, or records the filter ski
     f"UPDATE exporter_positions SET position = ?, claim_end = NULL, {_BACKOFF_RESET}, last_error = ?,"
     " updated_at = ? WHERE exporter = ?"
 )
+_ADVANCE: Final = (  # past the settled head of a batch; the rest of it stays claimed
+    f"UPDATE exporter_positions SET position = ?, {_BACKOFF_RESET}, last_error = NULL, updated_at = ? WHERE exporter = ?"
+)
+_RENEW: Final = "UPDATE exporter_positions SET lease_until = ? WHERE exporter = ?"
+_COUNT_DELIVERED: Final = "UPDATE exporter_positions SET delivered = delivered + ? WHERE exporter = ?"
 _KEEP_BATCH: Final = "UPDATE exporter_positions SET claim_end = ?, updated_at = ? WHERE exporter = ?"
 _FAILED: Final = (
-    "UPDATE exporter_positions SET attempts = attempts + 1, failing_since = COALESCE(failing_since, ?),"
+    "UPDATE exporter_positions SET attempts = attempts + 1, retried = retried + 1,"
+    " failing_since = CASE WHEN ? THEN COALESCE(failing_since, ?) END,"
     " next_attempt_at = ?, last_error = ?, updated_at = ? WHERE exporter = ?"
 )
 _RESET_REQUEUED: Final = (
@@ -76,6 +88,11 @@ _RESET_REQUEUED: Final = (
 _DEAD: Final = (
     "INSERT OR REPLACE INTO deliveries (exporter, seq, state, attempts, reason, updated_at)"
     " VALUES (?, ?, 'dead', ?, ?, ?)"
+)
+_DELETE_DELIVERY: Final = "DELETE FROM deliveries WHERE exporter = ? AND seq = ?"
+_MARK_DEAD: Final = (
+    "UPDATE deliveries SET state = 'dead', attempts = attempts + ?, reason = ?, updated_at = ?"
+    " WHERE exporter = ? AND seq = ?"
 )
 _RELEASE: Final = (
     "UPDATE exporter_positions SET lease_owner = NULL, lease_until = NULL WHERE exporter = ? AND lease_owner = ?"
@@ -100,7 +117,7 @@ def _take_lease(
     if state is None:
         raise KeyError(f"exporter {exporter} is not registered")
     position, claim_end, attempts, failing_since, next_attempt_at, lease_owner, lease_until = state
-    if lease_owner not in (None, owner) and lease_until > now_ns:
+    if lease_owner not in (None, owner) and lease_until > now_ns and not holder_is_gone(lease_owner):
         return NotDue(lease_until, held_by=lease_owner)
     conn.execute(
         "UPDATE exporter_positions SET lease_owner = ?, lease_until = ? WHERE exporter = ?",
@@ -248,7 +265,47 @@ class SQLiteOutbox:
         return claim
 
     def delivered(self, claim: Claim, owner: str, now_ns: int) -> None:
-        self._write(self._finish(claim, now_ns, None), owner, claim.exporter)
+        steps = [*self._finish(claim, now_ns, None), (_COUNT_DELIVERED, [len(claim.seqs), claim.exporter])]
+        self._write(steps, owner, claim.exporter)
+
+    def progress(
+        self, claim: Claim, owner: str, now_ns: int, done: int, dead: Mapping[int, str], lease_ns: int = 0
+    ) -> Claim:
+        """Settle the first `done` records of the claim (delivered, but those at the indexes in `dead`)
+        in one transaction, and return the rest of the claim, still claimed (its lease renewed for
+        `lease_ns`: a batch sent record by record may take longer than one lease)."""
+        if not 0 < done <= len(claim.seqs) or any(not 0 <= i < done for i in dead):
+            raise ValueError(f"progress of {done} records (dead {sorted(dead)}) on a batch of {len(claim.seqs)}")
+        settled = claim.seqs[:done]
+        dead_seqs = {claim.seqs[i]: reason for i, reason in dead.items()}
+        delivered = [seq for seq in settled if seq not in dead_seqs]
+        attempts = claim.attempts + 1
+        steps: list[tuple[str, list[Any]]] = []
+        if claim.requeued:
+            steps += [(_DELETE_DELIVERY, [claim.exporter, seq]) for seq in delivered]
+            steps += [(_MARK_DEAD, [attempts, reason, now_ns, claim.exporter, seq]) for seq, reason in dead_seqs.items()]
+        else:
+            steps += [(_DEAD, [claim.exporter, seq, attempts, reason, now_ns]) for seq, reason in dead_seqs.items()]
+        steps.append((_COUNT_DELIVERED, [len(delivered), claim.exporter]))
+        if lease_ns:
+            steps.append((_RENEW, [now_ns + lease_ns, claim.exporter]))
+        rest = Claim(
+            claim.exporter,
+            claim.seqs[done:],
+            claim.requeued,
+            records=claim.records[done:],
+            items=claim.items[done:],
+            start=claim.start if claim.requeued else settled[-1],
+            end=claim.end,
+        )
+        if not rest.seqs:  # the whole batch is settled
+            steps += self._finish(claim, now_ns, None)
+        elif claim.requeued:
+            steps.append((_RESET_REQUEUED, [None, now_ns, claim.exporter]))
+        else:
+            steps.append((_ADVANCE, [rest.start, now_ns, claim.exporter]))
+        self._write(steps, owner, claim.exporter)
+        return rest
 
     def dead(self, claim: Claim, owner: str, now_ns: int, reason: str) -> None:
         attempts = claim.attempts + 1
@@ -277,8 +334,11 @@ class SQLiteOutbox:
             steps.append((_MOVE_ON, [claim.end, error, now_ns, claim.exporter]))
         return steps
 
-    def retry_later(self, claim: Claim, owner: str, now_ns: int, at_ns: int, reason: str) -> None:
-        self._write([(_FAILED, [now_ns, at_ns, reason, now_ns, claim.exporter])], owner, claim.exporter)
+    def retry_later(
+        self, claim: Claim, owner: str, now_ns: int, at_ns: int, reason: str, *, counts_toward_give_up: bool = True
+    ) -> None:
+        params = [counts_toward_give_up, now_ns, at_ns, reason, now_ns, claim.exporter]
+        self._write([(_FAILED, params)], owner, claim.exporter)
 
     def release(self, exporter: str, owner: str) -> None:
         self._write([(_RELEASE, [exporter, owner])])
@@ -331,15 +391,21 @@ class SQLiteOutbox:
     def exporter_states(self, filters: Mapping[str, ExportFilter] | None = None) -> list[ExporterState]:
         conn, lock = self._outbox()
         with lock:
-            newest = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM records").fetchone()[0]
-            counts: dict[tuple[str, str], int] = {
-                (e, s): n for e, s, n in conn.execute("SELECT exporter, state, COUNT(*) FROM deliveries GROUP BY 1, 2")
-            }
-            in_retry = Counter(row[0] for row in _batches_in_retry(conn, None, filters or {}, None))
-            rows = conn.execute(
-                "SELECT exporter, position, claim_end, attempts, next_attempt_at, last_error, lease_owner,"
-                " lease_until, updated_at FROM exporter_positions ORDER BY exporter"
-            ).fetchall()
+            conn.execute("BEGIN")  # one snapshot: positions, counts and records agree
+            try:
+                newest = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM records").fetchone()[0]
+                counts: dict[tuple[str, str], int] = {
+                    (e, s): n
+                    for e, s, n in conn.execute("SELECT exporter, state, COUNT(*) FROM deliveries GROUP BY 1, 2")
+                }
+                rows = conn.execute(
+                    "SELECT exporter, position, claim_end, attempts, next_attempt_at, last_error, lease_owner,"
+                    " lease_until, updated_at, delivered, retried FROM exporter_positions ORDER BY exporter"
+                ).fetchall()
+                in_retry = Counter(row[0] for row in _batches_in_retry(conn, None, filters or {}, None))
+                oldest = {row[0]: self._oldest_pending(conn, row[0], row[1]) for row in rows}
+            finally:
+                conn.execute("COMMIT")
         return [
             ExporterState(
                 exporter=e,
@@ -354,10 +420,30 @@ class SQLiteOutbox:
                 lease_owner=owner,
                 lease_until=until,
                 updated_at=updated,
+                delivered=delivered,
+                retried=retried,
+                oldest_pending_at=oldest[e],
             )
-            for e, position, claim_end, attempts, next_at, error, owner, until, updated in rows
+            for e, position, claim_end, attempts, next_at, error, owner, until, updated, delivered, retried in rows
         ]
 
+    @staticmethod
+    def _oldest_pending(conn: sqlite3.Connection, exporter: str, position: int) -> int | None:
+        """received_at (ns) of the exporter's oldest record not sent yet: the first past its position
+        (before its filter, as `behind`), or a dead delivery sent again. Two index lookups."""
+        times = [
+            row[0]
+            for row in (
+                conn.execute("SELECT received_at FROM records WHERE seq > ? ORDER BY seq LIMIT 1", [position]).fetchone(),
+                conn.execute(
+                    "SELECT r.received_at FROM deliveries d JOIN records r ON r.seq = d.seq"
+                    " WHERE d.exporter = ? AND d.state = 'pending' ORDER BY d.seq LIMIT 1",
+                    [exporter],
+                ).fetchone(),
+            )
+            if row is not None
+        ]
+        return min(times) if times else None
 
 def _batches_in_retry(
     conn: sqlite3.Connection, exporter: str | None, filters: Mapping[str, ExportFilter], limit: int | None
