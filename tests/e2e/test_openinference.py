@@ -12,8 +12,11 @@ import pytest
 
 from tests.conftest import RunningCollector
 from tests.e2e.conftest import (
+    FAILED_ANTHROPIC,
+    FAILED_OPENAI,
     DriverRun,
     assert_call_record,
+    assert_failed_call_record,
     assert_nested_trace,
     assert_one_record_per_call,
     assert_stream_without_usage,
@@ -77,6 +80,21 @@ def test_error_records_take_the_status_message(run: DriverRun) -> None:
     assert anthropic_error.error_type is not None and "invalid_request_error" in anthropic_error.error_type
 
 
+@pytest.mark.parametrize("label", [*FAILED_OPENAI, *FAILED_ANTHROPIC])
+def test_failed_call_is_one_error_record(run: DriverRun, label: str) -> None:
+    # Anthropic: the request id quoted in the error message keys it; OpenAI's errors name none.
+    assert_failed_call_record(run, label, by_request_id=label in FAILED_ANTHROPIC)
+
+
+@pytest.mark.parametrize("label", list(FAILED_ANTHROPIC))
+@pytest.mark.parametrize("mode", ["default", "genai_semconv"])
+def test_failed_call_traced_twice_is_one_error_record(
+    run_with_sdk_tracing: DriverRun, run_genai_semconv: DriverRun, label: str, mode: str
+) -> None:
+    run = run_with_sdk_tracing if mode == "default" else run_genai_semconv
+    assert_failed_call_record(run, label, by_request_id=True)
+
+
 def test_stream_without_usage(run: DriverRun) -> None:
     assert_stream_without_usage(run)
 
@@ -86,8 +104,9 @@ def test_nested_agent_chain_trace_yields_two_records(run: DriverRun) -> None:
     assert_nested_trace(run)
 
 
-def test_one_record_per_call(run: DriverRun) -> None:
-    assert_one_record_per_call(run)
+def test_one_record_per_call(run: DriverRun, run_with_sdk_tracing: DriverRun, run_genai_semconv: DriverRun) -> None:
+    for each in (run, run_with_sdk_tracing, run_genai_semconv):
+        assert_one_record_per_call(each)
 
 
 @pytest.mark.parametrize("label", ANTHROPIC_OK)
