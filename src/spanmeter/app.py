@@ -28,7 +28,7 @@ from spanmeter.convert.spans import ConvertOptions
 from spanmeter.exporters.runner import ExportRunner, RetryPolicy
 from spanmeter.exporters.webhook import WebhookExporter
 from spanmeter.metrics import Metrics
-from spanmeter.pricing import PriceOverride, Pricer
+from spanmeter.pricing import PriceOverride, Pricer, PriceRefresh
 from spanmeter.receivers import otlp_grpc, otlp_http
 from spanmeter.receivers.grpc_auth import AuthInterceptor
 from spanmeter.receivers.ingest import Ingest
@@ -121,6 +121,8 @@ class Collector:
         self._http: _Uvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._ready = False
+        refresh = config.processors.pricing.refresh
+        self.price_refresh = PriceRefresh(update_interval=refresh.interval, url=refresh.url) if refresh.enabled else None
 
     def _build_http_app(self) -> tuple[FastAPI, ASGIApp]:
         """The FastAPI app (every route, the OpenAPI document) and what uvicorn serves: the same,
@@ -145,6 +147,9 @@ class Collector:
     async def start(self) -> None:
         otlp = self.config.otlp
         await self.store.start()
+        if self.price_refresh is not None:  # in the background: ingest never waits for the network
+            self.price_refresh.start()
+            log.info("price data refresh on: %s every %gs", self.price_refresh.url, self.price_refresh.update_interval)
         await self._register_exporters()
         if self.config.auth.enabled and not any(k.state == "active" for k in self.store.list_keys()):
             log.warning(
@@ -210,6 +215,8 @@ class Collector:
             await self._grpc.stop(GRACE_SECONDS)
         for runner in self.exporters:  # records not sent yet stay pending in the store
             await runner.stop()
+        if self.price_refresh is not None:
+            self.price_refresh.stop()  # type: ignore[no-untyped-call]  # genai-prices leaves it unannotated
         await self.store.close()
         log.info("spanmeter stopped")
 

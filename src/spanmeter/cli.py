@@ -216,7 +216,7 @@ def _parse_since(value: str | None) -> int | None:
         seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
         return time.time_ns() - seconds * 1_000_000_000
     try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(value)  # Python 3.11+ reads a trailing Z
     except ValueError:
         raise click.BadParameter(f"{value!r}: use an ISO time like 2026-11-01T00:00Z or an age like 30m, 2h, 7d",
                                  param_hint="--since") from None
@@ -331,6 +331,36 @@ def keys_revoke(config_path: Path | None, key_id: str) -> None:
 
 
 # --- exporters and their deliveries -----------------------------------------------------------
+@main.group()
+def models() -> None:
+    """Models in the stored records, by how they were priced."""
+
+
+@models.command("unknown")
+@CONFIG_OPTION
+@click.option("--since", help="Only records that occurred since: ISO time (2026-11-01T00:00Z) or age (30m, 2h, 7d).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def models_unknown(config_path: Path | None, since: str | None, as_json: bool) -> None:
+    """Models stored as cost_source=unknown (no price in genai-prices or the overrides), with their
+    record counts: add them under processors::pricing::overrides, or turn on
+    processors::pricing::refresh to pick up genai-prices' newest data. Records already stored keep
+    cost_source=unknown; new ones are priced."""
+    config, store = _open_store(config_path)
+    rows = [
+        {
+            "provider": found.provider or "-",
+            "model": found.model or "-",
+            "records": str(found.records),
+            "input_tokens": str(found.input_tokens),
+            "output_tokens": str(found.output_tokens),
+            "first_seen": format_ns(found.first_at),
+            "last_seen": format_ns(found.last_at),
+        }
+        for found in store.unknown_models(config.service.workspace, _parse_since(since))
+    ]
+    _print_rows(rows, as_json, "no unknown models: every llm record with tokens was priced")
+
+
 @main.group()
 def exporters() -> None:
     """Exporters send stored records on (config `exporters:`, e.g. `webhook/billing`).
