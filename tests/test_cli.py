@@ -17,7 +17,7 @@ from tests.otlp_helpers import T0, json_request, llm_raw_attrs, raw_span, s
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["validate-config"], ["records"], ["keys"]])
+@pytest.mark.parametrize("command", [[], ["serve"], ["validate-config"], ["records"], ["keys"], ["models"]])
 def test_every_command_has_help_and_is_in_the_readme(command: list[str]) -> None:
     result = CliRunner().invoke(main, [*command, "--help"])
     assert result.exit_code == 0
@@ -70,7 +70,7 @@ def test_records_table_json_and_filters(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "command",
     [["records"], ["keys", "list"], ["keys", "revoke", "key_x"], ["exporters", "status"], ["deliveries", "list"],
-     ["deliveries", "retry", "--all"]],
+     ["deliveries", "retry", "--all"], ["models", "unknown"]],
 )
 def test_a_command_without_database_says_what_to_do_and_creates_none(tmp_path: Path, command: list[str]) -> None:
     # A mistyped path must not leave an empty database behind that a later `serve -c` would not use.

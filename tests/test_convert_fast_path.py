@@ -26,6 +26,10 @@ STRING_NAMES = sorted(A.FACTS[f][0] for f in STRING_FACTS)
 OTHER_NAMES = ["gen_ai.system", "gen_ai.usage.prompt_tokens", "llm.request.type", "usage.event.name",
                "usage.idempotency_key", "usage.meta.plan", "gen_ai.usage.cost", "service.name",
                "openinference.span.kind", "server.address", "gen_ai.request.max_tokens", "http.method"]
+# Where tracers keep a call's ids without gen_ai.response.id (convert/call_ids.py).
+CALL_ID_ATTRIBUTES = [("output.value", '{"id": "msg_1", "usage": {}}'), ("output.value", '{"usage": {}}'),
+                      ("output.mime_type", "application/json"), ("anthropic.request.id", "req_1")]
+ERROR_MESSAGES = ["boom", "Error code: 500 - {'type': 'error', 'request_id': 'req_2'}"]
 PROMPT = ("gen_ai.input.messages", '[{"role": "user", "parts": [{"type": "text", "content": "hello"}]}]')
 scalars = st.one_of(
     st.integers(min_value=-5, max_value=5000),
@@ -42,6 +46,7 @@ valid = st.one_of(
     st.tuples(st.sampled_from(STRING_NAMES), st.sampled_from(["resp-2", "globex", "claude-haiku-4-5", "c1"])),
     st.tuples(st.sampled_from(["server.address", "gen_ai.request.max_tokens", "http.method"]), values),
     st.just(PROMPT),
+    st.sampled_from(CALL_ID_ATTRIBUTES),
 )
 attribute = st.one_of(
     valid,
@@ -76,10 +81,11 @@ resources = st.dictionaries(
 VALID_IDS = (b"\x01" * 16, b"\x02" * 8)
 
 
-def build(attrs: list[tuple[str, Any]], status: int, events: int, ids: tuple[bytes, bytes], start: int) -> Span:
+def build(attrs: list[tuple[str, Any]], status: int, events: int, ids: tuple[bytes, bytes], start: int,
+          message: str = "boom") -> Span:
     span = Span(trace_id=ids[0], span_id=ids[1], start_time_unix_nano=start, end_time_unix_nano=start + 2_500_000_000)
     span.status.code = status
-    span.status.message = "boom" if status == Status.STATUS_CODE_ERROR else ""
+    span.status.message = message if status == Status.STATUS_CODE_ERROR else ""
     span.attributes.extend(KeyValue(key=k, value=any_value(v)) for k, v in attrs)
     for i in range(events):
         span.events.add(name="e", time_unix_nano=start + i).attributes.add(key="usage.event.name", value=any_value("X"))
@@ -103,12 +109,13 @@ def general(span: Span, resource: Facts, options: ConvertOptions, exclusive: boo
     start=st.sampled_from([1_763_900_000_000_000_000, 1_763_900_000_000_000_000, 1_763_900_000_000_000_000, 0]),
     exclusive=st.booleans(),
     content=st.sampled_from([False, False, True]),
+    message=st.sampled_from(ERROR_MESSAGES),
 )
 def test_fast_path_answers_only_what_the_general_path_would(
     attrs: list[tuple[str, Any]], resource_attrs: dict[str, Any], status: int, events: int,
-    ids: tuple[bytes, bytes], start: int, exclusive: bool, content: bool,
+    ids: tuple[bytes, bytes], start: int, exclusive: bool, content: bool, message: str,
 ) -> None:
-    span = build(attrs, status, events, ids, start)
+    span = build(attrs, status, events, ids, start, message)
     resource = extract(KeyValue(key=k, value=any_value(v)) for k, v in resource_attrs.items())
     options = ConvertOptions(workspace="w", content_capture=content, max_field_chars=4096)
     fast = fast_span(span, resource, resource_fields(resource, options), options, 7, exclusive)
@@ -181,3 +188,31 @@ def test_attribute_names_are_remembered_within_a_bound_and_meta_names_stay_gener
     meta = build([*call, ("usage.meta.plan", "pro")], Status.STATUS_CODE_OK, 0, VALID_IDS, 1_763_900_000_000_000_000)
     for _ in range(2):  # first classified, then remembered (or not, past the bound): general both times
         assert fast_span(meta, {}, resource_fields({}, options), options, 1, False) is None
+
+
+@pytest.mark.parametrize(("extra", "status", "message", "fast", "key"), [
+    # a response id attribute: the fast path keys by it, a raw body beside it is never read
+    ([("gen_ai.response.id", "msg_1"), ("output.value", '{"id": "msg_1"}')], Status.STATUS_CODE_OK, "", True,
+     "llm:anthropic:msg_1"),
+    # no response id attribute: the body may hold it, so the general path reads it
+    ([("output.value", '{"id": "msg_1"}'), ("output.mime_type", "application/json")], Status.STATUS_CODE_OK, "",
+     False, "llm:anthropic:msg_1"),
+    # the anthropic SDK's failed call: its request id attribute is the key, on the fast path
+    ([("anthropic.request.id", "req_1"), ("error.type", "overloaded_error")], Status.STATUS_CODE_ERROR, "", True,
+     "llm:anthropic:request/req_1"),
+    ([("error.type", "overloaded_error")], Status.STATUS_CODE_ERROR,
+     "Error code: 529 - {'type': 'error', 'request_id': 'req_1'}", False, "llm:anthropic:request/req_1"),
+    ([("error.type", "BadRequestError")], Status.STATUS_CODE_ERROR, "Error code: 400 - bad model", True, None),
+])
+def test_call_ids_outside_response_id_attributes(
+    extra: list[tuple[str, Any]], status: int, message: str, fast: bool, key: str | None
+) -> None:
+    span = build([("gen_ai.operation.name", "chat"), ("gen_ai.provider.name", "anthropic"), *extra],
+                 status, 0, VALID_IDS, 1_763_900_000_000_000_000, message)
+    options = ConvertOptions(workspace="w")
+    answered = fast_span(span, {}, resource_fields({}, options), options, 7, False)
+    assert (answered is not None) == fast
+    records = general(span, {}, options, False)
+    assert isinstance(records, list) and len(records) == 1
+    assert answered is None or answered == records
+    assert records[0].idempotency_key == (key or f"{VALID_IDS[0].hex()}:{VALID_IDS[1].hex()}")

@@ -28,7 +28,7 @@ from spanmeter.convert.spans import ConvertOptions
 from spanmeter.errors import ListenError, StorageError
 from spanmeter.exporters.runner import ExportRunner
 from spanmeter.metrics import Metrics
-from spanmeter.pricing import PriceOverride, Pricer
+from spanmeter.pricing import PriceOverride, Pricer, PriceRefresh
 from spanmeter.receivers import http_limits, listen, otlp_grpc, otlp_http, rest
 from spanmeter.receivers.grpc_auth import AuthInterceptor
 from spanmeter.receivers.ingest import Ingest
@@ -138,6 +138,8 @@ class Collector:
         self._http: _Uvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._ready = False
+        refresh = config.processors.pricing.refresh
+        self.price_refresh = PriceRefresh(update_interval=refresh.interval, url=refresh.url) if refresh.enabled else None
 
     def _build_http_app(self) -> tuple[FastAPI, ASGIApp]:
         """The FastAPI app (every route, the OpenAPI document) and what uvicorn serves: the same,
@@ -190,6 +192,9 @@ class Collector:
             await self.store.start()
         except StorageError as error:
             raise StorageError(f"{error} (storage::sqlite::path in the config)", error.reason) from None
+        if self.price_refresh is not None:  # in the background: ingest never waits for the network
+            self.price_refresh.start()
+            log.info("price data refresh on: %s every %gs", self.price_refresh.url, self.price_refresh.update_interval)
         await self._register_exporters()
         if self.config.auth.enabled and not any(k.state == "active" for k in self.store.list_keys()):
             log.warning(
@@ -266,6 +271,8 @@ class Collector:
         for runner in self.exporters:  # records not sent yet stay pending in the store
             await runner.stop()
         self.ingest.close()
+        if self.price_refresh is not None:
+            self.price_refresh.stop()  # type: ignore[no-untyped-call]  # genai-prices leaves it unannotated
         await self.store.close()
         log.info("spanmeter stopped")
 

@@ -419,6 +419,36 @@ def keys_revoke(config_path: Path | None, key_id: str) -> None:
 
 # --- exporters and their deliveries -----------------------------------------------------------
 @main.group()
+def models() -> None:
+    """Models in the stored records, by how they were priced."""
+
+
+@models.command("unknown")
+@CONFIG_OPTION
+@click.option("--since", help="Only records that occurred since: ISO time (2026-11-01T00:00Z) or age (30m, 2h, 7d).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def models_unknown(config_path: Path | None, since: str | None, as_json: bool) -> None:
+    """Models stored as cost_source=unknown (no price in genai-prices or the overrides), with their
+    record counts: add them under processors::pricing::overrides, or turn on
+    processors::pricing::refresh to pick up genai-prices' newest data. Records already stored keep
+    cost_source=unknown; new ones are priced."""
+    config, store = _open_store(config_path)
+    rows = [
+        {
+            "provider": found.provider or "-",
+            "model": found.model or "-",
+            "records": str(found.records),
+            "input_tokens": str(found.input_tokens),
+            "output_tokens": str(found.output_tokens),
+            "first_seen": format_ns(found.first_at),
+            "last_seen": format_ns(found.last_at),
+        }
+        for found in store.unknown_models(config.service.workspace, _parse_since(since))
+    ]
+    _print_rows(rows, as_json, "no unknown models: every llm record with tokens was priced")
+
+
+@main.group()
 def exporters() -> None:
     """Exporters send stored records on (config `exporters:`, e.g. `webhook/billing`).
 

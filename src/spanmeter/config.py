@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 import yaml
+from genai_prices.update_prices import DEFAULT_UPDATE_URL
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
 from spanmeter.convert.attributes import MODEL_OPERATIONS
@@ -123,8 +124,17 @@ class PriceOverrideConfig(_Model):
     cache_write_mtok: Decimal | None = Field(None, ge=0)
 
 
+class PriceRefreshConfig(_Model):
+    """Opt-in: fetch genai-prices' newest price data in the background (network access)."""
+
+    enabled: bool = False
+    interval: float = Field(3600, ge=60, description="seconds between fetches")
+    url: str = Field(DEFAULT_UPDATE_URL, min_length=1, description="genai-prices' data.json (v2 format)")
+
+
 class PricingProcessor(_Model):
     use_bundled_prices: bool = True
+    refresh: PriceRefreshConfig = PriceRefreshConfig()
     reported_cost_wins: bool = False
     reported_cost_tolerance: Decimal = Field(
         Decimal("0.05"), ge=0, description="relative difference from the computed cost counted as a mismatch"

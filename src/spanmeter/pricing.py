@@ -1,4 +1,7 @@
-"""Cost of `llm` records: config overrides first, then genai-prices' bundled data, offline.
+"""Cost of `llm` records: config overrides first, then genai-prices' data: the data bundled with
+the installed genai-prices (offline, the default), or, with the opt-in price refresh
+(`PriceRefresh`), the newest data genai-prices' own updater fetched. Each record's `price_ref`
+names the data version that priced it.
 
 Money is exact: Decimal in code, rounded half-even to whole nano-USD (the storage unit) so the
 record, the database and the API agree to the digit. An unknown model is `cost_source=unknown`
@@ -9,6 +12,8 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,8 +21,10 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Final
 
 import genai_prices
+import httpx
 from genai_prices import data_snapshot
 from genai_prices import types as genai_types
+from genai_prices.update_prices import UpdatePrices
 
 from spanmeter.record import UsageRecord
 
@@ -28,6 +35,38 @@ MILLION: Final = Decimal(1_000_000)
 PRICE_DATA_VERSION: Final = f"genai-prices {genai_prices.__version__}"
 # Provider names emitters use that genai-prices' own matching does not know.
 PROVIDER_ALIASES: Final = {"x_ai": "x-ai", "az.ai.inference": "azure", "gcp.gen_ai": "google"}
+
+
+@dataclass
+class FetchedSnapshot(data_snapshot.DataSnapshot):
+    """Price data fetched by `PriceRefresh`, with the version records name in `price_ref`."""
+
+    version: str = PRICE_DATA_VERSION
+
+
+def price_data_version(snapshot: data_snapshot.DataSnapshot) -> str:
+    return snapshot.version if isinstance(snapshot, FetchedSnapshot) else PRICE_DATA_VERSION
+
+
+class PriceRefresh(UpdatePrices):
+    """Opt-in (`processors::pricing::refresh`): genai-prices' own background updater, fetching its
+    price data from `url` every `update_interval` seconds so new models are priced without
+    upgrading spanmeter. Until the first fetch succeeds, and whenever one fails (logged, retried at
+    the next interval), the data in use stays as it was. The version of fetched data is the
+    SHA-256 of what was fetched and when: `genai-prices data sha256:<12 hex> fetched <UTC time>`."""
+
+    def fetch(self) -> data_snapshot.DataSnapshot | None:
+        response = httpx.get(self.url, timeout=httpx.Timeout(10, connect=5), follow_redirects=True)
+        response.raise_for_status()
+        raw = json.loads(response.content)
+        if not isinstance(raw, list):
+            raise TypeError(f"price data from {self.url} is not a list of providers")
+        providers = genai_types._providers_from_raw(raw)
+        digest = hashlib.sha256(response.content).hexdigest()[:12]
+        fetched = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        version = f"genai-prices data sha256:{digest} fetched {fetched}"
+        log.info("price data refreshed from %s: %d providers, %s", self.url, len(providers), version)
+        return FetchedSnapshot(providers, from_auto_update=True, version=version)
 
 
 def to_nano(amount: Decimal) -> int:
@@ -177,9 +216,13 @@ _FLAT_KEYS: Final = frozenset(
 )
 
 
-def _resolve_flat_prices(provider: str | None, model: str) -> FlatPrices | object | None:
+def _resolve_flat_prices(
+    provider: str | None, model: str, snapshot: data_snapshot.DataSnapshot | None = None
+) -> FlatPrices | object | None:
+    if snapshot is None:
+        snapshot = data_snapshot.get_snapshot()
     try:
-        found_provider, info = data_snapshot.get_snapshot().find_provider_model(model, None, provider, None)
+        found_provider, info = snapshot.find_provider_model(model, None, provider, None)
     except LookupError:
         return None
     prices = info.prices
@@ -196,7 +239,7 @@ def _resolve_flat_prices(provider: str | None, model: str) -> FlatPrices | objec
         # genai-prices charges cache tokens at the input price when the model has no cache price
         cache_read_mtok=values.get("cache_read_mtok", input_mtok),
         cache_write_mtok=values.get("cache_write_mtok", input_mtok),
-        ref=f"{PRICE_DATA_VERSION} {found_provider.id}/{info.id}",
+        ref=f"{price_data_version(snapshot)} {found_provider.id}/{info.id}",
     )
 
 
@@ -215,6 +258,7 @@ class Pricer:
         self.reported_cost_tolerance = reported_cost_tolerance
         # (provider, model) → its flat prices, CALC_PRICE (ask genai-prices per record), or None (unknown)
         self._flat: dict[tuple[str | None, str], FlatPrices | object | None] = {}
+        self._snapshot: data_snapshot.DataSnapshot | None = None  # the data `_flat` was read from
 
     def price(self, record: UsageRecord) -> bool:
         """Set cost_usd, cost_source and price_ref of an `llm` record in place.
@@ -247,21 +291,27 @@ class Pricer:
         return differs
 
     def _bundled(self, record: UsageRecord, model: str) -> tuple[int, str] | None:
+        snapshot = data_snapshot.get_snapshot()
+        if snapshot is not self._snapshot:  # new price data (PriceRefresh): read prices afresh
+            self._flat.clear()
+            self._snapshot = snapshot
         lookup = (record.provider, model)
         flat = self._flat.get(lookup, _UNRESOLVED)
         if flat is _UNRESOLVED:
-            flat = self._flat[lookup] = _resolve_flat_prices(record.provider, model)
+            flat = self._flat[lookup] = _resolve_flat_prices(record.provider, model, snapshot)
         if flat is None:
             return None  # neither provider nor model known to genai-prices
         cached = (record.cache_read_tokens or 0) + (record.cache_write_tokens or 0)
         if isinstance(flat, FlatPrices) and (record.input_tokens or 0) >= cached:
             return flat.cost_nano(record), flat.ref
         # genai-prices' own calculation, which also says why inconsistent counts cannot be priced
-        priced = self._calc_price(record, model)
+        priced = self._calc_price(snapshot, record, model)
         return None if priced is None else (to_nano(priced[0]), priced[1])
 
     @staticmethod
-    def _calc_price(record: UsageRecord, model: str) -> tuple[Decimal, str] | None:
+    def _calc_price(
+        snapshot: data_snapshot.DataSnapshot, record: UsageRecord, model: str
+    ) -> tuple[Decimal, str] | None:
         """genai-prices' own calculation: for tiered, time-dependent or unusual prices."""
         usage = genai_prices.Usage(
             input_tokens=record.input_tokens or 0,
@@ -271,13 +321,13 @@ class Pricer:
         )
         when = datetime.fromtimestamp(record.occurred_at / 1e9, UTC)
         try:
-            result = genai_prices.calc_price(usage, model, provider_id=record.provider, genai_request_timestamp=when)
+            result = snapshot.calc(usage, model, record.provider, None, when)
         except LookupError:
             return None
         except ValueError as error:  # inconsistent counts, e.g. more cache reads than input
             log.warning("cannot price %s/%s: %s", record.provider, model, error)
             return None
-        return result.total_price, f"{PRICE_DATA_VERSION} {result.provider.id}/{result.model.id}"
+        return result.total_price, f"{price_data_version(snapshot)} {result.provider.id}/{result.model.id}"
 
     @staticmethod
     def _set(record: UsageRecord, nano: int, source: str, ref: str) -> None:

@@ -25,6 +25,7 @@ import pytest
 
 from spanmeter.record import UsageRecord
 from tests.conftest import RunningCollector, make_config, running_collector
+from tests.e2e.drivers.common import is_failure
 from tests.fakes.llm_provider import Exchange, FakeProvider, Usage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,7 +145,7 @@ def run_driver(
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["flushed"], f"driver {driver}: OTLP export did not flush\n{proc.stderr[-4000:]}"
     for call in report["calls"]:
-        assert (call["error"] is not None) == call["label"].endswith(".error"), call
+        assert (call["error"] is not None) == is_failure(call["label"]), call
     run = DriverRun(service, report, fake.exchanges[before:])
     # The collector acknowledges an export only after its records are committed, so the flushed
     # driver's records are all there now.
@@ -277,14 +278,30 @@ def assert_nested_trace(run: DriverRun) -> None:
     assert sum(r.input_tokens or 0 for r in in_trace) == total_in
 
 
-def assert_one_record_per_call(run: DriverRun, *, two_per_error: bool = False) -> None:
-    """Every provider call the fake answered is exactly one `llm` record of this run (errors: two when
-    two tracers describe a failed call, which has no response id to match them by)."""
-    expected = sum(2 if two_per_error and x.status >= 400 else 1 for x in run.exchanges)
-    assert len(run.records) == expected, ([describe(r) for r in run.records], run.span_summary())
+def assert_one_record_per_call(run: DriverRun) -> None:
+    """Every provider call the fake answered, failed ones too, is exactly one `llm` record of this run."""
+    assert len(run.records) == len(run.exchanges), ([describe(r) for r in run.records], run.span_summary())
     for exchange in run.exchanges:
-        found = run.records_for(exchange)
-        assert len(found) == (2 if two_per_error and exchange.status >= 400 else 1), exchange.model
+        assert len(run.records_for(exchange)) == 1, exchange.model
+
+
+# Failed calls of every driver: (label, HTTP status the fake answers). Streams fail before streaming.
+FAILED_OPENAI = {"openai.chat.error": 400, "openai.chat.error_429": 429, "openai.chat.stream.error_500": 500}
+FAILED_ANTHROPIC = {"anthropic.messages.error": 400, "anthropic.messages.error_429": 429,
+                    "anthropic.messages.stream.error_529": 529, "anthropic.messages.stream_helper.error_500": 500}
+
+
+def assert_failed_call_record(run: DriverRun, label: str, *, by_request_id: bool = False) -> UsageRecord:
+    """A failed call is exactly one `status=error` record with an error type, no tokens, no cost.
+    `by_request_id`: keyed by the provider's request id (two tracers of it were merged by it)."""
+    status = {**FAILED_OPENAI, **FAILED_ANTHROPIC}[label]
+    record, exchange = run.record(label)
+    assert exchange.status == status
+    assert_call_record(record, exchange)
+    if by_request_id:
+        assert exchange.response is not None
+        assert record.idempotency_key == f"llm:{record.provider}:request/{exchange.response['request_id']}"
+    return record
 
 
 def source_span(run: DriverRun, record: UsageRecord) -> dict[str, Any]:

@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import RunningCollector
-from tests.e2e.conftest import DriverRun, assert_call_record, assert_one_record_per_call, run_driver
+from tests.e2e.conftest import (
+    FAILED_ANTHROPIC,
+    DriverRun,
+    assert_call_record,
+    assert_failed_call_record,
+    assert_one_record_per_call,
+    run_driver,
+)
 from tests.fakes.llm_provider import FakeProvider
 
 
@@ -29,6 +36,12 @@ def test_call_is_one_exact_record(run: DriverRun, label: str) -> None:
 def test_error_type_is_the_api_error_type(run: DriverRun) -> None:
     record, _ = run.record("anthropic.messages.error")
     assert record.error_type == "invalid_request_error"
+
+
+@pytest.mark.parametrize("label", list(FAILED_ANTHROPIC))
+def test_failed_call_is_one_error_record_keyed_by_its_request_id(run: DriverRun, label: str) -> None:
+    # The SDK records the `request-id` header as anthropic.request.id on failed calls too.
+    assert_failed_call_record(run, label, by_request_id=True)
 
 
 def test_one_record_per_call(run: DriverRun) -> None:

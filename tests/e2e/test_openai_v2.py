@@ -7,8 +7,10 @@ import pytest
 
 from tests.conftest import RunningCollector
 from tests.e2e.conftest import (
+    FAILED_OPENAI,
     DriverRun,
     assert_call_record,
+    assert_failed_call_record,
     assert_nested_trace,
     assert_one_record_per_call,
     assert_stream_without_usage,
@@ -36,6 +38,11 @@ def test_error_record(run: DriverRun) -> None:
     record, exchange = run.record("openai.chat.error")
     assert exchange.status == 400
     assert record.error_type == "<class 'openai.BadRequestError'>"  # what 2.4b0 sets (sic)
+
+
+@pytest.mark.parametrize("label", list(FAILED_OPENAI))
+def test_failed_call_is_one_error_record(run: DriverRun, label: str) -> None:
+    assert_failed_call_record(run, label)
 
 
 def test_stream_without_usage(run: DriverRun) -> None:

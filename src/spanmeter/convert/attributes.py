@@ -39,6 +39,13 @@ RESPONSE_MODEL: Final = (
     "embedding.model_name",
 )
 RESPONSE_ID: Final = (GA.GEN_AI_RESPONSE_ID,)
+# The provider's request id (one per HTTP request); the anthropic SDK's tracing sets it from the
+# `request-id` header. Keys a call with no response id (a failed one), see convert/call_ids.py.
+REQUEST_ID: Final = ("anthropic.request.id",)
+# OpenInference's default mode keeps the response id only inside the raw response body it records
+# as its output. Read only for a model call without a response id (not a fact: never decoded else).
+OUTPUT_VALUE: Final = "output.value"
+OUTPUT_MIME_TYPE: Final = "output.mime_type"
 
 INPUT_TOKENS: Final = (
     GA.GEN_AI_USAGE_INPUT_TOKENS,
@@ -129,6 +136,7 @@ FACTS: Final[dict[str, tuple[str, ...]]] = {
     "invocation_parameters": INVOCATION_PARAMETERS,
     "response_model": RESPONSE_MODEL,
     "response_id": RESPONSE_ID,
+    "request_id": REQUEST_ID,
     "input_tokens": INPUT_TOKENS,
     "output_tokens": OUTPUT_TOKENS,
     "total_tokens": TOTAL_TOKENS,

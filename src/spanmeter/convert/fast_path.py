@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from spanmeter.convert import attributes as A
 from spanmeter.convert.events import read_meta
-from spanmeter.convert.idempotency import llm_key, span_key
+from spanmeter.convert.idempotency import llm_key, request_key, span_key
 from spanmeter.convert.model_call import model_call_record
 from spanmeter.convert.values import MAX_TIME_NS, MAX_TOKENS, META, Facts, InvalidSpan
 from spanmeter.record import UsageRecord
@@ -34,14 +34,15 @@ if TYPE_CHECKING:
     from spanmeter.convert.spans import ConvertOptions
 
 # Slots of the values read here.
-(OPERATION, PROVIDER, REQUEST_MODEL, RESPONSE_MODEL, RESPONSE_ID, ERROR_TYPE, MESSAGE_ID,
- INPUT, OUTPUT, TOTAL, CACHE_READ, CACHE_WRITE, REASONING, SLOTS) = range(14)
+(OPERATION, PROVIDER, REQUEST_MODEL, RESPONSE_MODEL, RESPONSE_ID, REQUEST_ID, ERROR_TYPE, MESSAGE_ID,
+ INPUT, OUTPUT, TOTAL, CACHE_READ, CACHE_WRITE, REASONING, SLOTS) = range(15)
 _STRING_SLOTS: Final = {
     A.OPERATION[0]: OPERATION,
     A.PROVIDER[0]: PROVIDER,
     A.REQUEST_MODEL[0]: REQUEST_MODEL,
     A.RESPONSE_MODEL[0]: RESPONSE_MODEL,
     A.RESPONSE_ID[0]: RESPONSE_ID,
+    A.REQUEST_ID[0]: REQUEST_ID,
     A.ERROR_TYPE[0]: ERROR_TYPE,
     A.MESSAGE_ID[0]: MESSAGE_ID,
 }
@@ -72,7 +73,8 @@ _NO_WHO: Final = [None] * len(_SHARED_FACTS)
 # lookup per attribute: names seen are remembered (bounded), so the prefix test runs once per name.
 _GENERAL: Final = -1
 _IGNORED: Final = -2
-_NAMES: Final[dict[str, int]] = {**{name: _GENERAL for name in A.FACT_INDEX}, **_SLOT_OF}
+_BODY: Final = -3  # a raw response body: read by the general path when the span has no response id
+_NAMES: Final[dict[str, int]] = {**{name: _GENERAL for name in A.FACT_INDEX}, **_SLOT_OF, A.OUTPUT_VALUE: _BODY}
 _NAMES_LIMIT: Final = len(_NAMES) + 10_000
 
 
@@ -98,7 +100,7 @@ def fast_span(
     limit = options.max_field_chars
     values: list[Any] = [None] * _ALL_SLOTS
     slot_of = _NAMES.get
-    seen = False
+    seen = body = False
     for kv in span.attributes:
         key = kv.key
         slot = slot_of(key)
@@ -107,6 +109,7 @@ def fast_span(
         if slot < 0:
             if slot == _GENERAL:
                 return None  # a name only the general table reads
+            body = body or slot == _BODY
             continue
         if values[slot] is not None:
             return None  # a repeated name
@@ -153,6 +156,10 @@ def fast_span(
     trace_id = common["trace_id"] = raw_trace_id.hex()
     span_id = common["span_id"] = raw_span_id.hex()
     response_id = values[RESPONSE_ID]
+    if response_id is None and values[REQUEST_ID] is None and (
+        body or (span.status.code == Status.STATUS_CODE_ERROR and "request_id" in span.status.message)
+    ):
+        return None  # the call's id may be in the body or the error: convert/call_ids.py reads it
     if message_id := values[MESSAGE_ID] or response_id:
         common["message_id"] = message_id
     record = model_call_record(
@@ -172,6 +179,11 @@ def fast_span(
         error_type=values[ERROR_TYPE],
         meta=meta,
     )
-    record.idempotency_key = llm_key(record.provider, response_id) if response_id else span_key(trace_id, span_id)
+    if response_id:
+        record.idempotency_key = llm_key(record.provider, response_id)
+    elif values[REQUEST_ID]:
+        record.idempotency_key = request_key(record.provider, values[REQUEST_ID])
+    else:
+        record.idempotency_key = span_key(trace_id, span_id)
     record.received_at = received_at
     return [record]

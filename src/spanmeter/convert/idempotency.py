@@ -2,7 +2,8 @@
 
 Order: the emitter's own `usage.idempotency_key`; for an LLM call with a
 provider response id, `llm:<provider>:<response id>` (one provider call is one record even when two
-instrumentations describe it in two traces); else `<trace_id>:<span_id>`, with `:event/<i>` for
+instrumentations describe it in two traces); for one without a response id but with the
+provider's request id (a failed call), `llm:<provider>:request/<request id>`; else `<trace_id>:<span_id>`, with `:event/<i>` for
 the i-th span event.
 """
 
@@ -15,6 +16,10 @@ def span_key(trace_id: str, span_id: str) -> str:
 
 def llm_key(provider: str | None, response_id: str) -> str:
     return f"llm:{provider or 'unknown'}:{response_id}"
+
+
+def request_key(provider: str | None, request_id: str) -> str:
+    return f"llm:{provider or 'unknown'}:request/{request_id}"
 
 
 def span_event_key(base: str, index: int) -> str:

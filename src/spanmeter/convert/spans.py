@@ -20,10 +20,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from spanmeter.convert import attributes as A
+from spanmeter.convert.call_ids import request_id_from_error, response_id_from_body
 from spanmeter.convert.content import prompt_text
 from spanmeter.convert.events import event_record, meter_record, read_meta
 from spanmeter.convert.fast_path import fast_span
-from spanmeter.convert.idempotency import llm_key, secondary_key, span_event_key, span_key
+from spanmeter.convert.idempotency import llm_key, request_key, secondary_key, span_event_key, span_key
 from spanmeter.convert.model_call import model_call_record
 from spanmeter.convert.values import (
     MAX_COST_USD,
@@ -135,10 +136,7 @@ def general_span(
 
     if operation is not None:
         record = _llm_record(span, facts, layers, operation, common, options, exclusive_input)
-        if explicit_key is None and (response_id := get_str(layers[:1], "response_id", limit)):
-            record.idempotency_key = llm_key(record.provider, response_id)
-        else:
-            record.idempotency_key = base_key
+        record.idempotency_key = explicit_key or _call_key(span, facts, record, limit) or base_key
         records.append(record)
     if has_event:
         records.append(event_record(layers, common, base_key, span.start_time_unix_nano, limit, max_meta_keys=max_meta))
@@ -159,6 +157,31 @@ def general_span(
     for record in records:
         record.received_at = received_at
     return records
+
+
+def _call_key(span: Span, facts: Facts, record: UsageRecord, limit: int) -> str | None:
+    """The key of the provider's call: its response id (an attribute, else inside the raw response
+    a tracer recorded), else its request id (an attribute, else quoted in the error); None when the
+    span names neither (then the span itself is the key)."""
+    own = (facts,)
+    response_id = get_str(own, "response_id", limit) or _body_response_id(span, limit)
+    if response_id:
+        if record.message_id is None:
+            record.message_id = response_id
+        return llm_key(record.provider, response_id)
+    request_id = get_str(own, "request_id", limit) or request_id_from_error(span)
+    return request_key(record.provider, request_id) if request_id else None
+
+
+def _body_response_id(span: Span, limit: int) -> str | None:
+    body = mime_type = None
+    for kv in span.attributes:
+        if kv.key == A.OUTPUT_VALUE:
+            body = kv.value.string_value
+        elif kv.key == A.OUTPUT_MIME_TYPE:
+            mime_type = kv.value.string_value
+    found = response_id_from_body(body, mime_type)
+    return found if found is not None and len(found) <= limit else None
 
 
 def model_operation(facts: Facts, options: ConvertOptions) -> str | None:

@@ -47,8 +47,9 @@ Errors
 A request whose model is a key of ``ERROR_MODELS`` (``"error-model"`` → 400,
 ``"rate-limit-model"`` → 429 with ``retry-after: 0``, ``"server-error-model"`` → 500,
 ``"overloaded-model"`` → 529) is answered with that status and the provider's error JSON
-(OpenAI ``{"error": {"message", "type", "param", "code"}}``; Anthropic
-``{"type": "error", "error": {"type", "message"}}``). Give the SDK ``max_retries=0`` or it retries
+(OpenAI ``{"error": {"message", "type", "param", "code"}}`` and an ``x-request-id`` header;
+Anthropic ``{"type": "error", "error": {"type", "message"}, "request_id"}`` and the same id in
+the ``request-id`` header, as the real APIs answer). Give the SDK ``max_retries=0`` or it retries
 429 and 5xx answers. Unknown paths get 404, bodies that are not JSON objects get 400.
 
 API
@@ -440,9 +441,11 @@ class _Handler(BaseHTTPRequestHandler):
             headers["retry-after"] = "0"
         if api.startswith("anthropic"):
             err_type = _ANTHROPIC_ERRORS.get(status, "api_error")
-            payload: JsonObject = {"type": "error",
-                                   "error": {"type": err_type, "message": message}}
+            # The real API names the request in the body too (the SDK's error message quotes it).
             headers["request-id"] = self._fp._next_id("req_fake_")
+            payload: JsonObject = {"type": "error",
+                                   "error": {"type": err_type, "message": message},
+                                   "request_id": headers["request-id"]}
         else:
             err_type, code = _OPENAI_ERRORS.get(status, ("server_error", None))
             payload = {"error": {"message": message, "type": err_type,

@@ -86,6 +86,19 @@ class ProductAdoption:
 
 
 @dataclass(slots=True, frozen=True)
+class UnknownModel:
+    """A model that genai-prices and the overrides could not price, and its records."""
+
+    provider: str | None
+    model: str | None  # the name priced: the response model, else the request model
+    records: int
+    input_tokens: int
+    output_tokens: int
+    first_at: int  # ns
+    last_at: int  # ns
+
+
+@dataclass(slots=True, frozen=True)
 class ApiKey:
     id: str
     workspace: str

@@ -29,6 +29,7 @@ from spanmeter.store.queries import (
     PeriodTotals,
     ProductAdoption,
     RecordQuery,
+    UnknownModel,
 )
 from spanmeter.store.rollup import ALL_CUSTOMERS, DAY_NS, sum_quantities
 from spanmeter.store.schema import COLUMNS, row_to_record
@@ -214,6 +215,20 @@ class SQLiteQueries:
             [workspace, ALL_CUSTOMERS, *_whole_days(start_ns, end_ns)],
         )
         return records or 0, cost or 0
+
+    # --- pricing -----------------------------------------------------------------------------
+    def unknown_models(self, workspace: str, since_ns: int | None = None) -> list[UnknownModel]:
+        """Models stored as cost_source=unknown, most records first (an operator's list of
+        overrides to add). A scan of the workspace's records: an operator's command, not an API."""
+        since = "" if since_ns is None else " AND occurred_at >= ?"
+        rows = self._fetch(
+            "SELECT provider, COALESCE(response_model, request_model) AS model, COUNT(*),"
+            " COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), MIN(occurred_at), MAX(occurred_at)"
+            f" FROM records WHERE workspace = ? AND kind = 'llm' AND cost_source = 'unknown'{since}"
+            " GROUP BY provider, model ORDER BY COUNT(*) DESC, provider, model",
+            [workspace, *([since_ns] if since_ns is not None else [])],
+        )
+        return [UnknownModel(*row) for row in rows]
 
     # --- adoption ----------------------------------------------------------------------------
     def product_adoption(self, workspace: str, since_ns: int, category: str | None) -> list[ProductAdoption]:

@@ -40,10 +40,15 @@ CALL_MODELS: dict[str, str] = {
     "openai.chat.stream_no_usage": "gpt-4o",
     "openai.embeddings": "text-embedding-3-small",
     "openai.chat.error": "error-model",
+    "openai.chat.error_429": "rate-limit-model",
+    "openai.chat.stream.error_500": "server-error-model",
     "anthropic.messages": "claude-haiku-4-5",
     "anthropic.messages.stream": "claude-sonnet-4-5",
     "anthropic.messages.stream_helper": "claude-opus-4-1",
     "anthropic.messages.error": "error-model",
+    "anthropic.messages.error_429": "rate-limit-model",
+    "anthropic.messages.stream.error_529": "overloaded-model",
+    "anthropic.messages.stream_helper.error_500": "server-error-model",
     "nested.first": "gpt-4.1-nano",
     "nested.second": "o4-mini",
 }
@@ -111,15 +116,17 @@ def openai_calls(fake_url: str) -> list[Call]:
         result = client.embeddings.create(model=CALL_MODELS["openai.embeddings"], input=["hello", "second input"])
         return [len(d.embedding) for d in result.data]
 
-    def error() -> Any:
-        return client.chat.completions.create(model=CALL_MODELS["openai.chat.error"], messages=msgs)
+    def error(label: str) -> Callable[[], Any]:
+        return lambda: client.chat.completions.create(model=CALL_MODELS[label], messages=msgs)
 
     return [
         ("openai.chat", chat),
         ("openai.chat.stream_usage", stream("openai.chat.stream_usage", stream_options={"include_usage": True})),
         ("openai.chat.stream_no_usage", stream("openai.chat.stream_no_usage")),
         ("openai.embeddings", embeddings),
-        ("openai.chat.error", error),
+        ("openai.chat.error", error("openai.chat.error")),
+        ("openai.chat.error_429", error("openai.chat.error_429")),
+        ("openai.chat.stream.error_500", stream("openai.chat.stream.error_500", stream_options={"include_usage": True})),
     ]
 
 
@@ -136,26 +143,33 @@ def anthropic_calls(fake_url: str) -> list[Call]:
             metadata={"user_id": "end-user-42"},
         ).id
 
-    def stream() -> Any:
-        events = client.messages.create(
-            model=CALL_MODELS["anthropic.messages.stream"], max_tokens=100, system=system, messages=msgs, stream=True
-        )
-        return [e.type for e in events]
+    def stream(label: str) -> Callable[[], Any]:
+        def run() -> Any:
+            events = client.messages.create(
+                model=CALL_MODELS[label], max_tokens=100, system=system, messages=msgs, stream=True
+            )
+            return [e.type for e in events]
 
-    def stream_helper() -> Any:
-        with client.messages.stream(
-            model=CALL_MODELS["anthropic.messages.stream_helper"], max_tokens=100, system=system, messages=msgs
-        ) as s:
-            return s.get_final_message().id
+        return run
 
-    def error() -> Any:
-        return client.messages.create(model=CALL_MODELS["anthropic.messages.error"], max_tokens=100, messages=msgs)
+    def stream_helper(label: str) -> Callable[[], Any]:
+        def run() -> Any:
+            with client.messages.stream(model=CALL_MODELS[label], max_tokens=100, system=system, messages=msgs) as s:
+                return s.get_final_message().id
+
+        return run
+
+    def error(label: str) -> Callable[[], Any]:
+        return lambda: client.messages.create(model=CALL_MODELS[label], max_tokens=100, messages=msgs)
 
     return [
         ("anthropic.messages", messages),
-        ("anthropic.messages.stream", stream),
-        ("anthropic.messages.stream_helper", stream_helper),
-        ("anthropic.messages.error", error),
+        ("anthropic.messages.stream", stream("anthropic.messages.stream")),
+        ("anthropic.messages.stream_helper", stream_helper("anthropic.messages.stream_helper")),
+        ("anthropic.messages.error", error("anthropic.messages.error")),
+        ("anthropic.messages.error_429", error("anthropic.messages.error_429")),
+        ("anthropic.messages.stream.error_529", stream("anthropic.messages.stream.error_529")),
+        ("anthropic.messages.stream_helper.error_500", stream_helper("anthropic.messages.stream_helper.error_500")),
     ]
 
 
@@ -260,9 +274,14 @@ def run_calls(calls: list[Call], into: list[Any]) -> None:
             result = fn()
         except Exception as exc:  # noqa: BLE001 - the report says what failed
             error = f"{type(exc).__module__}.{type(exc).__name__}: {exc}"
-            if not label.endswith(".error"):
+            if not is_failure(label):
                 print(f"{label} failed: {error}", file=sys.stderr)
         into.append({"label": label, "model": CALL_MODELS.get(label), "result": _jsonable(result), "error": error})
+
+
+def is_failure(label: str) -> bool:
+    """Calls the fake provider answers with an error (400, 429, 500, 529): their labels say so."""
+    return ".error" in label
 
 
 def main(instrument: Callable[[TracerProvider], list[str]], nested_style: str, argv: list[str] | None = None) -> None:
@@ -297,6 +316,7 @@ def dump_span(span: ReadableSpan) -> dict[str, Any]:
         "name": span.name,
         "kind": span.kind.name,
         "status": span.status.status_code.name,
+        "status_description": span.status.description,
         "trace_id": f"{ctx.trace_id:032x}",
         "span_id": f"{ctx.span_id:016x}",
         "parent_span_id": f"{span.parent.span_id:016x}" if span.parent is not None else None,
