@@ -49,8 +49,8 @@ sys.path.insert(0, str(HERE))
 from ingest import Server, cpu_model, free_port, plan_cpus, spanmeter_command, spanmeter_version
 
 from spanmeter.api.cursor import decode_cursor
-from spanmeter.api.usage import item_text
-from spanmeter.api.usage import SERIES_DAYS, _ns
+from spanmeter.api.filters import time_ns as _ns
+from spanmeter.api.usage import SERIES_DAYS, item_text
 from spanmeter.record import Product, UsageRecord, new_record_id
 from spanmeter.store.queries import EQUALITY_FILTERS, RecordQuery
 from spanmeter.store.sqlite import SQLiteStore, migrations

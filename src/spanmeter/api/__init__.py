@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from spanmeter.api import adoption, usage
+from spanmeter.api import adoption, aggregate, usage
 from spanmeter.api.auth_http import AuthMiddleware
 from spanmeter.api.errors import ApiError, api_error_handler, validation_error_handler
 from spanmeter.api.ratelimit import RateLimiter
@@ -22,6 +22,7 @@ def install(
     """Add the query and adoption routes, their error handlers and the auth middleware to `app`."""
     settings = config.api.adoption
     app.include_router(usage.create_router(store))
+    app.include_router(aggregate.create_router(store))
     limiter = RateLimiter(settings.rate_limit.requests, settings.rate_limit.window_seconds)
     app.include_router(
         adoption.create_router(

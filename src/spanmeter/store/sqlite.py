@@ -42,6 +42,7 @@ from spanmeter.store.schema import (
     record_to_row,
     row_to_record,
 )
+from spanmeter.store.sqlite_aggregate import SQLiteAggregate
 from spanmeter.store.sqlite_keys import SQLiteKeys
 from spanmeter.store.sqlite_outbox import SQLiteOutbox
 from spanmeter.store.sqlite_queries import SQLiteQueries
@@ -227,7 +228,7 @@ class _Call:
     future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
 
 
-class SQLiteStore(SQLiteQueries, SQLiteKeys, SQLiteOutbox):
+class SQLiteStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
     def __init__(
         self,
         path: str | Path,
