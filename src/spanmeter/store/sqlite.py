@@ -30,7 +30,8 @@ from sqlite_utils.migrations import Migrations
 from spanmeter.errors import Overloaded, StorageError
 from spanmeter.priority import lower_this_thread
 from spanmeter.record import UsageRecord
-from spanmeter.store import rollup, sqlite_outbox
+from spanmeter.store import adoption_rollup, rollup, sqlite_outbox
+from spanmeter.store.adoption_rollup import roll_up_adoption
 from spanmeter.store.base import RecordFilter, WriteResult
 from spanmeter.store.key_hash import key_hash
 from spanmeter.store.rollup import roll_up
@@ -203,6 +204,13 @@ def _m007_key_hash(db: sqlite_utils.Database) -> None:
 @migrations(name="m008_outbox")
 def _m008_outbox(db: sqlite_utils.Database) -> None:
     for statement in sqlite_outbox.SCHEMA:
+        db.execute(statement)
+
+
+@migrations(name="m011_adoption_rollups")
+def _m011_adoption_rollups(db: sqlite_utils.Database) -> None:
+    # The public adoption rows from rollups (store/adoption_rollup.py), filled from stored events.
+    for statement in (*adoption_rollup.SCHEMA, *adoption_rollup.BACKFILL):
         db.execute(statement)
 
 
@@ -520,6 +528,7 @@ class SQLiteStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
         for job, row in repeats:
             _count_duplicate(job.result, winners[(row[_KEY_AT[0]], row[_KEY_AT[1]])], row, conflict_keys)
         roll_up(conn, new)
+        roll_up_adoption(conn, (record for record, _ in new))
         if conflict_keys:
             log.warning(
                 "%d duplicate records differ from the stored ones (the first stored wins), e.g. key %r",
