@@ -203,7 +203,7 @@ def usage(config_path: Path | None, metric: str, group_by: str, window: str, tz:
     e.g. `spanmeter usage --group-by customer --window day --since 30d` (cost, tokens and records
     of each customer per UTC day over the last 30 days), for the config's service::workspace.
     """
-    from spanmeter.api.aggregate import render
+    from spanmeter.api.aggregate import money, render
     from spanmeter.store.aggregate import (
         AggregateQuery,
         Window,
@@ -241,7 +241,7 @@ def usage(config_path: Path | None, metric: str, group_by: str, window: str, tz:
         if row.window_start is not None:
             cells.append(datetime.fromtimestamp(row.window_start // 10**9, zone_info).strftime(labels[window]))
         cells += [value if value is not None else "-" for value in row.group]
-        cells += [str(row.values[m]) for m in metrics]
+        cells += [money(row.values[m]) if m == "cost" else str(row.values[m]) for m in metrics]
         table.append(cells)
     _print_table(columns, table)
 

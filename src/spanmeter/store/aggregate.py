@@ -56,7 +56,8 @@ class AggregateRow:
     window_start: int | None  # ns, UTC; None without a window
     window_end: int | None
     group: tuple[str | None, ...]  # in group_by order
-    values: dict[str, int | Decimal] = field(default_factory=dict)  # cost and quantity are Decimal
+    # each metric's value: integers; `cost` in nano-USD (as stored), `quantity` an exact Decimal
+    values: dict[str, int | Decimal] = field(default_factory=dict)
 
 
 @dataclass(slots=True, frozen=True)

@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
-from spanmeter.pricing import from_nano
 from spanmeter.store.aggregate import (
     DAY_NS,
     HOUR_NS,
@@ -273,13 +272,7 @@ def _bounds(window: str, tz: ZoneInfo) -> Callable[[Any], tuple[int | None, int 
 def _row(
     window: tuple[int | None, int | None], group: tuple[Any, ...], metrics: tuple[str, ...], values: list[Any]
 ) -> AggregateRow:
-    out: dict[str, int | Decimal] = {}
-    for name, value in zip(metrics, values, strict=True):
-        if name == "cost":
-            out[name] = from_nano(value or 0)
-        else:
-            out[name] = value if value is not None else 0
-    return AggregateRow(window[0], window[1], group, out)
+    return AggregateRow(window[0], window[1], group, dict(zip(metrics, [v or 0 for v in values], strict=True)))
 
 
 def _by_window(rows: list[tuple[Any, ...]]) -> Iterator[tuple[Any, list[tuple[Any, ...]]]]:
