@@ -17,8 +17,9 @@
    httpx connection (fewer when a case exceeds `--case-seconds`), p50 / p99 / max latency.
    The same query is also timed in this process straight on SQLite through the store's own
    query methods ("sql p50": what the database costs, without HTTP, FastAPI and JSON).
-3. Compares with the goals of issue 5 (records page with a customer or meta filter p50 <= 10 ms,
-   the 90-day series <= 100 ms) and prints EXPLAIN QUERY PLAN for every case over its bound.
+3. Compares with the goals of issues 5 and 20 (records page with a customer or meta filter p50 <= 10 ms,
+   the 90-day series <= 100 ms; the aggregate of 30 days by customer x day <= 100 ms, adoption rows
+   <= 50 ms) and prints EXPLAIN QUERY PLAN for every case over its bound.
 See bench/README.md ("Query benchmark").
 """
 
@@ -48,10 +49,13 @@ sys.path.insert(0, str(HERE))
 
 from ingest import Server, cpu_model, free_port, plan_cpus, spanmeter_command, spanmeter_version
 
+from spanmeter.api.aggregate import render
 from spanmeter.api.cursor import decode_cursor
-from spanmeter.api.usage import SERIES_DAYS, _ns
+from spanmeter.api.filters import time_ns as _ns
+from spanmeter.api.usage import SERIES_DAYS
 from spanmeter.encoding import item_text
 from spanmeter.record import Product, UsageRecord, new_record_id
+from spanmeter.store.aggregate import AggregateQuery
 from spanmeter.store.queries import EQUALITY_FILTERS, RecordQuery
 from spanmeter.store.sqlite import SQLiteStore, migrations
 from spanmeter.store.sqlite_queries import DAY_NS
@@ -384,7 +388,7 @@ class Case:
     name: str
     path: str
     params: dict[str, str]
-    goal_ms: float | None = None  # a goal of issue 5 (p50)
+    goal_ms: float | None = None  # a goal of issue 5 or 20 (p50)
     bound_ms: float | None = None  # no goal; EXPLAIN is printed above this p50
     cursor_pages: int = 0  # follow the cursor this many pages first, then time the next page
     result: dict[str, Any] = field(default_factory=dict)
@@ -399,6 +403,9 @@ def make_cases(info: dict[str, Any]) -> list[Case]:
     iso = lambda seconds_before: datetime.fromtimestamp(end.timestamp() - seconds_before, UTC).strftime(
         "%Y-%m-%dT%H:%M:%SZ"
     )
+    midnight = lambda days_before: datetime.fromtimestamp(
+        (info["end_ns"] // DAY_NS - days_before) * 86_400, UTC
+    ).strftime("%Y-%m-%dT%H:%M:%SZ")
     records = "/api/v1/usage/records"
     page, filt = 10.0, 10.0
     return [
@@ -464,7 +471,22 @@ def make_cases(info: dict[str, Any]) -> list[Case]:
         Case(
             "snapshot: month, customer (biggest)", "/api/v1/usage/snapshot", {"customer": big}, bound_ms=100.0
         ),
-        Case("adoption: 30d", "/api/v1/adoption", {"period": "30d"}, bound_ms=100.0),
+        # issue 20: meter queries; the daily rollups answer whole UTC days by customer
+        Case(
+            "aggregate: 30 days, customer x day (rollups)",
+            "/api/v1/usage/aggregate",
+            {"metric": "cost,total_tokens,records", "group_by": "customer", "window": "day",
+             "from": midnight(30), "to": midnight(-1)},
+            goal_ms=100.0,
+        ),
+        Case(
+            "aggregate: 7 days, model x day in New York (records)",
+            "/api/v1/usage/aggregate",
+            {"metric": "cost,total_tokens,records", "group_by": "model", "window": "day",
+             "tz": "America/New_York", "from": iso(7 * day), "to": iso(0)},
+            bound_ms=1000.0,
+        ),
+        Case("adoption: 30d", "/api/v1/adoption", {"period": "30d"}, goal_ms=50.0),
     ]
 
 
@@ -597,6 +619,14 @@ def direct_call(store: CapturingStore, case: Case, cursor: str | None) -> None:
         store.period_totals(
             BIG_WORKSPACE, customer, int(start.timestamp()) * 10**9, int(end.timestamp()) * 10**9
         )
+    elif case.path.endswith("/aggregate"):
+        p = case.params
+        parse = lambda v: datetime.fromisoformat(v)
+        where = RecordQuery(BIG_WORKSPACE, from_ns=_ns(parse(p["from"])), to_ns=_ns(parse(p["to"])))
+        query = AggregateQuery(
+            tuple(p["metric"].split(",")), tuple(p["group_by"].split(",")), where, p["window"], p.get("tz", "UTC")
+        )
+        render(query, store.aggregate(query))
     else:
         store.product_adoption(BIG_WORKSPACE, now - 30 * DAY_NS, None)
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import click
 
@@ -209,6 +209,70 @@ def _record_row(record: dict[str, Any]) -> list[str]:
     if record["cost_usd"] is None and record["cost_source"] == "unknown":  # not priced: never shown as 0 or blank
         row[_RECORD_COLUMNS.index("cost_usd")] = "unknown"
     return row
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--metric", "-m", default="cost,total_tokens,records", show_default=True,
+              help="Comma-separated: cost, input_tokens, output_tokens, total_tokens, records, quantity, "
+                   "distinct_users, distinct_conversations.")
+@click.option("--group-by", "-g", default="", help="Comma-separated: customer, provider, model, kind, type, meter, meta.KEY.")
+@click.option("--window", "-w", type=click.Choice(["hour", "day", "month", "none"]), default="day", show_default=True)
+@click.option("--tz", default="UTC", show_default=True, help="IANA time zone of the windows, e.g. Europe/Paris.")
+@click.option("--since", default="30d", show_default=True,
+              help="ISO time or age (30m, 2h, 7d); an age starts at the beginning of its window, so the first is whole.")
+@click.option("--until", help="ISO time (exclusive). Default: now.")
+@click.option("--customer", help="Only this customer_id.")
+@click.option("--kind", type=click.Choice(["llm", "event", "meter"]), help="Only this kind.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON of GET /api/v1/usage/aggregate.")
+def usage(config_path: Path | None, metric: str, group_by: str, window: str, tz: str, since: str,
+          until: str | None, customer: str | None, kind: str | None, as_json: bool) -> None:
+    """Usage totals per window and group: the CLI twin of GET /api/v1/usage/aggregate.
+
+    e.g. `spanmeter usage --group-by customer --window day --since 30d` (cost, tokens and records
+    of each customer per UTC day over the last 30 days), for the config's service::workspace.
+    """
+    from spanmeter.api.aggregate import money, render
+    from spanmeter.store.aggregate import (
+        AggregateQuery,
+        Window,
+        group_by_from,
+        metrics_from,
+        window_start,
+        zone,
+    )
+    from spanmeter.store.queries import EQUALITY_FILTERS, RecordQuery
+
+    try:
+        metrics, dimensions, zone_info = metrics_from(metric), group_by_from(group_by, 4), zone(tz)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    windowed = cast("Window", window)
+    start = _parse_since(since) or 0
+    if _RELATIVE.match(since.strip()):
+        start = window_start(zone_info, windowed, start)
+    equals = tuple((EQUALITY_FILTERS[n], v) for n, v in (("customer", customer), ("kind", kind)) if v is not None)
+    config, store = _open_store(config_path)
+    where = RecordQuery(workspace=config.service.workspace, equals=equals, from_ns=start, to_ns=_parse_since(until))
+    query = AggregateQuery(metrics, dimensions, where, windowed, tz)
+    result = store.aggregate(query)
+    if as_json:
+        click.echo(json.dumps(json.loads(render(query, result)), indent=2))
+        return
+    if not result.rows:
+        click.echo("no usage in this range")
+        return
+    labels = {"hour": "%Y-%m-%d %H:%M", "day": "%Y-%m-%d", "month": "%Y-%m"}
+    columns = (*(["window"] if window != "none" else []), *dimensions, *metrics)
+    table = []
+    for row in result.rows:
+        cells = []
+        if row.window_start is not None:
+            cells.append(datetime.fromtimestamp(row.window_start // 10**9, zone_info).strftime(labels[window]))
+        cells += [value if value is not None else "-" for value in row.group]
+        cells += [money(row.values[m]) if m == "cost" else str(row.values[m]) for m in metrics]
+        table.append(cells)
+    _print_table(columns, table)
 
 
 def _print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

@@ -19,15 +19,20 @@ class _PlanRecorder(SQLiteStore):
     plans: list[str]
 
 
-def test_adoption_reads_the_product_events_index(tmp_path: Path) -> None:
+def test_adoption_reads_its_rollups_and_one_day_of_the_product_events_index(tmp_path: Path) -> None:
     store = _PlanRecorder(tmp_path / "p.db")
     store.migrate()
     store.plans = []
     store.product_adoption("w", 0, None)
     store.product_adoption("w", 0, "databases")
-    assert len(store.plans) == 2
+    assert len(store.plans) == 6
     for plan in store.plans:
-        assert "USING INDEX records_product_events" in plan and "SCAN records" not in plan, plan
+        assert "SCAN records" not in plan and "SCAN adoption" not in plan, plan
+    counts = [plan for plan in store.plans if "adoption_daily" in plan]
+    assert len(counts) == 2
+    for plan in counts:
+        assert "SEARCH adoption_daily USING PRIMARY KEY (workspace=? AND day>?)" in plan, plan
+        assert "USING INDEX records_product_events (workspace=? AND occurred_at>? AND occurred_at<?)" in plan
 
 
 def test_the_writer_looks_conversations_up_by_primary_key(tmp_path: Path) -> None:

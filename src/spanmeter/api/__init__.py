@@ -3,26 +3,37 @@ and the API-key middleware in front of every route."""
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from spanmeter.api import adoption, usage
+from spanmeter import ui
+from spanmeter.api import adoption, aggregate, exporters, usage
 from spanmeter.api.auth_http import AuthMiddleware
 from spanmeter.api.errors import ApiError, api_error_handler, http_error_handler, validation_error_handler
 from spanmeter.api.ratelimit import RateLimiter
 from spanmeter.auth import Authenticator
 from spanmeter.config import Config
 from spanmeter.metrics import Metrics
+from spanmeter.store.outbox import Outbox
 from spanmeter.store.queries import QueryStore
 
 
+class ApiStore(QueryStore, Outbox, Protocol):
+    """What the HTTP API reads: usage queries, and the exporters' outbox for their status."""
+
+
 def install(
-    app: FastAPI, store: QueryStore, config: Config, metrics: Metrics, authenticator: Authenticator
+    app: FastAPI, store: ApiStore, config: Config, metrics: Metrics, authenticator: Authenticator
 ) -> None:
     """Add the query and adoption routes, their error handlers and the auth middleware to `app`."""
     settings = config.api.adoption
     app.include_router(usage.create_router(store))
+    app.include_router(aggregate.create_router(store))
+    app.include_router(exporters.create_router(store.exporter_states, lambda: set(config.active_exporters())))
+    app.include_router(ui.create_router())
     limiter = RateLimiter(settings.rate_limit.requests, settings.rate_limit.window_seconds)
     app.include_router(
         adoption.create_router(

@@ -28,7 +28,11 @@ from spanmeter.auth import (
 from spanmeter.metrics import Metrics
 from spanmeter.receivers.decode import CONTENT_TYPES, JSON, encode
 
-PUBLIC_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+PUBLIC_PATHS: Final = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+)
+# The dashboard's page and files hold no data (it calls the API with the user's key).
+PUBLIC_PREFIXES: Final = ("/ui/",)
 OPTIONAL_KEY_PREFIXES: Final = ("/api/v1/adoption", "/api/v1/agent-rank")
 _READ_METHODS: Final = frozenset({"GET", "HEAD"})
 
@@ -43,7 +47,7 @@ class AuthMiddleware:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or scope["path"] == "/ui" or scope["path"].startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
         authorization = api_key = None

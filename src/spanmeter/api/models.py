@@ -157,3 +157,29 @@ class Methodology(_Camel):
     min_developers: int
     weights: dict[str, float]
     text: str = Field(description="the methodology and ranking policy, Markdown")
+
+
+class AggregateRowOut(_Camel):
+    window_start: str | None = Field(description="start of the window, RFC 3339 UTC; null when window=none")
+    window_end: str | None = Field(description="end of the window (exclusive); null when window=none")
+    group: dict[str, str | None] = Field(
+        description="the group's value of each group_by dimension; null for records without one"
+    )
+    values: dict[str, int | str] = Field(
+        description="each metric: cost and quantity as exact decimal strings (USD for cost), others integers"
+    )
+
+
+class AggregateResponse(_Camel):
+    metrics: list[str]
+    group_by: list[str]
+    window: Literal["hour", "day", "month", "none"]
+    tz: str = Field(description="the time zone of the windows")
+    from_: str | None = Field(alias="from", description="the query's from, RFC 3339 UTC")
+    to: str | None
+    source: Literal["rollup", "records"] = Field(
+        description="rollup: answered from the daily rollups; records: from the records themselves"
+    )
+    rows: list[AggregateRowOut] = Field(
+        description="one per window and group with at least one record, by window then group"
+    )

@@ -8,9 +8,9 @@ the event loop that receives spans.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -20,20 +20,17 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 
 from spanmeter.api.cursor import decode_cursor, encode_cursor
 from spanmeter.api.errors import ERROR_RESPONSES, ApiError
+from spanmeter.api.filters import META_DOC, Filter, RecordFilters, record_filters
 from spanmeter.api.models import RecordsPage, Series, Snapshot
 from spanmeter.auth import Principal
 from spanmeter.encoding import item_text
 from spanmeter.pricing import from_nano
 from spanmeter.record import decimal_string, format_ns
-from spanmeter.store.queries import EQUALITY_FILTERS, QueryStore, RecordQuery
+from spanmeter.store.queries import QueryStore, RecordQuery
 from spanmeter.store.rollup import DAY_NS
 
 SERIES_DAYS: Final = 90
 MAX_TAKE: Final = 500
-MAX_META_FILTERS: Final = 10
-_META_PARAM: Final = re.compile(r"^meta\[(.+)\]$", re.DOTALL)
-_INT64_MAX: Final = 2**63 - 1
-_FILTER_CHARS: Final = 4096
 
 # Documentation only: the AuthMiddleware enforces keys; these make OpenAPI show both schemes.
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
@@ -56,21 +53,6 @@ def single_values(request: Request) -> None:
 
 
 CallerDep = Annotated[Principal, Depends(principal)]
-Filter = Annotated[str | None, Query(max_length=_FILTER_CHARS)]
-
-_META_DOC: Final = {
-    "parameters": [
-        {
-            "name": "meta",
-            "in": "query",
-            "required": False,
-            "style": "deepObject",
-            "explode": True,
-            "schema": {"type": "object", "additionalProperties": {"type": "string"}},
-            "description": "metadata filters, deep-object syntax: meta[key]=value (all must match; at most 10)",
-        }
-    ]
-}
 
 
 def create_router(store: QueryStore, clock: Callable[[], int] = time.time_ns) -> APIRouter:
@@ -85,53 +67,16 @@ def create_router(store: QueryStore, clock: Callable[[], int] = time.time_ns) ->
         "/records",
         response_model=RecordsPage,
         summary="Usage records, newest first, with cursor pagination",
-        openapi_extra=_META_DOC,
+        openapi_extra=META_DOC,
     )
     def list_records(
-        request: Request,
         caller: CallerDep,
+        filters: Annotated[RecordFilters, Depends(record_filters)],
         cursor: Annotated[str | None, Query(max_length=512, description="from the previous page")] = None,
         order: Annotated[Literal["asc", "desc"], Query(description="by insertion order")] = "desc",
         take: Annotated[int, Query(ge=1, le=MAX_TAKE, description="page size")] = 50,
-        type: Filter = None,
-        conversation_id: Annotated[Filter, Query(alias="conversationId")] = None,
-        message_id: Annotated[Filter, Query(alias="messageId")] = None,
-        task_id: Annotated[Filter, Query(alias="taskId")] = None,
-        contact_id: Annotated[Filter, Query(alias="contactId")] = None,
-        blueprint_id: Annotated[Filter, Query(alias="blueprintId")] = None,
-        bot_id: Annotated[Filter, Query(alias="botId")] = None,
-        dataset_id: Annotated[Filter, Query(alias="datasetId")] = None,
-        skillset_id: Annotated[Filter, Query(alias="skillsetId")] = None,
-        ability_id: Annotated[Filter, Query(alias="abilityId")] = None,
-        customer: Annotated[Filter, Query(description="customer_id")] = None,
-        kind: Annotated[Literal["llm", "event", "meter"] | None, Query()] = None,
-        provider: Filter = None,
-        model: Annotated[Filter, Query(description="response model or request model")] = None,
-        tag: Annotated[Filter, Query(description="records whose tags include this one")] = None,
-        from_: Annotated[
-            datetime | None, Query(alias="from", description="occurredAt >= from (ISO-8601)")
-        ] = None,
-        to: Annotated[datetime | None, Query(description="occurredAt < to (ISO-8601)")] = None,
     ) -> Response:
-        given = {
-            "type": type, "conversationId": conversation_id, "messageId": message_id, "taskId": task_id,
-            "contactId": contact_id, "blueprintId": blueprint_id, "botId": bot_id, "datasetId": dataset_id,
-            "skillsetId": skillset_id, "abilityId": ability_id, "customer": customer, "kind": kind,
-            "provider": provider,
-        }  # fmt: skip
-        query = RecordQuery(
-            workspace=caller.workspace,
-            order=order,
-            limit=take + 1,  # one more tells whether a next page exists
-            equals=tuple(
-                (EQUALITY_FILTERS[name], value) for name, value in given.items() if value is not None
-            ),
-            model=model,
-            from_ns=_ns(from_),
-            to_ns=_ns(to),
-            meta=_meta_filters(request),
-            tag=tag,
-        )
+        query = replace(filters.query(caller.workspace), order=order, limit=take + 1)  # +1: is there a next page?
         secret = store.cursor_secret()
         if cursor is not None:
             query = _with_after(query, decode_cursor(secret, query, cursor))
@@ -203,36 +148,9 @@ def create_router(store: QueryStore, clock: Callable[[], int] = time.time_ns) ->
     return router
 
 
-def _meta_filters(request: Request) -> tuple[tuple[str, str], ...]:
-    found: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
-        match = _META_PARAM.match(name)
-        if match is None:
-            continue
-        key = match.group(1)
-        if len(key) > _FILTER_CHARS or len(value) > _FILTER_CHARS:
-            raise ApiError(f"meta[{key[:40]}]: longer than {_FILTER_CHARS} characters")
-        if key in found and found[key] != value:
-            raise ApiError(f"meta[{key[:40]}]: given twice with different values")
-        found[key] = value
-    if len(found) > MAX_META_FILTERS:
-        raise ApiError(f"meta: at most {MAX_META_FILTERS} meta[key]=value filters")
-    return tuple(sorted(found.items()))
-
-
-def _ns(when: datetime | None) -> int | None:
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)  # naive times are UTC
-    delta = when - datetime(1970, 1, 1, tzinfo=UTC)
-    ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
-    return max(-_INT64_MAX, min(ns, _INT64_MAX))  # SQLite integers are int64
 
 
 def _with_after(query: RecordQuery, seq: int | None) -> RecordQuery:
-    from dataclasses import replace
-
     return replace(query, after_seq=seq)
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Final, Literal, Protocol
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 from spanmeter.record import UsageRecord
+
+if TYPE_CHECKING:  # aggregate.py builds on RecordQuery, defined here
+    from spanmeter.store.aggregate import AggregateQuery, AggregateResult
 
 # Query parameter → records column, for the equality filters of GET /api/v1/usage/records.
 EQUALITY_FILTERS: Final = {
@@ -153,6 +156,10 @@ class QueryStore(Protocol):
     def product_adoption(
         self, workspace: str, since_ns: int, category: str | None
     ) -> list[ProductAdoption]: ...
+
+    def aggregate(self, query: AggregateQuery) -> AggregateResult:
+        """Meter query rows (store/aggregate.py); TooManyRows past query.max_rows."""
+        ...
 
     def cursor_secret(self) -> bytes:
         """A random secret kept in the database, so every instance on it signs cursors alike."""

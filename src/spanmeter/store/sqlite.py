@@ -31,7 +31,8 @@ from sqlite_utils.migrations import Migrations
 from spanmeter.errors import Overloaded, StorageError, TooManyRecords
 from spanmeter.priority import lower_this_thread
 from spanmeter.record import UsageRecord
-from spanmeter.store import rollup, sqlite_outbox
+from spanmeter.store import adoption_rollup, rollup, sqlite_outbox
+from spanmeter.store.adoption_rollup import roll_up_adoption
 from spanmeter.store.base import RecordFilter, WriteResult
 from spanmeter.store.key_hash import key_hash
 from spanmeter.store.rollup import roll_up
@@ -43,6 +44,7 @@ from spanmeter.store.schema import (
     record_to_row,
     row_to_record,
 )
+from spanmeter.store.sqlite_aggregate import SQLiteAggregate
 from spanmeter.store.sqlite_keys import SQLiteKeys
 from spanmeter.store.sqlite_outbox import SQLiteOutbox
 from spanmeter.store.sqlite_queries import SQLiteQueries
@@ -231,6 +233,23 @@ def _m013_exporter_counts(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@migrations(name="m011_adoption_rollups")
+def _m011_adoption_rollups(db: sqlite_utils.Database) -> None:
+    # The public adoption rows from rollups (store/adoption_rollup.py), filled from stored events.
+    for statement in (*adoption_rollup.SCHEMA, *adoption_rollup.BACKFILL):
+        db.execute(statement)
+
+
+@migrations(name="m012_usage_daily_by_day")
+def _m012_usage_daily_by_day(db: sqlite_utils.Database) -> None:
+    # Meter queries read a range of days for every customer (30 days x 2,000 customers): in day
+    # order, covered, instead of every day of every customer of the workspace, sorted.
+    db.execute(
+        "CREATE INDEX usage_daily_by_day ON usage_daily (workspace, day, customer_id, cost_nano, tokens,"
+        " input_tokens, output_tokens, messages, events, meters)"
+    )
+
+
 def connect(path: str | Path, *, timeout: float = 5.0) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -253,7 +272,7 @@ class _Call:
     future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
 
 
-class SQLiteStore(SQLiteQueries, SQLiteKeys, SQLiteOutbox):
+class SQLiteStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
     def __init__(
         self,
         path: str | Path,
@@ -688,6 +707,7 @@ class SQLiteStore(SQLiteQueries, SQLiteKeys, SQLiteOutbox):
         for job, row in repeats:
             _count_duplicate(job.result, winners[(row[_KEY_AT[0]], row[_KEY_AT[1]])], row, conflict_keys)
         roll_up(conn, new)
+        roll_up_adoption(conn, (record for record, _ in new))
         if conflict_keys:
             log.warning(
                 "%d duplicate records differ from the stored ones (the first stored wins), e.g. key %r",

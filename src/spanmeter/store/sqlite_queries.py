@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from spanmeter.record import UsageRecord
+from spanmeter.store.adoption_rollup import FAMILY_COLUMNS as _FAMILY_COLUMNS
+from spanmeter.store.adoption_rollup import PRODUCT_EVENTS, PRODUCT_KEY
 from spanmeter.store.item_sql import ITEM_JSON, complete_items
 from spanmeter.store.key_hash import key_hash
 from spanmeter.store.queries import (
@@ -38,8 +40,6 @@ from spanmeter.usage_schema import EVENT_FAMILIES
 _ALLOWED_COLUMNS: Final = frozenset(EQUALITY_FILTERS.values())
 _RECORD_COLUMNS: Final = ", ".join(f"r.{c}" for c in COLUMNS)
 # Tokens of one LLM record: total when the emitter gave it, else input + output.
-_DEVELOPER: Final = "COALESCE(user_id, email)"
-_ACTIVATED_FAMILIES: Final = ("activation", "retention", "expansion", "commercial")
 _POOL_SIZE: Final = 4
 # Per read connection. A page with a rare filter walks ~8,000 rows (~8 MB of pages); SQLite's
 # default 2 MB cache re-read them from the OS on every call: 5.7 -> 4.4 ms of SQL at 1M records.
@@ -232,32 +232,64 @@ class SQLiteQueries:
 
     # --- adoption ----------------------------------------------------------------------------
     def product_adoption(self, workspace: str, since_ns: int, category: str | None) -> list[ProductAdoption]:
-        families = ", ".join(f"SUM(event_family = '{family}')" for family in EVENT_FAMILIES)
-        activated = ", ".join(f"'{family}'" for family in _ACTIVATED_FAMILIES)
-        clauses = [
-            "workspace = ?",
-            "kind = 'event'",
-            "occurred_at >= ?",
-            "(product_id IS NOT NULL OR product_name IS NOT NULL)",
-        ]
-        params: list[Any] = [workspace, since_ns]
+        # The adoption rollups (store/adoption_rollup.py): whole UTC days of event counts plus the
+        # records of the partial first day; developers and accounts by the time of their last event.
+        whole = -(-since_ns // DAY_NS)  # the first whole day of the period
+        daily_category = records_category = ""
+        params: list[Any] = [workspace, whole]
         if category is not None:
-            clauses.append("product_category = ?")
+            daily_category, records_category = " AND category = ?", " AND product_category = ?"
+        sums = ", ".join(f"SUM({column})" for column in _FAMILY_COLUMNS)
+        families = ", ".join(f"event_family = '{family}'" for family in EVENT_FAMILIES)
+        counts_sql = (
+            f"SELECT product, MAX(product_id), MAX(product_name), MAX(product_type), MAX(product_category),"
+            f" SUM(events), {sums} FROM ("
+            f" SELECT product, product_id, product_name, product_type,"
+            f"  CASE WHEN category = '' THEN NULL ELSE substr(category, 2) END AS product_category,"
+            f"  events, {', '.join(_FAMILY_COLUMNS)}"
+            f" FROM adoption_daily WHERE workspace = ? AND day >= ?{daily_category}"
+            f" UNION ALL SELECT {PRODUCT_KEY}, product_id, product_name, product_type, product_category, 1, {families}"
+            f" FROM records WHERE workspace = ? AND {PRODUCT_EVENTS} AND occurred_at >= ? AND occurred_at < ?"
+            f"{records_category}) GROUP BY product"
+        )
+        if category is not None:
+            params.append("=" + category)
+        params += [workspace, since_ns, whole * DAY_NS]
+        if category is not None:
             params.append(category)
-        sql = (
-            "SELECT MAX(product_id), MAX(product_name), MAX(product_type), MAX(product_category),"
-            f" COUNT(DISTINCT {_DEVELOPER}), COUNT(DISTINCT account_domain), COUNT(*),"
-            f" COUNT(DISTINCT CASE WHEN event_family IN ({activated}) THEN {_DEVELOPER} END), {families}"
-            f" FROM records WHERE {' AND '.join(clauses)}"
-            " GROUP BY COALESCE(product_id, product_name)"
+        scope = " AND category = ?" if category is not None else ""
+        scope_params = ["=" + category] if category is not None else []
+        developers = {
+            product: (count, activated)
+            for product, count, activated in self._fetch(
+                "SELECT product, COUNT(DISTINCT developer), COUNT(DISTINCT CASE WHEN activated_at >= ? THEN developer END)"
+                f" FROM adoption_developers WHERE workspace = ? AND last_at >= ?{scope} GROUP BY product",
+                [since_ns, workspace, since_ns, *scope_params],
+            )
+        }
+        accounts = dict(
+            self._fetch(
+                "SELECT product, COUNT(DISTINCT account) FROM adoption_accounts"
+                f" WHERE workspace = ? AND last_at >= ?{scope} GROUP BY product",
+                [workspace, since_ns, *scope_params],
+            )
         )
         rows = []
-        for row in self._fetch(sql, params):
-            counts = dict(zip(EVENT_FAMILIES, (n or 0 for n in row[8:]), strict=True))
-            product_id, name, type_, category, developers, accounts, events, activated = row[:8]
+        for product, product_id, name, type_, product_category, events, *family_counts in self._fetch(
+            counts_sql, params
+        ):
+            count, activated = developers.get(product, (0, 0))
             rows.append(
                 ProductAdoption(
-                    product_id, name, type_, category, developers, accounts, events, activated, counts
+                    product_id,
+                    name,
+                    type_,
+                    product_category,
+                    count,
+                    accounts.get(product, 0),
+                    events,
+                    activated,
+                    dict(zip(EVENT_FAMILIES, (n or 0 for n in family_counts), strict=True)),
                 )
             )
         return rows
@@ -276,6 +308,20 @@ def build_page_sql(query: RecordQuery, *, walk_seq: bool = False, select: str = 
 
     `walk_seq`: test the time range per row while walking an index in seq order, instead of
     reading the range from the occurred_at index and sorting it."""
+    # "+" keeps SQLite off the occurred_at index, whose range it would read whole and sort (0.8 s
+    # for a customer's 30 days at 10M records; 5 ms walking the customer's index in seq order).
+    clauses, params = record_filters(query, use_time_index=not (walk_seq or query.equals))
+    direction, compare = ("DESC", "<") if query.order == "desc" else ("ASC", ">")
+    if query.after_seq is not None:
+        clauses.append(f"r.seq {compare} ?")
+        params.append(query.after_seq)
+    sql = f"SELECT r.seq{', ' if select else ''}{select} FROM records r WHERE {' AND '.join(clauses)} ORDER BY r.seq {direction} LIMIT ?"
+    return sql, [*params, query.limit]
+
+
+def record_filters(query: RecordQuery, *, use_time_index: bool = True) -> tuple[list[str], list[Any]]:
+    """The WHERE clauses (ANDed, on `records r`) and parameters of a query's workspace and filters:
+    shared by record pages and aggregates."""
     clauses = ["r.workspace = ?"]
     params: list[Any] = [query.workspace]
     for column, value in query.equals:
@@ -286,9 +332,7 @@ def build_page_sql(query: RecordQuery, *, walk_seq: bool = False, select: str = 
     if query.model is not None:
         clauses.append("(r.response_model = ? OR r.request_model = ?)")
         params += [query.model, query.model]
-    # "+" keeps SQLite off the occurred_at index, whose range it would read whole and sort (0.8 s
-    # for a customer's 30 days at 10M records; 5 ms walking the customer's index in seq order).
-    occurred = "+r.occurred_at" if walk_seq or query.equals else "r.occurred_at"
+    occurred = "r.occurred_at" if use_time_index else "+r.occurred_at"
     if query.from_ns is not None:
         clauses.append(f"{occurred} >= ?")
         params.append(query.from_ns)
@@ -309,16 +353,10 @@ def build_page_sql(query: RecordQuery, *, walk_seq: bool = False, select: str = 
         # As for meta: the stored JSON text (json.dumps) holds the tag verbatim; json_each decides.
         clauses.append("instr(r.tags, ?) > 0 AND EXISTS (SELECT 1 FROM json_each(r.tags) AS t WHERE t.value = ?)")
         params += [json.dumps(query.tag), query.tag]
-    direction, compare = ("DESC", "<") if query.order == "desc" else ("ASC", ">")
-    if query.after_seq is not None:
-        clauses.append(f"r.seq {compare} ?")
-        params.append(query.after_seq)
-    sql = f"SELECT r.seq{', ' if select else ''}{select} FROM records r WHERE {' AND '.join(clauses)} ORDER BY r.seq {direction} LIMIT ?"
-    return sql, [*params, query.limit]
+    return clauses, params
 
 
 def _whole_days(start_ns: int, end_ns: int) -> tuple[int, int]:
     if start_ns % DAY_NS or end_ns % DAY_NS:
         raise ValueError("series ranges are whole UTC days")
     return start_ns // DAY_NS, end_ns // DAY_NS
-

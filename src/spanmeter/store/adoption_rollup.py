@@ -1,0 +1,159 @@
+"""Rollups of product events for the public adoption rows, kept in the writer's transaction: a
+public endpoint must not read a month of events per call (941 ms p50 at 10M records; now a few ms).
+
+    adoption_daily       (workspace, product, category, UTC day) -> events, events per family,
+                         MAX of the product's id / name / type
+    adoption_developers  (workspace, product, category, developer) -> time of the developer's last
+                         event, and of their last activation/retention/expansion/commercial event
+    adoption_accounts    (workspace, product, category, account domain) -> time of its last event
+
+`product` is the product id, else its name (the rows' grouping); `category` is '' for none and
+'=' + the category otherwise, so that an empty category stays apart from none. A period is always
+"the last N days up to now", so a developer (or account) is active in it exactly when their last
+event is at or after its start; event counts add the whole days from adoption_daily to the
+records of the partial first day.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from spanmeter.record import UsageRecord
+from spanmeter.store.rollup import DAY_NS
+from spanmeter.usage_schema import EVENT_FAMILIES
+
+ACTIVATED_FAMILIES: Final = ("activation", "retention", "expansion", "commercial")
+FAMILY_COLUMNS: Final = tuple(f"family_{family}" for family in EVENT_FAMILIES)
+_KEYS: Final = "workspace TEXT NOT NULL, product TEXT NOT NULL, category TEXT NOT NULL"
+
+SCHEMA: Final = (
+    (
+        f"CREATE TABLE adoption_daily ({_KEYS}, day INTEGER NOT NULL, product_id TEXT, product_name TEXT,"
+        f" product_type TEXT, events INTEGER NOT NULL,"
+        f" {', '.join(f'{c} INTEGER NOT NULL DEFAULT 0' for c in FAMILY_COLUMNS)},"
+        " PRIMARY KEY (workspace, day, product, category)) WITHOUT ROWID"
+    ),
+    (
+        f"CREATE TABLE adoption_developers ({_KEYS}, developer TEXT NOT NULL, last_at INTEGER NOT NULL,"
+        " activated_at INTEGER, PRIMARY KEY (workspace, product, category, developer)) WITHOUT ROWID"
+    ),
+    (
+        f"CREATE TABLE adoption_accounts ({_KEYS}, account TEXT NOT NULL, last_at INTEGER NOT NULL,"
+        " PRIMARY KEY (workspace, product, category, account)) WITHOUT ROWID"
+    ),
+)
+
+# The product events of the records, as the partial index records_product_events selects them.
+PRODUCT_EVENTS: Final = "kind = 'event' AND (product_id IS NOT NULL OR product_name IS NOT NULL)"
+PRODUCT_KEY: Final = "COALESCE(product_id, product_name)"
+CATEGORY_KEY: Final = "COALESCE('=' || product_category, '')"
+DEVELOPER: Final = "COALESCE(user_id, email)"
+_ACTIVATED: Final = ", ".join(f"'{family}'" for family in ACTIVATED_FAMILIES)
+_FAMILY_SUMS: Final = ", ".join(
+    f"COUNT(CASE WHEN event_family = '{family}' THEN 1 END)" for family in EVENT_FAMILIES
+)
+
+BACKFILL: Final = (
+    (
+        f"INSERT INTO adoption_daily SELECT workspace, {PRODUCT_KEY}, {CATEGORY_KEY}, occurred_at / {DAY_NS},"
+        f" MAX(product_id), MAX(product_name), MAX(product_type), COUNT(*), {_FAMILY_SUMS}"
+        f" FROM records WHERE {PRODUCT_EVENTS} GROUP BY 1, 2, 3, 4"
+    ),
+    (
+        f"INSERT INTO adoption_developers SELECT workspace, {PRODUCT_KEY}, {CATEGORY_KEY}, {DEVELOPER},"
+        f" MAX(occurred_at), MAX(CASE WHEN event_family IN ({_ACTIVATED}) THEN occurred_at END)"
+        f" FROM records WHERE {PRODUCT_EVENTS} AND {DEVELOPER} IS NOT NULL GROUP BY 1, 2, 3, 4"
+    ),
+    (
+        f"INSERT INTO adoption_accounts SELECT workspace, {PRODUCT_KEY}, {CATEGORY_KEY}, account_domain,"
+        f" MAX(occurred_at) FROM records WHERE {PRODUCT_EVENTS} AND account_domain IS NOT NULL GROUP BY 1, 2, 3, 4"
+    ),
+)
+
+
+def _greatest(column: str) -> str:
+    """The larger of a nullable stored value and the new one (SQLite's max() is NULL if either is)."""
+    return f"{column} = COALESCE(max({column}, excluded.{column}), {column}, excluded.{column})"
+
+
+_UPSERT_DAILY: Final = (
+    f"INSERT INTO adoption_daily (workspace, product, category, day, product_id, product_name, product_type,"
+    f" events, {', '.join(FAMILY_COLUMNS)}) VALUES ({', '.join('?' * (8 + len(FAMILY_COLUMNS)))})"
+    f" ON CONFLICT DO UPDATE SET {_greatest('product_id')}, {_greatest('product_name')},"
+    f" {_greatest('product_type')}, events = events + excluded.events, "
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in FAMILY_COLUMNS)
+)
+_UPSERT_DEVELOPERS: Final = (
+    "INSERT INTO adoption_developers (workspace, product, category, developer, last_at, activated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+    f" last_at = max(last_at, excluded.last_at), {_greatest('activated_at')}"
+)
+_UPSERT_ACCOUNTS: Final = (
+    "INSERT INTO adoption_accounts (workspace, product, category, account, last_at) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT DO UPDATE SET last_at = max(last_at, excluded.last_at)"
+)
+
+
+def _max(a: str | None, b: str | None) -> str | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+@dataclass(slots=True)
+class _Day:
+    product_id: str | None = None
+    product_name: str | None = None
+    product_type: str | None = None
+    events: int = 0
+    families: list[int] = field(default_factory=lambda: [0] * len(EVENT_FAMILIES))
+
+    def row(self) -> tuple[str | int | None, ...]:
+        return (self.product_id, self.product_name, self.product_type, self.events, *self.families)
+
+
+def roll_up_adoption(conn: sqlite3.Connection, records: Iterable[UsageRecord]) -> None:
+    """Add newly stored product events to the adoption rollups, in the caller's transaction."""
+    daily: dict[tuple[str, str, str, int], _Day] = {}
+    developers: dict[tuple[str, str, str, str], list[int | None]] = {}
+    accounts: dict[tuple[str, str, str, str], int] = {}
+    for record in records:
+        product = record.product
+        if record.kind != "event" or product is None:
+            continue
+        key = product.id if product.id is not None else product.name
+        if key is None:
+            continue
+        category = "" if product.category is None else "=" + product.category
+        scope = (record.workspace, key, category)
+        at = record.occurred_at
+        day = daily.get((*scope, at // DAY_NS))
+        if day is None:
+            day = daily[(*scope, at // DAY_NS)] = _Day()
+        day.product_id = _max(day.product_id, product.id)
+        day.product_name = _max(day.product_name, product.name)
+        day.product_type = _max(day.product_type, product.type)
+        day.events += 1
+        if record.event_family in EVENT_FAMILIES:
+            day.families[EVENT_FAMILIES.index(record.event_family)] += 1
+        developer = record.user_id if record.user_id is not None else record.email
+        if developer is not None:
+            activated = at if record.event_family in ACTIVATED_FAMILIES else None
+            known = developers.get((*scope, developer))
+            if known is None:
+                developers[(*scope, developer)] = [at, activated]
+            else:
+                known[0] = max(known[0] or at, at)  # never None: set at creation
+                if activated is not None:
+                    known[1] = activated if known[1] is None else max(known[1], activated)
+        if record.account_domain is not None:
+            accounts[(*scope, record.account_domain)] = max(
+                accounts.get((*scope, record.account_domain), at), at
+            )
+    if daily:
+        conn.executemany(_UPSERT_DAILY, [(*key, *day.row()) for key, day in daily.items()])
+    if developers:
+        conn.executemany(_UPSERT_DEVELOPERS, [(*key, *values) for key, values in developers.items()])
+    if accounts:
+        conn.executemany(_UPSERT_ACCOUNTS, [(*key, at) for key, at in accounts.items()])
