@@ -128,7 +128,7 @@ def test_records_accepted_before_a_failure_are_never_sent_again(tmp_path: Path, 
     assert len(target.requests) == 12  # 10 records, 2 of them tried twice
     assert set(target.counts(tokens).values()) == {1}
     [state] = json.loads(cli(tmp_path, "exporters", "status", "--json").output)
-    assert (state["delivered"], state["retried"], state["behind"], state["oldest_pending_seconds"]) == (10, 2, "0", None)
+    assert (state["delivered"], state["retried"], state["behind"], state["oldest_pending_seconds"]) == (10, 2, 0, None)
 
 
 def test_a_restart_resumes_after_the_last_accepted_record(tmp_path: Path, target: RestTarget) -> None:
@@ -143,7 +143,7 @@ def test_a_restart_resumes_after_the_last_accepted_record(tmp_path: Path, target
     with target.lock:
         target.script.clear()
     [state] = json.loads(cli(tmp_path, "exporters", "status", "--json").output)
-    assert state["behind"] == "7" and state["delivered"] == 3 and state["oldest_pending_seconds"] > 0
+    assert state["behind"] == 7 and state["delivered"] == 3 and state["oldest_pending_seconds"] > 0
     with running_collector(config) as collector:
         wait_for(lambda: len(target.accepted) == 10)
         assert metric(collector, "spanmeter_exporter_records_behind") == 0

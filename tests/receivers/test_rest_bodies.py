@@ -101,14 +101,15 @@ def test_body_over_the_size_limit_is_413(tmp_path: Path) -> None:
         rest.close()
 
 
-def test_a_full_store_answers_503_with_retry_after_and_stores_nothing(tmp_path: Path) -> None:
+def test_a_batch_larger_than_the_write_queue_is_413_without_retry_and_stores_nothing(tmp_path: Path) -> None:
     config = make_config(tmp_path, storage={"sqlite": {"max_queued_records": 1}})
     with running_collector(config) as running:
         rest = Rest(running)
         events = [{"event_name": "A", "developer_id": f"d{i}"} for i in range(2)]
         answer = rest.post("/api/usage/track/batch", events)
-        assert answer.status_code == 503 and answer.headers["retry-after"].isdigit()
-        assert "overloaded" in answer.json()["error"]
+        # It can never fit, so it is a permanent refusal: no Retry-After that clients would obey forever.
+        assert answer.status_code == 413 and "retry-after" not in answer.headers
+        assert "it can never be accepted" in answer.json()["error"]
         assert running.records() == []
         rest.close()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from spanmeter.auth import new_key
 from tests.api.conftest import DAY_NS, record
@@ -142,7 +143,8 @@ def test_a_filter_narrows_the_records_and_a_record_shows_its_price_reference(
     assert page.locator("#records-table tbody tr").count() == 4
     page.fill("#filters input[name=customer]", "globex")
     page.click("#filters button[type=submit]")
-    page.wait_for_function("document.querySelectorAll('#records-table tbody tr').length === 2")
+    # A locator, not wait_for_function: the page's content-security policy forbids evaluating strings.
+    expect(page.locator("#records-table tbody tr")).to_have_count(2)
     customers = {row.split("\t")[3] for row in page.locator("#records-table tbody tr").all_inner_texts()}
     assert customers == {"globex"}
     page.locator("#records-table tbody tr").first.click()

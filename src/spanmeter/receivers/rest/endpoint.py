@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 
 from spanmeter.auth import Principal
 from spanmeter.convert.values import InvalidSpan
-from spanmeter.receivers.ingest import Ingest, Refusal
+from spanmeter.receivers.ingest import HTTP_STATUS, Ingest, Refusal
 from spanmeter.receivers.rest.body import RestError, read_json
 from spanmeter.receivers.rest.quota import QuotaGuard
 from spanmeter.record import UsageRecord
@@ -78,6 +78,8 @@ class RestIngest:
         try:
             return await self.ingest.write_records(records)
         except Refusal as refusal:
+            if not refusal.retryable:  # a value the store cannot hold (400), more than it can ever queue (413)
+                raise RestError(HTTP_STATUS[refusal.kind], refusal.message) from None
             raise RestError(503, refusal.message, refusal.retry_after or 1.0) from None
 
     async def stored_id(self, record: UsageRecord, result: WriteResult) -> tuple[str | None, bool]:
