@@ -13,13 +13,13 @@ import json
 from decimal import Decimal
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Query, Security
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from spanmeter.api.errors import ERROR_RESPONSES, ApiError
+from spanmeter.api.errors import ApiError
 from spanmeter.api.filters import META_DOC, RecordFilters, record_filters
 from spanmeter.api.models import AggregateResponse
-from spanmeter.api.usage import CallerDep, api_key_header, bearer, single_values
+from spanmeter.api.usage import CallerDep, keyed_router
 from spanmeter.record import decimal_string, format_ns
 from spanmeter.store.aggregate import (
     DIMENSIONS,
@@ -39,12 +39,7 @@ MAX_GROUP_BY: Final = 4
 
 
 def create_router(store: QueryStore) -> APIRouter:
-    router = APIRouter(
-        prefix="/api/v1/usage",
-        tags=["usage"],
-        dependencies=[Security(bearer), Security(api_key_header), Depends(single_values)],
-        responses=ERROR_RESPONSES,
-    )
+    router = keyed_router("/api/v1/usage", "usage")
 
     @router.get(
         "/aggregate",

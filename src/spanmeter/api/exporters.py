@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import APIRouter, Depends, Security
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from spanmeter.api.errors import ERROR_RESPONSES, ApiError
-from spanmeter.api.usage import CallerDep, api_key_header, bearer, single_values
+from spanmeter.api.errors import ApiError
+from spanmeter.api.usage import CallerDep, keyed_router
 from spanmeter.record import format_ns
 from spanmeter.store.outbox import ExporterState
 
@@ -31,12 +31,7 @@ class ExportersOut(BaseModel):
 
 
 def create_router(states: Callable[[], list[ExporterState]], configured: Callable[[], set[str]]) -> APIRouter:
-    router = APIRouter(
-        prefix="/api/v1",
-        tags=["exporters"],
-        dependencies=[Security(bearer), Security(api_key_header), Depends(single_values)],
-        responses=ERROR_RESPONSES,
-    )
+    router = keyed_router("/api/v1", "exporters")
 
     @router.get("/exporters", response_model=ExportersOut, summary="Each exporter's state (admin scope)")
     def exporters(caller: CallerDep) -> ExportersOut:

@@ -55,13 +55,19 @@ def single_values(request: Request) -> None:
 CallerDep = Annotated[Principal, Depends(principal)]
 
 
-def create_router(store: QueryStore, clock: Callable[[], int] = time.time_ns) -> APIRouter:
-    router = APIRouter(
-        prefix="/api/v1/usage",
-        tags=["usage"],
+def keyed_router(prefix: str, tag: str) -> APIRouter:
+    """A router whose every route takes the caller's key (Bearer or x-api-key), refuses repeated
+    query parameters and documents the shared error answers."""
+    return APIRouter(
+        prefix=prefix,
+        tags=[tag],
         dependencies=[Security(bearer), Security(api_key_header), Depends(single_values)],
         responses=ERROR_RESPONSES,
     )
+
+
+def create_router(store: QueryStore, clock: Callable[[], int] = time.time_ns) -> APIRouter:
+    router = keyed_router("/api/v1/usage", "usage")
 
     @router.get(
         "/records",
