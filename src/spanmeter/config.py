@@ -260,7 +260,9 @@ def _absolute_paths(config: Config, base: Path) -> Config:
     return config.model_copy(update={"storage": storage})
 
 
-_SENDING_ONLY: Final = ("secret", "headers")  # exporter keys only the sending process needs
+# Exporter keys only the sending process needs; every exporter type names its credential `api_key`
+# (or `secret` for signing), so a read-only command runs without the env vars that hold them.
+_SENDING_ONLY: Final = ("secret", "headers", "api_key")
 
 
 def parse_config(raw: Any, env: dict[str, str] | os._Environ[str], *, sending: bool = True) -> Config:
