@@ -3,10 +3,12 @@ quantities, de-duplicated by `idempotency_key`, metadata filterable."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import make_config, running_collector
 from tests.receivers.conftest import Rest
 
 # The documented call: one unit for a customer, with an idempotency key.
@@ -72,7 +74,7 @@ def test_without_idempotency_key_every_call_counts(rest: Rest) -> None:
         ({"timestamp": "2300-01-01T00:00:00Z"}, "timestamp must be between 1970 and 2262"),
         ({"metadata": {"a": [1]}}, "metadata.a must be a string, got an array"),
         ({"metadata": "region=eu"}, "metadata: Input should be a valid dictionary"),
-        ({"metadata": {f"k{i}": "v" for i in range(65)}}, "metadata has 65 entries; the limit is 64"),
+        ({"metadata": {f"k{i}": "v" for i in range(65)}}, "metadata has 65 entries; the limit is 64 (processors::usage::max_meta_keys)"),
     ],
 )
 def test_invalid_call_is_400_naming_the_field(shared_rest: Rest, change: dict[str, Any], error: str) -> None:
@@ -97,3 +99,21 @@ def test_x_api_key_header(auth_rest: Rest) -> None:
     answer = auth_rest.post("/api/v1/sdk/track", EXAMPLE, headers={"X-API-Key": key})
     assert answer.status_code == 202
     assert [item["workspace"] for item in auth_rest.items(key)] == ["acme"]
+
+
+def test_metadata_limit_is_the_configured_one_as_on_otlp(tmp_path: Path) -> None:
+    """`max_meta_keys` bounds REST metadata as it bounds `usage.meta.*` attributes on OTLP."""
+    config = make_config(tmp_path, processors={"usage": {"max_meta_keys": 2}})
+    with running_collector(config) as running:
+        rest = Rest(running)
+        three = {**EXAMPLE, "metadata": {"a": "1", "b": "2", "c": "3"}}
+        refused = rest.post("/api/v1/sdk/track", three)
+        assert refused.status_code == 400
+        assert refused.json()["error"] == "metadata has 3 entries; the limit is 2 (processors::usage::max_meta_keys)"
+        llm = {"provider": "openai", "model": "gpt-4o-mini", "prompt_tokens": 1, "completion_tokens": 1,
+               "total_tokens": 2, "metadata": {"feature": "chat", "a": "1", "b": "2", "c": "3"}}
+        assert rest.post("/api/ingest", llm).status_code == 400
+        assert rest.items() == []
+        assert rest.post("/api/v1/sdk/track", {**EXAMPLE, "metadata": {"a": "1", "b": "2"}}).status_code == 202
+        assert len(rest.items()) == 1
+        rest.close()

@@ -57,6 +57,11 @@ class RestIngest:
         """The longest string a record field takes (processors::usage::max_field_chars)."""
         return self.ingest.options.max_field_chars
 
+    @property
+    def max_meta_keys(self) -> int:
+        """The most metadata entries a record takes (processors::usage::max_meta_keys), as on OTLP."""
+        return self.ingest.options.max_meta_keys
+
     async def body(self, request: Request) -> Any:
         headers = {name.encode("latin-1"): value for name, value in request.headers.items()}
         return await read_json(request.headers.get("content-type", ""), headers, request.stream(), self.max_request_bytes)

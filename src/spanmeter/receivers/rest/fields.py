@@ -22,7 +22,6 @@ from pydantic.json_schema import WithJsonSchema
 from spanmeter.convert.values import InvalidSpan, as_str
 from spanmeter.receivers.rest.body import RestError
 
-MAX_META_KEYS: Final = 64  # metadata entries of one record
 MAX_TAGS: Final = 64
 MAX_KEY_CHARS: Final = 512  # idempotency keys
 _INT64_MAX: Final = 2**63 - 1
@@ -127,13 +126,13 @@ def account_domain(name: str, value: str | None, limit: int) -> str | None:
     return domain
 
 
-def metadata(name: str, values: dict[str, Any] | None, limit: int) -> dict[str, str]:
+def metadata(name: str, values: dict[str, Any] | None, limit: int, max_keys: int) -> dict[str, str]:
     """Key-value metadata as the record's `meta` (filterable with `meta[key]=value`): strings as
-    they are, numbers and booleans as their JSON text."""
+    they are, numbers and booleans as their JSON text; at most `max_keys` entries."""
     if not values:
         return {}
-    if len(values) > MAX_META_KEYS:
-        raise InvalidSpan(f"{name} has {len(values)} entries; the limit is {MAX_META_KEYS}")
+    if len(values) > max_keys:
+        raise InvalidSpan(f"{name} has {len(values)} entries; the limit is {max_keys} (processors::usage::max_meta_keys)")
     meta = {}
     for key, value in values.items():
         if not key:

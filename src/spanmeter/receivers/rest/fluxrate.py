@@ -52,7 +52,7 @@ def meter_event_record(api: RestIngest, event: FluxrateTrack) -> UsageRecord:
             api.common(customer_id=F.required("customer_external_id", event.customer_external_id, limit)),
             meter=meter,
             quantity=meter_quantity("quantity", event.quantity, InvalidSpan),
-            meta=F.metadata("metadata", event.metadata, limit),
+            meta=F.metadata("metadata", event.metadata, limit, api.max_meta_keys),
         )
     except InvalidSpan as error:
         raise RestError(400, str(error)) from None

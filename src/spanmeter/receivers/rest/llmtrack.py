@@ -111,7 +111,7 @@ def llm_call_record(api: RestIngest, event: LlmtrackEvent, key: str) -> UsageRec
         reasoning=None,
         exclusive_input=False,
         error_type=None if status in ("success", "error") else status,
-        meta=F.metadata("metadata", extra, limit),
+        meta=F.metadata("metadata", extra, limit, api.max_meta_keys),
         reported_cost_usd=None if event.cost is None else as_decimal("cost", event.cost, limit=MAX_COST_USD, positive=False),
     )
     record.idempotency_key = key
