@@ -22,7 +22,7 @@ IDLE_LEAVES = frozenset(
         "EpollSelector.select",  # the event loop waiting for I/O
         "Thread.run",  # grpc's poller thread and other waits in C
         "_worker",  # asyncio.to_thread workers waiting for work
-        "SQLiteStore._run",  # spanmeter's writer waiting on its queue (its work is in _commit)
+        "Writer._run",  # spanmeter's writer waiting on its queue (its work is in _commit)
         "Condition.wait",
         "Event.wait",
         "SimpleQueue.get",

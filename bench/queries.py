@@ -56,9 +56,9 @@ from spanmeter.api.usage import SERIES_DAYS
 from spanmeter.encoding import item_text
 from spanmeter.record import Product, UsageRecord, new_record_id
 from spanmeter.store.aggregate import AggregateQuery
+from spanmeter.store.constants import DAY_NS
 from spanmeter.store.queries import EQUALITY_FILTERS, RecordQuery
 from spanmeter.store.sqlite import SQLiteStore, migrations
-from spanmeter.store.sqlite_queries import DAY_NS
 
 GENERATOR_VERSION = 1  # bump when the generated data changes shape (invalidates cached databases)
 DAYS = 120
@@ -777,7 +777,7 @@ def run(args: argparse.Namespace, n: int) -> dict[str, Any]:
         for case in cases:
             sql_timing(store, case, cursors.get(case.name), min(args.calls, 50), args.case_seconds / 3)
     finally:
-        store.close_readers()
+        store.readers.close()
     print(f"\n== {n:,} records: spanmeter {spanmeter_version()}")
     print(
         f"machine: {os.cpu_count()} CPUs, {cpu_model()}, Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}"

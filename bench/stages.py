@@ -46,9 +46,10 @@ from spanmeter.metrics import Metrics
 from spanmeter.pricing import Pricer
 from spanmeter.receivers.ingest import Ingest
 from spanmeter.record import new_record_id
-from spanmeter.store.key_hash import key_hash
 from spanmeter.store.schema import record_to_row
-from spanmeter.store.sqlite import SQLiteStore, _Job, connect
+from spanmeter.store.sqlite import SQLiteStore, connect
+from spanmeter.store.sqlite.key_hash import key_hash
+from spanmeter.store.sqlite.writer import _Job
 
 
 def timed(results: dict[str, float], name: str, spans: int, fn: Callable[[], Any]) -> Any:
@@ -105,7 +106,7 @@ def insert_cpu(converted: list[Converted], path: Path, spans: int, *, drop_index
     started = time.process_time()
     for c in converted:
         conn.execute("BEGIN IMMEDIATE")
-        store._insert(conn, [_Job(c.records, loop, loop.create_future())])
+        store.writer._insert(conn, [_Job(c.records, loop, loop.create_future())])
         conn.execute("COMMIT")
     used = time.process_time() - started
     conn.close()

@@ -8,9 +8,9 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
-from spanmeter.app import build_store
 from spanmeter.config import load_config
 from spanmeter.store.base import RecordFilter
+from spanmeter.store.factory import open_store as build_store
 
 
 def test_demo_prints_its_records_with_their_cost(tmp_path: Path) -> None:

@@ -33,7 +33,8 @@ from spanmeter.receivers import http_limits, listen, otlp_grpc, otlp_http, rest
 from spanmeter.receivers.grpc_auth import AuthInterceptor
 from spanmeter.receivers.ingest import Ingest
 from spanmeter.receivers.listen import listen_error
-from spanmeter.store.sqlite import SQLiteStore
+from spanmeter.store.factory import open_store
+from spanmeter.store.port import Store
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +53,7 @@ def build_pricer(config: Config) -> Pricer:
     )
 
 
-def build_store(config: Config) -> SQLiteStore:
-    sqlite = config.storage.sqlite
-    return SQLiteStore(
-        sqlite.path,
-        synchronous=sqlite.synchronous.upper(),
-        max_queued_records=sqlite.max_queued_records,
-        busy_timeout=sqlite.busy_timeout,
-        cache_mb=sqlite.cache_mb,
-    )
-
-
-def build_exporters(config: Config, store: SQLiteStore, metrics: Metrics) -> list[ExportRunner]:
+def build_exporters(config: Config, store: Store, metrics: Metrics) -> list[ExportRunner]:
     return [ExportRunner.of(name, c, store, metrics) for name, c in config.active_exporters().items()]
 
 
@@ -109,7 +99,7 @@ class Collector:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.store = build_store(config)
+        self.store = open_store(config)
         self.metrics.queue_depth.set_function(lambda: self.store.queued)
         self.metrics.storage_failing.set_function(lambda: self.store.failure is not None)
         self.authenticator = Authenticator(
@@ -247,7 +237,7 @@ class Collector:
         for runner in self.exporters:
             runner.start()
         self._ready = True
-        log.info("spanmeter %s started; storing records in %s", spanmeter.__version__, self.store.path)
+        log.info("spanmeter %s started; storing records in %s", spanmeter.__version__, self.store.location)
 
     async def _register_exporters(self) -> None:
         """Give each exporter its outbox position before any record arrives (`start_at: now` counts

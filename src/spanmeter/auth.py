@@ -25,7 +25,8 @@ from decimal import Decimal
 from typing import Final
 
 from spanmeter.pricing import to_nano
-from spanmeter.store.queries import SCOPES, ApiKey, KeyStore
+from spanmeter.store.port import KeyStore
+from spanmeter.store.queries import SCOPES, ApiKey
 
 KEY_PREFIX: Final = "sm_"
 _SHOWN_CHARS: Final = 10

@@ -29,7 +29,7 @@ from spanmeter.store.outbox import DELIVERY_STATES, ExportFilter
 from spanmeter.store.queries import SCOPES, ApiKey
 
 if TYPE_CHECKING:
-    from spanmeter.store.sqlite import SQLiteStore
+    from spanmeter.store.port import Store
 
 log = logging.getLogger("spanmeter")
 
@@ -323,22 +323,22 @@ def _parse_since(value: str | None) -> int | None:
 
 
 # --- API keys ---------------------------------------------------------------------------------
-def _configured_store(config_path: Path | None, *, create: bool = False) -> tuple[Config, SQLiteStore]:
+def _configured_store(config_path: Path | None, *, create: bool = False) -> tuple[Config, Store]:
     """The configured store. Only `create` accepts a path with no database yet: a command that
     reads (or changes what exists) on a mistyped path must say so, not leave an empty database behind."""
-    from spanmeter.app import build_store
+    from spanmeter.store.factory import open_store
 
     config = _load(config_path, sending=False)
-    store = build_store(config)
-    if not create and not store.path.exists():
+    store = open_store(config)
+    if not create and not store.exists():
         where = f"storage::sqlite::path of {config_path}" if config_path else "the default, without -c"
         raise click.ClickException(
-            f"no database at {store.path} ({where}); run `spanmeter serve` first (or pass -c)"
+            f"no database at {store.location} ({where}); run `spanmeter serve` first (or pass -c)"
         )
     return config, store
 
 
-def _open_store(config_path: Path | None, *, create: bool = False) -> tuple[Config, SQLiteStore]:
+def _open_store(config_path: Path | None, *, create: bool = False) -> tuple[Config, Store]:
     """The configured store, migrated (see _configured_store for `create`)."""
     config, store = _configured_store(config_path, create=create)
     store.migrate()

@@ -1,7 +1,7 @@
 """A usage record as JSON: the query API's item (`UsageItem`), which the webhook exporter sends too.
 
 Pure functions, no I/O: the API routes and the exporters import the shape from here, so both
-always agree. store/item_sql.py builds the same item in SQLite for speed (an exporter's fast
+always agree. store/sqlite/item_sql.py builds the same item in SQLite for speed (an exporter's fast
 path); tests/store/test_item_sql.py checks the two are equal for generated records.
 """
 

@@ -1,4 +1,4 @@
-"""The SQLite outbox on its own: positions, claims, leases, dead deliveries (store/sqlite_outbox.py)."""
+"""The SQLite outbox on its own: positions, claims, leases, dead deliveries (store/sqlite/outbox.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 
 from spanmeter.record import UsageRecord, new_record_id
-from spanmeter.store import sqlite_outbox
 from spanmeter.store.base import RecordFilter
-from spanmeter.store.outbox import Claim, ExportFilter, NotDue
+from spanmeter.store.outbox import Claim, ExportFilter, LeaseLost, NotDue
 from spanmeter.store.sqlite import SQLiteStore
-from spanmeter.store.sqlite_outbox import LeaseLost
+from spanmeter.store.sqlite import outbox as sqlite_outbox
 
 LEASE = 60 * 10**9
 NOW = 1_800_000_000 * 10**9
@@ -87,7 +86,7 @@ def test_another_process_waits_for_the_lease(store: SQLiteStore, tmp_path: Path)
         store.release("x", "a")  # not a's any more: changes nothing
         assert isinstance(store.claim("x", EVERYTHING, 10, "a", NOW + LEASE + 3, LEASE), NotDue)
     finally:
-        other.close_outbox()
+        other.outbox.close()
 
 
 def test_backoff_is_kept_in_the_store(store: SQLiteStore) -> None:
@@ -144,7 +143,7 @@ def test_dead_deliveries_are_listed_requeued_and_sent_before_new_records(store: 
 def test_no_outbox_row_is_written_per_record(store: SQLiteStore) -> None:
     store.register_exporter("x", "now")
     write(store, [record(i) for i in range(50)])
-    conn = store._outbox()[0]
+    conn = store.outbox._outbox()[0]
     assert conn.execute("SELECT COUNT(*) FROM deliveries").fetchone() == (0,)
     assert store.exporter_states()[0].behind == 50
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from spanmeter.record import Product, UsageRecord
 from spanmeter.store.base import RecordFilter
+from spanmeter.store.constants import DAY_NS
 from spanmeter.store.queries import ProductAdoption
-from spanmeter.store.rollup import DAY_NS
 from spanmeter.store.sqlite import SQLiteStore
 from spanmeter.usage_schema import EVENT_FAMILIES
 

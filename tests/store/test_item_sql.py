@@ -1,4 +1,4 @@
-"""store/item_sql.py builds a record's item JSON in SQLite; it must equal the query API's item_json
+"""store/sqlite/item_sql.py builds a record's item JSON in SQLite; it must equal the query API's item_json
 for every record (exporters send it, receivers parse it with the same UsageItem model)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from spanmeter.api.models import UsageItem
 from spanmeter.encoding import item_json
 from spanmeter.record import Product, UsageRecord
-from spanmeter.store.item_sql import ITEM_JSON
 from spanmeter.store.schema import COLUMNS, column_type, record_to_row, row_to_record
+from spanmeter.store.sqlite.item_sql import ITEM_JSON
 
 text = st.one_of(st.none(), st.text(max_size=12), st.sampled_from(["", "ü€ \"quoted\"\n", "a\\b", "0"]))
 tokens = st.one_of(st.none(), st.integers(min_value=0, max_value=2**40))

@@ -1,4 +1,4 @@
-"""(workspace, idempotency_key) is unique through a UNIQUE index of a 64-bit hash (store/key_hash.py).
+"""(workspace, idempotency_key) is unique through a UNIQUE index of a 64-bit hash (store/sqlite/key_hash.py).
 
 Real collisions are too rare to meet in a test, so these tests squeeze the hash into 3 slots: every
 key then shares its first slot with others, and the store must still keep exactly one record per
@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from spanmeter.record import UsageRecord
-from spanmeter.store import sqlite as sqlite_store
 from spanmeter.store.base import WriteResult
-from spanmeter.store.key_hash import key_hash
 from spanmeter.store.sqlite import SQLiteStore
+from spanmeter.store.sqlite import key_hash as sqlite_store
+from spanmeter.store.sqlite.key_hash import key_hash
 
 
 def crowded_hash(workspace: str, key: str, probe: int = 0) -> int:

@@ -38,7 +38,7 @@ def test_adoption_reads_its_rollups_and_one_day_of_the_product_events_index(tmp_
 def test_the_writer_looks_conversations_up_by_primary_key(tmp_path: Path) -> None:
     """Each batch looks up its conversations' stored starts: a scan of conversation_starts made
     every write slower as conversations accumulated."""
-    from spanmeter.store import rollup
+    from spanmeter.store.sqlite import rollup
 
     store = SQLiteStore(tmp_path / "p.db")
     store.migrate()

@@ -13,7 +13,7 @@ from pathlib import Path
 from spanmeter.pricing import to_nano
 from spanmeter.record import UsageRecord
 from spanmeter.store.base import RecordFilter
-from spanmeter.store.rollup import DAY_NS
+from spanmeter.store.constants import DAY_NS
 from spanmeter.store.sqlite import SQLiteStore
 
 T0 = 20_400 * DAY_NS  # a midnight in 2025

@@ -7,10 +7,10 @@ import asyncio
 from pathlib import Path
 
 from spanmeter.record import UsageRecord
+from spanmeter.store.constants import DAY_NS
 from spanmeter.store.queries import RecordQuery
-from spanmeter.store.rollup import DAY_NS
 from spanmeter.store.sqlite import SQLiteStore
-from spanmeter.store.sqlite_queries import build_page_sql
+from spanmeter.store.sqlite.queries import build_page_sql
 
 T0 = 20_400 * DAY_NS
 
@@ -33,9 +33,9 @@ def test_recent_ranges_walk_seq_old_ranges_read_the_time_index(tmp_path: Path) -
         recent = RecordQuery("w", from_ns=T0 + 15 * DAY_NS, limit=10)
         old_day = RecordQuery("w", from_ns=T0 + 2 * DAY_NS, to_ns=T0 + 3 * DAY_NS, limit=10)
         early_asc = RecordQuery("w", from_ns=T0 + 1 * DAY_NS, to_ns=T0 + 3 * DAY_NS, limit=10, order="asc")
-        assert store._walk_seq_for_time_range(recent)  # nothing newer to pass
-        assert not store._walk_seq_for_time_range(old_day)  # 17 newer days to pass
-        assert store._walk_seq_for_time_range(early_asc)  # from the oldest: 1 day to pass, 2 inside
+        assert store.queries._walk_seq_for_time_range(recent)  # nothing newer to pass
+        assert not store.queries._walk_seq_for_time_range(old_day)  # 17 newer days to pass
+        assert store.queries._walk_seq_for_time_range(early_asc)  # from the oldest: 1 day to pass, 2 inside
         for query in (recent, old_day, early_asc):
             pages = [store._fetch(*build_page_sql(query, walk_seq=walk)) for walk in (False, True)]
             assert pages[0] == pages[1] and len(pages[0]) == 10

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from spanmeter.record import UsageRecord
-from spanmeter.store import sqlite as sqlite_store
-from spanmeter.store.sqlite import SQLiteStore
+from spanmeter.store.base import RecordFilter
+from spanmeter.store.sqlite import SQLiteStore, checkpoints
+from spanmeter.store.sqlite import writer as sqlite_store
 
 
 def record(key: str) -> UsageRecord:
@@ -102,9 +103,9 @@ def largest_wal(path: Path, batches: int, pause: float = 0.0) -> int:
 def test_the_wal_starts_over_under_steady_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Checkpoints beside a steady writer never leave the WAL fully copied, so SQLite would never
     rewind it; the writer finishes one past WAL_RESTART_PAGES, and the WAL stays near that size."""
-    monkeypatch.setattr(sqlite_store, "CHECKPOINT_SECONDS", 0.02)
-    monkeypatch.setattr(sqlite_store, "WAL_RESTART_PAGES", 200)  # 800 kB
-    monkeypatch.setattr(sqlite_store, "WAL_LIMIT_PAGES", 1_000_000)  # no truncation: only the rewind bounds it
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_SECONDS", 0.02)
+    monkeypatch.setattr(checkpoints, "WAL_RESTART_PAGES", 200)  # 800 kB
+    monkeypatch.setattr(checkpoints, "WAL_LIMIT_PAGES", 1_000_000)  # no truncation: only the rewind bounds it
     largest = largest_wal(tmp_path / "w.db", batches=150, pause=0.002)
     assert largest < 20 * 200 * 4096, f"the WAL grew to {largest} bytes"  # without the rewind: ~67 MB
 
@@ -112,8 +113,8 @@ def test_the_wal_starts_over_under_steady_writes(tmp_path: Path, monkeypatch: py
 def test_the_writer_truncates_a_wal_the_checkpoints_cannot_keep_up_with(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_store, "CHECKPOINT_SECONDS", 3600.0)  # the checkpoint thread never gets to run
-    monkeypatch.setattr(sqlite_store, "WAL_LIMIT_PAGES", 500)  # 2 MB
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_SECONDS", 3600.0)  # the checkpoint thread never gets to run
+    monkeypatch.setattr(checkpoints, "WAL_LIMIT_PAGES", 500)  # 2 MB
     largest = largest_wal(tmp_path / "t.db", batches=100)
     assert largest < 3 * 500 * 4096, f"the WAL grew to {largest} bytes"  # about 30 MB without truncation
 
@@ -174,7 +175,7 @@ def test_batches_with_and_without_rare_fields_store_every_field(tmp_path: Path) 
         try:
             assert len((await store.write([call])).inserted) == 1  # the common columns only
             assert len((await store.write([plain, rare])).inserted) == 2  # every column
-            return store.recent(sqlite_store.RecordFilter(), 10)
+            return store.recent(RecordFilter(), 10)
         finally:
             await store.close()
 

@@ -17,8 +17,7 @@ from spanmeter.api.ratelimit import RateLimiter
 from spanmeter.auth import Authenticator
 from spanmeter.config import Config
 from spanmeter.metrics import Metrics
-from spanmeter.store.outbox import Outbox
-from spanmeter.store.queries import QueryStore
+from spanmeter.store.port import Outbox, QueryStore
 
 
 class ApiStore(QueryStore, Outbox, Protocol):

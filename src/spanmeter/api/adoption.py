@@ -21,8 +21,9 @@ from spanmeter.api.usage import principal, single_values
 from spanmeter.auth import Principal
 from spanmeter.metrics import Metrics
 from spanmeter.record import format_ns
-from spanmeter.store.queries import ProductAdoption, QueryStore
-from spanmeter.store.rollup import DAY_NS
+from spanmeter.store.constants import DAY_NS
+from spanmeter.store.port import QueryStore
+from spanmeter.store.queries import ProductAdoption
 
 METHODOLOGY_VERSION: Final = "1"
 WEIGHTS: Final = {"developers": 0.5, "accounts": 0.3, "activation": 0.2}

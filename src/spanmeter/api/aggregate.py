@@ -32,7 +32,7 @@ from spanmeter.store.aggregate import (
     metrics_from,
     zone,
 )
-from spanmeter.store.queries import QueryStore
+from spanmeter.store.port import QueryStore
 
 MAX_ROWS: Final = 100_000
 MAX_GROUP_BY: Final = 4

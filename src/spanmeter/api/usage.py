@@ -26,8 +26,9 @@ from spanmeter.auth import Principal
 from spanmeter.encoding import item_text
 from spanmeter.pricing import from_nano
 from spanmeter.record import decimal_string, format_ns
-from spanmeter.store.queries import QueryStore, RecordQuery
-from spanmeter.store.rollup import DAY_NS
+from spanmeter.store.constants import DAY_NS
+from spanmeter.store.port import QueryStore
+from spanmeter.store.queries import RecordQuery
 
 SERIES_DAYS: Final = 90
 MAX_TAKE: Final = 500

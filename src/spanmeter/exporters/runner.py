@@ -18,12 +18,12 @@ import asyncio
 import concurrent.futures
 import logging
 import random
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
+from spanmeter.errors import StorageError
 from spanmeter.exporters import registry
 from spanmeter.exporters.base import (
     Dead,
@@ -39,8 +39,8 @@ from spanmeter.exporters.base import (
 from spanmeter.exporters.settings import ExporterConfig
 from spanmeter.metrics import Metrics
 from spanmeter.priority import lower_this_thread
-from spanmeter.store.outbox import Claim, ExportFilter, NotDue, Outbox, new_owner
-from spanmeter.store.sqlite_outbox import LeaseLost
+from spanmeter.store.outbox import Claim, ExportFilter, LeaseLost, NotDue, new_owner
+from spanmeter.store.port import Outbox
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -136,7 +136,7 @@ class ExportRunner:
             self._task = None
         try:
             await self._in_thread(self.outbox.release, self.name, self.owner)
-        except (sqlite3.Error, OSError) as error:  # the lease expires by itself
+        except (StorageError, OSError) as error:  # the lease expires by itself
             log.warning("exporter %s: could not release its lease: %s", self.name, error)
         self.exporter.close()
         self._thread.shutdown(wait=False)

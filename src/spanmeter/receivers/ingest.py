@@ -43,7 +43,8 @@ from spanmeter.metrics import Metrics
 from spanmeter.pricing import Pricer
 from spanmeter.receivers.decode import decode
 from spanmeter.record import UsageRecord, new_record_id
-from spanmeter.store.base import Store, WriteResult
+from spanmeter.store.base import WriteResult
+from spanmeter.store.port import RecordStore
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class Ingest:
 
     def __init__(
         self,
-        store: Store,
+        store: RecordStore,
         pricer: Pricer,
         options: ConvertOptions,
         metrics: Metrics,

@@ -21,7 +21,6 @@ from spanmeter.store.queries import RecordQuery
 
 NS: Final = 1_000_000_000
 HOUR_NS: Final = 3600 * NS
-DAY_NS: Final = 86_400 * NS
 
 # metric name -> what it sums or counts (the docs' table says the same in words)
 METRICS: Final = (

@@ -1,11 +1,9 @@
-"""The Store protocol: what receivers, the API and the CLI need from a backend."""
+"""What a write returns, and how the CLI picks recent records: backend-neutral (port.py has the protocols)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from spanmeter.errors import Overloaded
 from spanmeter.record import UsageRecord
 
 
@@ -26,22 +24,3 @@ class RecordFilter:
     kind: str | None = None
     since_ns: int | None = None
 
-
-class Store(Protocol):
-    async def start(self) -> None: ...
-
-    def overloaded(self) -> Overloaded | None:
-        """The error to refuse a request with while the write queue is full, else None (cheap)."""
-        ...
-
-    async def write(self, records: list[UsageRecord]) -> WriteResult:
-        """Commit the records (idempotently) before returning; raises StorageError / Overloaded."""
-        ...
-
-    def recent(self, where: RecordFilter, limit: int) -> list[UsageRecord]:
-        """The records that occurred last, newest first by `occurred_at` (synchronous: for the CLI and tests)."""
-        ...
-
-    async def close(self) -> None:
-        """Finish queued writes, then release the database. Safe without start."""
-        ...

@@ -23,10 +23,11 @@ import hashlib
 import os
 import socket
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, Literal, Protocol
+from typing import Final, Literal
 
+from spanmeter.errors import SpanmeterError
 from spanmeter.record import UsageRecord
 
 # pending: waiting to be sent again, after a failed attempt (the batch in hand, in backoff) or
@@ -115,6 +116,10 @@ def holder_is_gone(owner: str) -> bool:
     return False
 
 
+class LeaseLost(SpanmeterError):
+    """Another process took this exporter's lease (this one stalled past it): stop the batch."""
+
+
 @dataclass(slots=True, frozen=True)
 class NotDue:
     """Nothing to send now: `until` (ns) is the batch's next attempt, or a lease held elsewhere."""
@@ -161,59 +166,3 @@ class ExporterState:
 class Requeued:
     count: int
     exporters: list[str] = field(default_factory=list)
-
-
-class Outbox(Protocol):
-    def register_exporter(self, exporter: str, start_at: StartAt) -> int:
-        """Create the exporter's position if new (at the newest record, or before the first); returns it."""
-        ...
-
-    def claim(
-        self,
-        exporter: str,
-        where: ExportFilter,
-        limit: int,
-        owner: str,
-        now_ns: int,
-        lease_ns: int,
-        item_of: ItemOf | None = None,
-    ) -> Claim | NotDue | None:
-        """The next batch to send (None: nothing pending). Takes or renews the exporter's lease.
-        With `item_of`, the batch carries item JSON texts (built by the store, by `item_of` where
-        it cannot), else UsageRecords."""
-        ...
-
-    def delivered(self, claim: Claim, owner: str, now_ns: int) -> None: ...
-
-    def progress(
-        self, claim: Claim, owner: str, now_ns: int, done: int, dead: Mapping[int, str], lease_ns: int = 0
-    ) -> Claim:
-        """Settle the claim's first `done` records for good, before anything else is sent: delivered,
-        except those at the indexes in `dead` (dead deliveries with that reason). Returns the rest of
-        the claim, still claimed (and the lease renewed for `lease_ns`): after a restart the next
-        claim is that rest, never the settled head. This is how targets without idempotency keys
-        never get a record twice."""
-        ...
-
-    def retry_later(
-        self, claim: Claim, owner: str, now_ns: int, at_ns: int, reason: str, *, counts_toward_give_up: bool = True
-    ) -> None:
-        """Keep the batch for another attempt at `at_ns`. `counts_toward_give_up`: the attempt is a
-        passing failure, timed against max_elapsed_time from the first such one; False (paused, long
-        back-off) stops that clock, so the records are never made dead for a wait the target asked for."""
-        ...
-
-    def dead(self, claim: Claim, owner: str, now_ns: int, reason: str) -> None: ...
-
-    def release(self, exporter: str, owner: str) -> None: ...
-
-    def deliveries(
-        self, exporter: str | None, state: str | None, limit: int, filters: Mapping[str, ExportFilter] | None = None
-    ) -> list[Delivery]:
-        """Dead and pending deliveries (see DELIVERY_STATES); `filters`: each exporter's, to list
-        the records of a batch in retry as the retry will send them."""
-        ...
-
-    def requeue_dead(self, exporter: str | None, record_ids: list[str] | None) -> Requeued: ...
-
-    def exporter_states(self, filters: Mapping[str, ExportFilter] | None = None) -> list[ExporterState]: ...

@@ -1,20 +1,14 @@
-"""What the query API and API keys need from a backend: plain types and two protocols.
+"""What the query API and API keys ask a backend, and what it answers: plain, backend-neutral types.
 
-The SQL lives in the backends (`sqlite_queries.py`, `sqlite_keys.py`); everything here is
-backend-neutral, so a PostgreSQL store implements the same two protocols.
+The protocols that take and return them are in port.py; the SQL lives in the backends
+(`sqlite/queries.py`, `sqlite/api_keys.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Final, Literal, Protocol
-
-from spanmeter.record import UsageRecord
-
-if TYPE_CHECKING:  # aggregate.py builds on RecordQuery, defined here
-    from spanmeter.store.aggregate import AggregateQuery, AggregateResult
+from typing import Final, Literal
 
 # Query parameter → records column, for the equality filters of GET /api/v1/usage/records.
 EQUALITY_FILTERS: Final = {
@@ -116,69 +110,3 @@ class ApiKey:
     # before it stores: records of any kind, and cost in nano-USD. None: no limit of that kind.
     quota_records: int | None = None
     quota_cost_nano: int | None = None
-
-
-class QueryStore(Protocol):
-    def find_record_id(self, workspace: str, idempotency_key: str) -> str | None:
-        """The id of the record stored under this idempotency key, if any."""
-        ...
-
-    def query_records(self, query: RecordQuery) -> list[tuple[int, UsageRecord]]:
-        """Up to `query.limit` (seq, record) pairs in `query.order` of seq."""
-        ...
-
-    def query_items(self, query: RecordQuery, item_of: Callable[[UsageRecord], str]) -> list[tuple[int, str]]:
-        """The same page as (seq, item JSON text) pairs: built by the database where it can
-        (store/item_sql.py), by `item_of` where it cannot."""
-        ...
-
-    def daily_totals(
-        self, workspace: str, customer: str | None, start_ns: int, end_ns: int
-    ) -> list[DailyTotals]:
-        """Per UTC day of occurred_at in [start_ns, end_ns): tokens and messages of LLM records, cost."""
-        ...
-
-    def new_conversations(
-        self, workspace: str, customer: str | None, start_ns: int, end_ns: int
-    ) -> dict[int, int]:
-        """Per UTC day: conversations whose first record occurred that day, within [start_ns, end_ns)."""
-        ...
-
-    def period_totals(
-        self, workspace: str, customer: str | None, start_ns: int, end_ns: int
-    ) -> PeriodTotals: ...
-
-    def records_and_cost(self, workspace: str, start_ns: int, end_ns: int) -> tuple[int, int]:
-        """Records of every kind and their cost in nano-USD, of whole UTC days in [start_ns, end_ns)
-        (the daily rollups: a few rows): what API-key quotas count."""
-        ...
-
-    def product_adoption(
-        self, workspace: str, since_ns: int, category: str | None
-    ) -> list[ProductAdoption]: ...
-
-    def aggregate(self, query: AggregateQuery) -> AggregateResult:
-        """Meter query rows (store/aggregate.py); TooManyRows past query.max_rows."""
-        ...
-
-    def cursor_secret(self) -> bytes:
-        """A random secret kept in the database, so every instance on it signs cursors alike."""
-        ...
-
-
-class KeyStore(Protocol):
-    def create_key(self, key: ApiKey) -> None: ...
-
-    def find_key(self, key_hash: str) -> ApiKey | None: ...
-
-    def list_keys(self, workspace: str | None = None) -> list[ApiKey]: ...
-
-    def set_key_state(self, key_id: str, state: str) -> ApiKey:
-        """Raises KeyError for an unknown id, ValueError when a revoked key would change."""
-        ...
-
-    def set_key_quota(self, key_id: str, records: int | None, cost_nano: int | None) -> ApiKey:
-        """Replace the key's monthly quota (None: no limit of that kind); KeyError for an unknown id."""
-        ...
-
-

@@ -24,7 +24,7 @@ from spanmeter.receivers.ingest import Ingest
 from spanmeter.receivers.rest import fluxrate, llmtrack, spryngtime, tokensand
 from spanmeter.receivers.rest.endpoint import RestIngest
 from spanmeter.receivers.rest.openapi import add_request_schemas
-from spanmeter.store.queries import QueryStore
+from spanmeter.store.port import QueryStore
 
 FAMILIES = (tokensand, llmtrack, fluxrate, spryngtime)
 

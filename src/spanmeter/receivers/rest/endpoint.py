@@ -28,7 +28,7 @@ from spanmeter.receivers.rest.body import RestError, read_json
 from spanmeter.receivers.rest.quota import QuotaGuard
 from spanmeter.record import UsageRecord
 from spanmeter.store.base import WriteResult
-from spanmeter.store.queries import QueryStore
+from spanmeter.store.port import QueryStore
 
 log = logging.getLogger(__name__)
 

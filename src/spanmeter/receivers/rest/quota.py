@@ -19,7 +19,7 @@ from spanmeter.auth import Principal
 from spanmeter.pricing import from_nano
 from spanmeter.receivers.rest.body import RestError
 from spanmeter.record import decimal_string
-from spanmeter.store.queries import QueryStore
+from spanmeter.store.port import QueryStore
 
 
 def month_bounds(now_ns: int) -> tuple[int, int, str]:

@@ -1,7 +1,7 @@
 """The SQLite side of meter queries (`GET /api/v1/usage/aggregate`, `spanmeter usage`).
 
 Two sources give the same numbers:
-- the daily rollups (`usage_daily`, store/rollup.py) when they hold everything asked: windows of a
+- the daily rollups (`usage_daily`, store/sqlite/rollup.py) when they hold everything asked: windows of a
   UTC day, a UTC month or none, grouped by nothing or by customer, filtered by customer only, cost,
   tokens and record counts, from/to on UTC midnights. 30 days of 2,000 customers is ~60,000 small
   rows whatever the number of records;
@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from spanmeter.store.aggregate import (
-    DAY_NS,
     HOUR_NS,
     META_PREFIX,
     NS,
@@ -31,8 +30,9 @@ from spanmeter.store.aggregate import (
     offset_periods,
     zone,
 )
-from spanmeter.store.rollup import ALL_CUSTOMERS
-from spanmeter.store.sqlite_queries import record_filters
+from spanmeter.store.constants import ALL_CUSTOMERS, DAY_NS
+from spanmeter.store.sqlite.queries import record_filters
+from spanmeter.store.sqlite.readers import Fetch
 
 _TOKENS: Final = "COALESCE(r.total_tokens, COALESCE(r.input_tokens, 0) + COALESCE(r.output_tokens, 0))"
 # metric -> its SQL over `records r`; quantity is summed exactly in Python (stored as decimal text)
@@ -63,11 +63,10 @@ _DIMENSION_SQL: Final = {
 
 
 class SQLiteAggregate:
-    """Mixed into SQLiteStore, beside SQLiteQueries (which provides `_fetch`)."""
+    """Meter queries, on the read connections."""
 
-    if TYPE_CHECKING:
-
-        def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]: ...
+    def __init__(self, fetch: Fetch) -> None:
+        self._fetch = fetch
 
     def aggregate(self, query: AggregateQuery) -> AggregateResult:
         """Rows of (window, group) with at least one record, in window then group order (no

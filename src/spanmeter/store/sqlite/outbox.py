@@ -1,9 +1,9 @@
-"""The SQLite side of the outbox (store/outbox.py): exporter positions and delivery exceptions.
+"""The SQLite side of the outbox (store/outbox.py, store/port.py): exporter positions and delivery exceptions.
 
 Tables (migrations m008, m009): `exporter_positions`, one row per exporter (with its running
 totals of delivered records and retried attempts), and `deliveries`, only the dead ones and those
 sent again. Each change is a few small statements that the store's writer
-runs inside its next transaction (`SQLiteStore.transaction`), so exporters never compete with
+runs inside its next transaction (`Writer.transaction`), so exporters never compete with
 ingest for SQLite's write lock. Reading a batch runs on this module's own connection in a read
 transaction (a consistent snapshot, no lock), and scans at most SCAN_WINDOW records past the
 position, however selective the filter.
@@ -22,20 +22,21 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from spanmeter.errors import SpanmeterError
-from spanmeter.store.item_sql import ITEM_JSON, complete_items
 from spanmeter.store.outbox import (
     Claim,
     Delivery,
     ExporterState,
     ExportFilter,
     ItemOf,
+    LeaseLost,
     NotDue,
     Requeued,
     StartAt,
     holder_is_gone,
 )
 from spanmeter.store.schema import COLUMNS, row_to_record
+from spanmeter.store.sqlite.errors import storage_error
+from spanmeter.store.sqlite.item_sql import ITEM_JSON, complete_items
 
 SCHEMA: Final = (
     (
@@ -99,10 +100,6 @@ _RELEASE: Final = (
 )
 
 
-class LeaseLost(SpanmeterError):
-    """Another process took this exporter's lease (this one stalled past it): stop the batch."""
-
-
 def _check_lease(conn: sqlite3.Connection, exporter: str, owner: str) -> None:
     held = conn.execute("SELECT lease_owner FROM exporter_positions WHERE exporter = ?", [exporter]).fetchone()
     if held is None or held[0] != owner:
@@ -141,13 +138,14 @@ def _filter_sql(where: ExportFilter) -> tuple[str, list[Any]]:
 
 
 class SQLiteOutbox:
-    """Mixed into SQLiteStore (which provides `path` and `busy_timeout`)."""
+    """Exporter positions and claims: reads on a connection of its own, writes by the writer."""
 
-    path: Path
-    busy_timeout: float
-    transaction: Callable[[Callable[[sqlite3.Connection], Any]], Any]  # SQLiteStore's
-    _outbox_conn: sqlite3.Connection | None = None
-    _outbox_lock: threading.Lock | None = None
+    def __init__(self, path: Path, busy_timeout: float, transaction: Callable[[Callable[[sqlite3.Connection], Any]], Any]) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self.transaction = transaction  # the writer's: runs a function in its next transaction
+        self._outbox_conn: sqlite3.Connection | None = None
+        self._outbox_lock: threading.Lock | None = None
 
     def _outbox(self) -> tuple[sqlite3.Connection, threading.Lock]:
         if self._outbox_conn is None or self._outbox_lock is None:
@@ -157,7 +155,7 @@ class SQLiteOutbox:
             )
         return self._outbox_conn, self._outbox_lock
 
-    def close_outbox(self) -> None:
+    def close(self) -> None:
         if self._outbox_conn is not None:
             self._outbox_conn.close()
             self._outbox_conn = None
@@ -341,7 +339,10 @@ class SQLiteOutbox:
         self._write([(_FAILED, params)], owner, claim.exporter)
 
     def release(self, exporter: str, owner: str) -> None:
-        self._write([(_RELEASE, [exporter, owner])])
+        try:
+            self._write([(_RELEASE, [exporter, owner])])
+        except sqlite3.Error as error:  # callers catch the backend-neutral StorageError
+            raise storage_error(error) from error
 
     # --- operators ---------------------------------------------------------------------------
     def deliveries(

@@ -1,6 +1,6 @@
 """The SQLite side of the query API: record pages, daily series, period totals, adoption rows.
 
-Reads use a small pool of read-only connections (WAL lets them run beside the writer). Pages are
+Reads use a small pool of read-only connections (readers.py). Pages are
 keyed on `seq`, the insertion order: SQLite's single writer assigns it in commit order, so a
 cursor `seq < N` (desc) or `seq > N` (asc) neither skips nor repeats records inserted meanwhile.
 Meta filters compare `json_extract(meta, '$."key"')` while walking a page's index in seq order:
@@ -10,21 +10,14 @@ in 10^5 makes the page read much of the workspace (no meta index: it cost ~70% o
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import queue
-import sqlite3
-import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Final
 
 from spanmeter.record import UsageRecord
-from spanmeter.store.adoption_rollup import FAMILY_COLUMNS as _FAMILY_COLUMNS
-from spanmeter.store.adoption_rollup import PRODUCT_EVENTS, PRODUCT_KEY
-from spanmeter.store.item_sql import ITEM_JSON, complete_items
-from spanmeter.store.key_hash import key_hash
+from spanmeter.store.base import RecordFilter
+from spanmeter.store.constants import ALL_CUSTOMERS, DAY_NS
 from spanmeter.store.queries import (
     EQUALITY_FILTERS,
     DailyTotals,
@@ -33,89 +26,48 @@ from spanmeter.store.queries import (
     RecordQuery,
     UnknownModel,
 )
-from spanmeter.store.rollup import ALL_CUSTOMERS, DAY_NS, sum_quantities
 from spanmeter.store.schema import COLUMNS, row_to_record
+from spanmeter.store.sqlite.adoption_rollup import FAMILY_COLUMNS as _FAMILY_COLUMNS
+from spanmeter.store.sqlite.adoption_rollup import PRODUCT_EVENTS, PRODUCT_KEY
+from spanmeter.store.sqlite.item_sql import ITEM_JSON, complete_items
+from spanmeter.store.sqlite.key_hash import key_hash
+from spanmeter.store.sqlite.readers import Fetch
+from spanmeter.store.sqlite.rollup import sum_quantities
 from spanmeter.usage_schema import EVENT_FAMILIES
 
 _ALLOWED_COLUMNS: Final = frozenset(EQUALITY_FILTERS.values())
 _RECORD_COLUMNS: Final = ", ".join(f"r.{c}" for c in COLUMNS)
-# Tokens of one LLM record: total when the emitter gave it, else input + output.
-_POOL_SIZE: Final = 4
-# Per read connection. A page with a rare filter walks ~8,000 rows (~8 MB of pages); SQLite's
-# default 2 MB cache re-read them from the OS on every call: 5.7 -> 4.4 ms of SQL at 1M records.
-_READ_CACHE_KIB: Final = 16 * 1024
-
-
-class _ReadPool:
-    """Up to `size` read connections, opened on demand, all closed by `close`."""
-
-    def __init__(self, path: Path, timeout: float, size: int = _POOL_SIZE) -> None:
-        self._path = path
-        self._timeout = timeout
-        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self._size = size
-
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[sqlite3.Connection]:
-        try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            conn = self._open()
-        try:
-            yield conn
-        finally:
-            with self._lock:
-                pooled = conn in self._all
-            if pooled:
-                self._idle.put(conn)
-            else:
-                conn.close()
-
-    def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            str(self._path), timeout=self._timeout, isolation_level=None, check_same_thread=False
-        )
-        conn.execute("PRAGMA query_only=ON")
-        conn.execute(f"PRAGMA cache_size=-{_READ_CACHE_KIB}")
-        with self._lock:
-            if len(self._all) < self._size:
-                self._all.append(conn)
-        return conn
-
-    def close(self) -> None:
-        with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            conn.close()
+_SELECT: Final = f"SELECT {', '.join(COLUMNS)} FROM records"
 
 
 class SQLiteQueries:
-    """Mixed into SQLiteStore (which provides `path` and `busy_timeout`)."""
+    """The reads of the query API and the CLI, on the read connections."""
 
-    path: Path
-    busy_timeout: float
-    _read_pool: _ReadPool | None = None
-    _secret: bytes | None = None
-
-    def _reader(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        if self._read_pool is None:
-            self._read_pool = _ReadPool(self.path, self.busy_timeout)
-        return self._read_pool.connection()
-
-    def close_readers(self) -> None:
-        if self._read_pool is not None:
-            self._read_pool.close()
-            self._read_pool = None
-
-    def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        with self._reader() as conn:
-            return conn.execute(sql, params).fetchall()
+    def __init__(self, fetch: Fetch) -> None:
+        self._fetch = fetch
+        self._secret: bytes | None = None
 
     # --- records -----------------------------------------------------------------------------
+    def recent(self, where: RecordFilter, limit: int) -> list[UsageRecord]:
+        clauses, params = [], []  # type: list[str], list[Any]
+        for column, value in (("workspace", where.workspace), ("customer_id", where.customer_id), ("kind", where.kind)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if where.since_ns is not None:
+            clauses.append("occurred_at >= ?")
+            params.append(where.since_ns)
+        where_sql = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        # By when they occurred, not when they arrived: batches arrive out of time order.
+        sql = f"{_SELECT}{where_sql} ORDER BY occurred_at DESC, seq DESC LIMIT ?"
+        return [row_to_record(row) for row in self._fetch(sql, [*params, limit])]
+
+    def workspaces(self) -> list[str]:
+        """Workspaces that hold records (read from the daily rollups: a few rows, not the records)."""
+        return [w for (w,) in self._fetch("SELECT DISTINCT workspace FROM usage_daily ORDER BY 1", [])]
+
     def find_record_id(self, workspace: str, idempotency_key: str) -> str | None:
-        # The key's hash slots in probe order (store/key_hash.py): the first free one ends the search.
+        # The key's hash slots in probe order (store/sqlite/key_hash.py): the first free one ends the search.
         probe = 0
         while True:
             rows = self._fetch(
@@ -166,7 +118,7 @@ class SQLiteQueries:
         return (passed or 0) <= (inside or 0)
 
     # --- series and totals -------------------------------------------------------------------
-    # Whole UTC days come from the daily rollups (store/rollup.py), kept by the writer.
+    # Whole UTC days come from the daily rollups (store/sqlite/rollup.py), kept by the writer.
     def daily_totals(
         self, workspace: str, customer: str | None, start_ns: int, end_ns: int
     ) -> list[DailyTotals]:
@@ -232,7 +184,7 @@ class SQLiteQueries:
 
     # --- adoption ----------------------------------------------------------------------------
     def product_adoption(self, workspace: str, since_ns: int, category: str | None) -> list[ProductAdoption]:
-        # The adoption rollups (store/adoption_rollup.py): whole UTC days of event counts plus the
+        # The adoption rollups (store/sqlite/adoption_rollup.py): whole UTC days of event counts plus the
         # records of the partial first day; developers and accounts by the time of their last event.
         whole = -(-since_ns // DAY_NS)  # the first whole day of the period
         daily_category = records_category = ""
@@ -267,7 +219,7 @@ class SQLiteQueries:
                 [since_ns, workspace, since_ns, *scope_params],
             )
         }
-        accounts = dict(
+        accounts: dict[str, int] = dict(
             self._fetch(
                 "SELECT product, COUNT(DISTINCT account) FROM adoption_accounts"
                 f" WHERE workspace = ? AND last_at >= ?{scope} GROUP BY product",

@@ -25,9 +25,8 @@ from decimal import Decimal
 from typing import Final
 
 from spanmeter.record import UsageRecord, decimal_string
+from spanmeter.store.constants import ALL_CUSTOMERS, DAY_NS
 
-DAY_NS: Final = 86_400 * 1_000_000_000
-ALL_CUSTOMERS: Final = ""
 _CHUNK: Final = 400
 
 SCHEMA: Final = (

@@ -1,4 +1,4 @@
-"""The SQLite side of API keys: the `api_keys` table (migrations m003, m009 for quotas).
+"""The SQLite side of API keys: the `api_keys` table (migrations m003, m010 for quotas).
 
 Keys are not on the ingest hot path's writer: they change rarely (the CLI), so each change is
 its own short transaction on its own connection; lookups use the read pool.
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
 from spanmeter.store.queries import ApiKey
+from spanmeter.store.sqlite.readers import Fetch
 
 _COLUMNS: Final = (
     "id",
@@ -37,11 +37,12 @@ def _key(row: tuple[Any, ...]) -> ApiKey:
 
 
 class SQLiteKeys:
-    """Mixed into SQLiteStore, after SQLiteQueries (for `_fetch`)."""
+    """API keys: read on the read connections, changed on a connection of their own (rare)."""
 
-    path: Path
-    busy_timeout: float
-    _fetch: Callable[[str, list[Any]], list[tuple[Any, ...]]]  # SQLiteQueries' read helper
+    def __init__(self, path: Path, busy_timeout: float, fetch: Fetch) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._fetch = fetch
 
     def _write_connection(self) -> sqlite3.Connection:
         return sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from spanmeter.record import UsageRecord
-from spanmeter.store.rollup import DAY_NS
+from spanmeter.store.constants import DAY_NS
 from spanmeter.usage_schema import EVENT_FAMILIES
 
 ACTIVATED_FAMILIES: Final = ("activation", "retention", "expansion", "commercial")

@@ -1,0 +1,21 @@
+"""`open_store`: the configured backend's store."""
+
+from __future__ import annotations
+
+from spanmeter.config import Config
+from spanmeter.store.port import Store
+
+
+def open_store(config: Config) -> Store:
+    """The store that `config.storage` names, not started yet (`start` migrates and opens it;
+    the CLI calls `migrate` alone). SQLite is the only backend today: `storage::sqlite`."""
+    from spanmeter.store.sqlite import SQLiteStore  # imported on use: a backend loads only when chosen
+
+    sqlite = config.storage.sqlite
+    return SQLiteStore(
+        sqlite.path,
+        synchronous=sqlite.synchronous.upper(),
+        max_queued_records=sqlite.max_queued_records,
+        busy_timeout=sqlite.busy_timeout,
+        cache_mb=sqlite.cache_mb,
+    )
