@@ -394,10 +394,11 @@ class Writer:
         owners: list[tuple[_Job, UsageRecord]] = []
         repeats: list[tuple[_Job, tuple[Any, ...]]] = []  # later rows of a key within this batch
         conflict_keys: list[str] = []
+        slot = key_hash.key_hash  # looked up once per batch, not per record
         for job in jobs:
             for record in job.records:
                 key = (record.workspace, record.idempotency_key)
-                row = record_to_row(record) + (key_hash.key_hash(*key),)
+                row = record_to_row(record) + (slot(*key),)
                 if key in winners:
                     repeats.append((job, row))
                 else:
