@@ -97,7 +97,8 @@ class RestTarget:
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, name="rest-target", daemon=True).start()
+        # polled often: down() and stop() wait up to one poll interval (0.5 s by default)
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="rest-target", daemon=True).start()
         return self
 
     def down(self) -> None:

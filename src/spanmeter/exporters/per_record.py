@@ -8,6 +8,8 @@ classifies the answer:
         policy = StatusPolicy({**REST_TABLE})
 
         def body(self, record: UsageRecord) -> dict[str, Any] | None:
+            if record.provider is None:
+                raise Unsendable("the record has no provider; LLMtrack requires one")   # a dead delivery
             return {"provider": record.provider, ...}   # None: not for this target, skipped
 
 The runner sends a claim's records one request each and commits each accepted record before it
@@ -39,6 +41,13 @@ from spanmeter.store.outbox import Claim, ItemOf
 Answer = Delivered | RetryLater | LongBackoff | Paused | Dead
 
 
+class Unsendable(Exception):
+    """Raised by `body` for a record the target's contract cannot express (a required value the
+    record lacks): it becomes a dead delivery with this message as the reason, and the next
+    records go on. Records are immutable, so sending it again only helps after a config change
+    (`spanmeter deliveries retry`)."""
+
+
 class PerRecordExporter(ABC):
     path: ClassVar[str] = ""  # appended to the configured endpoint ("" when the endpoint is the full URL)
     policy: ClassVar[StatusPolicy]
@@ -57,7 +66,8 @@ class PerRecordExporter(ABC):
     @abstractmethod
     def body(self, record: UsageRecord) -> dict[str, Any] | None:
         """The JSON body for one record, exactly the target's documented fields; None when the
-        record is not for this target (it is skipped, and counts as delivered)."""
+        record is not for this target (it is skipped, and counts as delivered). Raises
+        Unsendable for a record the target cannot take."""
 
     def classify(self, response: httpx.Response) -> Answer:
         """The outcome of the target's answer; override for answers the table cannot tell apart."""
@@ -73,7 +83,10 @@ class PerRecordExporter(ABC):
         return self.classify(response)
 
     def send_record(self, claim: Claim, index: int) -> Answer:
-        body = self.body(claim.records[index])
+        try:
+            body = self.body(claim.records[index])
+        except Unsendable as error:
+            return Dead(str(error))
         return Delivered() if body is None else self.post(body)
 
     def send(self, claim: Claim) -> Outcome:

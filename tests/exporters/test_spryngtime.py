@@ -1,0 +1,176 @@
+"""The spryngtime exporter against a fake Spryngtime trackUsage endpoint (a real HTTP server on
+127.0.0.1) that checks every request against the contract: the configured URL, the Bearer key,
+one message per request with only trackUsage's fields and their types.
+
+What a user depends on: each LLM call is one message for its customer, billed once through
+outages and a kill -9; the prompt text leaves spanmeter only when both content capture and the
+exporter's send_query are on; each answer of the status table is handled as documented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.trace import SpanKind, Tracer
+
+from spanmeter.exporters.base import Dead, Delivered
+from tests.conftest import make_config, running_collector
+from tests.exporters.harness import Case, export, kill_9_while_delivering, outage, wait_for
+from tests.exporters.keyless import (
+    COUNT,
+    STRING,
+    STRINGS,
+    StatusRow,
+    assert_config_problem,
+    assert_status_row,
+    assert_unreachable_is_retried,
+    exporter_of,
+    json_object,
+    llm_record,
+    request_problem,
+    send_one,
+    shape_problem,
+    status_rows,
+)
+from tests.fakes.rest_target import Request, RestTarget
+from tests.otlp_helpers import T0, llm_attributes, make_spans
+
+KEY = "st_test_key"
+PATH = "/api/usage-tracking/track-usage"
+USAGE = {"prompt_tokens": COUNT, "completion_tokens": COUNT, "total_tokens": COUNT}
+SHAPE = {
+    "key": STRING,
+    "usage": json_object(USAGE),
+    "conversationId": STRING,
+    "tags": STRINGS,
+    "query": STRING,
+}
+
+
+def check_spryngtime(request: Request) -> str | None:
+    return request_problem(request, PATH, ("authorization", f"Bearer {KEY}")) or shape_problem(
+        request.body, SHAPE, {"key", "usage"}
+    )
+
+
+CASE = Case(
+    exporter_id="spryngtime/billing",
+    settings=lambda url: {"endpoint": f"{url}{PATH}", "api_key": KEY},
+    record_ids=lambda request: [str(request.body["usage"]["prompt_tokens"])],
+    check=check_spryngtime,
+    default=(200, {}, {"ok": True}),
+)
+
+
+@pytest.fixture
+def target(rest_target: Callable[..., RestTarget]) -> RestTarget:
+    return rest_target(check=CASE.check, default=CASE.default)
+
+
+def run(tmp_path: Path, target: RestTarget, build: Callable[[Tracer], None], count: int, capture: bool,
+        **settings: Any) -> list[dict[str, Any]]:
+    """Spans from `build` through a collector to the target: the bodies of the `count` messages."""
+    tmp_path.mkdir(exist_ok=True)
+    config = make_config(
+        tmp_path,
+        exporters={CASE.exporter_id: {**CASE.config(target.url), **settings}},
+        processors={"usage": {"content_capture": capture}},
+        service={"pipelines": {"usage": {"exporters": [CASE.exporter_id]}}},
+    )
+    with running_collector(config) as collector:
+        export(collector.http_url, make_spans(build, {"usage.customer.id": "acme"}))
+        wait_for(lambda: len(target.accepted) == count)
+        assert collector.records(kind="event") != []  # stored, not sent
+    return sorted((r.body for r in target.accepted), key=lambda b: b["usage"]["prompt_tokens"])
+
+
+def calls_and_an_event(tracer: Tracer) -> None:
+    for i in range(2):
+        attributes = {**llm_attributes(input_tokens=100 + i), "gen_ai.prompt": f"question {i}"}
+        if i == 0:
+            attributes["gen_ai.conversation.id"] = "conv-1"
+        with tracer.start_as_current_span(f"chat {i}", kind=SpanKind.CLIENT, attributes=attributes, start_time=T0 + i):
+            pass
+    with tracer.start_as_current_span("signup", attributes={"usage.event.name": "signup"}):
+        pass  # a product event: not a message
+
+
+def test_each_llm_call_is_one_message_of_its_customer_without_the_prompt(tmp_path: Path, target: RestTarget) -> None:
+    # Content capture on, the exporter's send_query off (the default): the prompt stays here.
+    assert run(tmp_path, target, calls_and_an_event, 2, capture=True) == [
+        {"key": "acme", "usage": {"prompt_tokens": 100, "completion_tokens": 500, "total_tokens": 600},
+         "conversationId": "conv-1"},
+        {"key": "acme", "usage": {"prompt_tokens": 101, "completion_tokens": 500, "total_tokens": 601}},
+    ]
+
+
+def test_the_query_is_sent_only_with_content_capture_and_send_query(tmp_path: Path, target: RestTarget) -> None:
+    sent = run(tmp_path / "on", target, calls_and_an_event, 2, capture=True, send_query=True)
+    assert [b["query"] for b in sent] == ["question 0", "question 1"]
+    with target.lock:
+        target.requests.clear()
+    sent = run(tmp_path / "off", target, calls_and_an_event, 2, capture=False, send_query=True)
+    assert ["query" in b for b in sent] == [False, False]  # the records hold no prompt
+
+
+def test_a_record_without_customer_goes_under_default_key_or_is_dead(target: RestTarget) -> None:
+    plain = exporter_of(CASE.exporter_id, CASE.settings(target.url))
+    fallback = exporter_of(CASE.exporter_id, {**CASE.settings(target.url), "default_key": "house"})
+    try:
+        dead = send_one(plain, llm_record(customer_id=None))
+        assert isinstance(dead, Dead) and "no customer id for Spryngtime's `key`" in dead.reason
+        assert "default_key" in dead.reason and target.requests == []
+        assert send_one(fallback, llm_record(customer_id=None)) == Delivered()
+    finally:
+        plain.close()
+        fallback.close()
+    assert target.accepted[0].body["key"] == "house"
+
+
+def test_usage_holds_only_the_counts_the_record_has_and_tags_go_along(target: RestTarget) -> None:
+    exporter = exporter_of(CASE.exporter_id, CASE.settings(target.url))
+    try:
+        embedding = llm_record(type="embeddings", operation="embeddings", output_tokens=None, total_tokens=1200,
+                               tags=["search", "fr"], query="not sent: send_query is off")
+        assert send_one(exporter, embedding) == Delivered()
+        assert send_one(exporter, llm_record(kind="event", type="signup", event_name="signup")) == Delivered()
+    finally:
+        exporter.close()
+    [message] = target.accepted  # the event was skipped, not sent
+    assert message.body == {"key": "acme", "usage": {"prompt_tokens": 1200, "total_tokens": 1200},
+                            "tags": ["search", "fr"]}
+
+
+@pytest.mark.parametrize("row", status_rows({}), ids=str)
+def test_each_answer_of_the_status_table_has_its_outcome(rest_target: Callable[..., RestTarget], row: StatusRow) -> None:
+    assert_status_row(rest_target, CASE, row)
+
+
+def test_spryngtime_unreachable_is_retried() -> None:
+    assert_unreachable_is_retried(CASE)
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"api_key": KEY}, "exporters::spryngtime/a::endpoint: required key is missing"),
+        ({"endpoint": "spryngtime.example.com/track", "api_key": KEY}, "exporters::spryngtime/a::endpoint: expected"),
+        ({"endpoint": "http://x/t"}, "exporters::spryngtime/a::api_key: required key is missing"),
+        ({"endpoint": "http://x/t", "api_key": KEY, "default_key": ""}, "exporters::spryngtime/a::default_key"),
+        ({"endpoint": "http://x/t", "api_key": KEY, "send_query": "maybe"}, "exporters::spryngtime/a::send_query"),
+    ],
+)
+def test_bad_config_names_the_key(settings: dict[str, Any], problem: str) -> None:
+    assert_config_problem("spryngtime/a", settings, problem)
+
+
+def test_spryngtime_down_while_1000_records_arrive_then_back_gets_each_once(tmp_path: Path) -> None:
+    target = outage(tmp_path, CASE)
+    assert len(target.accepted) == 1000  # one message per record
+
+
+def test_kill_9_while_delivering_to_spryngtime_then_restart_sends_each_once(tmp_path: Path) -> None:
+    kill_9_while_delivering(tmp_path, CASE)
