@@ -1,19 +1,22 @@
 """What the tests of the keyless exporter types (one record per request: llmtrack, spryngtime) share:
 a JSON shape checker for the fake targets' contract checks, records as the store hands them out,
-and the status table's rows, each sent through the real exporter to a real fake target.
+and the tests each type runs alike (status table rows through the real exporter to a real fake
+target, an unreachable target, missing keys, outage, kill -9):
 
-    @pytest.mark.parametrize("row", status_rows({400: "Invalid payload"}), ids=str)
-    def test_each_documented_answer(rest_target, row):
-        assert_status_row(rest_target, CASE, row)       # CASE: the type's harness.Case
+    class TestLLMtrack(KeylessTypeTests):
+        CASE = CASE                                  # the type's harness.Case
+        MESSAGES = {400: "Invalid payload", ...}     # the target's documented error messages
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final
+from pathlib import Path
+from typing import Any, ClassVar, Final
 
 import pytest
 
@@ -24,8 +27,8 @@ from spanmeter.exporters.base import Dead, Delivered, LongBackoff, Paused, Retry
 from spanmeter.exporters.per_record import Answer, PerRecordExporter
 from spanmeter.record import UsageRecord, new_record_id
 from spanmeter.store.outbox import Claim
-from tests.exporters.harness import Case
-from tests.fakes.rest_target import RestTarget
+from tests.exporters.harness import Case, kill_9_while_delivering, outage
+from tests.fakes.rest_target import Request, RestTarget
 from tests.otlp_helpers import T0
 
 Check = Callable[[Any], bool]
@@ -58,15 +61,20 @@ def shape_problem(value: Any, shape: Shape, required: AbstractSet[str], where: s
     return None
 
 
-def request_problem(request: Any, path: str, auth: tuple[str, str]) -> str | None:
-    """What is wrong with the request line and headers, or None."""
+def contract_problem(
+    request: Request, path: str, auth: tuple[str, str], shape: Shape, required: AbstractSet[str]
+) -> str | None:
+    """What is wrong with a request to a one-record-per-request JSON target, or None: POST to
+    `path`, the auth header (name, value) and no other key header, JSON, one object of `shape`."""
     if (request.method, request.path) != ("POST", path):
         return f"expected POST {path}"
     if request.headers.get(auth[0]) != auth[1]:
         return f"expected the header {auth[0]}: {auth[1]}"
+    if ({"authorization", "x-api-key"} - {auth[0]}) & set(request.headers):
+        return "the key in more than one header"
     if request.headers.get("content-type") != "application/json":
         return "expected content-type application/json"
-    return None
+    return shape_problem(request.body, shape, required)
 
 
 def llm_record(**values: Any) -> UsageRecord:
@@ -80,13 +88,18 @@ def llm_record(**values: Any) -> UsageRecord:
     })
 
 
-def exporter_of(exporter_id: str, settings: dict[str, Any]) -> PerRecordExporter:
-    """The exporter a config with these settings runs."""
-    exporter_type = registry.type_of(exporter_id)
+@contextmanager
+def exporter_for(case: Case, url: str, **settings: Any) -> Iterator[PerRecordExporter]:
+    """The exporter the case's config for `url`, with `settings` over it, runs; closed after."""
+    exporter_type = registry.type_of(case.exporter_id)
     assert exporter_type is not None
-    exporter = registry.create(exporter_id, exporter_type.config.model_validate(settings))
+    config = exporter_type.config.model_validate({**case.settings(url), **settings})
+    exporter = registry.create(case.exporter_id, config)
     assert isinstance(exporter, PerRecordExporter)
-    return exporter
+    try:
+        yield exporter
+    finally:
+        exporter.close()
 
 
 def send_one(exporter: PerRecordExporter, record: UsageRecord) -> Answer:
@@ -98,43 +111,39 @@ def send_one(exporter: PerRecordExporter, record: UsageRecord) -> Answer:
 class StatusRow:
     status: int
     outcome: type
-    says: str  # in the outcome's reason: the target's message or spanmeter's hint
-    headers: tuple[tuple[str, str], ...] = ()
-    retry_after: float | None = None
+    hint: str | None = None  # what spanmeter's reason adds for the operator
+    retry_after: str | None = None  # the target's Retry-After header
 
     def __str__(self) -> str:
         return f"{self.status}-{self.outcome.__name__}"
 
 
-def status_rows(messages: Mapping[int, str]) -> list[StatusRow]:
-    """One row per path of the keyless types' status table; `messages`: the target's documented
-    error message per status, answered as `{"ok": false, "error": message}`."""
-    return [
-        StatusRow(400, Dead, messages.get(400, "HTTP 400")),
-        StatusRow(422, Dead, "HTTP 422"),
-        StatusRow(401, Paused, "check the exporter's api_key"),
-        StatusRow(403, Paused, "check the exporter's api_key"),
-        StatusRow(404, Paused, "check the exporter's endpoint"),
-        StatusRow(402, LongBackoff, messages.get(402, "plan limit")),
-        StatusRow(429, RetryLater, "HTTP 429", (("retry-after", "7"),), 7.0),
-        StatusRow(500, RetryLater, messages.get(500, "HTTP 500")),
-        StatusRow(503, RetryLater, "HTTP 503", (("retry-after", "120"),), 120.0),
-    ]
+STATUS_ROWS: Final = [
+    StatusRow(400, Dead),
+    StatusRow(422, Dead),
+    StatusRow(401, Paused, "check the exporter's api_key"),
+    StatusRow(403, Paused, "check the exporter's api_key"),
+    StatusRow(404, Paused, "check the exporter's endpoint"),
+    StatusRow(402, LongBackoff, "plan limit is reached; the records wait"),
+    StatusRow(429, RetryLater, retry_after="7"),
+    StatusRow(500, RetryLater),
+    StatusRow(503, RetryLater, retry_after="120"),
+]
 
 
-def assert_status_row(rest_target: Callable[..., RestTarget], case: Case, row: StatusRow) -> None:
-    """The target answers the row's status to one record: the exporter's outcome is the row's."""
+def assert_status_row(rest_target: Callable[..., RestTarget], case: Case, row: StatusRow, message: str) -> None:
+    """The target answers the row's status, with `{"ok": false, "error": message}`, to one record:
+    the exporter's outcome is the row's, and its reason has the message and the hint."""
     target = rest_target(check=case.check, default=case.default)
-    target.answer_next((row.status, dict(row.headers), {"ok": False, "error": row.says}))
-    exporter = exporter_of(case.exporter_id, case.settings(target.url))
-    try:
+    headers = {"retry-after": row.retry_after} if row.retry_after else {}
+    target.answer_next((row.status, headers, {"ok": False, "error": message}))
+    with exporter_for(case, target.url) as exporter:
         outcome = send_one(exporter, llm_record())
-    finally:
-        exporter.close()
     assert type(outcome) is row.outcome and not isinstance(outcome, Delivered)
-    assert row.says in outcome.reason and f"HTTP {row.status}" in outcome.reason
+    assert f"HTTP {row.status}" in outcome.reason and message in outcome.reason
+    assert row.hint is None or row.hint in outcome.reason
     if isinstance(outcome, (RetryLater, LongBackoff)):
-        assert outcome.retry_after == row.retry_after
+        assert outcome.retry_after == (float(row.retry_after) if row.retry_after else None)
     assert len(target.requests) == 1
 
 
@@ -145,13 +154,35 @@ def assert_config_problem(exporter_id: str, settings: dict[str, Any], problem: s
     assert problem in str(caught.value)
 
 
-def assert_unreachable_is_retried(case: Case) -> None:
-    target = RestTarget().start()
-    url = target.url
-    target.stop()  # nothing listens on its port any more
-    exporter = exporter_of(case.exporter_id, case.settings(url))
-    try:
-        outcome = send_one(exporter, llm_record())
-    finally:
-        exporter.close()
-    assert isinstance(outcome, RetryLater) and "cannot reach" in outcome.reason
+class KeylessTypeTests:
+    """The tests each keyless type runs alike. A type's test file subclasses this as `Test...`
+    with its harness Case and the target's documented error messages."""
+
+    CASE: ClassVar[Case]
+    MESSAGES: ClassVar[Mapping[int, str]] = {}  # status -> the target's documented error message
+
+    @pytest.mark.parametrize("row", STATUS_ROWS, ids=str)
+    def test_each_answer_of_the_status_table_has_its_outcome(
+        self, rest_target: Callable[..., RestTarget], row: StatusRow
+    ) -> None:
+        assert_status_row(rest_target, self.CASE, row, self.MESSAGES.get(row.status, f"refused ({row.status})"))
+
+    def test_an_unreachable_target_is_retried(self) -> None:
+        target = RestTarget().start()
+        url = target.url
+        target.stop()  # nothing listens on its port any more
+        with exporter_for(self.CASE, url) as exporter:
+            outcome = send_one(exporter, llm_record())
+        assert isinstance(outcome, RetryLater) and "cannot reach" in outcome.reason
+
+    @pytest.mark.parametrize("missing", ["endpoint", "api_key"])
+    def test_a_missing_endpoint_or_key_is_named(self, missing: str) -> None:
+        settings = {k: v for k, v in self.CASE.settings("http://127.0.0.1:9").items() if k != missing}
+        assert_config_problem(self.CASE.exporter_id, settings, f"{self.CASE.exporter_id}::{missing}: required key")
+
+    def test_down_while_1000_records_arrive_then_back_gets_each_once(self, tmp_path: Path) -> None:
+        target = outage(tmp_path, self.CASE)
+        assert len(target.accepted) == 1000  # one request per record
+
+    def test_kill_9_while_delivering_then_a_restart_sends_each_once(self, tmp_path: Path) -> None:
+        kill_9_while_delivering(tmp_path, self.CASE, count=100)

@@ -9,31 +9,29 @@ tokens, latency, status and feature, through outages and a kill -9, and each doc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from opentelemetry.trace import SpanKind, Tracer
 
 from spanmeter.exporters.base import Dead, Delivered, Paused
 from tests.conftest import make_config, running_collector
-from tests.exporters.harness import Case, export, kill_9_while_delivering, outage, wait_for
+from tests.exporters.harness import Case, export, wait_for
 from tests.exporters.keyless import (
     COUNT_OR_NULL,
     NUMBER,
     STRING,
+    KeylessTypeTests,
     StatusRow,
     assert_config_problem,
     assert_status_row,
-    assert_unreachable_is_retried,
-    exporter_of,
+    contract_problem,
+    exporter_for,
     json_object,
     llm_record,
-    request_problem,
     send_one,
-    shape_problem,
-    status_rows,
 )
 from tests.fakes.rest_target import Answer, Request, RestTarget
 from tests.otlp_helpers import T0, llm_attributes, make_spans
@@ -54,12 +52,7 @@ SHAPE = {
 
 
 def contract(auth: tuple[str, str] = ("authorization", f"Bearer {KEY}")) -> Callable[[Request], str | None]:
-    def check(request: Request) -> str | None:
-        if "authorization" in request.headers and "x-api-key" in request.headers:
-            return "the key in two headers"
-        return request_problem(request, "/api/ingest", auth) or shape_problem(request.body, SHAPE, {"provider", "model"})
-
-    return check
+    return lambda request: contract_problem(request, "/api/ingest", auth, SHAPE, {"provider", "model"})
 
 
 CASE = Case(
@@ -105,25 +98,18 @@ def test_each_llm_call_is_one_event_with_its_feature(tmp_path: Path, target: Res
 
 def test_the_key_as_x_api_key_and_the_feature_from_a_record_field(rest_target: Callable[..., RestTarget]) -> None:
     target = rest_target(check=contract(("x-api-key", KEY)), default=ACCEPTED)
-    exporter = exporter_of(CASE.exporter_id, {**CASE.settings(target.url), "auth_header": "x-api-key",
-                                              "feature_from": "service_name"})
-    try:
+    with exporter_for(CASE, target.url, auth_header="x-api-key", feature_from="service_name") as exporter:
         assert send_one(exporter, llm_record(service_name="support-bot", meta={"feature": "x"})) == Delivered()
         assert send_one(exporter, llm_record(service_name=None)) == Delivered()
-    finally:
-        exporter.close()
     first, second = (r.body for r in target.accepted)
     assert first["metadata"] == {"feature": "support-bot"} and "metadata" not in second
 
 
 def test_unknown_counts_are_null_and_a_failed_call_says_error(target: RestTarget) -> None:
-    exporter = exporter_of(CASE.exporter_id, CASE.settings(target.url))
-    try:
-        record = llm_record(input_tokens=None, output_tokens=None, total_tokens=None, latency_ms=None, cost_usd=None,
-                            cost_source="unknown", status="error", request_model=None, feature="triage")
+    record = llm_record(input_tokens=None, output_tokens=None, total_tokens=None, latency_ms=None, cost_usd=None,
+                        cost_source="unknown", status="error", request_model=None, feature="triage")
+    with exporter_for(CASE, target.url) as exporter:
         assert send_one(exporter, record) == Delivered()
-    finally:
-        exporter.close()
     assert target.accepted[0].body == {
         "provider": "openai", "model": "gpt-4o-mini-2024-07-18", "prompt_tokens": None, "completion_tokens": None,
         "total_tokens": None, "latency_ms": None, "status": "error", "metadata": {"feature": "triage"},
@@ -132,52 +118,32 @@ def test_unknown_counts_are_null_and_a_failed_call_says_error(target: RestTarget
 
 @pytest.mark.parametrize("missing", ["provider", "model"])
 def test_a_record_without_provider_or_model_is_dead_and_not_sent(target: RestTarget, missing: str) -> None:
-    exporter = exporter_of(CASE.exporter_id, CASE.settings(target.url))
     values = {"provider": None} if missing == "provider" else {"request_model": None, "response_model": None}
-    try:
+    with exporter_for(CASE, target.url) as exporter:
         outcome = send_one(exporter, llm_record(**values))
-    finally:
-        exporter.close()
     assert isinstance(outcome, Dead) and f"the record has no {missing}, which LLMtrack requires" in outcome.reason
     assert target.requests == []
 
 
-MESSAGES = {400: "Invalid payload", 402: "Free plan quota exceeded", 500: "Internal server error"}
-
-
-@pytest.mark.parametrize("row", status_rows(MESSAGES), ids=str)
-def test_each_documented_answer_has_its_outcome(rest_target: Callable[..., RestTarget], row: StatusRow) -> None:
-    assert_status_row(rest_target, CASE, row)
+class TestLLMtrack(KeylessTypeTests):
+    CASE = CASE
+    MESSAGES: ClassVar[Mapping[int, str]] = {400: "Invalid payload", 402: "Free plan quota exceeded",
+                                             500: "Internal server error"}
 
 
 @pytest.mark.parametrize("message", ["Missing API key", "Invalid API key", "Revoked API key", "Inactive API key"])
 def test_each_refused_key_pauses_the_exporter(rest_target: Callable[..., RestTarget], message: str) -> None:
-    assert_status_row(rest_target, CASE, StatusRow(401, Paused, message))
-
-
-def test_llmtrack_unreachable_is_retried() -> None:
-    assert_unreachable_is_retried(CASE)
+    assert_status_row(rest_target, CASE, StatusRow(401, Paused, "check the exporter's api_key"), message)
 
 
 @pytest.mark.parametrize(
     ("settings", "problem"),
     [
-        ({"api_key": KEY}, "exporters::llmtrack/a::endpoint: required key is missing"),
-        ({"endpoint": "http://x"}, "exporters::llmtrack/a::api_key: required key is missing"),
-        ({"endpoint": "http://x", "api_key": KEY, "feature_from": "prompt"},
-         "exporters::llmtrack/a::feature_from: expected meta.<key> or one of the record's fields"),
-        ({"endpoint": "http://x", "api_key": KEY, "feature_from": "query"}, "got 'query'"),
-        ({"endpoint": "http://x", "api_key": KEY, "auth_header": "bearer"}, "exporters::llmtrack/a::auth_header"),
+        ({"feature_from": "prompt"}, "exporters::llmtrack/a::feature_from: expected meta.<key> or one of the record's"),
+        ({"feature_from": "query"}, "got 'query'"),
+        ({"feature_from": "meta."}, "got 'meta.'"),
+        ({"auth_header": "bearer"}, "exporters::llmtrack/a::auth_header"),
     ],
 )
 def test_bad_config_names_the_key_and_the_fix(settings: dict[str, Any], problem: str) -> None:
-    assert_config_problem("llmtrack/a", settings, problem)
-
-
-def test_llmtrack_down_while_1000_records_arrive_then_back_gets_each_once(tmp_path: Path) -> None:
-    target = outage(tmp_path, CASE)
-    assert len(target.accepted) == 1000  # one request per record
-
-
-def test_kill_9_while_delivering_to_llmtrack_then_restart_sends_each_once(tmp_path: Path) -> None:
-    kill_9_while_delivering(tmp_path, CASE)
+    assert_config_problem("llmtrack/a", {"endpoint": "http://x", "api_key": KEY, **settings}, problem)

@@ -18,22 +18,18 @@ from opentelemetry.trace import SpanKind, Tracer
 
 from spanmeter.exporters.base import Dead, Delivered
 from tests.conftest import make_config, running_collector
-from tests.exporters.harness import Case, export, kill_9_while_delivering, outage, wait_for
+from tests.exporters.harness import Case, export, wait_for
 from tests.exporters.keyless import (
     COUNT,
     STRING,
     STRINGS,
-    StatusRow,
+    KeylessTypeTests,
     assert_config_problem,
-    assert_status_row,
-    assert_unreachable_is_retried,
-    exporter_of,
+    contract_problem,
+    exporter_for,
     json_object,
     llm_record,
-    request_problem,
     send_one,
-    shape_problem,
-    status_rows,
 )
 from tests.fakes.rest_target import Request, RestTarget
 from tests.otlp_helpers import T0, llm_attributes, make_spans
@@ -51,9 +47,7 @@ SHAPE = {
 
 
 def check_spryngtime(request: Request) -> str | None:
-    return request_problem(request, PATH, ("authorization", f"Bearer {KEY}")) or shape_problem(
-        request.body, SHAPE, {"key", "usage"}
-    )
+    return contract_problem(request, PATH, ("authorization", f"Bearer {KEY}"), SHAPE, {"key", "usage"})
 
 
 CASE = Case(
@@ -117,60 +111,37 @@ def test_the_query_is_sent_only_with_content_capture_and_send_query(tmp_path: Pa
 
 
 def test_a_record_without_customer_goes_under_default_key_or_is_dead(target: RestTarget) -> None:
-    plain = exporter_of(CASE.exporter_id, CASE.settings(target.url))
-    fallback = exporter_of(CASE.exporter_id, {**CASE.settings(target.url), "default_key": "house"})
-    try:
+    with exporter_for(CASE, target.url) as plain:
         dead = send_one(plain, llm_record(customer_id=None))
-        assert isinstance(dead, Dead) and "no customer id for Spryngtime's `key`" in dead.reason
-        assert "default_key" in dead.reason and target.requests == []
+    assert isinstance(dead, Dead) and "no customer id for Spryngtime's `key`" in dead.reason
+    assert "default_key" in dead.reason and target.requests == []
+    with exporter_for(CASE, target.url, default_key="house") as fallback:
         assert send_one(fallback, llm_record(customer_id=None)) == Delivered()
-    finally:
-        plain.close()
-        fallback.close()
     assert target.accepted[0].body["key"] == "house"
 
 
 def test_usage_holds_only_the_counts_the_record_has_and_tags_go_along(target: RestTarget) -> None:
-    exporter = exporter_of(CASE.exporter_id, CASE.settings(target.url))
-    try:
-        embedding = llm_record(type="embeddings", operation="embeddings", output_tokens=None, total_tokens=1200,
-                               tags=["search", "fr"], query="not sent: send_query is off")
+    embedding = llm_record(type="embeddings", operation="embeddings", output_tokens=None, total_tokens=1200,
+                           tags=["search", "fr"], query="not sent: send_query is off")
+    with exporter_for(CASE, target.url) as exporter:
         assert send_one(exporter, embedding) == Delivered()
         assert send_one(exporter, llm_record(kind="event", type="signup", event_name="signup")) == Delivered()
-    finally:
-        exporter.close()
     [message] = target.accepted  # the event was skipped, not sent
     assert message.body == {"key": "acme", "usage": {"prompt_tokens": 1200, "total_tokens": 1200},
                             "tags": ["search", "fr"]}
 
 
-@pytest.mark.parametrize("row", status_rows({}), ids=str)
-def test_each_answer_of_the_status_table_has_its_outcome(rest_target: Callable[..., RestTarget], row: StatusRow) -> None:
-    assert_status_row(rest_target, CASE, row)
-
-
-def test_spryngtime_unreachable_is_retried() -> None:
-    assert_unreachable_is_retried(CASE)
+class TestSpryngtime(KeylessTypeTests):
+    CASE = CASE
 
 
 @pytest.mark.parametrize(
     ("settings", "problem"),
     [
-        ({"api_key": KEY}, "exporters::spryngtime/a::endpoint: required key is missing"),
-        ({"endpoint": "spryngtime.example.com/track", "api_key": KEY}, "exporters::spryngtime/a::endpoint: expected"),
-        ({"endpoint": "http://x/t"}, "exporters::spryngtime/a::api_key: required key is missing"),
-        ({"endpoint": "http://x/t", "api_key": KEY, "default_key": ""}, "exporters::spryngtime/a::default_key"),
-        ({"endpoint": "http://x/t", "api_key": KEY, "send_query": "maybe"}, "exporters::spryngtime/a::send_query"),
+        ({"endpoint": "spryngtime.example.com/track"}, "exporters::spryngtime/a::endpoint: expected an http(s) URL"),
+        ({"default_key": ""}, "exporters::spryngtime/a::default_key"),
+        ({"send_query": "maybe"}, "exporters::spryngtime/a::send_query"),
     ],
 )
 def test_bad_config_names_the_key(settings: dict[str, Any], problem: str) -> None:
-    assert_config_problem("spryngtime/a", settings, problem)
-
-
-def test_spryngtime_down_while_1000_records_arrive_then_back_gets_each_once(tmp_path: Path) -> None:
-    target = outage(tmp_path, CASE)
-    assert len(target.accepted) == 1000  # one message per record
-
-
-def test_kill_9_while_delivering_to_spryngtime_then_restart_sends_each_once(tmp_path: Path) -> None:
-    kill_9_while_delivering(tmp_path, CASE)
+    assert_config_problem("spryngtime/a", {"endpoint": "http://x/t", "api_key": KEY, **settings}, problem)

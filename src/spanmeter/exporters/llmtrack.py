@@ -36,7 +36,7 @@ from typing import Any, Final, Literal
 from pydantic import Field, field_validator
 
 from spanmeter.exporters.per_record import PerRecordExporter, Unsendable
-from spanmeter.exporters.policy import PAUSED, REST_TABLE, StatusPolicy
+from spanmeter.exporters.policy import rest_policy
 from spanmeter.exporters.registry import register
 from spanmeter.exporters.settings import ExportFilterConfig, HttpExporterConfig
 from spanmeter.record import UsageRecord
@@ -47,17 +47,7 @@ META: Final = "meta."
 FEATURE_FIELDS: Final = tuple(
     f.name for f in fields(UsageRecord) if f.type in ("str", "str | None") and f.name != "query"
 )
-_KEY: Final = "LLMtrack refuses the key (missing, invalid, revoked or inactive): check the exporter's api_key"
-
-POLICY: Final = StatusPolicy(
-    {**REST_TABLE, 404: PAUSED},
-    hints={
-        401: _KEY,
-        403: _KEY,
-        402: "the LLMtrack workspace's plan limit is reached; the records wait",
-        404: "check the exporter's endpoint (the base URL; /api/ingest is appended)",
-    },
-)
+POLICY: Final = rest_policy("LLMtrack", "the base URL; /api/ingest is appended")
 
 
 class LLMtrackConfig(HttpExporterConfig):

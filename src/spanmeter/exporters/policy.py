@@ -45,6 +45,21 @@ RETRY: Final = Verdict.RETRY
 REST_TABLE: Final[Mapping[int, Verdict]] = {400: DEAD, 422: DEAD, 401: PAUSED, 403: PAUSED, 402: LONG_BACKOFF}
 
 
+def rest_policy(service: str, endpoint: str) -> StatusPolicy:
+    """REST_TABLE and 404 paused (a wrong endpoint), with hints naming what to check: `service` is
+    the target's name, `endpoint` what the exporter's endpoint should be."""
+    key = f"{service} refuses the key: check the exporter's api_key"
+    return StatusPolicy(
+        {**REST_TABLE, 404: PAUSED},
+        hints={
+            401: key,
+            403: key,
+            402: f"the {service} account's plan limit is reached; the records wait",
+            404: f"check the exporter's endpoint ({endpoint})",
+        },
+    )
+
+
 @dataclass(frozen=True)
 class StatusPolicy:
     table: Mapping[int, Verdict]  # status code -> verdict; codes not named are retried

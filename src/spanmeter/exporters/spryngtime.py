@@ -34,22 +34,12 @@ from typing import Any, Final
 from pydantic import Field
 
 from spanmeter.exporters.per_record import PerRecordExporter, Unsendable
-from spanmeter.exporters.policy import PAUSED, REST_TABLE, StatusPolicy
+from spanmeter.exporters.policy import rest_policy
 from spanmeter.exporters.registry import register
 from spanmeter.exporters.settings import ExportFilterConfig, HttpExporterConfig
 from spanmeter.record import UsageRecord
 
-_KEY: Final = "Spryngtime refuses the key: check the exporter's api_key"
-
-POLICY: Final = StatusPolicy(
-    {**REST_TABLE, 404: PAUSED},
-    hints={
-        401: _KEY,
-        403: _KEY,
-        402: "the Spryngtime account's plan limit is reached; the records wait",
-        404: "check the exporter's endpoint (the full trackUsage URL)",
-    },
-)
+POLICY: Final = rest_policy("Spryngtime", "the full trackUsage URL")
 
 
 class SpryngtimeConfig(HttpExporterConfig):
