@@ -9,14 +9,17 @@ exporter's send_query are on; each answer of the status table is handled as docu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from opentelemetry.trace import SpanKind, Tracer
 
-from spanmeter.exporters.base import Dead, Delivered
+from spanmeter.cli import main
+from spanmeter.exporters.base import Delivered
 from tests.conftest import make_config, running_collector
 from tests.exporters.harness import Case, export, wait_for
 from tests.exporters.keyless import (
@@ -110,14 +113,33 @@ def test_the_query_is_sent_only_with_content_capture_and_send_query(tmp_path: Pa
     assert ["query" in b for b in sent] == [False, False]  # the records hold no prompt
 
 
-def test_a_record_without_customer_goes_under_default_key_or_is_dead(target: RestTarget) -> None:
-    with exporter_for(CASE, target.url) as plain:
-        dead = send_one(plain, llm_record(customer_id=None))
-    assert isinstance(dead, Dead) and "no customer id for Spryngtime's `key`" in dead.reason
-    assert "default_key" in dead.reason and target.requests == []
-    with exporter_for(CASE, target.url, default_key="house") as fallback:
-        assert send_one(fallback, llm_record(customer_id=None)) == Delivered()
-    assert target.accepted[0].body["key"] == "house"
+def test_a_record_without_customer_is_dead_until_default_key_is_set_and_retried(
+    tmp_path: Path, target: RestTarget
+) -> None:
+    def build(tracer: Tracer) -> None:
+        for i, customer in enumerate((None, "acme")):
+            attributes = {**llm_attributes(input_tokens=100 + i), **({"usage.customer.id": customer} if customer else {})}
+            with tracer.start_as_current_span(f"chat {i}", kind=SpanKind.CLIENT, attributes=attributes, start_time=T0 + i):
+                pass
+
+    def config(**settings: Any) -> Any:
+        return make_config(tmp_path, exporters={CASE.exporter_id: {**CASE.config(target.url), **settings}},
+                           service={"pipelines": {"usage": {"exporters": [CASE.exporter_id]}}})
+
+    def cli(*args: str) -> Any:
+        (tmp_path / "cli.yaml").write_text(json.dumps({"storage": {"sqlite": {"path": str(tmp_path / "spanmeter.db")}}}))
+        return CliRunner().invoke(main, [*args, "-c", str(tmp_path / "cli.yaml")])
+
+    with running_collector(config()) as collector:
+        export(collector.http_url, make_spans(build))
+        wait_for(lambda: collector.metric("spanmeter_exporter_dead_deliveries", {"exporter": CASE.exporter_id}) == 1)
+        wait_for(lambda: len(target.accepted) == 1)  # the next record went on
+    [dead] = json.loads(cli("deliveries", "list", "--json").output)
+    assert "no customer id for Spryngtime's `key`" in dead["reason"] and "default_key" in dead["reason"]
+    assert cli("deliveries", "retry", "--all").exit_code == 0
+    with running_collector(config(default_key="house")):
+        wait_for(lambda: len(target.accepted) == 2)
+    assert [r.body["key"] for r in target.accepted] == ["acme", "house"]
 
 
 def test_usage_holds_only_the_counts_the_record_has_and_tags_go_along(target: RestTarget) -> None:
