@@ -70,7 +70,7 @@ class LLMtrackConfig(HttpExporterConfig):
     @field_validator("feature_from")
     @classmethod
     def _feature_from(cls, value: str) -> str:
-        if value.startswith(META) and len(value) > len(META) or value in FEATURE_FIELDS:
+        if (value.startswith(META) and len(value) > len(META)) or value in FEATURE_FIELDS:
             return value
         raise ValueError(f"expected meta.<key> or one of the record's fields {', '.join(FEATURE_FIELDS)}; got {value!r}")
 
