@@ -27,7 +27,15 @@ from spanmeter.exporters.base import Dead, Delivered, LongBackoff, Paused, Retry
 from spanmeter.exporters.per_record import Answer, PerRecordExporter
 from spanmeter.record import UsageRecord, new_record_id
 from spanmeter.store.outbox import Claim
-from tests.exporters.harness import Case, kill_9_while_delivering, outage
+from tests.conftest import make_config, running_collector
+from tests.exporters.harness import (
+    Case,
+    export,
+    kill_9_while_delivering,
+    numbered_llm_spans,
+    outage,
+    wait_for,
+)
 from tests.fakes.rest_target import Request, RestTarget
 from tests.otlp_helpers import T0
 
@@ -179,6 +187,22 @@ class KeylessTypeTests:
     def test_a_missing_endpoint_or_key_is_named(self, missing: str) -> None:
         settings = {k: v for k, v in self.CASE.settings("http://127.0.0.1:9").items() if k != missing}
         assert_config_problem(self.CASE.exporter_id, settings, f"{self.CASE.exporter_id}::{missing}: required key")
+
+    def test_spanmeters_own_compatible_ingest_takes_each_record(self, tmp_path: Path) -> None:
+        """Another spanmeter's ingest for this target (which answers as the target documents)
+        stores every record sent, with its tokens: the bodies are what the target accepts."""
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        with running_collector(make_config(tmp_path / "b")) as downstream:
+            exporter = {self.CASE.exporter_id: self.CASE.config(downstream.http_url)}
+            pipelines = {"usage": {"exporters": [self.CASE.exporter_id]}}
+            config = make_config(tmp_path / "a", exporters=exporter, service={"pipelines": pipelines})
+            with running_collector(config) as upstream:
+                export(upstream.http_url, numbered_llm_spans(5))
+                wait_for(lambda: len(downstream.records()) == 5, what="the records downstream")
+                sent = sorted((r.input_tokens, r.output_tokens, r.total_tokens) for r in upstream.records())
+                assert upstream.metric("spanmeter_exporter_dead_deliveries", {"exporter": self.CASE.exporter_id}) == 0
+            assert sorted((r.input_tokens, r.output_tokens, r.total_tokens) for r in downstream.records()) == sent
 
     def test_down_while_1000_records_arrive_then_back_gets_each_once(self, tmp_path: Path) -> None:
         target = outage(tmp_path, self.CASE)
