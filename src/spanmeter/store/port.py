@@ -18,8 +18,8 @@ What a backend guarantees, whichever it is:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from spanmeter.errors import Overloaded
 from spanmeter.record import UsageRecord
@@ -101,6 +101,12 @@ class QueryStore(Protocol):
 
     def query_records(self, query: RecordQuery) -> list[tuple[int, UsageRecord]]:
         """Up to `query.limit` (seq, record) pairs in `query.order` of seq."""
+        ...
+
+    def query_columns(self, query: RecordQuery, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+        """The same page as (seq, *values) rows of the named stored columns (store/schema.py
+        COLUMNS: money in nano-USD, quantity a decimal string): for exports that read millions of
+        records and need a few fields, without building each UsageRecord."""
         ...
 
     def query_items(self, query: RecordQuery, item_of: Callable[[UsageRecord], str]) -> list[tuple[int, str]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from spanmeter.record import UsageRecord
@@ -36,6 +36,7 @@ from spanmeter.store.sqlite.rollup import sum_quantities
 from spanmeter.usage_schema import EVENT_FAMILIES
 
 _ALLOWED_COLUMNS: Final = frozenset(EQUALITY_FILTERS.values())
+_STORED: Final = frozenset(COLUMNS)
 _RECORD_COLUMNS: Final = ", ".join(f"r.{c}" for c in COLUMNS)
 _SELECT: Final = f"SELECT {', '.join(COLUMNS)} FROM records"
 
@@ -84,6 +85,14 @@ class SQLiteQueries:
         walk = bool(query.equals) or self._walk_seq_for_time_range(query)
         sql, params = build_page_sql(query, walk_seq=walk)
         return [(row[0], row_to_record(row[1:])) for row in self._fetch(sql, params)]
+
+    def query_columns(self, query: RecordQuery, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+        unknown = [c for c in columns if c not in _STORED]
+        if unknown:  # names from code, never from a client; checked all the same
+            raise ValueError(f"not a records column: {', '.join(unknown)}")
+        walk = bool(query.equals) or self._walk_seq_for_time_range(query)
+        sql, params = build_page_sql(query, walk_seq=walk, select=", ".join(f"r.{c}" for c in columns))
+        return self._fetch(sql, params)
 
     def query_items(self, query: RecordQuery, item_of: Callable[[UsageRecord], str]) -> list[tuple[int, str]]:
         walk = bool(query.equals) or self._walk_seq_for_time_range(query)
