@@ -54,7 +54,7 @@ def build_pricer(config: Config) -> Pricer:
 
 
 def build_exporters(config: Config, store: Store, metrics: Metrics) -> list[ExportRunner]:
-    return [ExportRunner.of(name, c, store, metrics) for name, c in config.active_exporters().items()]
+    return [ExportRunner.of(name, c, store, metrics, store) for name, c in config.active_exporters().items()]
 
 
 def ensure_descriptors(max_connections: int) -> None:

@@ -655,3 +655,96 @@ def deliveries_retry(config_path: Path | None, exporter: str | None, all_dead: b
     if not done.count:
         raise click.ClickException("no dead delivery matched; see `spanmeter deliveries list`")
     click.echo(f"{done.count} deliveries will be sent again by {', '.join(done.exporters)}")
+
+
+# --- CSV exports for CRMs ----------------------------------------------------------------------
+@main.group("export")
+def export_group() -> None:
+    """Export stored records as files (`spanmeter export csv`)."""
+
+
+@export_group.command("csv")
+@CONFIG_OPTION
+@click.option("--kind", type=click.Choice(["actions", "accounts"]), default="actions", show_default=True,
+              help="actions: one row per record; accounts: one row per account domain.")
+@click.option("--since", help="Only records that occurred since: ISO time (2026-11-01T00:00Z) or age (30m, 2h, 7d).")
+@click.option("--until", help="Only records that occurred before this ISO time.")
+@click.option("--customer", help="Only this customer_id.")
+@click.option("--workspace", "-w", help="The workspace to read. Default: service::workspace of the config.")
+@click.option("--template", type=click.Choice(["generic", "hubspot", "salesforce"]),
+              help="Column names and formats of a CRM's import tool. Default: generic (or --exporter's).")
+@click.option("--exporter", "exporter_id",
+              help="Take template, columns, email, action kinds, BOM and filter from this configured csv exporter.")
+@click.option("--record-kind", "record_kinds", multiple=True, type=click.Choice(["event", "llm", "meter"]),
+              help="Which records are action rows (repeatable). Default: event (or --exporter's).")
+@click.option("--no-email", is_flag=True, help="Leave the email column out.")
+@click.option("--bom", is_flag=True, help="Start the file with a UTF-8 byte-order mark (for Excel).")
+@click.option("--out", "-o", "out", default="-", show_default=True,
+              help="File to write (replaced atomically: written aside, then renamed), or - for standard output.")
+def export_csv(config_path: Path | None, kind: str, since: str | None, until: str | None, customer: str | None,
+               workspace: str | None, template: str | None, exporter_id: str | None, record_kinds: tuple[str, ...],
+               no_email: bool, bom: bool, out: str) -> None:
+    """Write the actions or accounts CSV a CRM imports as it is (HubSpot, Salesforce, a warehouse).
+
+    Reads the store in storage order a page at a time (memory stays small for any size), shows a
+    progress bar on a terminal, and says what it wrote. Account domains come from the records,
+    else from a business email's domain, never from free-mail or disposable domains; cells that a
+    spreadsheet would run as formulas are neutralised.
+    """
+    from spanmeter.crm.export import Selection, write_export
+    from spanmeter.crm.files import replace_atomically
+    from spanmeter.crm.templates import Kind
+    from spanmeter.exporters.csv import CsvConfig
+
+    config, store = _open_store(config_path)
+    settings = CsvConfig(directory=".")
+    if exporter_id is not None:
+        found = config.exporters.get(exporter_id)
+        if not isinstance(found, CsvConfig):
+            csv_ones = [name for name, c in config.exporters.items() if isinstance(c, CsvConfig)]
+            raise click.BadParameter(f"no csv exporter {exporter_id!r} in the config (csv exporters: "
+                                     f"{', '.join(csv_ones) or 'none'})", param_hint="--exporter")
+        settings = found
+    if template is not None:  # the exporter's custom column mappings, if any, still apply
+        settings = settings.model_copy(update={"template": template})
+    columns = settings.chosen_template()
+    if no_email:
+        columns = columns.without("email")
+    where = settings.filter.export_filter()
+    selection = Selection(
+        (workspace,) if workspace else (where.workspaces or (config.service.workspace,)),
+        _parse_since(since), _parse_since(until) if until else None, customer, where,
+    )
+    kinds = record_kinds or tuple(settings.action_kinds)
+    total = sum(_records_in(store, w, customer, selection.from_ns, selection.to_ns) for w in selection.workspaces)
+    bar = click.progressbar(length=total, label=f"reading {total:,} records", file=sys.stderr, show_pos=True) \
+        if sys.stderr.isatty() and total else None
+    started = time.monotonic()
+    export_kind = cast("Kind", kind)
+    try:
+        on_page = bar.update if bar is not None else None
+        if out == "-":
+            rows = write_export(sys.stdout.buffer, store, export_kind, columns, selection, action_kinds=kinds,
+                                bom=bom or settings.bom, on_page=on_page)
+            sys.stdout.buffer.flush()
+        else:
+            with replace_atomically(Path(out)) as target:
+                rows = write_export(target, store, export_kind, columns, selection, action_kinds=kinds,
+                                    bom=bom or settings.bom, on_page=on_page)
+    except OSError as error:
+        raise click.ClickException(f"cannot write {out}: {error}") from None
+    finally:
+        if bar is not None:
+            bar.render_finish()
+    where_to = "standard output" if out == "-" else out
+    click.echo(f"wrote {rows:,} {kind} rows ({columns.name} template) to {where_to} in {time.monotonic() - started:.1f} s",
+               err=True)
+
+
+def _records_in(store: Store, workspace: str, customer: str | None, from_ns: int | None, to_ns: int | None) -> int:
+    """Records of every kind that occurred in the range's whole UTC days (from the daily totals, a
+    few rows): the progress bar's length, an upper bound."""
+    day = 86_400 * 10**9
+    end = to_ns if to_ns is not None else time.time_ns()
+    totals = store.period_totals(workspace, customer, (from_ns or 0) // day * day, -(-end // day) * day)
+    return totals.messages + totals.events + totals.meter_records

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from spanmeter.store.outbox import Claim, ItemOf
+from spanmeter.store.port import QueryStore
 
 
 @dataclass(slots=True, frozen=True)
@@ -87,6 +88,14 @@ class RecordSender(Protocol):
     def send_record(self, claim: Claim, index: int) -> Delivered | RetryLater | LongBackoff | Paused | Dead:
         """Send the claim's record at `index` (`claim.records[index]`, or `claim.items[index]`)."""
         ...
+
+
+@runtime_checkable
+class ReadsStore(Protocol):
+    """An exporter that also reads the store's records (the csv exporter rebuilds its accounts
+    file from them). The runner hands it the store before the first batch."""
+
+    def read_from(self, store: QueryStore) -> None: ...
 
 
 @dataclass(slots=True, frozen=True)

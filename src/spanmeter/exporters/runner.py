@@ -33,6 +33,7 @@ from spanmeter.exporters.base import (
     Outcome,
     Partial,
     Paused,
+    ReadsStore,
     RecordSender,
     RetryLater,
 )
@@ -40,7 +41,7 @@ from spanmeter.exporters.settings import ExporterConfig
 from spanmeter.metrics import Metrics
 from spanmeter.priority import lower_this_thread
 from spanmeter.store.outbox import Claim, ExportFilter, LeaseLost, NotDue, new_owner
-from spanmeter.store.port import Outbox
+from spanmeter.store.port import Outbox, QueryStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -102,10 +103,16 @@ class ExportRunner:
         self._waiting_for: str | None = None  # the other process holding the lease, once logged
 
     @classmethod
-    def of(cls, exporter_id: str, config: ExporterConfig, outbox: Outbox, metrics: Metrics) -> ExportRunner:
-        """The runner of a configured exporter, of whatever registered type."""
+    def of(
+        cls, exporter_id: str, config: ExporterConfig, outbox: Outbox, metrics: Metrics, queries: QueryStore | None = None
+    ) -> ExportRunner:
+        """The runner of a configured exporter, of whatever registered type; `queries`: the store's
+        records, for a type that reads them too (`ReadsStore`)."""
+        exporter = registry.create(exporter_id, config)
+        if queries is not None and isinstance(exporter, ReadsStore):
+            exporter.read_from(queries)
         return cls(
-            registry.create(exporter_id, config),
+            exporter,
             outbox,
             config.filter.export_filter(),
             metrics,

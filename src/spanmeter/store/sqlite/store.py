@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -171,6 +171,9 @@ class SQLiteStore:
 
     def query_records(self, query: RecordQuery) -> list[tuple[int, UsageRecord]]:
         return self.queries.query_records(query)
+
+    def query_columns(self, query: RecordQuery, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+        return self.queries.query_columns(query, columns)
 
     def query_items(self, query: RecordQuery, item_of: Callable[[UsageRecord], str]) -> list[tuple[int, str]]:
         return self.queries.query_items(query, item_of)

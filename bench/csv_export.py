@@ -1,0 +1,146 @@
+#!/usr/bin/env python
+"""CSV export benchmark: `spanmeter export csv` over a store of N records, time and peak memory.
+
+    python bench/csv_export.py [--records 1000000] [--db-dir /tmp/spanmeter-bench-csv] [--rebuild]
+
+1. Builds (or reuses from `--db-dir`) a SQLite store of N records through the store's own writer
+   (`SQLiteStore.write`, batches of 10,000; no OTLP): 60 % LLM calls, 30 % product events (six
+   families, 40 products), 10 % meter records, over ~2,000 accounts and ~20,000 developers, a
+   tenth of them on free-mail addresses (no account), in occurred_at order over 90 days.
+2. Runs `spanmeter export csv` as a subprocess, output to a file: the actions of every record
+   (`--record-kind event --record-kind llm --record-kind meter`: one row each), then the accounts.
+   Reports wall time, rows/s and the child's peak RSS (getrusage), and reads the actions file back
+   to check its row count. Goals (issue 17): peak RSS under 200 MB, more than 100,000 rows/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import random
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+from spanmeter.record import Product, UsageRecord, new_record_id
+from spanmeter.store.sqlite import SQLiteStore
+
+BATCH = 10_000
+DAY_NS = 86_400 * 10**9
+FAMILIES = ("intent", "evaluation", "activation", "retention", "expansion", "commercial")
+FREE = ("gmail.com", "outlook.com", "yahoo.com", "proton.me")
+
+
+def generate(n: int, seed: int) -> Iterator[list[UsageRecord]]:
+    rng = random.Random(seed)
+    end = time.time_ns()
+    start = end - 90 * DAY_NS
+    domains = [f"company{i}.example" for i in range(2_000)]
+    products = [Product(f"p{i}", f"Product {i}", "library", "1.0", "sdk") for i in range(40)]
+    batch: list[UsageRecord] = []
+    for i in range(n):
+        developer = rng.randrange(20_000)
+        domain = FREE[developer % 4] if developer % 10 == 0 else domains[developer % len(domains)]
+        email = f"dev{developer}@{domain}"
+        at = start + (end - start) * i // n
+        roll = rng.random()
+        common = {"idempotency_key": f"k{i}", "occurred_at": at, "id": new_record_id(), "received_at": at,
+                  "customer_id": f"cust-{developer % 2_000}", "user_id": f"dev{developer}", "email": email}
+        if roll < 0.6:
+            tokens = rng.randrange(100, 5_000)
+            record = UsageRecord(kind="llm", type="chat", provider="openai", request_model="gpt-4o",
+                                 response_model="gpt-4o", input_tokens=tokens, output_tokens=tokens // 4,
+                                 total_tokens=tokens + tokens // 4, cost_usd=Decimal(tokens) / 1_000_000,
+                                 cost_source="computed", **common)
+        elif roll < 0.9:
+            record = UsageRecord(kind="event", type="product_event", event_name=f"action_{rng.randrange(12)}",
+                                 event_family=FAMILIES[rng.randrange(6)], product=products[rng.randrange(40)],
+                                 source="web", campaign_id="c1", **common)
+        else:
+            record = UsageRecord(kind="meter", type="api_calls", meter="api_calls",
+                                 quantity=Decimal(rng.randrange(1, 100)), **common)
+        batch.append(record)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def build(path: Path, n: int, seed: int) -> None:
+    store = SQLiteStore(path, synchronous="OFF")
+    await store.start()
+    try:
+        pending: asyncio.Future[object] | None = None
+        for batch in generate(n, seed):
+            task = asyncio.ensure_future(store.write(batch))
+            await asyncio.sleep(0)  # the writer commits this batch while the next is made
+            if pending is not None:
+                await pending
+            pending = task
+        if pending is not None:
+            await pending
+    finally:
+        await store.close()
+
+
+def ensure_db(db_dir: Path, n: int, rebuild: bool) -> Path:
+    db_dir.mkdir(parents=True, exist_ok=True)
+    path = db_dir / f"csv-{n}.db"
+    if rebuild or not path.exists():
+        for stale in db_dir.glob(f"csv-{n}.db*"):
+            stale.unlink()
+        started = time.monotonic()
+        print(f"building {path}: {n:,} records through SQLiteStore.write, batches of {BATCH:,}", flush=True)
+        asyncio.run(build(path, n, seed=17))
+        print(f"  built in {time.monotonic() - started:.0f} s", flush=True)
+    return path
+
+
+def run_export(config: Path, out: Path, *args: str) -> tuple[float, float, str]:
+    """(seconds, peak RSS of the export process in MB, what it printed)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "spanmeter", "export", "csv", "-c", str(config), "--out", str(out), *args],
+        capture_output=True, text=True, check=True,
+    )
+    seconds = time.monotonic() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux: the largest child so far
+    if peak <= before:
+        print("  (peak RSS is that of an earlier, larger child)")
+    return seconds, peak / 1024, done.stderr.strip()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--db-dir", type=Path, default=Path("/tmp/spanmeter-bench-csv"))
+    parser.add_argument("--rebuild", action="store_true")
+    args = parser.parse_args()
+    db = ensure_db(args.db_dir, args.records, args.rebuild)
+    config = args.db_dir / "spanmeter.yaml"
+    config.write_text(f"storage:\n  sqlite:\n    path: {db}\n")
+    failed = False
+    for kind, extra in (("actions", ["--record-kind", "event", "--record-kind", "llm", "--record-kind", "meter"]),
+                        ("accounts", [])):
+        out = args.db_dir / f"{kind}.csv"
+        seconds, rss_mb, said = run_export(config, out, "--kind", kind, *extra)
+        with out.open(newline="", encoding="utf-8") as f:
+            rows = sum(1 for _ in csv.reader(f)) - 1
+        rate = args.records / seconds  # records read from the store per second
+        ok = rss_mb < 200 and (kind == "accounts" or (rate > 100_000 and rows == args.records))
+        failed |= not ok
+        print(f"{kind:8}  {args.records:,} records -> {rows:,} rows  {seconds:6.1f} s  {rate:9,.0f} records/s"
+              f"  peak RSS {rss_mb:5.0f} MB  {out.stat().st_size / 1e6:6.0f} MB file  {'ok' if ok else 'OVER GOAL'}")
+        print(f"          spanmeter: {said}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Records to CSV rows: one action row per record, and the accounts roll-up (one row per account).
+
+Both work on a record's stored values (EXPORT_COLUMNS, as `QueryStore.query_columns` reads them:
+money in integer nano-USD), so `spanmeter export csv` reads a million records without building a
+UsageRecord for each; the exporter's batches, which carry UsageRecords, go through `stored_values`
+to the same code, so a file is the same whichever wrote it.
+
+An action row: occurred at, account domain (crm/domains.py), developer (`user_id`), email, kind,
+type, event name and family, product id/name/type, source, campaign id, tokens (LLM records: the
+total the emitter gave, else input + output), quantity (meter records), cost and idempotency key.
+
+An account row sums every record of the account's domain: first and last seen (occurred_at),
+distinct developers, product events per family, LLM calls, their tokens, the cost of all its
+records (exact; unpriced records add nothing), the last product event (by occurred_at) and the top
+product (the most events; the first name in order on a tie). Memory grows with the accounts,
+their developers and products, never with the records.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Final
+
+from spanmeter.crm.cells import FORMULA_STARTS
+from spanmeter.crm.domains import account_domain
+from spanmeter.crm.templates import ACTION_FIELDS, TIME_FIELDS, Kind, Template, TimeFormat
+from spanmeter.record import UsageRecord, decimal_string
+from spanmeter.store.outbox import ExportFilter
+from spanmeter.store.schema import COLUMNS, record_to_row
+from spanmeter.usage_schema import EVENT_FAMILIES
+
+EXPORT_COLUMNS: Final = (
+    "occurred_at", "account_domain", "email", "user_id", "kind", "type", "event_name", "event_family",
+    "product_id", "product_name", "product_type", "source", "campaign_id", "input_tokens", "output_tokens",
+    "total_tokens", "quantity", "cost_usd_nano", "idempotency_key", "workspace", "customer_id",
+)
+(_AT, _DOMAIN, _EMAIL, _USER, _KIND, _TYPE, _EVENT, _FAMILY, _PRODUCT_ID, _PRODUCT_NAME, _PRODUCT_TYPE, _SOURCE,
+ _CAMPAIGN, _INPUT, _OUTPUT, _TOTAL, _QUANTITY, _COST, _KEY, _WORKSPACE, _CUSTOMER) = range(len(EXPORT_COLUMNS))
+Stored = tuple[Any, ...]  # a record's EXPORT_COLUMNS values
+_PICK: Final = operator.itemgetter(*(COLUMNS.index(c) for c in EXPORT_COLUMNS))
+_NANO: Final = 1_000_000_000
+
+
+def stored_values(record: UsageRecord) -> Stored:
+    """A record's EXPORT_COLUMNS values, as the store holds them."""
+    return tuple(_PICK(record_to_row(record)))
+
+
+def matches(where: ExportFilter, values: Stored) -> bool:
+    """ExportFilter.matches on stored values."""
+    return (
+        (not where.workspaces or values[_WORKSPACE] in where.workspaces)
+        and (not where.kinds or values[_KIND] in where.kinds)
+        and (not where.types or values[_TYPE] in where.types)
+        and (not where.customers or values[_CUSTOMER] in where.customers)
+    )
+
+
+def kind_of(values: Stored) -> str:
+    return str(values[_KIND])
+
+
+def _text(value: str | None) -> str:
+    if value is None:
+        return ""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def usd(nano: int) -> str:
+    """Integer nano-USD as an exact decimal string: 1500 -> '0.0000015', 2_000_000_000 -> '2'."""
+    sign, nano = ("-", -nano) if nano < 0 else ("", nano)
+    whole, part = divmod(nano, _NANO)
+    return f"{sign}{whole}.{part:09d}".rstrip("0").rstrip(".") if part else f"{sign}{whole}"
+
+
+def tokens(values: Stored) -> int | None:
+    """An LLM record's tokens: the total the emitter gave, else input + output; None for others."""
+    if values[_KIND] != "llm":
+        return None
+    if values[_TOTAL] is not None:
+        return int(values[_TOTAL])
+    if values[_INPUT] is None and values[_OUTPUT] is None:
+        return None
+    return int(values[_INPUT] or 0) + int(values[_OUTPUT] or 0)
+
+
+def header(template: Template, kind: Kind) -> list[str]:
+    return [_text(name) for _, name in template.columns(kind)]
+
+
+def _action_cells(v: Stored, when: TimeFormat) -> tuple[str, ...]:
+    """Every action field's cell, in ACTION_FIELDS order. Written out inline, one call per
+    record: a function call per cell (formula check, None to "") cost twice as much at a million
+    rows. Each text field supplied by an emitter gets the formula check (`_text` spelled out)."""
+    bad = FORMULA_STARTS
+    found = tokens(v)
+    return (
+        when(v[_AT]),
+        account_domain(v[_DOMAIN], v[_EMAIL]) or "",
+        "" if (user := v[_USER]) is None else "'" + user if user.startswith(bad) else user,
+        "" if (email := v[_EMAIL]) is None else "'" + email if email.startswith(bad) else email,
+        v[_KIND],
+        "'" + v[_TYPE] if v[_TYPE].startswith(bad) else v[_TYPE],
+        "" if (event := v[_EVENT]) is None else "'" + event if event.startswith(bad) else event,
+        "" if (family := v[_FAMILY]) is None else "'" + family if family.startswith(bad) else family,
+        "" if (pid := v[_PRODUCT_ID]) is None else "'" + pid if pid.startswith(bad) else pid,
+        "" if (name := v[_PRODUCT_NAME]) is None else "'" + name if name.startswith(bad) else name,
+        "" if (ptype := v[_PRODUCT_TYPE]) is None else "'" + ptype if ptype.startswith(bad) else ptype,
+        "" if (source := v[_SOURCE]) is None else "'" + source if source.startswith(bad) else source,
+        "" if (campaign := v[_CAMPAIGN]) is None else "'" + campaign if campaign.startswith(bad) else campaign,
+        "" if found is None else str(found),
+        "" if (quantity := v[_QUANTITY]) is None else decimal_string(Decimal(quantity)),
+        "" if (cost := v[_COST]) is None else usd(cost),
+        "'" + v[_KEY] if v[_KEY].startswith(bad) else v[_KEY],
+    )
+
+
+def action_row_builder(template: Template) -> Callable[[Stored], Sequence[str]]:
+    """A function from a record's stored values to its action row in `template`'s columns."""
+    when = template.time_format("actions")
+    picks = [ACTION_FIELDS.index(name) for name, _ in template.columns("actions")]
+    if picks == list(range(len(ACTION_FIELDS))):
+        return lambda values: _action_cells(values, when)
+    pick = operator.itemgetter(*picks)
+    if len(picks) == 1:
+        return lambda values: (pick(_action_cells(values, when)),)
+    return lambda values: pick(_action_cells(values, when))
+
+
+@dataclass(slots=True)
+class Account:
+    first_seen: int
+    last_seen: int
+    developers: set[str] = field(default_factory=set)
+    families: Counter[str] = field(default_factory=Counter)
+    llm_calls: int = 0
+    tokens: int = 0
+    cost_nano: int = 0
+    last_event: str | None = None
+    last_event_at: int | None = None
+    products: Counter[str] = field(default_factory=Counter)
+
+    def values(self, domain: str) -> dict[str, object]:
+        top = min(self.products.items(), key=lambda item: (-item[1], item[0]))[0] if self.products else None
+        return {
+            "account_domain": domain,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "developers": len(self.developers),
+            **{f"events_{family}": self.families[family] for family in EVENT_FAMILIES},
+            "llm_calls": self.llm_calls,
+            "tokens": self.tokens,
+            "cost_usd": usd(self.cost_nano),
+            "last_event": self.last_event,
+            "last_event_at": self.last_event_at,
+            "top_product": top,
+        }
+
+
+class AccountRollup:
+    """The accounts of the records added, one row each (records without an account are counted
+    in `without_account`, not rolled up)."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, Account] = {}
+        self.without_account = 0
+
+    def add(self, v: Stored) -> None:
+        domain = account_domain(v[_DOMAIN], v[_EMAIL])
+        if domain is None:
+            self.without_account += 1
+            return
+        at = v[_AT]
+        account = self.accounts.get(domain)
+        if account is None:
+            account = self.accounts[domain] = Account(at, at)
+        elif at < account.first_seen:
+            account.first_seen = at
+        elif at > account.last_seen:
+            account.last_seen = at
+        if v[_USER]:
+            account.developers.add(v[_USER])
+        if v[_COST] is not None:
+            account.cost_nano += v[_COST]
+        kind = v[_KIND]
+        if kind == "llm":
+            account.llm_calls += 1
+            account.tokens += tokens(v) or 0
+        elif kind == "event":
+            if v[_FAMILY]:
+                account.families[v[_FAMILY]] += 1
+            if account.last_event_at is None or at >= account.last_event_at:
+                account.last_event, account.last_event_at = v[_EVENT], at
+            product = v[_PRODUCT_NAME] or v[_PRODUCT_ID]
+            if product:
+                account.products[product] += 1
+
+    def rows(self, template: Template) -> Iterator[list[str]]:
+        """One row per account, by domain."""
+        when = template.time_format("accounts")
+        columns = template.columns("accounts")
+        for domain in sorted(self.accounts):
+            values = self.accounts[domain].values(domain)
+            row = []
+            for name, _ in columns:
+                value = values[name]
+                if value is None:
+                    row.append("")
+                elif name in TIME_FIELDS:
+                    row.append(when(int(value)))  # type: ignore[call-overload]
+                elif isinstance(value, int):
+                    row.append(str(value))
+                else:
+                    row.append(_text(str(value)))
+            yield row
