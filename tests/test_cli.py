@@ -17,7 +17,7 @@ from tests.otlp_helpers import T0, json_request, llm_raw_attrs, raw_span, s
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["validate-config"], ["records"], ["keys"], ["models"]])
+@pytest.mark.parametrize("command", [[], ["serve"], ["validate-config"], ["records"], ["keys"], ["models"], ["export", "csv"]])
 def test_every_command_has_help_and_is_in_the_readme(command: list[str]) -> None:
     result = CliRunner().invoke(main, [*command, "--help"])
     assert result.exit_code == 0

@@ -9,12 +9,14 @@ target (crm/files.py), or streamed to a pipe.
 
 from __future__ import annotations
 
+import csv
 import io
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Final
 
-from spanmeter.crm.cells import BOM, csv_text
+from spanmeter.crm.cells import BOM
 from spanmeter.crm.rows import (
     EXPORT_COLUMNS,
     AccountRollup,
@@ -29,7 +31,7 @@ from spanmeter.store.outbox import ExportFilter
 from spanmeter.store.port import QueryStore
 from spanmeter.store.queries import RecordQuery
 
-PAGE_SIZE: Final = 2_000
+PAGE_SIZE: Final = 5_000
 _FLUSH_ROWS: Final = 2_000
 
 
@@ -74,29 +76,25 @@ def stream_records(
     for page in _pages(store, selection):
         if on_page is not None:
             on_page(len(page))
-        for row in page:
-            values = row[1:]
-            if not check or matches(where, values):
-                yield values
+        if check:
+            yield from (row for row in page if matches(where, row))
+        else:
+            yield from page
 
 
 def write_rows(out: BinaryIO, head: Sequence[str], rows: Iterable[Sequence[str]], bom: bool) -> int:
-    """Header and rows as UTF-8 CSV on `out`; the number of rows."""
+    """Header and rows as UTF-8 CSV on `out` (RFC 4180 quoting, CRLF); the number of rows."""
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
     try:
         if bom:
             text.write(BOM)
-        text.write(csv_text([head]))
+        writer = csv.writer(text, dialect="excel")
+        writer.writerow(head)
         count = 0
-        chunk: list[Sequence[str]] = []
-        for row in rows:
-            chunk.append(row)
-            if len(chunk) >= _FLUSH_ROWS:
-                text.write(csv_text(chunk))
-                count += len(chunk)
-                chunk.clear()
-        text.write(csv_text(chunk))
-        count += len(chunk)
+        rest = iter(rows)
+        while chunk := list(itertools.islice(rest, _FLUSH_ROWS)):
+            writer.writerows(chunk)
+            count += len(chunk)
         text.flush()
     finally:
         text.detach()  # `out` stays open: the caller fsyncs and renames it
@@ -105,9 +103,7 @@ def write_rows(out: BinaryIO, head: Sequence[str], rows: Iterable[Sequence[str]]
 
 def action_rows(records: Iterable[Stored], template: Template, kinds: tuple[str, ...]) -> Iterator[Sequence[str]]:
     row = action_row_builder(template)
-    for values in records:
-        if kind_of(values) in kinds:
-            yield row(values)
+    return (row(values) for values in records if kind_of(values) in kinds)
 
 
 def account_rollup(records: Iterable[Stored], cancelled: Callable[[], bool] | None = None) -> AccountRollup:

@@ -39,15 +39,15 @@ EXPORT_COLUMNS: Final = (
     "total_tokens", "quantity", "cost_usd_nano", "idempotency_key", "workspace", "customer_id",
 )
 (_AT, _DOMAIN, _EMAIL, _USER, _KIND, _TYPE, _EVENT, _FAMILY, _PRODUCT_ID, _PRODUCT_NAME, _PRODUCT_TYPE, _SOURCE,
- _CAMPAIGN, _INPUT, _OUTPUT, _TOTAL, _QUANTITY, _COST, _KEY, _WORKSPACE, _CUSTOMER) = range(len(EXPORT_COLUMNS))
-Stored = tuple[Any, ...]  # a record's EXPORT_COLUMNS values
+ _CAMPAIGN, _INPUT, _OUTPUT, _TOTAL, _QUANTITY, _COST, _KEY, _WORKSPACE, _CUSTOMER) = range(1, len(EXPORT_COLUMNS) + 1)
+Stored = tuple[Any, ...]  # (seq, *EXPORT_COLUMNS values): the rows of query_columns as they come
 _PICK: Final = operator.itemgetter(*(COLUMNS.index(c) for c in EXPORT_COLUMNS))
 _NANO: Final = 1_000_000_000
 
 
 def stored_values(record: UsageRecord) -> Stored:
-    """A record's EXPORT_COLUMNS values, as the store holds them."""
-    return tuple(_PICK(record_to_row(record)))
+    """A record's (seq, *EXPORT_COLUMNS) values as the store holds them (seq not needed: 0)."""
+    return (0, *_PICK(record_to_row(record)))
 
 
 def matches(where: ExportFilter, values: Stored) -> bool:
