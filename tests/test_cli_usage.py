@@ -57,4 +57,6 @@ def test_usage_by_customer_per_day_as_table_and_json(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "unknown metric 'dollars'" in bad.output
     bad_tz = runner.invoke(main, [*args, "--tz", "Mars/Olympus"])
     assert bad_tz.exit_code == 2 and "unknown time zone" in bad_tz.output
+    bad_until = runner.invoke(main, [*args, "--until", "yesterday"])
+    assert bad_until.exit_code == 2 and "--until" in bad_until.output and "--since" not in bad_until.output.split("Error")[-1]
     assert "spanmeter usage" in (ROOT / "README.md").read_text()

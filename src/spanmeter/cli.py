@@ -253,7 +253,7 @@ def usage(config_path: Path | None, metric: str, group_by: str, window: str, tz:
         start = window_start(zone_info, windowed, start)
     equals = tuple((EQUALITY_FILTERS[n], v) for n, v in (("customer", customer), ("kind", kind)) if v is not None)
     config, store = _open_store(config_path)
-    where = RecordQuery(workspace=config.service.workspace, equals=equals, from_ns=start, to_ns=_parse_since(until))
+    where = RecordQuery(workspace=config.service.workspace, equals=equals, from_ns=start, to_ns=_parse_since(until, "--until"))
     query = AggregateQuery(metrics, dimensions, where, windowed, tz)
     result = store.aggregate(query)
     if as_json:
@@ -306,7 +306,8 @@ def _cell(value: object, width: int | None = None) -> str:
     return text if width is None or len(text) <= width else text[: width - 1] + "…"
 
 
-def _parse_since(value: str | None) -> int | None:
+def _parse_since(value: str | None, option: str = "--since") -> int | None:
+    """An ISO time or an age (30m, 2h, 7d) as Unix nanoseconds; a bad value is named by its `option`."""
     if value is None:
         return None
     if match := _RELATIVE.match(value.strip()):
@@ -316,7 +317,7 @@ def _parse_since(value: str | None) -> int | None:
         when = datetime.fromisoformat(value)  # takes a trailing Z since Python 3.11
     except ValueError:
         raise click.BadParameter(f"{value!r}: use an ISO time like 2026-11-01T00:00Z or an age like 30m, 2h, 7d",
-                                 param_hint="--since") from None
+                                 param_hint=option) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return min(int(when.timestamp() * 1_000_000_000), 2**63 - 1)  # SQLite integers are int64
@@ -713,7 +714,7 @@ def export_csv(config_path: Path | None, kind: str, since: str | None, until: st
     where = settings.filter.export_filter()
     selection = Selection(
         (workspace,) if workspace else (where.workspaces or (config.service.workspace,)),
-        _parse_since(since), _parse_since(until) if until else None, customer, where,
+        _parse_since(since), _parse_since(until, "--until") if until else None, customer, where,
     )
     kinds = record_kinds or tuple(settings.action_kinds)
     total = sum(_records_in(store, w, customer, selection.from_ns, selection.to_ns) for w in selection.workspaces)
