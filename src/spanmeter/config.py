@@ -263,6 +263,8 @@ def _absolute_paths(config: Config, base: Path) -> Config:
 # Exporter keys only the sending process needs; every exporter type names its credential `api_key`
 # (or `secret` for signing), so a read-only command runs without the env vars that hold them.
 _SENDING_ONLY: Final = ("secret", "headers", "api_key")
+# What a required `api_key` is read as by those commands: never sent, never shown.
+_KEY_NOT_READ: Final = "(not read by this command)"
 
 
 def parse_config(raw: Any, env: dict[str, str] | os._Environ[str], *, sending: bool = True) -> Config:
@@ -270,7 +272,10 @@ def parse_config(raw: Any, env: dict[str, str] | os._Environ[str], *, sending: b
         raise ConfigError(["the config file must be a mapping with receivers, processors, storage, service"])
     if not sending and isinstance(raw.get("exporters"), dict):
         raw = {**raw, "exporters": {
-            name: {k: v for k, v in value.items() if k not in _SENDING_ONLY} if isinstance(value, dict) else value
+            name: {
+                **{k: v for k, v in value.items() if k not in _SENDING_ONLY},
+                **({"api_key": _KEY_NOT_READ} if "api_key" in value else {}),
+            } if isinstance(value, dict) else value
             for name, value in raw["exporters"].items()
         }}
     problems: list[str] = []
