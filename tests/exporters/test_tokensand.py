@@ -38,7 +38,7 @@ from tests.exporters.harness import (
     outage,
     wait_for,
 )
-from tests.fakes.rest_target import Request, RestTarget
+from tests.fakes.rest_target import Answer, Request, RestTarget
 from tests.otlp_helpers import T0, make_spans
 
 API_KEY = "tk_live_test"
@@ -106,7 +106,7 @@ def tokensand(target: RestTarget, refuse: Refuse | None = None) -> RestTarget:
     the duplicates (a key stored before) and the refused ones by index; dry-run echoes the event."""
     stored: set[str] = set()
 
-    def answer(request: Request) -> tuple[int, dict[str, str], Any] | None:
+    def answer(request: Request) -> Answer | None:
         if target.script:  # called under target.lock: the script is read, not locked again
             return None
         if request.path == DRY_RUN:
@@ -317,22 +317,36 @@ def test_a_batch_with_nothing_for_tokens_and_sends_no_request(target: RestTarget
     assert target.requests == []
 
 
-@pytest.mark.parametrize(("answer", "dead"), [
-    ((401, {}, {"ok": False, "error": "Invalid tracking key"}), 0),  # paused, then delivered
-    ((402, {}, {"ok": False, "error": "Plan quota used up"}), 0),  # long back-off, then delivered
-    ((503, {"retry-after": "0"}, "maintenance"), 0),  # retried
-    ((400, {}, {"ok": False, "error": "events[0].event_name: required"}), 3),  # dead, never sent again
-])
-def test_the_runner_follows_the_table(tmp_path: Path, target: RestTarget, answer: Any, dead: int) -> None:
-    target.answer_next(answer)
-    retry = {**FAST["retry_on_failure"], "max_elapsed_time": 0.01, "long_interval": 0.1}  # type: ignore[dict-item]
+KEY_REFUSED: Answer = (401, {}, {"ok": False, "error": "Invalid tracking key"})
+QUOTA: Answer = (402, {}, {"ok": False, "error": "Plan quota used up"})
+
+
+@pytest.mark.parametrize(("answers", "dead"), [
+    ([KEY_REFUSED, KEY_REFUSED], 0),  # paused past max_elapsed_time, then delivered
+    ([QUOTA, QUOTA], 0),  # long back-off past max_elapsed_time, then delivered
+    ([(503, {"retry-after": "0"}, "maintenance")], 0),  # retried, then delivered
+    ([(400, {}, {"ok": False, "error": "events[0].event_name: required"})], 3),  # dead, never sent again
+], ids=["paused", "long-backoff", "retried", "dead"])
+def test_the_runner_follows_the_table(tmp_path: Path, target: RestTarget, answers: list[Any], dead: int) -> None:
+    target.answer_next(*answers)
+    retry = {"initial_interval": 0.05, "max_interval": 0.1, "max_elapsed_time": 0.01, "long_interval": 0.1}
     with running_collector(tokensand_config(tmp_path, target.url, retry_on_failure=retry)) as collector:
         export(collector.http_url, event_spans(3))
         wait_for(lambda: len(target.accepted) == 1 or dead_count(collector) == 3)
         assert dead_count(collector) == dead
-    assert [r.answer for r in target.requests] == [answer[0]] + ([202] if not dead else [])
+    assert [r.answer for r in target.requests] == [a[0] for a in answers] + ([202] if not dead else [])
     assert len({tuple(keys(r)) for r in target.requests}) == 1  # a retry sends the same keys
     assert len(json.loads(cli(tmp_path, "deliveries", "list", "--json").output)) == dead
+
+
+def test_a_2xx_without_the_batch_answer_is_all_accepted(target: RestTarget, exporter: TokensandExporter,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    target.answer_next((202, {}, ""), (200, {}, "OK"))
+    assert exporter.send(claim_of(event_record(1))) == Delivered()
+    assert exporter.send(claim_of(event_record(2))) == Delivered()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"exporter tokensand/crm: HTTP 200 from {target.url}{BATCH} lists no refused events; taken as all accepted: OK"
+    ]
 
 
 # --- outage, kill -9 ----------------------------------------------------------------------------

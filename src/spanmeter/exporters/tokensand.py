@@ -19,9 +19,11 @@ Which records:
 - `meter` records never: a tokens& event has no quantity, so a meter's amount would be lost or
   miscounted. They are skipped (counted as delivered); use another exporter for meters.
 
-Answers: 202 `{"ok": true, "accepted", "duplicates", "errors": [{"index", "error"}]}`: the events
-named in `errors` become dead deliveries with tokens&'s reason, the rest are delivered (a
-duplicate was stored before). For the whole batch (`POLICY`): 400 and 422 dead; 401, 403 (the
+Answers: tokens&'s documentation shows no answer bodies. A 2xx is the batch accepted; if its body
+lists refused events the way spanmeter's own tokens&-compatible endpoint does (`{"ok": true,
+"accepted", "duplicates", "errors": [{"index", "error"}]}`), those become dead deliveries with
+tokens&'s reason and the rest are delivered (a duplicate was stored before); any other 2xx body
+is all accepted. For the whole batch (`POLICY`): 400 and 422 dead; 401, 403 (the
 tracking key), 404 and redirects (the endpoint) pause the exporter; 402 waits
 `retry_on_failure::long_interval`; 429, 5xx and network errors are retried, honouring
 `Retry-After`.
@@ -179,12 +181,14 @@ class TokensandExporter:
 
     def _refused(self, response: httpx.Response, sent: list[int]) -> dict[int, str]:
         """The claim indexes of the events a 202 answer lists in `errors`, with tokens&'s reason."""
+        if not response.content.strip():
+            return {}
         try:
             errors = response.json().get("errors") or []
         except (ValueError, AttributeError):
             errors = None
         if not isinstance(errors, list):
-            log.warning("exporter %s: HTTP %d from %s is not the documented batch answer; taken as all accepted: %s",
+            log.warning("exporter %s: HTTP %d from %s lists no refused events; taken as all accepted: %s",
                         self.name, response.status_code, self.url, response.text[:BODY_CHARS])
             return {}
         refused: dict[int, str] = {}
