@@ -127,9 +127,10 @@ class TokensandExporter:
         """The tokens& event of a record; a str: why it cannot be one (a dead delivery); None:
         not for tokens& (skipped)."""
         if record.kind == "event":
-            name, family, product = record.event_name or record.type, record.event_family, record.product
+            name, family, product = record.event_name or record.type, record.event_family, product_json(record.product)
         elif record.kind == "llm" and self.llm.send:
-            name, family, product = self.llm.event_name, self.llm.event_family, record.product
+            product = product_json(record.product) or product_json(self.llm.product)
+            name, family = self.llm.event_name, self.llm.event_family
         else:
             return None
         if not record.user_id and not record.email:
@@ -140,7 +141,7 @@ class TokensandExporter:
             "event_family": family,
             "developer_id": record.user_id,
             "email": record.email,
-            "product": product_json(product) or (product_json(self.llm.product) if record.kind == "llm" else None),
+            "product": product,
             "account_domain": record.account_domain,
             "source": record.source,
             "campaignId": record.campaign_id,
