@@ -26,7 +26,7 @@ from spanmeter.cli import main
 from spanmeter.errors import ConfigError
 from spanmeter.exporters.base import Dead, Delivered, LongBackoff, Partial, Paused, RetryLater
 from spanmeter.exporters.tokensand import NO_DEVELOPER, TokensandConfig, TokensandExporter
-from spanmeter.record import UsageRecord, format_ns
+from spanmeter.record import Product, UsageRecord, format_ns
 from spanmeter.store.outbox import Claim
 from tests.conftest import RunningCollector, make_config, running_collector
 from tests.exporters.harness import (
@@ -418,3 +418,27 @@ def test_bad_settings_are_named(tmp_path: Path, settings: dict[str, Any], proble
     with pytest.raises(ConfigError) as error:
         make_config(tmp_path, exporters={"tokensand/crm": exporter})
     assert any(p.startswith(problem) for p in error.value.problems), error.value.problems
+
+
+def test_a_second_spanmeter_with_tokens_and_ingest_stores_each_event_as_sent(tmp_path: Path) -> None:
+    """spanmeter's own tokens&-compatible endpoint (a real implementation of the same contract)
+    takes every event the exporter sends: the records arrive with the same fields and keys."""
+    attributes = {"usage.event.family": "expansion", "usage.user.email": "ada@company.com",
+                  "usage.account.domain": "company.com", "usage.source": "docs", "usage.campaign.id": "c-1",
+                  "usage.product.id": "p-1", "usage.product.name": "Router", "usage.product.category": "infra"}
+    (tmp_path / "b").mkdir()
+    with running_collector(make_config(tmp_path / "b")) as receiving:
+        checked = cli(tmp_path, "exporters", "check", "tokensand/crm", endpoint=receiving.http_url)
+        assert checked.exit_code == 0, checked.output
+        assert json.loads(checked.output.split(f"{DRY_RUN}: ", 1)[1])["valid"] is True
+        with running_collector(tokensand_config(tmp_path, receiving.http_url)) as sending:
+            export(sending.http_url, event_spans(30, attributes))
+            sent = sending.records()
+            wait_for(lambda: len(receiving.records()) == 30)
+        arrived = receiving.records()
+    fields = ("idempotency_key", "kind", "event_name", "event_family", "user_id", "email", "account_domain", "source",
+              "campaign_id", "occurred_at")
+    assert sorted(tuple(getattr(r, f) for f in fields) for r in arrived) == sorted(
+        tuple(getattr(r, f) for f in fields) for r in sent
+    )
+    assert {r.product for r in arrived} == {Product(id="p-1", name="Router")}  # tokens& has no product category
