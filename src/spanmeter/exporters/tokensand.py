@@ -9,10 +9,11 @@ has exactly the fields tokens& documents, those the record has (none is sent as 
      "account_domain": "company.com", "source": "SDK", "campaignId": ..., "occurredAt": "2026-...Z"}
 
 `idempotencyKey` makes a resent batch (a retry, a restart) harmless: tokens& does not store an
-event twice.
+event twice. Not guaranteed: records of two workspaces with the same explicit key
+(`usage.idempotency_key`) sent to one tokens& company are stored there once.
 
 Which records:
-- `event` records, each as itself. tokens& needs a developer: one without a user id and an email
+- `event` records, each as itself. tokens& needs a developer: one with neither a user id nor an email
   becomes a dead delivery saying so (`spanmeter deliveries list`).
 - `llm` records only with `llm::send: true`, as an event named `llm::event_name` (family
   `llm::event_family`, product `llm::product` when the record has none).
