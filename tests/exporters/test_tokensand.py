@@ -281,7 +281,7 @@ ERROR = {"ok": False, "error": "..."}
     (401, {}, {"ok": False, "error": "Invalid tracking key"}, Paused, "check the exporter's api_key"),
     (403, {}, ERROR, Paused, "check the exporter's api_key"),
     (404, {}, "Not Found", Paused, "check the exporter's endpoint"),
-    (402, {"retry-after": "86400"}, ERROR, LongBackoff, "quota"),
+    (402, {"retry-after": "86400"}, ERROR, LongBackoff, "plan limit is reached"),
     (429, {"retry-after": "7"}, ERROR, RetryLater, "HTTP 429"),
     (500, {}, "oops", RetryLater, "HTTP 500"),
     (503, {"retry-after": "3"}, "maintenance", RetryLater, "HTTP 503"),

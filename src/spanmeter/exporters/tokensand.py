@@ -46,7 +46,7 @@ from pydantic import Field
 
 import spanmeter
 from spanmeter.exporters.base import CheckResult, Dead, Delivered, Outcome, Partial
-from spanmeter.exporters.policy import BODY_CHARS, PAUSED, REST_TABLE, StatusPolicy
+from spanmeter.exporters.policy import BODY_CHARS, rest_policy
 from spanmeter.exporters.registry import register
 from spanmeter.exporters.settings import HttpExporterConfig, SettingsModel
 from spanmeter.record import Product, UsageRecord, format_ns
@@ -60,17 +60,7 @@ MAX_EVENTS: Final = 500  # per batch request, tokens&'s limit
 NO_DEVELOPER: Final = (
     "tokens& needs a developer and the record has none: set usage.user.id (or user.id) or usage.user.email"
 )
-_KEY = "the target refuses the tracking key: check the exporter's api_key"
-
-POLICY: Final = StatusPolicy(
-    {**REST_TABLE, 404: PAUSED},
-    hints={
-        401: _KEY,
-        403: _KEY,
-        402: "the tokens& plan's quota is used up",
-        404: "check the exporter's endpoint: the base URL, without /api/usage/...",
-    },
-)
+POLICY: Final = rest_policy("tokens&", "the base URL, without /api/usage/...")
 
 Family = Literal["intent", "evaluation", "activation", "retention", "expansion", "commercial"]
 
