@@ -23,7 +23,8 @@ from click.testing import CliRunner
 from opentelemetry.trace import Tracer
 
 from spanmeter.cli import main
-from spanmeter.config import ConfigError, parse_config
+from spanmeter.config import parse_config
+from spanmeter.errors import ConfigError
 from spanmeter.exporters.base import Dead, Delivered, LongBackoff, Paused, RetryLater
 from spanmeter.exporters.fluxrate import FluxrateConfig, FluxrateExporter, RecordMapping, json_bytes
 from spanmeter.record import UsageRecord, format_ns
@@ -38,11 +39,19 @@ from tests.exporters.fluxrate_target import (
     keys,
     settings,
 )
-from tests.exporters.harness import FAST, Case, export, kill_9_while_delivering, numbered_llm_spans, outage, wait_for
-from tests.fakes.rest_target import RestTarget
+from tests.exporters.harness import (
+    FAST,
+    Case,
+    export,
+    kill_9_while_delivering,
+    numbered_llm_spans,
+    outage,
+    wait_for,
+)
+from tests.fakes.rest_target import Answer, RestTarget
 from tests.otlp_helpers import T0, make_spans
 
-ACCEPTED = (202, {}, {"ok": True, "duplicate": False})
+ACCEPTED: Answer = (202, {}, {"ok": True, "duplicate": False})
 CASE = Case(
     exporter_id="fluxrate/test",
     settings=settings,
@@ -94,7 +103,7 @@ def test_each_record_is_one_event_with_the_contracts_fields(tmp_path: Path, targ
         assert body["timestamp"] == format_ns(record.occurred_at)
         if record.kind == "llm":
             assert body["meter_token"] == TOKENS["chat"]
-            assert body["quantity"] == record.total_tokens == record.input_tokens + 500  # type: ignore[operator]
+            assert body["quantity"] == record.total_tokens == (record.input_tokens or 0) + 500
         elif record.kind == "meter":
             assert (body["meter_token"], body["quantity"]) == (TOKENS["api_calls"], Decimal("2.5"))
         else:
@@ -140,8 +149,9 @@ def test_quantities_are_written_exactly() -> None:
     [
         ({"meter_tokens": {"chat": "not-a-uuid"}}, "is not a meter token: Fluxrate meter tokens are UUIDs"),
         ({"metadata": ["prompt"]}, "'prompt': expected meta.<key> or one of"),
-        ({"metadata": ["user_id"], "aggregation": {"enabled": True}}, "metadata cannot be sent with aggregation"),
+        ({"metadata": ["user_id"], "aggregation": {"enabled": True, "state_path": "/tmp/w.db"}}, "metadata cannot be sent with aggregation"),
         ({"token_field": "words"}, "token_field"),
+        ({"aggregation": {"enabled": True}}, "state_path: required with aggregation"),
     ],
 )
 def test_bad_settings_are_refused_with_the_fix(tmp_path: Path, config: dict[str, Any], problem: str) -> None:
@@ -176,9 +186,9 @@ def test_each_answer_of_the_status_table(target: RestTarget, answer: Any, outcom
         body = exporter.body(llm_record())
         assert body is not None
         got = exporter.post(body)
-        assert isinstance(got, outcome) and said in got.reason  # type: ignore[attr-defined]
+        assert isinstance(got, outcome) and not isinstance(got, Delivered) and said in got.reason
         if "retry-after" in answer[1]:
-            assert got.retry_after == float(answer[1]["retry-after"])  # type: ignore[attr-defined]
+            assert isinstance(got, (RetryLater, LongBackoff)) and got.retry_after == float(answer[1]["retry-after"])
         assert isinstance(exporter.post(body), Delivered)  # the fake's own answer after the scripted one
     finally:
         exporter.close()

@@ -24,9 +24,16 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Tracer
 
-from spanmeter.exporters.base import Delivered, Partial, RetryLater
+from spanmeter.exporters.base import Delivered, Partial, Paused, RetryLater
 from spanmeter.exporters.fluxrate import FluxrateConfig, FluxrateExporter
-from spanmeter.exporters.fluxrate_windows import CLOSING, DEAD, SENT, Window, WindowedFluxrateExporter, WindowState
+from spanmeter.exporters.fluxrate_windows import (
+    CLOSING,
+    DEAD,
+    SENT,
+    Window,
+    WindowedFluxrateExporter,
+    WindowState,
+)
 from spanmeter.record import UsageRecord, format_ns
 from spanmeter.store.outbox import Claim
 from tests.conftest import make_config, running_collector
@@ -40,14 +47,14 @@ from tests.exporters.fluxrate_target import (
     totals,
 )
 from tests.exporters.harness import FAST, export, wait_for
-from tests.fakes.rest_target import RestTarget
+from tests.fakes.rest_target import Answer, RestTarget
 from tests.otlp_helpers import T0, make_spans
 from tests.test_crash import free_port, start_server
 
 S = 10**9
 MINUTE = 60 * S
 W0 = T0 - T0 % MINUTE  # a window's start
-ACCEPTED = (202, {}, {"ok": True, "duplicate": False})
+ACCEPTED: Answer = (202, {}, {"ok": True, "duplicate": False})
 NAME = "fluxrate/test"
 
 
@@ -98,7 +105,7 @@ def expected(records: Sequence[UsageRecord]) -> dict[tuple[str, str], Decimal]:
     found: dict[tuple[str, str], Decimal] = {}
     for r in records:
         at = (str(r.customer_id), TOKENS[r.type])
-        found[at] = found.get(at, Decimal(0)) + (r.quantity if r.kind == "meter" else Decimal(r.total_tokens or 0))
+        found[at] = found.get(at, Decimal(0)) + ((r.quantity or Decimal(0)) if r.kind == "meter" else Decimal(r.total_tokens or 0))
     return found
 
 
@@ -213,6 +220,20 @@ def test_a_refused_late_record_is_dead_even_after_a_crash(tmp_path: Path, target
     restarted.close()
 
 
+def test_a_state_file_of_another_database_pauses_the_exporter(tmp_path: Path, target: RestTarget) -> None:
+    clock = Clock(W0 + 10 * S)
+    old = Outbox()
+    exporter = windowed(tmp_path, target.url, clock)
+    exporter.send(old.claim(*[meter(f"k{i}", "1", W0 + S) for i in range(5)]))
+    exporter.close()
+    fresh_database = Outbox()  # its positions start again at 1: summing would pass records over
+    restarted = windowed(tmp_path, target.url, clock)
+    outcome = restarted.send(fresh_database.claim(meter("new", "2", W0 + 2 * S)))
+    assert isinstance(outcome, Paused) and "belongs to another database" in outcome.reason
+    assert [w.quantity for w in restarted.state.windows()] == [5]
+    restarted.close()
+
+
 def test_dead_deliveries_sent_again_go_on_their_own(tmp_path: Path, target: RestTarget) -> None:
     exporter = windowed(tmp_path, target.url, Clock(W0 + 10 * S))
     requeued = Claim(NAME, [7], True, [meter("r", "2", W0 + S)])
@@ -258,7 +279,7 @@ def test_a_new_window_length_starts_after_the_windows_sent_with_the_old_one(tmp_
 
 # --- spanmeter serve, windows of a fraction of a second -------------------------------------------
 
-AGGREGATION = {"enabled": True, "window": 0.5, "grace": 0.3}
+AGGREGATION = {"enabled": True, "window": 1.0, "grace": 1.0}
 
 
 def meter_spans(quantities: Sequence[str], customers: Sequence[str], at: int | None = None) -> Sequence[ReadableSpan]:

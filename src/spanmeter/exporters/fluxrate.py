@@ -84,11 +84,20 @@ class AggregationConfig(SettingsModel):
         description="seconds after a window's end before its total is sent; a record read after that is sent"
         " on its own, with its own idempotency key",
     )
-    state_path: str = Field(
-        "spanmeter-fluxrate-windows.db",
-        description="SQLite file holding the windows not sent yet (durable across restarts); relative to the"
-        " working directory",
+    state_path: str | None = Field(
+        None,
+        description="SQLite file holding the windows not sent yet (durable across restarts); required with"
+        " aggregation: an absolute path next to the database, e.g. /var/lib/spanmeter/fluxrate-windows.db",
     )
+
+    @model_validator(mode="after")
+    def _state_path(self) -> AggregationConfig:
+        if self.enabled and not self.state_path:
+            raise ValueError(
+                "state_path: required with aggregation: a file that keeps the windows' sums across restarts, next"
+                " to the database (e.g. /var/lib/spanmeter/fluxrate-windows.db)"
+            )
+        return self
 
 
 class FluxrateConfig(HttpExporterConfig):
@@ -267,7 +276,7 @@ def create(name: str, config: FluxrateConfig) -> Exporter:
     aggregation = config.aggregation
     return WindowedFluxrateExporter(
         sender,
-        WindowState(Path(aggregation.state_path), name),
+        WindowState(Path(aggregation.state_path or ""), name),
         window=aggregation.window,
         grace=aggregation.grace,
         tick=config.flush_interval,

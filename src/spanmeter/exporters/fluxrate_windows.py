@@ -204,6 +204,13 @@ class WindowState:
         )
         return True
 
+    def absorbed_through(self) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT absorbed_through FROM fluxrate_progress WHERE exporter = ?", [self.exporter]
+            ).fetchone()
+        return 0 if row is None else int(row[0])
+
     def lone_settled(self, seq: int, dead_reason: str | None = None) -> None:
         """The record at `seq` was sent on its own (or refused for good: `dead_reason`)."""
         with self._lock:
@@ -303,6 +310,13 @@ class WindowedFluxrateExporter:
     def send(self, claim: Claim) -> Outcome:
         if claim.requeued:  # dead late records sent again: never part of a window
             return self.sender.send(claim)
+        through = self.state.absorbed_through()
+        if through > claim.end:  # summed past what the store has: not this database's state file
+            return Paused(
+                f"the aggregation state file {self.state.path} has summed records up to position {through}, past"
+                f" the store's {claim.end}: it belongs to another database (or the database was replaced)."
+                " Point aggregation::state_path at this database's file, or move this one away to start afresh"
+            )
         self.state.outbox_at(claim.start)
         dead: dict[int, str] = {}
         first = 0
