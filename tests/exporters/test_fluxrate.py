@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from opentelemetry.trace import Tracer
+from opentelemetry.trace import Status, StatusCode, Tracer
 
 from spanmeter.cli import main
 from spanmeter.config import parse_config
@@ -49,7 +49,7 @@ from tests.exporters.harness import (
     wait_for,
 )
 from tests.fakes.rest_target import Answer, RestTarget
-from tests.otlp_helpers import T0, make_spans
+from tests.otlp_helpers import T0, llm_attributes, make_spans
 
 ACCEPTED: Answer = (202, {}, {"ok": True, "duplicate": False})
 CASE = Case(
@@ -74,7 +74,8 @@ def config_of(tmp_path: Path, url: str, **extra: Any) -> Any:
 
 
 def product_spans(tracer: Tracer) -> None:
-    """A mapped meter (decimal quantity), a mapped event, an unmapped meter, and a meter without a customer."""
+    """A mapped meter (decimal quantity), a mapped event, an unmapped meter, a meter without a customer,
+    and an LLM call that used no tokens."""
     meters = [("api_calls", "2.5", "acme"), ("storage_gb", "7", "acme"), ("api_calls", "3", None)]
     for i, (meter, quantity, customer) in enumerate(meters):
         with tracer.start_as_current_span(f"meter {i}", start_time=T0 + i) as span:
@@ -83,18 +84,21 @@ def product_spans(tracer: Tracer) -> None:
                 span.set_attribute("usage.customer.id", customer)
     with tracer.start_as_current_span("export", start_time=T0 + 9) as span:
         span.set_attributes({"usage.event.name": "report_exported", "usage.customer.id": "acme"})
+    no_tokens = llm_attributes(input_tokens=0, output_tokens=0, **{"usage.customer.id": "acme"})
+    with tracer.start_as_current_span("chat failing", start_time=T0 + 10, attributes=no_tokens) as span:
+        span.set_status(Status(StatusCode.ERROR, "rate limited"))
 
 
 def test_each_record_is_one_event_with_the_contracts_fields(tmp_path: Path, target: RestTarget) -> None:
     with running_collector(config_of(tmp_path, target.url)) as collector:
         export(collector.http_url, [*numbered_llm_spans(3), *make_spans(product_spans)])
         stored = {r.idempotency_key: r for r in collector.records()}
-        assert len(stored) == 7
+        assert len(stored) == 8
         wait_for(lambda: len(target.accepted) == 5)
         [runner] = collector.collector.exporters
         skips = runner.exporter.mapping.skips.counts  # type: ignore[attr-defined]
         wait_for(lambda: collector.metric("spanmeter_exporter_records_behind", {"exporter": "fluxrate/test"}) == 0)
-    assert dict(skips) == {"no meter token for 'storage_gb'": 1, "no customer": 1}
+    assert dict(skips) == {"no meter token for 'storage_gb'": 1, "no customer": 1, "'chat' with quantity 0 or none": 1}
     bodies = {b["idempotency_key"]: b for b in all_of(target.accepted)}
     assert set(bodies) <= set(stored) and len(bodies) == 5
     for key, body in bodies.items():
