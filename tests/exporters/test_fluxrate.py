@@ -152,7 +152,7 @@ def test_quantities_are_written_exactly() -> None:
     ("config", "problem"),
     [
         ({"meter_tokens": {"chat": "not-a-uuid"}}, "is not a meter token: Fluxrate meter tokens are UUIDs"),
-        ({"metadata": ["prompt"]}, "'prompt': expected meta.<key> or one of"),
+        ({"metadata": ["query"]}, "'query': expected meta.<key> or one of"),
         ({"metadata": ["user_id"], "aggregation": {"enabled": True, "state_path": "/tmp/w.db"}}, "metadata cannot be sent with aggregation"),
         ({"token_field": "words"}, "token_field"),
         ({"aggregation": {"enabled": True}}, "state_path: required with aggregation"),

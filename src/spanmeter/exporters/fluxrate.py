@@ -56,8 +56,10 @@ TRACK_PATH: Final = "/api/v1/sdk/track"
 TokenField = Literal[
     "total_tokens", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"
 ]
-# Record fields that can be sent as metadata: the string-valued ones.
-METADATA_FIELDS: Final = tuple(f.name for f in fields(UsageRecord) if f.type in ("str", "str | None"))
+# Record fields that can be sent as metadata: the string-valued ones, but never the prompt.
+METADATA_FIELDS: Final = tuple(
+    f.name for f in fields(UsageRecord) if f.type in ("str", "str | None") and f.name != "query"
+)
 
 _KEY: Final = "Fluxrate refuses the API key: check the exporter's api_key (org_live_...)"
 POLICY: Final = StatusPolicy(
