@@ -316,6 +316,20 @@ def test_pre_aggregation_end_to_end(tmp_path: Path, target: RestTarget) -> None:
     assert resent_differently(target) == []
 
 
+def test_windows_wait_out_an_outage(tmp_path: Path, target: RestTarget, caplog: pytest.LogCaptureFixture) -> None:
+    quantities = [f"0.{i:03d}" for i in range(1, 301)]
+    customers = ["acme", "beta", "gamma", "delta"]
+    exporter = {**settings(target.url), **FAST, "aggregation": {**AGGREGATION, "state_path": str(tmp_path / "w.db")}}
+    config = make_config(tmp_path, exporters={NAME: exporter}, service={"pipelines": {"usage": {"exporters": [NAME]}}})
+    target.down()
+    with caplog.at_level(logging.WARNING), running_collector(config) as collector:
+        export(collector.http_url, meter_spans(quantities, customers))
+        wait_for(lambda: "window totals not delivered (attempt 2)" in caplog.text, what="failed attempts")
+        target.up()
+        wait_for(lambda: totals(target) == sums(quantities, customers), what="every total")
+    assert resent_differently(target) == [] and len(target.accepted) < len(quantities)
+
+
 def test_kill_9_while_sending_a_window(tmp_path: Path, target: RestTarget) -> None:
     customers = ["acme", "beta"]
     first, second = [f"0.{i:02d}" for i in range(1, 41)], [str(i) for i in range(1, 21)]
