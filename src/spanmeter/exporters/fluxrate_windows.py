@@ -117,7 +117,7 @@ class WindowState:
 
     def begin(self, window_ns: int, now_ns: int) -> tuple[int, int]:
         """(absorbed_through, window_since_ns) for this window length; a new length takes effect at
-        its first window start after now."""
+        its first window start after now (windows so far all started at or before now)."""
         with self._lock:
             row = self._conn.execute(
                 "SELECT absorbed_through, window_ns, window_since_ns FROM fluxrate_progress WHERE exporter = ?",
@@ -125,7 +125,7 @@ class WindowState:
             ).fetchone()
             if row is not None and row[1] == window_ns:
                 return int(row[0]), int(row[2])
-            since = 0 if row is None else -(-now_ns // window_ns) * window_ns
+            since = 0 if row is None else (now_ns // window_ns + 1) * window_ns  # after every window so far
             through = 0 if row is None else int(row[0])
             self._conn.execute(
                 "INSERT OR REPLACE INTO fluxrate_progress VALUES (?, ?, ?, ?)", [self.exporter, through, window_ns, since]
