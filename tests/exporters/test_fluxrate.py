@@ -133,6 +133,18 @@ def test_quantity_comes_from_the_configured_token_field_and_zero_is_never_sent()
     assert dict(both.skips.counts) == {"'chat' with quantity 0 or none": 2}
 
 
+def test_skips_are_logged_with_the_fix_then_counted(caplog: pytest.LogCaptureFixture) -> None:
+    unmapped = mapping()
+    with caplog.at_level(logging.WARNING):
+        for i in range(12):
+            assert unmapped.usage(llm_record(type="embeddings", idempotency_key=f"k{i}")) is None
+    fix = "no meter token for 'embeddings' (add embeddings: <meter token> to meter_tokens to send them)"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"exporter fluxrate/test: a record skipped, not sent: {fix}",
+        f"exporter fluxrate/test: 10 records skipped so far: {fix}",
+    ]
+
+
 def test_metadata_carries_only_the_configured_fields() -> None:
     record = llm_record(user_id="u-1", meta={"plan": "pro", "secret": "x"})
     usage = mapping(metadata=["user_id", "meta.plan", "feature"]).usage(record)

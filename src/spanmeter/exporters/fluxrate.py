@@ -14,8 +14,8 @@ What a record becomes (`RecordMapping`): its meter token is `meter_tokens[<meter
 record, `meter_tokens[<type>]` for the others (e.g. `chat`, `embeddings`, an event name); its
 quantity is the record's `quantity` (meter records), the configured `token_field` (LLM records,
 `total_tokens` by default) or 1 (an event record: one occurrence). Records with no meter token,
-no customer or no quantity above 0 are skipped, never sent: each skip is counted per reason, and
-the first one of each reason is logged with what to configure.
+no customer or no quantity above 0 are skipped, never sent: each skip is counted per reason; the
+log says what to configure at the first one of each reason, and the count at 10, 100, 1000, ...
 
 Answers (`POLICY`): 200/201/202 delivered; 400 and 422 dead (the event is refused); 401 and 403
 pause the exporter (the key is refused); 402 waits `retry_on_failure::long_interval`; 429, 5xx
@@ -187,7 +187,8 @@ def json_bytes(body: dict[str, Any]) -> bytes:
 
 
 class Skips:
-    """Records not sent, counted per reason; the first of each reason is logged with the fix."""
+    """Records not sent, counted per reason. The first of each reason is logged with the fix, then
+    the running count at 10, 100, 1000, ... (no log line per record)."""
 
     def __init__(self, exporter: str) -> None:
         self.exporter = exporter
@@ -197,10 +198,11 @@ class Skips:
     def add(self, reason: str, fix: str) -> None:
         with self._lock:
             self.counts[reason] += 1
-            first = self.counts[reason] == 1
-        if first:
-            log.warning("exporter %s: records skipped, not sent: %s (%s); further ones are counted, not logged",
-                        self.exporter, reason, fix)
+            count = self.counts[reason]
+        if count == 1:
+            log.warning("exporter %s: a record skipped, not sent: %s (%s)", self.exporter, reason, fix)
+        elif str(count).rstrip("0") == "1":
+            log.warning("exporter %s: %d records skipped so far: %s (%s)", self.exporter, count, reason, fix)
 
 
 class RecordMapping:
