@@ -43,6 +43,7 @@ from spanmeter.exporters.base import Dead, Delivered, LongBackoff, Outcome, Part
 from spanmeter.exporters.fluxrate import FluxrateExporter, Usage
 from spanmeter.exporters.runner import RetryPolicy
 from spanmeter.exporters.settings import RetryOnFailure
+from spanmeter.priority import lower_this_thread
 from spanmeter.record import decimal_string, format_ns
 from spanmeter.store.outbox import Claim, ItemOf
 
@@ -384,6 +385,7 @@ class WindowedFluxrateExporter:
         self._next_attempt_ns = self.clock() + int(delay * 1e9)
 
     def _flush_loop(self) -> None:
+        lower_this_thread("exporter")  # like the runner's thread: ingest gets the core first
         while not self._stop.wait(self.tick):
             try:
                 self.flush_due()
