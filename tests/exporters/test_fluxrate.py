@@ -27,6 +27,7 @@ from spanmeter.config import parse_config
 from spanmeter.errors import ConfigError
 from spanmeter.exporters.base import Dead, Delivered, LongBackoff, Paused, RetryLater
 from spanmeter.exporters.fluxrate import FluxrateConfig, FluxrateExporter, RecordMapping, json_bytes
+from spanmeter.exporters.per_record import Unsendable
 from spanmeter.record import UsageRecord, format_ns
 from tests.conftest import make_config, running_collector
 from tests.exporters.fluxrate_target import (
@@ -97,8 +98,11 @@ def test_each_record_is_one_event_with_the_contracts_fields(tmp_path: Path, targ
         wait_for(lambda: len(target.accepted) == 5)
         [runner] = collector.collector.exporters
         skips = runner.exporter.mapping.skips.counts  # type: ignore[attr-defined]
+        wait_for(lambda: collector.metric("spanmeter_exporter_dead_deliveries", {"exporter": "fluxrate/test"}) == 1)
         wait_for(lambda: collector.metric("spanmeter_exporter_records_behind", {"exporter": "fluxrate/test"}) == 0)
-    assert dict(skips) == {"no meter token for 'storage_gb'": 1, "no customer": 1, "'chat' with quantity 0 or none": 1}
+    assert dict(skips) == {"no meter token for 'storage_gb'": 1, "'chat' with quantity 0 or none": 1}
+    [dead] = json.loads(cli(tmp_path, "deliveries", "list", "--json").output)
+    assert "has no customer id, which Fluxrate requires" in dead["reason"] and "default_customer" in dead["reason"]
     bodies = {b["idempotency_key"]: b for b in all_of(target.accepted)}
     assert set(bodies) <= set(stored) and len(bodies) == 5
     for key, body in bodies.items():
@@ -113,6 +117,12 @@ def test_each_record_is_one_event_with_the_contracts_fields(tmp_path: Path, targ
         else:
             assert (body["meter_token"], body["quantity"]) == (TOKENS["report_exported"], 1)
         assert set(body) == {"meter_token", "customer_external_id", "quantity", "timestamp", "idempotency_key"}
+
+
+def cli(tmp_path: Path, *args: str) -> Any:
+    config = tmp_path / "cli.yaml"
+    config.write_text(json.dumps({"storage": {"sqlite": {"path": str(tmp_path / "spanmeter.db")}}}))
+    return CliRunner().invoke(main, [*args, "-c", str(config)])
 
 
 def llm_record(**fields: Any) -> UsageRecord:
@@ -143,6 +153,15 @@ def test_skips_are_logged_with_the_fix_then_counted(caplog: pytest.LogCaptureFix
         f"exporter fluxrate/test: a record skipped, not sent: {fix}",
         f"exporter fluxrate/test: 10 records skipped so far: {fix}",
     ]
+
+
+def test_a_record_without_customer_is_unsendable_unless_a_default_customer_is_set() -> None:
+    record = llm_record(customer_id=None)
+    with pytest.raises(Unsendable, match="has no customer id, which Fluxrate requires"):
+        mapping().usage(record)
+    usage = mapping(default_customer="internal").usage(record)
+    assert usage is not None and usage.customer == "internal"
+    assert mapping().usage(llm_record(customer_id=None, total_tokens=0)) is None  # not billable: skipped
 
 
 def test_metadata_carries_only_the_configured_fields() -> None:
@@ -189,7 +208,8 @@ def test_an_exporter_without_api_key_does_not_start() -> None:
         ((422, {}, {"error": "meter_token unknown"}), Dead, "meter_token unknown"),
         ((401, {}, {"error": "invalid API key"}), Paused, "check the exporter's api_key"),
         ((403, {}, {"error": "forbidden"}), Paused, "check the exporter's api_key"),
-        ((402, {"retry-after": "7200"}, {"error": "payment required"}), LongBackoff, "come back later"),
+        ((404, {}, {"error": "not found"}), Paused, "check the exporter's endpoint"),
+        ((402, {"retry-after": "7200"}, {"error": "payment required"}), LongBackoff, "plan limit is reached"),
         ((429, {"retry-after": "7"}, {"error": "rate limited"}), RetryLater, "HTTP 429"),
         ((503, {"retry-after": "3"}, "unavailable"), RetryLater, "HTTP 503"),
         ((500, {}, "oops"), RetryLater, "HTTP 500"),
@@ -219,9 +239,7 @@ def test_a_refused_event_is_a_dead_delivery_and_the_rest_goes_on(tmp_path: Path,
         assert collector.metric("spanmeter_export_failures_total", {"exporter": "fluxrate/test"}) == 1
     assert [r.answer for r in target.requests] == [429, 400, 202, 202]
     assert target.requests[0].body == target.requests[1].body  # the retry sent the same event
-    config = tmp_path / "cli.yaml"
-    config.write_text(json.dumps({"storage": {"sqlite": {"path": str(tmp_path / "spanmeter.db")}}}))
-    [dead] = json.loads(CliRunner().invoke(main, ["deliveries", "list", "--json", "-c", str(config)]).output)
+    [dead] = json.loads(cli(tmp_path, "deliveries", "list", "--json").output)
     assert "HTTP 400" in dead["reason"] and "quantity: must be > 0" in dead["reason"]
 
 

@@ -234,6 +234,17 @@ def test_a_state_file_of_another_database_pauses_the_exporter(tmp_path: Path, ta
     restarted.close()
 
 
+def test_a_record_without_customer_is_a_dead_delivery_never_summed(tmp_path: Path, target: RestTarget) -> None:
+    clock = Clock(W0 + 10 * S)
+    exporter = windowed(tmp_path, target.url, clock)
+    outcome = exporter.send(Outbox().claim(meter("a", "1", W0 + S), meter("nobody", "2", W0 + S, customer=""),
+                                           meter("b", "3", W0 + S)))
+    assert isinstance(outcome, Partial) and outcome.done == 3 and "no customer id" in outcome.dead[1]
+    assert [(w.customer, w.quantity) for w in exporter.state.windows()] == [("acme", 4)]
+    assert target.requests == []
+    exporter.close()
+
+
 def test_dead_deliveries_sent_again_go_on_their_own(tmp_path: Path, target: RestTarget) -> None:
     exporter = windowed(tmp_path, target.url, Clock(W0 + 10 * S))
     requeued = Claim(NAME, [7], True, [meter("r", "2", W0 + S)])

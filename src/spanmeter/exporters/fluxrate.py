@@ -13,12 +13,14 @@ de-duplicated by Fluxrate (no double charge), so a retried or re-sent record is 
 What a record becomes (`RecordMapping`): its meter token is `meter_tokens[<meter name>]` for a meter
 record, `meter_tokens[<type>]` for the others (e.g. `chat`, `embeddings`, an event name); its
 quantity is the record's `quantity` (meter records), the configured `token_field` (LLM records,
-`total_tokens` by default) or 1 (an event record: one occurrence). Records with no meter token,
-no customer or no quantity above 0 are skipped, never sent: each skip is counted per reason; the
-log says what to configure at the first one of each reason, and the count at 10, 100, 1000, ...
+`total_tokens` by default) or 1 (an event record: one occurrence). Records with no meter token or
+no quantity above 0 are skipped, never sent: each skip is counted per reason; the log says what to
+configure at the first one of each reason, and the count at 10, 100, 1000, ... A record with a
+meter token and a quantity but no customer (and no `default_customer`) is a dead delivery: billable
+usage Fluxrate cannot attribute is listed (`spanmeter deliveries list`), not dropped.
 
 Answers (`POLICY`): 200/201/202 delivered; 400 and 422 dead (the event is refused); 401 and 403
-pause the exporter (the key is refused); 402 waits `retry_on_failure::long_interval`; 429, 5xx
+(the key is refused) and 404 (a wrong endpoint) pause the exporter; 402 waits `retry_on_failure::long_interval`; 429, 5xx
 and network errors are retried with back-off, honouring `Retry-After`.
 
 With `aggregation::enabled`, records are summed per (customer, meter, window) and each window's
@@ -44,8 +46,8 @@ import httpx
 from pydantic import Field, field_validator, model_validator
 
 from spanmeter.exporters.base import Exporter
-from spanmeter.exporters.per_record import Answer, PerRecordExporter
-from spanmeter.exporters.policy import REST_TABLE, StatusPolicy
+from spanmeter.exporters.per_record import Answer, PerRecordExporter, Unsendable
+from spanmeter.exporters.policy import StatusPolicy, rest_policy
 from spanmeter.exporters.registry import register
 from spanmeter.exporters.settings import HttpExporterConfig, SettingsModel
 from spanmeter.record import UsageRecord, decimal_string, format_ns
@@ -61,15 +63,9 @@ METADATA_FIELDS: Final = tuple(
     f.name for f in fields(UsageRecord) if f.type in ("str", "str | None") and f.name != "query"
 )
 
-_KEY: Final = "Fluxrate refuses the API key: check the exporter's api_key (org_live_...)"
+_BASE: Final = rest_policy("Fluxrate", f"the base URL of the Fluxrate API; {TRACK_PATH} is appended")
 POLICY: Final = StatusPolicy(
-    {**REST_TABLE},
-    hints={
-        400: "Fluxrate refuses the event; the answer names the field",
-        401: _KEY,
-        403: _KEY,
-        402: "Fluxrate asks to come back later (plan or billing); the records are kept",
-    },
+    _BASE.table, {**_BASE.hints, 400: "Fluxrate refuses the event; its answer names the field"}
 )
 
 
@@ -113,6 +109,11 @@ class FluxrateConfig(HttpExporterConfig):
         {},
         description="meter name (meter records) or record type (chat, embeddings, an event name) -> Fluxrate"
         " meter_token (UUID); records of other types are skipped",
+    )
+    default_customer: str | None = Field(
+        None,
+        description="customer_external_id of records without a customer id; null: such records are dead"
+        " deliveries",
     )
     token_field: TokenField = Field("total_tokens", description="which token count is an LLM record's quantity")
     metadata: list[str] = Field(
@@ -211,6 +212,7 @@ class RecordMapping:
     def __init__(self, exporter: str, config: FluxrateConfig) -> None:
         self.meter_tokens = dict(config.meter_tokens)
         self.token_field = config.token_field
+        self.default_customer = config.default_customer
         self.metadata = tuple(config.metadata)
         self.skips = Skips(exporter)
 
@@ -223,19 +225,25 @@ class RecordMapping:
         return Decimal(1)  # an event: one occurrence
 
     def usage(self, record: UsageRecord) -> Usage | None:
+        """The record's event; None: skipped (no meter token, no quantity above 0). Raises
+        Unsendable for a billable record without a customer (and no default_customer)."""
         name = record.meter if record.kind == "meter" and record.meter else record.type
         token = self.meter_tokens.get(name)
         if token is None:
             self.skips.add(f"no meter token for {name!r}", f"add {name}: <meter token> to meter_tokens to send them")
             return None
-        if not record.customer_id:
-            self.skips.add("no customer", "Fluxrate needs customer_external_id: set usage.customer.id on the spans")
-            return None
         quantity = self.quantity(record)
         if quantity is None or quantity <= 0:
             self.skips.add(f"{name!r} with quantity 0 or none", "Fluxrate only takes quantities above 0")
             return None
-        return Usage(token, record.customer_id, quantity, record.occurred_at, record.idempotency_key,
+        customer = record.customer_id or self.default_customer
+        if not customer:
+            raise Unsendable(
+                f"record {record.id or record.idempotency_key} has no customer id, which Fluxrate requires"
+                " (customer_external_id): set usage.customer.id on the spans, or the exporter's"
+                " default_customer, then `spanmeter deliveries retry`"
+            )
+        return Usage(token, customer, quantity, record.occurred_at, record.idempotency_key,
                      self._metadata(record), record.workspace)
 
     def _metadata(self, record: UsageRecord) -> dict[str, str] | None:

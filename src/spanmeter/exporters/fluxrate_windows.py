@@ -41,6 +41,7 @@ from typing import Final
 
 from spanmeter.exporters.base import Dead, Delivered, LongBackoff, Outcome, Partial, Paused, RetryLater
 from spanmeter.exporters.fluxrate import FluxrateExporter, Usage
+from spanmeter.exporters.per_record import Answer, Unsendable
 from spanmeter.exporters.runner import RetryPolicy
 from spanmeter.exporters.settings import RetryOnFailure
 from spanmeter.priority import lower_this_thread
@@ -100,6 +101,7 @@ class Absorbed:
     lone: int  # index of the first record to send on its own (len(claim.seqs): none)
     usage: Usage | None  # that record's event
     dead: dict[int, str]  # records refused for good before a crash, at indexes before `lone`
+    unsendable: str | None = None  # why the record at `lone` cannot be sent at all (a dead delivery)
 
 
 class WindowState:
@@ -159,7 +161,12 @@ class WindowState:
                         if found is not None:
                             dead[index] = found[0]
                         continue
-                    usage = usage_of(index)
+                    try:
+                        usage = usage_of(index)
+                    except Unsendable as error:
+                        self._through(through)
+                        conn.execute("COMMIT")
+                        return Absorbed(index, None, dead, str(error))
                     if usage is not None:
                         start = usage.occurred_at - usage.occurred_at % window_ns
                         due = start + window_ns + grace_ns
@@ -327,10 +334,13 @@ class WindowedFluxrateExporter:
                 self.window_ns, self.grace_ns, self._since_ns,
             )
             dead.update(absorbed.dead)
-            if absorbed.usage is None:
-                break
             index = absorbed.lone
-            outcome = self.sender.post(absorbed.usage.body())
+            if absorbed.unsendable is not None:
+                outcome: Answer = Dead(absorbed.unsendable)
+            elif absorbed.usage is None:
+                break
+            else:
+                outcome = self.sender.post(absorbed.usage.body())
             if isinstance(outcome, Delivered):
                 self.state.lone_settled(claim.seqs[index])
             elif isinstance(outcome, Dead):
