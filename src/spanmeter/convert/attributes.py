@@ -37,6 +37,7 @@ RESPONSE_MODEL: Final = (
     "llm.response.model_name",
     "llm.model_name",
     "embedding.model_name",
+    "langfuse.observation.model.name",  # the request model on a failed call (model_call.py)
 )
 RESPONSE_ID: Final = (GA.GEN_AI_RESPONSE_ID,)
 # The provider's request id (one per HTTP request); the anthropic SDK's tracing sets it from the
@@ -82,6 +83,10 @@ ERROR_TYPE: Final = (ERROR.ERROR_TYPE,)
 # Markers of "this span is one model call" from other conventions.
 OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"
 OPENINFERENCE_MODEL_KINDS: Final = frozenset({"LLM", "EMBEDDING"})
+# The Langfuse SDK's model calls (convert/langfuse.py): the observation type and JSON usage / cost.
+LANGFUSE_OBSERVATION_TYPE: Final = "langfuse.observation.type"
+LANGFUSE_USAGE_DETAILS: Final = "langfuse.observation.usage_details"
+LANGFUSE_COST_DETAILS: Final = "langfuse.observation.cost_details"
 # OpenLLMetry marks its framework spans (workflow, task, agent, tool); they repeat their children's totals.
 TRACELOOP_SPAN_KIND: Final = "traceloop.span.kind"
 
@@ -147,6 +152,9 @@ FACTS: Final[dict[str, tuple[str, ...]]] = {
     "error_type": ERROR_TYPE,
     "openinference_kind": (OPENINFERENCE_SPAN_KIND,),
     "traceloop_kind": (TRACELOOP_SPAN_KIND,),
+    "langfuse_type": (LANGFUSE_OBSERVATION_TYPE,),
+    "langfuse_usage": (LANGFUSE_USAGE_DETAILS,),
+    "langfuse_cost": (LANGFUSE_COST_DETAILS,),
     "customer_id": CUSTOMER_ID,
     "user_id": USER_ID,
     "email": EMAIL,
