@@ -29,8 +29,8 @@ NO_RESPONSE_ID = {"langfuse-5.2.0"}
 
 def records_of(call: Call) -> list[UsageRecord]:
     records = []
-    for span, _scope in call.spans:
-        records.extend(r for r in convert_span(span, {}, ConvertOptions(), 0) if r.kind == "llm")
+    for span, scope in call.spans:
+        records.extend(r for r in convert_span(span, {}, ConvertOptions(), 0, scope) if r.kind == "llm")
     return records
 
 

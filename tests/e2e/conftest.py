@@ -54,6 +54,7 @@ DRIVER_MODULES = {
                       "openinference.instrumentation.anthropic"),
     "anthropic_builtin": ("anthropic",),
     "langfuse_sdk": ("openai", "langfuse"),
+    "logfire_sdk": ("openai", "anthropic", "logfire"),
 }
 _ENV_PREFIXES = ("OTEL_", "OPENINFERENCE_", "TRACELOOP_", "ANTHROPIC_", "OPENAI_")
 
@@ -348,10 +349,11 @@ def write_capture(run: DriverRun, name: str, *, env: dict[str, str] | None = Non
     for call in run.report["calls"]:
         if call["label"] == "nested":
             continue  # two calls under app spans: the e2e tests cover it
-        models = {call["model"]}
+        api = call["label"].split(".")[0]
         calls.append({
             "call": call["label"], "client_result": call["result"], "client_error": call["error"],
-            "server": [_exchange_json(x) for x in run.exchanges if x.model in models],
+            "server": [_exchange_json(x) for x in run.exchanges
+                       if x.model == call["model"] and x.api.startswith(api)],
             "spans": [_capture_span(spans[i]) for i in call["span_ids"]],
         })
     data = {"library": name, "variant": "e2e driver", "instrumentors": run.report["instrumented"],

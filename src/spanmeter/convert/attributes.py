@@ -77,7 +77,7 @@ REASONING_TOKENS: Final = (
     "gen_ai.usage.reasoning_tokens",
     "llm.token_count.completion_details.reasoning",
 )
-REPORTED_COST: Final = ("gen_ai.usage.cost", "llm.cost.total")
+REPORTED_COST: Final = ("gen_ai.usage.cost", "llm.cost.total", "operation.cost")  # the last: Logfire
 ERROR_TYPE: Final = (ERROR.ERROR_TYPE,)
 
 # Markers of "this span is one model call" from other conventions.

@@ -27,6 +27,8 @@ from spanmeter.convert.fast_path import fast_span
 from spanmeter.convert.idempotency import llm_key, request_key, secondary_key, span_event_key, span_key
 from spanmeter.convert.langfuse import MODEL_CALL_TYPES as LANGFUSE_CALL_TYPES
 from spanmeter.convert.langfuse import Counts, provider_from_span_name, read_cost, read_usage
+from spanmeter.convert.logfire import CALL_SCOPES as LOGFIRE_CALL_SCOPES
+from spanmeter.convert.logfire import is_stream_request
 from spanmeter.convert.model_call import model_call_record
 from spanmeter.convert.values import (
     MAX_COST_USD,
@@ -107,6 +109,8 @@ def convert_span(
     if shared is None:
         shared = resource_fields(resource, options)
     exclusive_input = scope in options.exclusive_input_scopes
+    if scope in LOGFIRE_CALL_SCOPES and is_stream_request(span):
+        return []
     fast = fast_span(span, resource, shared, options, received_at, exclusive_input)
     if fast is not None:
         return fast
