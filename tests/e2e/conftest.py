@@ -55,6 +55,8 @@ DRIVER_MODULES = {
     "anthropic_builtin": ("anthropic",),
     "langfuse_sdk": ("openai", "langfuse"),
     "logfire_sdk": ("openai", "anthropic", "logfire"),
+    "langchain_app": ("openai", "langchain_openai", "openinference.instrumentation.langchain",
+                      "opentelemetry.instrumentation.langchain"),
 }
 _ENV_PREFIXES = ("OTEL_", "OPENINFERENCE_", "TRACELOOP_", "ANTHROPIC_", "OPENAI_")
 

@@ -1,0 +1,77 @@
+"""LangChain (`langchain-openai` ChatOpenAI / OpenAIEmbeddings) on the real openai SDK, under one
+instrumentation family's LangChain instrumentation, with that family's openai instrumentation on
+too (the usual setup) or off (`--suites` picks the calls; LANGCHAIN_E2E_FAMILY and
+LANGCHAIN_E2E_WITH_OPENAI choose the libraries):
+
+- `openinference`: openinference-instrumentation-langchain (+ openinference-instrumentation-openai);
+- `openllmetry`: opentelemetry-instrumentation-langchain (+ opentelemetry-instrumentation-openai).
+
+Suite `langchain`: the calls below, with the same models as the plain openai suite, so the tests
+check them the same way."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from tests.e2e.drivers.common import CALL_MODELS, Call, main
+
+
+def instrument(provider: TracerProvider) -> list[str]:
+    family = os.environ["LANGCHAIN_E2E_FAMILY"]
+    with_openai = os.environ.get("LANGCHAIN_E2E_WITH_OPENAI") == "true"
+    done = []
+    if family == "openinference":
+        from openinference.instrumentation.langchain import LangChainInstrumentor
+
+        LangChainInstrumentor().instrument(tracer_provider=provider)
+        done.append("openinference.instrumentation.langchain.LangChainInstrumentor")
+        if with_openai:
+            from openinference.instrumentation.openai import OpenAIInstrumentor
+
+            OpenAIInstrumentor().instrument(tracer_provider=provider)
+            done.append("openinference.instrumentation.openai.OpenAIInstrumentor")
+    else:
+        from opentelemetry.instrumentation.langchain import LangchainInstrumentor
+
+        LangchainInstrumentor().instrument(tracer_provider=provider)
+        done.append("opentelemetry.instrumentation.langchain.LangchainInstrumentor")
+        if with_openai:
+            from opentelemetry.instrumentation.openai import OpenAIInstrumentor as OpenLLMetryOpenAI
+
+            OpenLLMetryOpenAI().instrument(tracer_provider=provider)
+            done.append("opentelemetry.instrumentation.openai.OpenAIInstrumentor")
+    return done
+
+
+def langchain_calls(fake_url: str) -> list[Call]:
+    from langchain_openai import ChatOpenAI, OpenAIEmbeddings
+
+    def chat(label: str, **extra: Any) -> ChatOpenAI:
+        return ChatOpenAI(model=CALL_MODELS[label], base_url=f"{fake_url}/v1", api_key="sk-test",  # type: ignore[arg-type]
+                          max_retries=0, **extra)
+
+    messages = [("system", "You are terse."), ("human", "Say hi.")]
+
+    def invoke() -> Any:
+        return chat("openai.chat", temperature=0.2, max_tokens=100).invoke(messages).content
+
+    def stream() -> Any:
+        return "".join(str(c.content) for c in chat("openai.chat.stream_usage", stream_usage=True).stream(messages))
+
+    def embeddings() -> Any:
+        model = OpenAIEmbeddings(model=CALL_MODELS["openai.embeddings"], base_url=f"{fake_url}/v1", api_key="sk-test",  # type: ignore[arg-type]
+                                 max_retries=0, check_embedding_ctx_length=False)
+        return [len(v) for v in model.embed_documents(["hello", "second input"])]
+
+    def error() -> Any:
+        return chat("openai.chat.error").invoke(messages)
+
+    return [("openai.chat", invoke), ("openai.chat.stream_usage", stream), ("openai.embeddings", embeddings),
+            ("openai.chat.error", error)]
+
+
+if __name__ == "__main__":
+    main(instrument, nested_style="otel", suites={"langchain": langchain_calls})
