@@ -42,6 +42,10 @@ MODELS: dict[str, tuple[str, Usage]] = {
     "claude-sonnet-4-5": ("claude-sonnet-4-5-20250929",
                           Usage(3456, 120, cache_read_tokens=2048, cache_write_tokens=1024)),
     "claude-opus-4-1": ("claude-opus-4-1-20250805", Usage(530, 77, cache_write_tokens=512)),
+    # Bedrock Converse (stream) on Nova: 438 input tokens, 128 of them cache reads (310 uncached, the
+    # count Bedrock sends as inputTokens).
+    "amazon.nova-pro-v1:0": ("amazon.nova-pro-v1:0", Usage(438, 64, cache_read_tokens=128)),
+    "amazon.nova-lite-v1:0": ("amazon.nova-lite-v1:0", Usage(438, 91, cache_read_tokens=128)),
 }
 
 # The Python module each driver needs (to skip with a clear reason outside CI when the `e2e` extra
@@ -55,6 +59,7 @@ DRIVER_MODULES = {
     "anthropic_builtin": ("anthropic",),
     "langfuse_sdk": ("openai", "langfuse"),
     "logfire_sdk": ("openai", "anthropic", "logfire"),
+    "bedrock": ("boto3", "opentelemetry.instrumentation.botocore"),
     "langchain_app": ("openai", "langchain_openai", "openinference.instrumentation.langchain",
                       "opentelemetry.instrumentation.langchain"),
 }
@@ -78,6 +83,10 @@ def e2e_collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningC
         yield running
 
 
+# A call label's first part -> the fake's API prefix (= the record's genai-prices provider).
+API_OF_LABEL = {"openai": "openai", "anthropic": "anthropic", "bedrock": "aws", "gemini": "google"}
+
+
 @dataclass
 class DriverRun:
     """What one driver process did: its report, the exchanges the fake saw, the records stored."""
@@ -90,9 +99,8 @@ class DriverRun:
     def exchange(self, label: str) -> Exchange:
         from tests.e2e.drivers.common import CALL_MODELS
 
-        api = label.split(".")[0]  # openai | anthropic | nested (openai)
-        found = [x for x in self.exchanges
-                 if x.model == CALL_MODELS[label] and x.api.startswith("anthropic" if api == "anthropic" else "openai")]
+        api = API_OF_LABEL.get(label.split(".")[0], "openai")  # nested.*: openai
+        found = [x for x in self.exchanges if x.model == CALL_MODELS[label] and x.api.startswith(api)]
         assert len(found) == 1, (label, [x.model for x in self.exchanges])
         return found[0]
 
@@ -351,7 +359,7 @@ def write_capture(run: DriverRun, name: str, *, env: dict[str, str] | None = Non
     for call in run.report["calls"]:
         if call["label"] == "nested":
             continue  # two calls under app spans: the e2e tests cover it
-        api = call["label"].split(".")[0]
+        api = API_OF_LABEL.get(call["label"].split(".")[0], "openai")
         calls.append({
             "call": call["label"], "client_result": call["result"], "client_error": call["error"],
             "server": [_exchange_json(x) for x in run.exchanges

@@ -42,7 +42,9 @@ RESPONSE_MODEL: Final = (
 RESPONSE_ID: Final = (GA.GEN_AI_RESPONSE_ID,)
 # The provider's request id (one per HTTP request); the anthropic SDK's tracing sets it from the
 # `request-id` header. Keys a call with no response id (a failed one), see convert/call_ids.py.
-REQUEST_ID: Final = ("anthropic.request.id",)
+# `aws.request_id` (the `x-amzn-RequestId` header, botocore's instrumentation) is the only id a
+# Bedrock call has: it keys its record.
+REQUEST_ID: Final = ("anthropic.request.id", "aws.request_id")
 # OpenInference's default mode keeps the response id only inside the raw response body it records
 # as its output. Read only for a model call without a response id (not a fact: never decoded else).
 OUTPUT_VALUE: Final = "output.value"
@@ -79,6 +81,11 @@ REASONING_TOKENS: Final = (
 )
 REPORTED_COST: Final = ("gen_ai.usage.cost", "llm.cost.total", "operation.cost")  # the last: Logfire
 ERROR_TYPE: Final = (ERROR.ERROR_TYPE,)
+
+# Instrumentation scopes known to pass the provider's exclusive input count through (input without
+# the cache reads and writes): opentelemetry-instrumentation-botocore copies Bedrock's `inputTokens`
+# (Converse) / Anthropic's `input_tokens` (InvokeModel) as gen_ai.usage.input_tokens.
+DEFAULT_EXCLUSIVE_INPUT_SCOPES: Final = ("opentelemetry.instrumentation.botocore.bedrock-runtime",)
 
 # Markers of "this span is one model call" from other conventions.
 OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"

@@ -61,7 +61,7 @@ class ConvertOptions:
     content_capture: bool = False
     content_max_chars: int = 2000
     # Instrumentation scopes known to pass through exclusive input counts (Anthropic's API style).
-    exclusive_input_scopes: frozenset[str] = frozenset()
+    exclusive_input_scopes: frozenset[str] = frozenset(A.DEFAULT_EXCLUSIVE_INPUT_SCOPES)
 
 
 @dataclass(slots=True)

@@ -49,6 +49,11 @@ CALL_MODELS: dict[str, str] = {
     "anthropic.messages.error_429": "rate-limit-model",
     "anthropic.messages.stream.error_529": "overloaded-model",
     "anthropic.messages.stream_helper.error_500": "server-error-model",
+    "bedrock.converse": "amazon.nova-pro-v1:0",
+    "bedrock.converse_stream": "amazon.nova-lite-v1:0",
+    "bedrock.converse.error": "error-model",
+    "bedrock.converse.error_429": "rate-limit-model",
+    "bedrock.converse_stream.error_500": "server-error-model",
     "nested.first": "gpt-4.1-nano",
     "nested.second": "o4-mini",
 }
