@@ -44,6 +44,9 @@ MODELS: dict[str, tuple[str, Usage]] = {
     "claude-opus-4-1": ("claude-opus-4-1-20250805", Usage(530, 77, cache_write_tokens=512)),
     # Bedrock Converse (stream) on Nova: 438 input tokens, 128 of them cache reads (310 uncached, the
     # count Bedrock sends as inputTokens).
+    # Gemini: promptTokenCount includes the cached tokens, candidatesTokenCount leaves the thoughts out.
+    "gemini-2.5-flash": ("gemini-2.5-flash", Usage(1200, 300, cache_read_tokens=800, reasoning_tokens=120)),
+    "gemini-2.0-flash": ("gemini-2.0-flash-001", Usage(950, 70, cache_read_tokens=512)),
     "amazon.nova-pro-v1:0": ("amazon.nova-pro-v1:0", Usage(438, 64, cache_read_tokens=128)),
     "amazon.nova-lite-v1:0": ("amazon.nova-lite-v1:0", Usage(438, 91, cache_read_tokens=128)),
 }
@@ -60,6 +63,7 @@ DRIVER_MODULES = {
     "langfuse_sdk": ("openai", "langfuse"),
     "logfire_sdk": ("openai", "anthropic", "logfire"),
     "bedrock": ("boto3", "opentelemetry.instrumentation.botocore"),
+    "google_genai": ("google.genai", "opentelemetry.instrumentation.google_genai"),
     "langchain_app": ("openai", "langchain_openai", "openinference.instrumentation.langchain",
                       "opentelemetry.instrumentation.langchain"),
 }
@@ -194,6 +198,7 @@ def assert_call_record(
     output_tokens: int | None = None,
     request_model: str | None = None,
     names_request_model: bool = True,
+    operation: str = "chat",
 ) -> None:
     """`record` is the exact account of the provider's answer in `exchange`.
 
@@ -210,7 +215,7 @@ def assert_call_record(
         assert record.request_model == (request_model or exchange.model)
     else:
         assert record.request_model is None
-    assert record.operation == record.type == ("embeddings" if exchange.api == "openai.embeddings" else "chat")
+    assert record.operation == record.type == ("embeddings" if exchange.api == "openai.embeddings" else operation)
     assert record.occurred_at > 0 and record.latency_ms is not None and record.latency_ms >= 0
     if exchange.status >= 400:
         assert record.status == "error"

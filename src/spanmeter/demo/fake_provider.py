@@ -33,6 +33,13 @@ AWS Bedrock Runtime (give ``boto3.client("bedrock-runtime", endpoint_url=fp.base
   (``application/vnd.amazon.eventstream``): ``messageStart``, ``contentBlockDelta``...,
   ``contentBlockStop``, ``messageStop``, ``metadata`` (with the usage).
 
+Gemini API (``genai.Client(api_key=..., http_options={"base_url": fp.base_url})``):
+
+- ``POST /v1beta/models/{model}:generateContent`` (or ``/v1/...``): a ``GenerateContentResponse`` (``candidates``,
+  ``usageMetadata``, ``modelVersion``, ``responseId``);
+- ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse``: the same as SSE chunks, each
+  with ``usageMetadata`` (the prompt count on every chunk, the output counts on the last).
+
 Usage semantics
 ---------------
 The table holds :class:`Usage` in the GenAI-conventions (inclusive) form: ``input_tokens``
@@ -49,6 +56,9 @@ tokens. Each API renders it in its own wire form:
 - Anthropic: ``input_tokens = input_tokens - cache_read_tokens - cache_write_tokens`` (Anthropic's
   count EXCLUDES cache tokens), ``output_tokens``, ``cache_read_input_tokens``,
   ``cache_creation_input_tokens``.
+- Gemini: ``promptTokenCount = input_tokens`` (includes ``cachedContentTokenCount``),
+  ``candidatesTokenCount = output_tokens - reasoning_tokens`` (EXCLUDES ``thoughtsTokenCount``),
+  ``totalTokenCount`` = all of them.
 - Bedrock Converse: ``inputTokens`` EXCLUDES the cache tokens too, ``cacheReadInputTokens``,
   ``cacheWriteInputTokens``, ``outputTokens``, ``totalTokens`` = all of them.
 
@@ -159,6 +169,8 @@ DEFAULT_USAGE: Final[Mapping[str, Usage]] = {
     "openai.embeddings": Usage(input_tokens=8),
     "anthropic.messages": Usage(input_tokens=1217, output_tokens=42, cache_read_tokens=1000,
                                 cache_write_tokens=200),
+    "google.generate_content": Usage(input_tokens=1200, output_tokens=300, cache_read_tokens=800,
+                                     reasoning_tokens=120),
     "aws.converse": Usage(input_tokens=438, output_tokens=64, cache_read_tokens=128),
     "aws.converse_stream": Usage(input_tokens=438, output_tokens=64, cache_read_tokens=128),
 }
@@ -187,6 +199,13 @@ _ANTHROPIC_ERRORS: Final[Mapping[int, str]] = {
 }
 
 _REPLY_TEXT: Final = "Hello from the fake provider."
+_GEMINI_PATH: Final = re.compile(r"^/v1(?:beta)?/models/([^/:]+):(generateContent|streamGenerateContent)$")
+_GEMINI_ERRORS: Final[Mapping[int, tuple[int, str]]] = {
+    400: (400, "INVALID_ARGUMENT"),
+    429: (429, "RESOURCE_EXHAUSTED"),
+    500: (500, "INTERNAL"),
+    529: (503, "UNAVAILABLE"),
+}
 _BEDROCK_PATH: Final = re.compile(r"^/model/([^/]+)/(converse|converse-stream)$")
 # ERROR_MODELS' status -> Bedrock's answer (status, x-amzn-ErrorType); Bedrock has no 529.
 _BEDROCK_ERRORS: Final[Mapping[int, tuple[int, str]]] = {
@@ -366,6 +385,16 @@ def _anthropic_usage(u: Usage) -> JsonObject:
     }
 
 
+def _gemini_usage(u: Usage) -> JsonObject:
+    return {
+        "promptTokenCount": u.input_tokens,
+        "candidatesTokenCount": u.output_tokens - u.reasoning_tokens,
+        "cachedContentTokenCount": u.cache_read_tokens,
+        "thoughtsTokenCount": u.reasoning_tokens,
+        "totalTokenCount": u.total_tokens,
+    }
+
+
 def _bedrock_usage(u: Usage) -> JsonObject:
     return {
         "inputTokens": u.uncached_input_tokens,
@@ -462,6 +491,10 @@ class _Handler(BaseHTTPRequestHandler):
             "/v1/messages": ("anthropic.messages", self._anthropic_messages),
         }
         route = routes.get(path)
+        gemini = _GEMINI_PATH.match(path)
+        if gemini is not None:
+            self._gemini(urllib.parse.unquote(gemini.group(1)), gemini.group(2) == "streamGenerateContent")
+            return
         bedrock = _BEDROCK_PATH.match(path)
         if bedrock is not None:
             self._bedrock(bedrock.group(1), bedrock.group(2) == "converse-stream")
@@ -616,6 +649,48 @@ class _Handler(BaseHTTPRequestHandler):
                                   response_id=rid, usage=usage, wire_usage=wire,
                                   response=response))
         self._send_json(200, response, {"x-request-id": fp._next_id("req_fake_")})
+
+    # -- Gemini --------------------------------------------------------------------------------
+    def _gemini(self, model: str, stream: bool) -> None:
+        fp = self._fp
+        api = "google.generate_content"
+        body = self._read_json() or {}
+        if model in ERROR_MODELS:
+            status, code = _GEMINI_ERRORS[ERROR_MODELS[model]]
+            payload: JsonObject = {"error": {"code": status, "message": f"fake error for model {model!r}",
+                                             "status": code}}
+            fp._record(self._exchange(api, body, status, stream=stream, model=model, response=payload))
+            self._send_json(status, payload)
+            return
+        usage = fp.usage_for(api, model)
+        wire = _gemini_usage(usage)
+        rid = fp._next_id("gemini-fake-")
+        rmodel = fp.response_model_for(model)
+        ex = self._exchange(api, body, 200, stream=stream, model=model, response_model=rmodel, response_id=rid,
+                            usage=usage, wire_usage=wire)
+
+        def answer(text: str, finish: str | None, usage_value: JsonObject) -> JsonObject:
+            candidate: JsonObject = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+            if finish:
+                candidate["finishReason"] = finish
+            return {"candidates": [candidate], "usageMetadata": usage_value, "modelVersion": rmodel,
+                    "responseId": rid}
+
+        if not stream:
+            ex.response = answer(_REPLY_TEXT, "STOP", wire)
+            fp._record(ex)
+            self._send_json(200, ex.response)
+            return
+        words = list(_words(_REPLY_TEXT))
+        partial = {"promptTokenCount": usage.input_tokens, "totalTokenCount": usage.input_tokens}
+        events = [answer(word, None, partial) for word in words[:-1]]
+        events.append(answer(words[-1], "STOP", wire))
+        ex.events = events
+        fp._record(ex)
+        self._start_sse({})
+        for event in events:
+            self._chunk(f"data: {json.dumps(event)}\r\n\r\n")
+        self._end_chunks()
 
     # -- AWS Bedrock ---------------------------------------------------------------------------
     def _bedrock(self, quoted_model: str, stream: bool) -> None:

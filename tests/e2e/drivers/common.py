@@ -54,6 +54,11 @@ CALL_MODELS: dict[str, str] = {
     "bedrock.converse.error": "error-model",
     "bedrock.converse.error_429": "rate-limit-model",
     "bedrock.converse_stream.error_500": "server-error-model",
+    "gemini.generate": "gemini-2.5-flash",
+    "gemini.generate_stream": "gemini-2.0-flash",
+    "gemini.generate.error": "error-model",
+    "gemini.generate.error_429": "rate-limit-model",
+    "gemini.generate_stream.error_500": "server-error-model",
     "nested.first": "gpt-4.1-nano",
     "nested.second": "o4-mini",
 }
