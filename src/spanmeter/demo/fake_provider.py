@@ -1,5 +1,5 @@
-"""A fake LLM provider (OpenAI and Anthropic HTTP APIs): what `spanmeter demo`, the examples and
-the tests call instead of the real services.
+"""A fake LLM provider (OpenAI, Anthropic, Gemini and AWS Bedrock HTTP APIs): what `spanmeter
+demo`, the examples and the tests call instead of the real services.
 
 Standard library only, so it runs inside any virtual environment. It serves on ``127.0.0.1`` on an ephemeral port, in a
 background thread, and answers deterministically: the token usage of every answer comes from a
