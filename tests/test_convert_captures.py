@@ -28,7 +28,7 @@ LANGCHAIN_TWO_TRACERS = "langchain-1.8.3-openinference-0.1.80-with-openai"
 LANGCHAIN_NO_SHARED_ID = {(LANGCHAIN_TWO_TRACERS, "openai.chat.stream_usage"), (LANGCHAIN_TWO_TRACERS, "openai.chat.error")}
 # Libraries that keep the provider's response id nowhere on their spans (one span per call: the
 # span is the key).
-NO_RESPONSE_ID = {"langfuse-5.2.0"}
+NO_RESPONSE_ID = {"langfuse-5.2.0", "langchain-1.8.3-langfuse-5.2.0"}
 
 
 def records_of(call: Call) -> list[UsageRecord]:

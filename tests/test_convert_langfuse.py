@@ -125,3 +125,21 @@ def test_bad_usage_details_reject_the_span_with_a_clear_error(usage: Any, error:
 def test_bad_cost_details_reject_the_span() -> None:
     records, message = convert(generation({"input": 1}, **{"langfuse.observation.cost_details": '{"total": "x"}'}))
     assert records == [] and "langfuse.observation.cost_details.total must be a number" in message, message
+
+
+def test_langchain_handler_names_provider_and_request_model() -> None:
+    """Langfuse's LangChain handler copies LangChain's metadata (JSON strings) onto the span."""
+    hints = {"langfuse.observation.metadata.ls_provider": '"anthropic"',
+             "langfuse.observation.metadata.ls_model_name": '"claude-haiku-4-5"'}
+    record = one(generation({"input": 17, "output": 42, "input_cache_read": 1000, "input_cache_creation": 200},
+                            model="claude-haiku-4-5-20251001", name="ChatAnthropic", **hints))
+    assert (record.provider, record.request_model, record.response_model) == (
+        "anthropic", "claude-haiku-4-5", "claude-haiku-4-5-20251001")
+    assert counts(record) == (1217, 42, 1259, 1000, 200, None)
+
+
+@pytest.mark.parametrize("value", ["openai", '"', '["openai"]', '""', '"' + "x" * 300 + '"'])
+def test_a_malformed_langchain_hint_is_not_read(value: str) -> None:
+    record = one(generation({"input": 1}, model="my-finetune", name="ChatX",
+                            **{"langfuse.observation.metadata.ls_provider": value}))
+    assert record.provider is None

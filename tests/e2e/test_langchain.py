@@ -9,6 +9,8 @@ instrumentation, with and without the family's openai instrumentation, exporting
   stay two records (pinned below, documented).
 - OpenLLMetry (`opentelemetry-instrumentation-langchain` 0.62.4): its LangChain spans suppress its
   openai spans of the same calls: one record per call either way.
+- Langfuse 5.2.0's LangChain `CallbackHandler`: a `generation` span per call with Langfuse's own
+  usage form (parts left out of `input` / `output`) and LangChain's `ls_provider` / `ls_model_name`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ RUNS = {  # name -> (family, openai instrumentation on)
     "openinference+openai": ("openinference", True),
     "openllmetry": ("openllmetry", False),
     "openllmetry+openai": ("openllmetry", True),
+    "langfuse": ("langfuse", False),  # Langfuse's LangChain CallbackHandler
 }
 
 
@@ -48,25 +51,28 @@ def runs(e2e_collector: RunningCollector, fake: FakeProvider) -> dict[str, Drive
     write_capture(done["openllmetry+openai"],
                   f"langchain-{packages['langchain-core']}-openllmetry-{packages['opentelemetry-instrumentation-langchain']}"
                   "-with-openai")
+    write_capture(done["langfuse"], f"langchain-{packages['langchain-core']}-langfuse-{packages['langfuse']}")
     return done
 
 
 # Token parts on the record: OpenInference reports cached and reasoning tokens, OpenLLMetry's
 # LangChain spans cached ones only.
-REPORTS = {"openinference": ("cache_read", "reasoning"), "openllmetry": ("cache_read",)}
+REPORTS = {"openinference": ("cache_read", "reasoning"), "openllmetry": ("cache_read",),
+           "langfuse": ("cache_read", "reasoning")}
 
 
 @pytest.mark.parametrize("name", list(RUNS))
 def test_chat_is_one_exact_record(runs: dict[str, DriverRun], name: str) -> None:
     run = runs[name]
     record, exchange = run.record("openai.chat")
-    assert_call_record(record, exchange, reports=REPORTS[RUNS[name][0]])
+    # Langfuse's spans keep no provider id (its usage_details, Langfuse's own form, are summed back).
+    assert_call_record(record, exchange, reports=REPORTS[RUNS[name][0]], response_id=name != "langfuse")
     if name == "openinference+openai":
         scopes = {s["scope"] for s in run.report["spans"] if s["name"] in ("ChatOpenAI", "ChatCompletion")}
         assert scopes == {"openinference.instrumentation.langchain", "openinference.instrumentation.openai"}
 
 
-@pytest.mark.parametrize("name", ["openinference", "openllmetry", "openllmetry+openai"])
+@pytest.mark.parametrize("name", ["openinference", "openllmetry", "openllmetry+openai", "langfuse"])
 def test_stream_is_one_exact_record(runs: dict[str, DriverRun], name: str) -> None:
     record, exchange = runs[name].record("openai.chat.stream_usage")
     # LangChain names the requested model on a streamed result (its chunks carry no other).
@@ -75,7 +81,7 @@ def test_stream_is_one_exact_record(runs: dict[str, DriverRun], name: str) -> No
     assert_call_record(record, exchange, reports=REPORTS[RUNS[name][0]], response_id=False)
 
 
-@pytest.mark.parametrize("name", ["openinference", "openllmetry", "openllmetry+openai"])
+@pytest.mark.parametrize("name", ["openinference", "openllmetry", "openllmetry+openai", "langfuse"])
 def test_failed_call_is_one_error_record(runs: dict[str, DriverRun], name: str) -> None:
     assert_failed_call_record(runs[name], "openai.chat.error")
 
@@ -87,9 +93,9 @@ def test_embeddings_are_one_record(runs: dict[str, DriverRun], name: str) -> Non
     assert_call_record(record, exchange, reports=("cache_read",) if "openllmetry" in name else (), response_id=False)
 
 
-@pytest.mark.parametrize("name", ["openinference", "openllmetry"])
+@pytest.mark.parametrize("name", ["openinference", "openllmetry", "langfuse"])
 def test_langchain_instrumentation_alone_has_no_embedding_span(runs: dict[str, DriverRun], name: str) -> None:
-    """Neither LangChain instrumentation traces an OpenAIEmbeddings call: no record (documented;
+    """No LangChain instrumentation (nor Langfuse's handler) traces an OpenAIEmbeddings call: no record (documented;
     the family's openai instrumentation covers it)."""
     run = runs[name]
     assert run.records_for(run.exchange("openai.embeddings")) == []

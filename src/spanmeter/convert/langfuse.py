@@ -18,8 +18,10 @@ failed call, which had no answer) and keeps the usage and cost as JSON strings:
   reported a cost (e.g. OpenRouter); the drop-in writes zeros on every failed call, so zero is
   no reported cost.
 
-The provider is named nowhere: it is the one genai-prices knows the model under, else the
-drop-in's span name (`OpenAI-generation`, `OpenAI-embedding`).
+The provider and the request model: Langfuse's LangChain handler copies LangChain's metadata,
+`langfuse.observation.metadata.ls_provider` / `.ls_model_name` (JSON strings: the provider and the
+requested model). Otherwise the provider is the one genai-prices knows the model under, else the
+drop-in's span name (`OpenAI-generation`, `OpenAI-embedding`); the request model is not named.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
+
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from spanmeter.convert.attributes import LANGFUSE_COST_DETAILS as COST_DETAILS
 from spanmeter.convert.attributes import LANGFUSE_USAGE_DETAILS as USAGE_DETAILS
@@ -38,6 +42,9 @@ MODEL_CALL_TYPES: Final = {"generation": "chat", "embedding": "embeddings"}
 MAX_DETAILS_CHARS: Final = 64 * 1024
 # The drop-in names its spans "<provider>-generation" / "<provider>-embedding".
 _SPAN_NAME_PROVIDERS: Final = {"openai": "openai", "azureopenai": "azure"}
+LS_PROVIDER: Final = "langfuse.observation.metadata.ls_provider"
+LS_MODEL_NAME: Final = "langfuse.observation.metadata.ls_model_name"
+MAX_HINT_CHARS: Final = 256
 
 
 @dataclass(slots=True, frozen=True)
@@ -126,6 +133,28 @@ def read_cost(value: Any) -> Decimal | None:
             Decimal(0),
         )
     return total or None
+
+
+def langchain_hints(span: Span) -> tuple[str | None, str | None]:
+    """(provider, request model) from the LangChain metadata Langfuse's handler records, if any."""
+    provider = model = None
+    for kv in span.attributes:
+        if kv.key == LS_PROVIDER:
+            provider = _json_string(kv.value.string_value)
+        elif kv.key == LS_MODEL_NAME:
+            model = _json_string(kv.value.string_value)
+    return provider, model
+
+
+def _json_string(text: str) -> str | None:
+    """A JSON-encoded string value (how Langfuse stores metadata), else None."""
+    if not text.startswith('"') or len(text) > MAX_HINT_CHARS:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, str) and value else None
 
 
 def provider_from_span_name(name: str) -> str | None:

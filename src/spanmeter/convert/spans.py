@@ -26,7 +26,7 @@ from spanmeter.convert.events import event_record, meter_record, read_meta
 from spanmeter.convert.fast_path import fast_span
 from spanmeter.convert.idempotency import llm_key, request_key, secondary_key, span_event_key, span_key
 from spanmeter.convert.langfuse import MODEL_CALL_TYPES as LANGFUSE_CALL_TYPES
-from spanmeter.convert.langfuse import Counts, provider_from_span_name, read_cost, read_usage
+from spanmeter.convert.langfuse import Counts, langchain_hints, provider_from_span_name, read_cost, read_usage
 from spanmeter.convert.logfire import CALL_SCOPES as LOGFIRE_CALL_SCOPES
 from spanmeter.convert.logfire import is_stream_request
 from spanmeter.convert.model_call import model_call_record
@@ -314,9 +314,10 @@ def _llm_record(
             counts = read_usage(held[2])
         if (held := facts.get("langfuse_cost")) is not None and reported_cost is None:
             reported_cost = read_cost(held[2])
-        provider = provider or provider_for_model(response_model or request_model) or provider_from_span_name(
-            span.name
-        )
+        ls_provider, ls_model = langchain_hints(span)
+        request_model = request_model or ls_model
+        provider = (provider or ls_provider or provider_for_model(response_model or request_model)
+                    or provider_from_span_name(span.name))
     return model_call_record(
         span,
         operation,

@@ -4,7 +4,9 @@ too (the usual setup) or off (`--suites` picks the calls; LANGCHAIN_E2E_FAMILY a
 LANGCHAIN_E2E_WITH_OPENAI choose the libraries):
 
 - `openinference`: openinference-instrumentation-langchain (+ openinference-instrumentation-openai);
-- `openllmetry`: opentelemetry-instrumentation-langchain (+ opentelemetry-instrumentation-openai).
+- `openllmetry`: opentelemetry-instrumentation-langchain (+ opentelemetry-instrumentation-openai);
+- `langfuse`: the Langfuse SDK's LangChain `CallbackHandler` on every model (Langfuse's spans go
+  through the driver's exporter; Langfuse's own exporter is given a no-op one).
 
 Suite `langchain`: the calls below, with the same models as the plain openai suite, so the tests
 check them the same way."""
@@ -17,6 +19,8 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 
 from tests.e2e.drivers.common import CALL_MODELS, Call, main
+
+CALLBACKS: list[Any] = []  # LangChain callbacks every model gets (the Langfuse handler)
 
 
 def instrument(provider: TracerProvider) -> list[str]:
@@ -33,6 +37,25 @@ def instrument(provider: TracerProvider) -> list[str]:
 
             OpenAIInstrumentor().instrument(tracer_provider=provider)
             done.append("openinference.instrumentation.openai.OpenAIInstrumentor")
+    elif family == "langfuse":
+        from langfuse import Langfuse
+        from langfuse.langchain import CallbackHandler
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        class Discard:
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+            def shutdown(self) -> None:
+                pass
+
+            def force_flush(self, timeout_millis: int = 0) -> bool:
+                return True
+
+        Langfuse(public_key="pk-lf-test", secret_key="sk-lf-test", base_url="http://127.0.0.1:9",
+                 tracer_provider=provider, span_exporter=Discard())  # type: ignore[arg-type]
+        CALLBACKS.append(CallbackHandler())
+        done.append("langfuse.langchain.CallbackHandler")
     else:
         from opentelemetry.instrumentation.langchain import LangchainInstrumentor
 
@@ -51,7 +74,7 @@ def langchain_calls(fake_url: str) -> list[Call]:
 
     def chat(label: str, **extra: Any) -> ChatOpenAI:
         return ChatOpenAI(model=CALL_MODELS[label], base_url=f"{fake_url}/v1", api_key="sk-test",  # type: ignore[arg-type]
-                          max_retries=0, **extra)
+                          max_retries=0, callbacks=CALLBACKS, **extra)
 
     messages = [("system", "You are terse."), ("human", "Say hi.")]
 
