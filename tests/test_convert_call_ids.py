@@ -14,6 +14,14 @@ from spanmeter.convert.call_ids import MAX_BODY_PARSED, request_id_from_error, r
 ANTHROPIC_BODY = json.dumps({"id": "msg_01", "type": "message", "content": [{"type": "tool_use", "id": "toolu_9"}]})
 
 
+def langchain_result(*metadata_ids: str | None, llm_output_id: str | None = None, run_id: str = "lc_run--1") -> str:
+    """A LangChain LLMResult as OpenInference's LangChain instrumentation records it."""
+    generations = [[{"text": "hi", "type": "ChatGeneration", "message": {"lc": 1, "type": "constructor", "kwargs": {
+        "content": "hi", "id": run_id, "response_metadata": {} if rid is None else {"id": rid}}}}] for rid in metadata_ids]
+    return json.dumps({"generations": generations,
+                       "llm_output": None if llm_output_id is None else {"id": llm_output_id}, "type": "LLMResult"})
+
+
 @pytest.mark.parametrize(("body", "mime", "expected"), [
     (ANTHROPIC_BODY, "application/json", "msg_01"),
     ('{"choices": [{"id": "nested"}], "id": "chatcmpl-7", "usage": {}}', "application/json", "chatcmpl-7"),
@@ -28,6 +36,11 @@ ANTHROPIC_BODY = json.dumps({"id": "msg_01", "type": "message", "content": [{"ty
     ('{"data": [], "id": "x"', "application/json", None),  # truncated, id not first: not parsed
     ("Hello there", "application/json", None),
     (None, "application/json", None),
+    # LangChain's result: the provider's id, never LangChain's own run id
+    (langchain_result("chatcmpl-1", llm_output_id="chatcmpl-1"), "application/json", "chatcmpl-1"),
+    (langchain_result("chatcmpl-2"), "application/json", "chatcmpl-2"),
+    (langchain_result(None), "application/json", None),  # a streamed result names no provider id
+    (langchain_result("chatcmpl-3", "chatcmpl-4"), "application/json", None),  # two generations: not one call
 ])
 def test_response_id_from_body(body: str | None, mime: str | None, expected: str | None) -> None:
     assert response_id_from_body(body, mime) == expected

@@ -21,11 +21,20 @@ OPENLLMETRY_ANTHROPIC_STREAM_OFF_BY_ONE = {("openllmetry-0.62.4", "anthropic.mes
                                            ("openllmetry-0.62.4-with-anthropic-builtin", "anthropic.messages.stream"),
                                            ("openllmetry-0.62.4-with-anthropic-builtin", "anthropic.messages.stream_helper")}
 
+NAME_ONLY_THE_RESPONSE_MODEL = {"langfuse-5.2.0"}
+# OpenInference's LangChain span beside its openai span: a streamed call's LangChain result names no
+# provider id, nor does a failed OpenAI call: two records of one call (a documented limit).
+LANGCHAIN_TWO_TRACERS = "langchain-1.8.3-openinference-0.1.80-with-openai"
+LANGCHAIN_NO_SHARED_ID = {(LANGCHAIN_TWO_TRACERS, "openai.chat.stream_usage"), (LANGCHAIN_TWO_TRACERS, "openai.chat.error")}
+# Libraries that keep the provider's response id nowhere on their spans (one span per call: the
+# span is the key).
+NO_RESPONSE_ID = {"langfuse-5.2.0", "langchain-1.8.3-langfuse-5.2.0"}
+
 
 def records_of(call: Call) -> list[UsageRecord]:
     records = []
-    for span, _scope in call.spans:
-        records.extend(r for r in convert_span(span, {}, ConvertOptions(), 0) if r.kind == "llm")
+    for span, scope in call.spans:
+        records.extend(r for r in convert_span(span, {}, ConvertOptions(), 0, scope) if r.kind == "llm")
     return records
 
 
@@ -43,14 +52,20 @@ def test_one_record_per_provider_call_with_exact_tokens(call: Call) -> None:
         # tracers, so two error records, no tokens and no cost in either (the documented rule).
         assert len(keys) == 2 and all(r.status == "error" and r.cost_usd is None for r in records)
         return
+    if (call.library, call.name) in LANGCHAIN_NO_SHARED_ID:
+        assert len(keys) == 2 and len({(r.status, r.input_tokens, r.output_tokens) for r in records}) == 1
+        return
     assert len(keys) == len(call.exchanges) == 1, [r.idempotency_key for r in records]
     exchange = call.exchanges[0]
     expected = exchange["usage_inclusive"]
     for record in records:
         assert record.provider == exchange["api"].split(".")[0]
         # OpenInference's GenAI mode puts the response model in gen_ai.request.model (upstream bug);
-        # pricing prefers the response model, so the cost is right either way.
-        assert record.request_model in (exchange["model"], exchange["response_model"])
+        # pricing prefers the response model, so the cost is right either way. Langfuse names only
+        # the model that answered (the requested one on a failed call).
+        assert record.request_model in (exchange["model"], exchange["response_model"]) or (
+            call.library in NAME_ONLY_THE_RESPONSE_MODEL and record.request_model is None
+            and record.response_model == exchange["response_model"])
         if exchange["status"] != 200:
             assert record.status == "error"
             continue
@@ -105,7 +120,9 @@ def test_every_record_of_a_call_with_a_response_id_is_keyed_by_it() -> None:
     checked = set()
     for call in CALLS:
         response_ids = {x["response_id"] for x in call.exchanges} - {None}
-        if len(response_ids) != 1:
+        # LangChain's streamed result names no provider id (both families).
+        langchain_stream = call.library.startswith("langchain-") and call.name == "openai.chat.stream_usage"
+        if len(response_ids) != 1 or call.library in NO_RESPONSE_ID or langchain_stream:
             continue
         (response_id,) = response_ids
         for record in records_of(call):

@@ -253,3 +253,33 @@ def test_resources_are_remembered_by_their_encoding_within_a_bound(monkeypatch: 
     values._RESOURCES.clear()
     assert customers({"usage.customer.id": "e"}) == ["e"]
     assert values._RESOURCES == {}  # larger than the size bound: read every time
+
+
+BOTOCORE_BEDROCK = "opentelemetry.instrumentation.botocore.bedrock-runtime"
+
+
+@pytest.mark.parametrize(("scope", "options", "expected_input"), [
+    (BOTOCORE_BEDROCK, {}, 438),  # known exclusive by default: 310 + 128 cache reads
+    ("some.other.library", {}, 310),  # inclusive by default (the cache is smaller than the input)
+    (BOTOCORE_BEDROCK, {"exclusive_input_scopes": frozenset()}, 310),  # the operator's list wins
+])
+def test_bedrock_input_excludes_cache_reads_by_default(scope: str, options: dict[str, Any], expected_input: int) -> None:
+    """Bedrock's inputTokens leaves the cache reads out; botocore's instrumentation copies it."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "app"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    attrs = {"gen_ai.operation.name": "chat", "gen_ai.system": "aws.bedrock", "gen_ai.request.model": "amazon.nova-pro-v1:0",
+             "gen_ai.usage.input_tokens": 310, "gen_ai.usage.output_tokens": 64,
+             "gen_ai.usage.cache_read.input_tokens": 128, "aws.request_id": "req-1"}
+    with provider.get_tracer(scope).start_as_current_span("chat amazon.nova-pro-v1:0", attributes=attrs):
+        pass
+    converted = convert_traces(request_of(memory.get_finished_spans()), ConvertOptions(**options), 0)
+    (record,) = converted.records
+    assert (record.provider, record.input_tokens, record.total_tokens, record.cache_read_tokens) == (
+        "aws", expected_input, expected_input + 64, 128)
+    assert record.idempotency_key == "llm:aws:request/req-1"

@@ -30,7 +30,7 @@ import yaml
 from genai_prices.update_prices import DEFAULT_UPDATE_URL
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
-from spanmeter.convert.attributes import MODEL_OPERATIONS
+from spanmeter.convert.attributes import DEFAULT_EXCLUSIVE_INPUT_SCOPES, MODEL_OPERATIONS
 from spanmeter.errors import ConfigError
 from spanmeter.event_loop import EventLoopChoice, uses_uvloop
 from spanmeter.exporters import registry
@@ -109,8 +109,9 @@ class UsageProcessor(_Model):
     content_capture: bool = Field(False, description="store the prompt text of LLM calls in `query`")
     content_max_chars: int = Field(2000, gt=0, description="longest prompt text kept when content capture is on")
     exclusive_input_scopes: list[str] = Field(
-        [],
-        description="instrumentation scope names whose input tokens exclude cache reads/writes (normalised)",
+        list(DEFAULT_EXCLUSIVE_INPUT_SCOPES),
+        description="instrumentation scope names whose input tokens exclude cache reads/writes (normalised); "
+        "the default lists the known ones (botocore's Bedrock instrumentation): keep them when adding more",
     )
 
 

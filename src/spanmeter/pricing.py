@@ -92,6 +92,17 @@ def normalise_provider(name: str | None) -> str | None:
         return lowered
 
 
+@functools.lru_cache(maxsize=1024)
+def provider_for_model(model: str | None) -> str | None:
+    """The provider genai-prices knows `model` under, for emitters that name no provider."""
+    if not model:
+        return None
+    try:
+        return data_snapshot.get_snapshot().find_provider_model(model, None, None, None)[0].id
+    except LookupError:
+        return None
+
+
 Price = Decimal | genai_types.TieredPrices
 
 

@@ -37,11 +37,14 @@ RESPONSE_MODEL: Final = (
     "llm.response.model_name",
     "llm.model_name",
     "embedding.model_name",
+    "langfuse.observation.model.name",  # the request model on a failed call (model_call.py)
 )
 RESPONSE_ID: Final = (GA.GEN_AI_RESPONSE_ID,)
 # The provider's request id (one per HTTP request); the anthropic SDK's tracing sets it from the
 # `request-id` header. Keys a call with no response id (a failed one), see convert/call_ids.py.
-REQUEST_ID: Final = ("anthropic.request.id",)
+# `aws.request_id` (the `x-amzn-RequestId` header, botocore's instrumentation) is the only id a
+# Bedrock call has: it keys its record.
+REQUEST_ID: Final = ("anthropic.request.id", "aws.request_id")
 # OpenInference's default mode keeps the response id only inside the raw response body it records
 # as its output. Read only for a model call without a response id (not a fact: never decoded else).
 OUTPUT_VALUE: Final = "output.value"
@@ -76,12 +79,21 @@ REASONING_TOKENS: Final = (
     "gen_ai.usage.reasoning_tokens",
     "llm.token_count.completion_details.reasoning",
 )
-REPORTED_COST: Final = ("gen_ai.usage.cost", "llm.cost.total")
+REPORTED_COST: Final = ("gen_ai.usage.cost", "llm.cost.total", "operation.cost")  # the last: Logfire
 ERROR_TYPE: Final = (ERROR.ERROR_TYPE,)
+
+# Instrumentation scopes known to pass the provider's exclusive input count through (input without
+# the cache reads and writes): opentelemetry-instrumentation-botocore copies Bedrock's `inputTokens`
+# (Converse) / Anthropic's `input_tokens` (InvokeModel) as gen_ai.usage.input_tokens.
+DEFAULT_EXCLUSIVE_INPUT_SCOPES: Final = ("opentelemetry.instrumentation.botocore.bedrock-runtime",)
 
 # Markers of "this span is one model call" from other conventions.
 OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"
 OPENINFERENCE_MODEL_KINDS: Final = frozenset({"LLM", "EMBEDDING"})
+# The Langfuse SDK's model calls (convert/langfuse.py): the observation type and JSON usage / cost.
+LANGFUSE_OBSERVATION_TYPE: Final = "langfuse.observation.type"
+LANGFUSE_USAGE_DETAILS: Final = "langfuse.observation.usage_details"
+LANGFUSE_COST_DETAILS: Final = "langfuse.observation.cost_details"
 # OpenLLMetry marks its framework spans (workflow, task, agent, tool); they repeat their children's totals.
 TRACELOOP_SPAN_KIND: Final = "traceloop.span.kind"
 
@@ -147,6 +159,9 @@ FACTS: Final[dict[str, tuple[str, ...]]] = {
     "error_type": ERROR_TYPE,
     "openinference_kind": (OPENINFERENCE_SPAN_KIND,),
     "traceloop_kind": (TRACELOOP_SPAN_KIND,),
+    "langfuse_type": (LANGFUSE_OBSERVATION_TYPE,),
+    "langfuse_usage": (LANGFUSE_USAGE_DETAILS,),
+    "langfuse_cost": (LANGFUSE_COST_DETAILS,),
     "customer_id": CUSTOMER_ID,
     "user_id": USER_ID,
     "email": EMAIL,

@@ -5,7 +5,9 @@ tracing) must give one record: both spans need the same idempotency key, made fr
 provider gave that call and no other. Some tracers keep that id only in other places:
 
 - the response id inside the raw response body a tracer records as its output (OpenInference's
-  default mode: `output.value` = the provider's JSON answer, `{"id": "msg_…", …}`);
+  default mode: `output.value` = the provider's JSON answer, `{"id": "msg_…", …}`), or inside the
+  LangChain result OpenInference's LangChain instrumentation records there (`{"generations": …,
+  "llm_output": {"id": "chatcmpl-…"}}`, or the one generation's `response_metadata.id`);
 - the provider's request id (one per HTTP request): the anthropic SDK's tracing records the
   `request-id` header as `anthropic.request.id` on every span, and a failed call's error message
   (span status, `exception.message`) holds the Anthropic error body, `{…, 'request_id': 'req_…'}`.
@@ -49,8 +51,28 @@ def response_id_from_body(body: object, mime_type: object) -> str | None:
         parsed = json.loads(body)
     except ValueError:
         return None
-    found = parsed.get("id") if isinstance(parsed, dict) else None
+    if not isinstance(parsed, dict):
+        return None
+    found = parsed.get("id")
+    if found is None and "generations" in parsed:
+        found = _langchain_result_id(parsed)
     return found if isinstance(found, str) and 0 < len(found) <= MAX_ID_CHARS else None
+
+
+def _langchain_result_id(result: dict[str, object]) -> object:
+    """The provider's id in a LangChain `LLMResult` of one call: `llm_output.id`, else the
+    `response_metadata.id` of its one generation (a streamed result has neither)."""
+    llm_output = result.get("llm_output")
+    if isinstance(llm_output, dict) and isinstance(llm_output.get("id"), str):
+        return llm_output["id"]
+    generations = result.get("generations")
+    if not (isinstance(generations, list) and len(generations) == 1 and isinstance(generations[0], list)
+            and len(generations[0]) == 1 and isinstance(generations[0][0], dict)):
+        return None
+    message = generations[0][0].get("message")
+    kwargs = message.get("kwargs") if isinstance(message, dict) else None
+    metadata = kwargs.get("response_metadata") if isinstance(kwargs, dict) else None
+    return metadata.get("id") if isinstance(metadata, dict) else None
 
 
 def request_id_from_error(span: Span) -> str | None:

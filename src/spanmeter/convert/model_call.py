@@ -53,6 +53,11 @@ def model_call_record(
         error = span.status.code == Status.STATUS_CODE_ERROR
         if error and error_type is None and span.status.message:
             error_type = span.status.message[:200]
+    if error and response_model is not None and request_model in (None, response_model):
+        # A failed call had no answer: emitters that name one model (Langfuse) or copy the request
+        # model (Logfire) put the requested one where the answering one goes. The record says so:
+        # request model set, response model empty.
+        request_model, response_model = response_model, None
     return UsageRecord(
         "",
         "llm",

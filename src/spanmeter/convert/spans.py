@@ -25,6 +25,10 @@ from spanmeter.convert.content import prompt_text
 from spanmeter.convert.events import event_record, meter_record, read_meta
 from spanmeter.convert.fast_path import fast_span
 from spanmeter.convert.idempotency import llm_key, request_key, secondary_key, span_event_key, span_key
+from spanmeter.convert.langfuse import MODEL_CALL_TYPES as LANGFUSE_CALL_TYPES
+from spanmeter.convert.langfuse import Counts, langchain_hints, provider_from_span_name, read_cost, read_usage
+from spanmeter.convert.logfire import CALL_SCOPES as LOGFIRE_CALL_SCOPES
+from spanmeter.convert.logfire import is_stream_request
 from spanmeter.convert.model_call import model_call_record
 from spanmeter.convert.values import (
     MAX_COST_USD,
@@ -40,6 +44,7 @@ from spanmeter.convert.values import (
     hex_id,
     resource_facts,
 )
+from spanmeter.pricing import provider_for_model
 from spanmeter.record import UsageRecord
 
 MAX_ERRORS_REPORTED: Final = 5
@@ -56,7 +61,7 @@ class ConvertOptions:
     content_capture: bool = False
     content_max_chars: int = 2000
     # Instrumentation scopes known to pass through exclusive input counts (Anthropic's API style).
-    exclusive_input_scopes: frozenset[str] = frozenset()
+    exclusive_input_scopes: frozenset[str] = frozenset(A.DEFAULT_EXCLUSIVE_INPUT_SCOPES)
 
 
 @dataclass(slots=True)
@@ -104,6 +109,8 @@ def convert_span(
     if shared is None:
         shared = resource_fields(resource, options)
     exclusive_input = scope in options.exclusive_input_scopes
+    if scope in LOGFIRE_CALL_SCOPES and is_stream_request(span):
+        return []
     fast = fast_span(span, resource, shared, options, received_at, exclusive_input)
     if fast is not None:
         return fast
@@ -198,6 +205,9 @@ def model_operation(facts: Facts, options: ConvertOptions) -> str | None:
         if kind not in A.OPENINFERENCE_MODEL_KINDS:
             return None
         return "embeddings" if kind == "EMBEDDING" else "chat"
+    lf_type = facts.get("langfuse_type")
+    if lf_type is not None:
+        return LANGFUSE_CALL_TYPES.get(str(lf_type[2]).lower())
     if "traceloop_kind" in facts:
         return None
     # Older emitters: a provider name plus token counts is a model call.
@@ -286,25 +296,45 @@ def _llm_record(
     limit = options.max_field_chars
     own = layers[:1]
     reported = facts.get("reported_cost")
+    reported_cost = as_decimal(reported[1], reported[2], limit=MAX_COST_USD, positive=False) if reported else None
+    provider = get_str(layers, "provider", limit)
+    request_model = get_str(own, "request_model", limit) or _invocation_model(facts)
+    response_model = get_str(own, "response_model", limit)
+    counts = Counts(
+        get_count(facts, "input_tokens"),
+        get_count(facts, "output_tokens"),
+        get_count(facts, "total_tokens"),
+        get_count(facts, "cache_read_tokens"),
+        get_count(facts, "cache_write_tokens"),
+        get_count(facts, "reasoning_tokens"),
+        exclusive_input,
+    )
+    if "langfuse_type" in facts:  # the Langfuse SDK: usage and cost in JSON, no provider name
+        if (held := facts.get("langfuse_usage")) is not None and counts.input_tokens is None:
+            counts = read_usage(held[2])
+        if (held := facts.get("langfuse_cost")) is not None and reported_cost is None:
+            reported_cost = read_cost(held[2])
+        ls_provider, ls_model = langchain_hints(span)
+        request_model = request_model or ls_model
+        provider = (provider or ls_provider or provider_for_model(response_model or request_model)
+                    or provider_from_span_name(span.name))
     return model_call_record(
         span,
         operation,
         common,
-        provider=get_str(layers, "provider", limit),
-        request_model=get_str(own, "request_model", limit) or _invocation_model(facts),
-        response_model=get_str(own, "response_model", limit),
-        input_tokens=get_count(facts, "input_tokens"),
-        output_tokens=get_count(facts, "output_tokens"),
-        total_tokens=get_count(facts, "total_tokens"),
-        cache_read=get_count(facts, "cache_read_tokens"),
-        cache_write=get_count(facts, "cache_write_tokens"),
-        reasoning=get_count(facts, "reasoning_tokens"),
-        exclusive_input=exclusive_input,
+        provider=provider,
+        request_model=request_model,
+        response_model=response_model,
+        input_tokens=counts.input_tokens,
+        output_tokens=counts.output_tokens,
+        total_tokens=counts.total_tokens,
+        cache_read=counts.cache_read,
+        cache_write=counts.cache_write,
+        reasoning=counts.reasoning,
+        exclusive_input=counts.exclusive,
         error_type=get_str(own, "error_type", limit),
         meta=read_meta(layers, limit, options.max_meta_keys),
-        reported_cost_usd=(
-            as_decimal(reported[1], reported[2], limit=MAX_COST_USD, positive=False) if reported else None
-        ),
+        reported_cost_usd=reported_cost,
         query=prompt_text(attributes(span.attributes), options.content_max_chars) if options.content_capture else None,
     )
 

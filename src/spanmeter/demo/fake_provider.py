@@ -1,5 +1,5 @@
-"""A fake LLM provider (OpenAI and Anthropic HTTP APIs): what `spanmeter demo`, the examples and
-the tests call instead of the real services.
+"""A fake LLM provider (OpenAI, Anthropic, Gemini and AWS Bedrock HTTP APIs): what `spanmeter
+demo`, the examples and the tests call instead of the real services.
 
 Standard library only, so it runs inside any virtual environment. It serves on ``127.0.0.1`` on an ephemeral port, in a
 background thread, and answers deterministically: the token usage of every answer comes from a
@@ -25,6 +25,21 @@ Anthropic (point the SDK at ``fp.base_url``; the SDK adds ``/v1`` itself):
   input/cache counts and ``output_tokens: 1``; ``message_delta`` carries the final, cumulative
   ``output_tokens`` (the documented shape).
 
+AWS Bedrock Runtime (give ``boto3.client("bedrock-runtime", endpoint_url=fp.base_url, ...)``):
+
+- ``POST /model/{modelId}/converse``: a Converse response (``output.message``, ``stopReason``,
+  ``usage``, ``metrics``);
+- ``POST /model/{modelId}/converse-stream``: the same as an AWS event stream
+  (``application/vnd.amazon.eventstream``): ``messageStart``, ``contentBlockDelta``...,
+  ``contentBlockStop``, ``messageStop``, ``metadata`` (with the usage).
+
+Gemini API (``genai.Client(api_key=..., http_options={"base_url": fp.base_url})``):
+
+- ``POST /v1beta/models/{model}:generateContent`` (or ``/v1/...``): a ``GenerateContentResponse`` (``candidates``,
+  ``usageMetadata``, ``modelVersion``, ``responseId``);
+- ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse``: the same as SSE chunks, each
+  with ``usageMetadata`` (the prompt count on every chunk, the output counts on the last).
+
 Usage semantics
 ---------------
 The table holds :class:`Usage` in the GenAI-conventions (inclusive) form: ``input_tokens``
@@ -41,6 +56,11 @@ tokens. Each API renders it in its own wire form:
 - Anthropic: ``input_tokens = input_tokens - cache_read_tokens - cache_write_tokens`` (Anthropic's
   count EXCLUDES cache tokens), ``output_tokens``, ``cache_read_input_tokens``,
   ``cache_creation_input_tokens``.
+- Gemini: ``promptTokenCount = input_tokens`` (includes ``cachedContentTokenCount``),
+  ``candidatesTokenCount = output_tokens - reasoning_tokens`` (EXCLUDES ``thoughtsTokenCount``),
+  ``totalTokenCount`` = all of them.
+- Bedrock Converse: ``inputTokens`` EXCLUDES the cache tokens too, ``cacheReadInputTokens``,
+  ``cacheWriteInputTokens``, ``outputTokens``, ``totalTokens`` = all of them.
 
 Errors
 ------
@@ -88,9 +108,12 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import struct
 import threading
 import time
+import urllib.parse
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -146,6 +169,10 @@ DEFAULT_USAGE: Final[Mapping[str, Usage]] = {
     "openai.embeddings": Usage(input_tokens=8),
     "anthropic.messages": Usage(input_tokens=1217, output_tokens=42, cache_read_tokens=1000,
                                 cache_write_tokens=200),
+    "google.generate_content": Usage(input_tokens=1200, output_tokens=300, cache_read_tokens=800,
+                                     reasoning_tokens=120),
+    "aws.converse": Usage(input_tokens=438, output_tokens=64, cache_read_tokens=128),
+    "aws.converse_stream": Usage(input_tokens=438, output_tokens=64, cache_read_tokens=128),
 }
 
 #: Models that make the server answer with an error: model → HTTP status.
@@ -172,6 +199,21 @@ _ANTHROPIC_ERRORS: Final[Mapping[int, str]] = {
 }
 
 _REPLY_TEXT: Final = "Hello from the fake provider."
+_GEMINI_PATH: Final = re.compile(r"^/v1(?:beta)?/models/([^/:]+):(generateContent|streamGenerateContent)$")
+_GEMINI_ERRORS: Final[Mapping[int, tuple[int, str]]] = {
+    400: (400, "INVALID_ARGUMENT"),
+    429: (429, "RESOURCE_EXHAUSTED"),
+    500: (500, "INTERNAL"),
+    529: (503, "UNAVAILABLE"),
+}
+_BEDROCK_PATH: Final = re.compile(r"^/model/([^/]+)/(converse|converse-stream)$")
+# ERROR_MODELS' status -> Bedrock's answer (status, x-amzn-ErrorType); Bedrock has no 529.
+_BEDROCK_ERRORS: Final[Mapping[int, tuple[int, str]]] = {
+    400: (400, "ValidationException"),
+    429: (429, "ThrottlingException"),
+    500: (500, "InternalServerException"),
+    529: (503, "ServiceUnavailableException"),
+}
 _EMBEDDING_DIM: Final = 8
 
 
@@ -343,6 +385,41 @@ def _anthropic_usage(u: Usage) -> JsonObject:
     }
 
 
+def _gemini_usage(u: Usage) -> JsonObject:
+    return {
+        "promptTokenCount": u.input_tokens,
+        "candidatesTokenCount": u.output_tokens - u.reasoning_tokens,
+        "cachedContentTokenCount": u.cache_read_tokens,
+        "thoughtsTokenCount": u.reasoning_tokens,
+        "totalTokenCount": u.total_tokens,
+    }
+
+
+def _bedrock_usage(u: Usage) -> JsonObject:
+    return {
+        "inputTokens": u.uncached_input_tokens,
+        "outputTokens": u.output_tokens,
+        "totalTokens": u.total_tokens,
+        "cacheReadInputTokens": u.cache_read_tokens,
+        "cacheWriteInputTokens": u.cache_write_tokens,
+    }
+
+
+def _event_stream_message(event_type: str, payload: JsonObject) -> bytes:
+    """One AWS event-stream message (prelude, string headers, JSON payload, CRC32s)."""
+    headers = b""
+    for name, value in ((":event-type", event_type), (":content-type", "application/json"),
+                        (":message-type", "event")):
+        raw = value.encode()
+        headers += bytes([len(name)]) + name.encode() + b"\x07" + struct.pack(">H", len(raw)) + raw
+    body = json.dumps(payload).encode()
+    total = 12 + len(headers) + len(body) + 4
+    prelude = struct.pack(">II", total, len(headers))
+    prelude += struct.pack(">I", zlib.crc32(prelude))
+    message = prelude + headers + body
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
 def _words(text: str) -> Iterator[str]:
     parts = text.split(" ")
     for i, part in enumerate(parts):
@@ -414,6 +491,14 @@ class _Handler(BaseHTTPRequestHandler):
             "/v1/messages": ("anthropic.messages", self._anthropic_messages),
         }
         route = routes.get(path)
+        gemini = _GEMINI_PATH.match(path)
+        if gemini is not None:
+            self._gemini(urllib.parse.unquote(gemini.group(1)), gemini.group(2) == "streamGenerateContent")
+            return
+        bedrock = _BEDROCK_PATH.match(path)
+        if bedrock is not None:
+            self._bedrock(bedrock.group(1), bedrock.group(2) == "converse-stream")
+            return
         body = self._read_json()
         if route is None:
             self._record_error("unknown", body or {}, 404, f"no such path: {path}")
@@ -564,6 +649,94 @@ class _Handler(BaseHTTPRequestHandler):
                                   response_id=rid, usage=usage, wire_usage=wire,
                                   response=response))
         self._send_json(200, response, {"x-request-id": fp._next_id("req_fake_")})
+
+    # -- Gemini --------------------------------------------------------------------------------
+    def _gemini(self, model: str, stream: bool) -> None:
+        fp = self._fp
+        api = "google.generate_content"
+        body = self._read_json() or {}
+        if model in ERROR_MODELS:
+            status, code = _GEMINI_ERRORS[ERROR_MODELS[model]]
+            payload: JsonObject = {"error": {"code": status, "message": f"fake error for model {model!r}",
+                                             "status": code}}
+            fp._record(self._exchange(api, body, status, stream=stream, model=model, response=payload))
+            self._send_json(status, payload)
+            return
+        usage = fp.usage_for(api, model)
+        wire = _gemini_usage(usage)
+        rid = fp._next_id("gemini-fake-")
+        rmodel = fp.response_model_for(model)
+        ex = self._exchange(api, body, 200, stream=stream, model=model, response_model=rmodel, response_id=rid,
+                            usage=usage, wire_usage=wire)
+
+        def answer(text: str, finish: str | None, usage_value: JsonObject) -> JsonObject:
+            candidate: JsonObject = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+            if finish:
+                candidate["finishReason"] = finish
+            return {"candidates": [candidate], "usageMetadata": usage_value, "modelVersion": rmodel,
+                    "responseId": rid}
+
+        if not stream:
+            ex.response = answer(_REPLY_TEXT, "STOP", wire)
+            fp._record(ex)
+            self._send_json(200, ex.response)
+            return
+        words = list(_words(_REPLY_TEXT))
+        partial = {"promptTokenCount": usage.input_tokens, "totalTokenCount": usage.input_tokens}
+        events = [answer(word, None, partial) for word in words[:-1]]
+        events.append(answer(words[-1], "STOP", wire))
+        ex.events = events
+        fp._record(ex)
+        self._start_sse({})
+        for event in events:
+            self._chunk(f"data: {json.dumps(event)}\r\n\r\n")
+        self._end_chunks()
+
+    # -- AWS Bedrock ---------------------------------------------------------------------------
+    def _bedrock(self, quoted_model: str, stream: bool) -> None:
+        fp = self._fp
+        model = urllib.parse.unquote(quoted_model)
+        api = "aws.converse_stream" if stream else "aws.converse"
+        body = self._read_json()
+        if body is None:
+            body = {}
+        request_id = fp._next_id("req-fake-")
+        if model in ERROR_MODELS:
+            status, error = _BEDROCK_ERRORS[ERROR_MODELS[model]]
+            payload: JsonObject = {"message": f"fake error for model {model!r}"}
+            fp._record(self._exchange(api, body, status, stream=stream, model=model, response=payload))
+            self._send_json(status, payload, {"x-amzn-ErrorType": f"{error}:http://internal.amazon.com/coral/",
+                                              "x-amzn-RequestId": request_id})
+            return
+        usage = fp.usage_for(api, model)
+        wire = _bedrock_usage(usage)
+        rmodel = fp.response_model_for(model)
+        ex = self._exchange(api, body, 200, stream=stream, model=model, response_model=rmodel, usage=usage,
+                            wire_usage=wire)
+        headers = {"x-amzn-RequestId": request_id}
+        if not stream:
+            ex.response = {"output": {"message": {"role": "assistant", "content": [{"text": _REPLY_TEXT}]}},
+                           "stopReason": "end_turn", "usage": wire, "metrics": {"latencyMs": 12}}
+            fp._record(ex)
+            self._send_json(200, ex.response, headers)
+            return
+        events: list[tuple[str, JsonObject]] = [("messageStart", {"role": "assistant"})]
+        events += [("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": word}})
+                   for word in _words(_REPLY_TEXT)]
+        events += [("contentBlockStop", {"contentBlockIndex": 0}), ("messageStop", {"stopReason": "end_turn"}),
+                   ("metadata", {"usage": wire, "metrics": {"latencyMs": 12}})]
+        ex.events = [{"type": name, **payload} for name, payload in events]
+        fp._record(ex)
+        self.send_response(200)
+        self.send_header("content-type", "application/vnd.amazon.eventstream")
+        self.send_header("transfer-encoding", "chunked")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        for name, payload in events:
+            data = _event_stream_message(name, payload)
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self._end_chunks()
 
     # -- Anthropic ---------------------------------------------------------------------------
     def _anthropic_messages(self, api: str, body: JsonObject, model: str) -> None:

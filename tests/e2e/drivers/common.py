@@ -49,6 +49,16 @@ CALL_MODELS: dict[str, str] = {
     "anthropic.messages.error_429": "rate-limit-model",
     "anthropic.messages.stream.error_529": "overloaded-model",
     "anthropic.messages.stream_helper.error_500": "server-error-model",
+    "bedrock.converse": "amazon.nova-pro-v1:0",
+    "bedrock.converse_stream": "amazon.nova-lite-v1:0",
+    "bedrock.converse.error": "error-model",
+    "bedrock.converse.error_429": "rate-limit-model",
+    "bedrock.converse_stream.error_500": "server-error-model",
+    "gemini.generate": "gemini-2.5-flash",
+    "gemini.generate_stream": "gemini-2.0-flash",
+    "gemini.generate.error": "error-model",
+    "gemini.generate.error_429": "rate-limit-model",
+    "gemini.generate_stream.error_500": "server-error-model",
     "nested.first": "gpt-4.1-nano",
     "nested.second": "o4-mini",
 }
@@ -57,10 +67,14 @@ PACKAGES = (
     "opentelemetry-exporter-otlp-proto-http", "opentelemetry-instrumentation-openai-v2",
     "opentelemetry-util-genai", "opentelemetry-instrumentation-openai",
     "opentelemetry-instrumentation-anthropic", "openinference-instrumentation-openai",
-    "openinference-instrumentation-anthropic",
+    "openinference-instrumentation-anthropic", "langfuse", "logfire", "langchain-core", "langchain-openai",
+    "openinference-instrumentation-langchain", "opentelemetry-instrumentation-langchain", "boto3", "botocore",
+    "opentelemetry-instrumentation-botocore", "google-genai", "opentelemetry-instrumentation-google-genai",
 )
 
 Call = tuple[str, Callable[[], Any]]
+# What a library that owns its tracer provider needs flushed before the report (its batching processor).
+FLUSH_HOOKS: list[Callable[[], bool]] = []
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,19 +87,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def setup_tracing(args: argparse.Namespace) -> tuple[TracerProvider, InMemorySpanExporter]:
-    """The global tracer provider, exporting through the real OTLP exporter (batching), plus an
-    in-memory copy of every span for the driver's report."""
+def otlp_exporter(args: argparse.Namespace) -> Any:
+    """The real OTLP span exporter to the collector."""
     if args.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-        exporter: Any = GrpcExporter(endpoint=args.endpoint, insecure=True, timeout=10)
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+        return GrpcExporter(endpoint=args.endpoint, insecure=True, timeout=10)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-        exporter = HttpExporter(endpoint=f"{args.endpoint.rstrip('/')}/v1/traces", timeout=10)
+    return HttpExporter(endpoint=f"{args.endpoint.rstrip('/')}/v1/traces", timeout=10)
+
+
+def setup_tracing(args: argparse.Namespace, *, export: bool = True) -> tuple[TracerProvider, InMemorySpanExporter]:
+    """The global tracer provider, exporting through the real OTLP exporter (batching), plus an
+    in-memory copy of every span for the driver's report. `export=False`: the library exports
+    itself (its own span processor, given `otlp_exporter(args)`)."""
     provider = TracerProvider(resource=Resource.create({"service.name": args.service}))
-    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200))
+    if export:
+        provider.add_span_processor(BatchSpanProcessor(otlp_exporter(args), schedule_delay_millis=200))
     memory = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(memory))
     # Global: the anthropic SDK's built-in tracing and the app's own spans use it.
@@ -258,7 +277,8 @@ def report(provider: TracerProvider, memory: InMemorySpanExporter, instrumented:
     try:
         yield calls
     finally:
-        out["flushed"] = provider.force_flush(15_000)
+        hooks_flushed = [hook() for hook in FLUSH_HOOKS]  # every hook, even after one failed
+        out["flushed"] = all(hooks_flushed) and provider.force_flush(15_000)
         out["spans"] = [dump_span(s) for s in memory.get_finished_spans()]
         provider.shutdown()
         json.dump(out, sys.stdout)
@@ -266,8 +286,9 @@ def report(provider: TracerProvider, memory: InMemorySpanExporter, instrumented:
         sys.stdout.flush()
 
 
-def run_calls(calls: list[Call], into: list[Any]) -> None:
+def run_calls(calls: list[Call], into: list[Any], memory: InMemorySpanExporter | None = None) -> None:
     for label, fn in calls:
+        before = len(memory.get_finished_spans()) if memory is not None else 0
         error = None
         result: Any = None
         try:
@@ -276,7 +297,10 @@ def run_calls(calls: list[Call], into: list[Any]) -> None:
             error = f"{type(exc).__module__}.{type(exc).__name__}: {exc}"
             if not is_failure(label):
                 print(f"{label} failed: {error}", file=sys.stderr)
-        into.append({"label": label, "model": CALL_MODELS.get(label), "result": _jsonable(result), "error": error})
+        # The spans finished during the call (for captures: tests/e2e/conftest.py write_capture).
+        spans = [f"{s.context.span_id:016x}" for s in memory.get_finished_spans()[before:]] if memory else []
+        into.append({"label": label, "model": CALL_MODELS.get(label), "result": _jsonable(result), "error": error,
+                     "span_ids": spans})
 
 
 def is_failure(label: str) -> bool:
@@ -284,18 +308,28 @@ def is_failure(label: str) -> bool:
     return ".error" in label
 
 
-def main(instrument: Callable[[TracerProvider], list[str]], nested_style: str, argv: list[str] | None = None) -> None:
+def main(
+    instrument: Callable[..., list[str]],
+    nested_style: str,
+    argv: list[str] | None = None,
+    *,
+    library_exports: bool = False,
+    suites: dict[str, Callable[[str], list[Call]]] | None = None,
+) -> None:
+    """Run the driver. `instrument(provider)` turns the library on; with `library_exports` the
+    library exports through its own span processor: `instrument(provider, exporter)` gets the OTLP
+    exporter to the collector. `suites`: the driver's own suites (name -> calls of the fake URL)."""
     args = parse_args(argv)
-    provider, memory = setup_tracing(args)
-    instrumented = instrument(provider)
-    suites = [s for s in args.suites.split(",") if s]
+    provider, memory = setup_tracing(args, export=not library_exports)
+    instrumented = instrument(provider, otlp_exporter(args)) if library_exports else instrument(provider)
+    chosen = [s for s in args.suites.split(",") if s]
+    known: dict[str, Callable[[str], list[Call]]] = {
+        "openai": openai_calls, "anthropic": anthropic_calls,
+        "nested": lambda url: nested_calls(url, nested_style), **(suites or {}),
+    }
     with report(provider, memory, instrumented) as calls:
-        if "openai" in suites:
-            run_calls(openai_calls(args.fake_url), calls)
-        if "anthropic" in suites:
-            run_calls(anthropic_calls(args.fake_url), calls)
-        if "nested" in suites:
-            run_calls(nested_calls(args.fake_url, nested_style), calls)
+        for suite in chosen:
+            run_calls(known[suite](args.fake_url), calls, memory)
 
 
 def versions() -> dict[str, str]:
@@ -321,7 +355,12 @@ def dump_span(span: ReadableSpan) -> dict[str, Any]:
         "span_id": f"{ctx.span_id:016x}",
         "parent_span_id": f"{span.parent.span_id:016x}" if span.parent is not None else None,
         "scope": scope.name if scope else None,
+        "scope_version": scope.version if scope else None,
+        "start_time_unix_nano": span.start_time,
+        "end_time_unix_nano": span.end_time,
         "attributes": _jsonable(dict(span.attributes or {})),
+        "events": [{"name": e.name, "timestamp_unix_nano": e.timestamp, "attributes": _jsonable(dict(e.attributes or {}))}
+                   for e in span.events],
     }
 
 

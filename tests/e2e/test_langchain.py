@@ -1,0 +1,114 @@
+"""LangChain (`langchain-openai` 1.8.1 on langchain-core 1.8.3) under each family's LangChain
+instrumentation, with and without the family's openai instrumentation, exporting over OTLP/gRPC:
+
+- OpenInference (`openinference-instrumentation-langchain` 0.1.80): a `ChatOpenAI` span per call,
+  and with `openinference-instrumentation-openai` on, a `ChatCompletion` span of the same call too
+  (another trace), both with the full counts and no response id attribute. spanmeter reads the
+  provider's id from each one's output (LangChain's result: `llm_output.id`): one record per call.
+  A streamed call's LangChain result names no provider id, nor does a failed OpenAI call: those
+  stay two records (pinned below, documented).
+- OpenLLMetry (`opentelemetry-instrumentation-langchain` 0.62.4): its LangChain spans suppress its
+  openai spans of the same calls: one record per call either way.
+- Langfuse 5.2.0's LangChain `CallbackHandler`: a `generation` span per call with Langfuse's own
+  usage form (parts left out of `input` / `output`) and LangChain's `ls_provider` / `ls_model_name`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import RunningCollector
+from tests.e2e.conftest import (
+    DriverRun,
+    assert_call_record,
+    assert_failed_call_record,
+    describe,
+    run_driver,
+    write_capture,
+)
+from tests.fakes.llm_provider import FakeProvider
+
+RUNS = {  # name -> (family, openai instrumentation on)
+    "openinference": ("openinference", False),
+    "openinference+openai": ("openinference", True),
+    "openllmetry": ("openllmetry", False),
+    "openllmetry+openai": ("openllmetry", True),
+    "langfuse": ("langfuse", False),  # Langfuse's LangChain CallbackHandler
+}
+
+
+@pytest.fixture(scope="module")
+def runs(e2e_collector: RunningCollector, fake: FakeProvider) -> dict[str, DriverRun]:
+    done = {
+        name: run_driver("langchain_app", e2e_collector, fake, service=f"e2e-langchain-{name}", suites="langchain",
+                         env={"LANGCHAIN_E2E_FAMILY": family, "LANGCHAIN_E2E_WITH_OPENAI": str(with_openai).lower()})
+        for name, (family, with_openai) in RUNS.items()
+    }
+    packages = done["openinference+openai"].report["packages"]
+    write_capture(done["openinference+openai"],
+                  f"langchain-{packages['langchain-core']}-openinference-{packages['openinference-instrumentation-langchain']}"
+                  "-with-openai")
+    write_capture(done["openllmetry+openai"],
+                  f"langchain-{packages['langchain-core']}-openllmetry-{packages['opentelemetry-instrumentation-langchain']}"
+                  "-with-openai")
+    write_capture(done["langfuse"], f"langchain-{packages['langchain-core']}-langfuse-{packages['langfuse']}")
+    return done
+
+
+# Token parts on the record: OpenInference reports cached and reasoning tokens, OpenLLMetry's
+# LangChain spans cached ones only.
+REPORTS = {"openinference": ("cache_read", "reasoning"), "openllmetry": ("cache_read",),
+           "langfuse": ("cache_read", "reasoning")}
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_chat_is_one_exact_record(runs: dict[str, DriverRun], name: str) -> None:
+    run = runs[name]
+    record, exchange = run.record("openai.chat")
+    # Langfuse's spans keep no provider id (its usage_details, Langfuse's own form, are summed back).
+    assert_call_record(record, exchange, reports=REPORTS[RUNS[name][0]], response_id=name != "langfuse")
+    if name == "openinference+openai":
+        scopes = {s["scope"] for s in run.report["spans"] if s["name"] in ("ChatOpenAI", "ChatCompletion")}
+        assert scopes == {"openinference.instrumentation.langchain", "openinference.instrumentation.openai"}
+
+
+@pytest.mark.parametrize("name", ["openinference", "openllmetry", "openllmetry+openai", "langfuse"])
+def test_stream_is_one_exact_record(runs: dict[str, DriverRun], name: str) -> None:
+    record, exchange = runs[name].record("openai.chat.stream_usage")
+    # LangChain names the requested model on a streamed result (its chunks carry no other).
+    assert record.response_model in (exchange.model, exchange.response_model)
+    record.response_model = exchange.response_model
+    assert_call_record(record, exchange, reports=REPORTS[RUNS[name][0]], response_id=False)
+
+
+@pytest.mark.parametrize("name", ["openinference", "openllmetry", "openllmetry+openai", "langfuse"])
+def test_failed_call_is_one_error_record(runs: dict[str, DriverRun], name: str) -> None:
+    assert_failed_call_record(runs[name], "openai.chat.error")
+
+
+@pytest.mark.parametrize("name", ["openinference+openai", "openllmetry+openai"])
+def test_embeddings_are_one_record(runs: dict[str, DriverRun], name: str) -> None:
+    record, exchange = runs[name].record("openai.embeddings")
+    # OpenLLMetry's openai spans put a 0 cache read on embeddings.
+    assert_call_record(record, exchange, reports=("cache_read",) if "openllmetry" in name else (), response_id=False)
+
+
+@pytest.mark.parametrize("name", ["openinference", "openllmetry", "langfuse"])
+def test_langchain_instrumentation_alone_has_no_embedding_span(runs: dict[str, DriverRun], name: str) -> None:
+    """No LangChain instrumentation (nor Langfuse's handler) traces an OpenAIEmbeddings call: no record (documented;
+    the family's openai instrumentation covers it)."""
+    run = runs[name]
+    assert run.records_for(run.exchange("openai.embeddings")) == []
+
+
+def test_openinference_with_openai_stream_and_failure_stay_two_records(runs: dict[str, DriverRun]) -> None:
+    """Known limit: neither span of a streamed call (LangChain's streamed result has no provider id)
+    nor of a failed one (OpenAI's error names no request id) names an id the other has. Both copies
+    carry the same exact counts; a fix upstream (or a provider id in LangChain's result) shows here."""
+    run = runs["openinference+openai"]
+    stream = run.records_for(run.exchange("openai.chat.stream_usage"))
+    assert len(stream) == 2, [describe(r) for r in stream]
+    assert {(r.input_tokens, r.output_tokens, r.cost_usd) for r in stream} == {
+        (2100, 310, stream[0].cost_usd)}
+    failed = run.records_for(run.exchange("openai.chat.error"))
+    assert len(failed) == 2 and all(r.status == "error" and r.cost_usd is None for r in failed)
