@@ -16,6 +16,7 @@ import pytest
 
 from spanmeter.background import BackgroundCollector, background_collector
 from spanmeter.config import Config, parse_config
+from tests.postgres_server import PostgresServer, postgres_server
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> Config:
@@ -71,3 +72,17 @@ def writer_held(path: Path) -> Iterator[None]:
 def collector(tmp_path: Path) -> Iterator[RunningCollector]:
     with running_collector(make_config(tmp_path)) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session (tests/postgres_server.py); a missing
+    server is an error, not a skip."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_dsn(postgres: PostgresServer) -> str:
+    """The DSN of a fresh, empty database on the session's server."""
+    return postgres.new_database()
