@@ -86,3 +86,12 @@ def postgres() -> Iterator[PostgresServer]:
 def postgres_dsn(postgres: PostgresServer) -> str:
     """The DSN of a fresh, empty database on the session's server."""
     return postgres.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """The `storage` section of a config, once per backend: tests that take it run on both."""
+    if request.param == "postgres":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        return {"postgres": {"dsn": server.new_database()}}
+    return {"sqlite": {"path": str(tmp_path / "spanmeter.db")}}

@@ -82,11 +82,12 @@ class PostgresServer:
         self.start()
 
     def new_database(self) -> str:
-        """A fresh, empty database on the server; its DSN."""
+        """The DSN of a fresh, empty schema of its own (its search_path): as good as a new
+        database for the store, in milliseconds instead of a second."""
         name = f"t_{uuid.uuid4().hex[:16]}"
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.dsn(name)
+            conn.execute(f'CREATE SCHEMA "{name}"')
+        return f"{self.dsn()}?options=-csearch_path%3D{name}"
 
 
 @contextlib.contextmanager

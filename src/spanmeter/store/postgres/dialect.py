@@ -13,6 +13,7 @@ What differs between the two dialects, for the statements the store uses:
   SQLite's, ignores a NULL: the statements wrap it in COALESCE for SQLite, the same result);
 - `instr`, `json_extract(text, '$."key"')`, `json_each(text)` and `strftime('%Y-%m', seconds,
   'unixepoch')` become PostgreSQL functions or the functions this backend creates (FUNCTIONS);
+- a comparison selected as a value is a number (0 or 1), as in SQLite;
 - `ORDER BY` puts NULLs below every value, as SQLite does;
 - the query API's item JSON, which SQLite builds with its JSON functions, is built in Python;
 - schema: INTEGER is BIGINT (SQLite integers are 64-bit), TEXT compares bytewise (COLLATE "C",
@@ -49,6 +50,8 @@ FUNCTIONS: Final = (
 _TABLE: Final = re.compile(r"INSERT (?:OR \w+ )?INTO (\w+)")
 _ASSIGNMENT: Final = re.compile(r"(\w+) = (.+?)(?=, \w+ = |$)")
 _BARE_NAME: Final = re.compile(r"(?<![.\w'])([a-z_][a-z0-9_]*)\b(?![.(\w])")
+# A comparison selected as a value (adoption's family counts): SQLite's is 0 or 1, PostgreSQL's boolean.
+_COMPARISON_AS_NUMBER: Final = re.compile(r"(?<!WHEN )(?<!AND )(?<!WHERE )\b(event_family = '\w+')(?=,| FROM)")
 _MONTH: Final = re.compile(r"strftime\('%Y-%m', (.+?), 'unixepoch'\)")
 
 
@@ -68,6 +71,7 @@ def translate(sql: str) -> str:
     sql = _MONTH.sub(r"to_char(to_timestamp(\1) AT TIME ZONE 'UTC', 'YYYY-MM')", sql)
     sql = sql.replace("json_extract(", "spanmeter_json_extract(").replace("json_each(", "spanmeter_json_each(")
     sql = sql.replace("instr(", "strpos(")
+    sql = _COMPARISON_AS_NUMBER.sub(r"(\1)::int", sql)
     if (table := _TABLE.match(sql)) is not None:
         sql = _upsert(sql, table.group(1))
     sql = _order_nulls_as_sqlite(sql)

@@ -301,7 +301,7 @@ class PostgresStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
             log.warning("PostgreSQL store %s writes again (it failed: %s)", self.path, self.failure)
         self.failure = self.failure_reason = None
 
-    def transaction(self, fn: Callable[[Translated], T]) -> T:
+    def transaction(self, fn: Callable[[Translated], T]) -> T:  # type: ignore[override]
         """Run `fn` in a write transaction holding the store's write lock, and return its result
         (blocking: call it off the event loop). While the writer runs, on its connection."""
         if self._writer is not None and not self._closed:
