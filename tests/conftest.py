@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -95,3 +96,28 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
         server: PostgresServer = request.getfixturevalue("postgres")
         return {"postgres": {"dsn": server.new_database()}}
     return {"sqlite": {"path": str(tmp_path / "spanmeter.db")}}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Any]]:
+    """A factory of stores on one database, once per backend (SQLite, PostgreSQL): a second call
+    is another process's store on the same database. Not started; closed at the end."""
+    made: list[Any] = []
+    if request.param == "postgres":
+        from spanmeter.store.postgres import PostgresStore
+
+        dsn = request.getfixturevalue("postgres").new_database()
+
+        def make() -> Any:
+            made.append(PostgresStore(dsn))
+            return made[-1]
+    else:
+        from spanmeter.store.sqlite import SQLiteStore
+
+        def make() -> Any:
+            made.append(SQLiteStore(tmp_path / "store.db"))
+            return made[-1]
+
+    yield make
+    for store in made:
+        asyncio.run(store.close())

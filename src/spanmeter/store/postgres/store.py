@@ -77,7 +77,9 @@ class PostgresStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
         self.busy_timeout = connect_timeout
         self.max_queued_records = max_queued_records
         self.retry_after = retry_after
-        self._pool: ConnectionPool[psycopg.Connection[Any]] = new_pool(dsn, pool_size, connect_timeout)
+        self.pool_size = pool_size
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None  # opened on first use
+        self._pool_lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Job | _Call | None] = queue.SimpleQueue()
         self._queued = 0
         self._queued_lock = threading.Lock()
@@ -97,7 +99,6 @@ class PostgresStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
             await asyncio.to_thread(self.migrate)
         except psycopg.Error as error:
             raise StorageError(f"cannot open the database {self.path}: {error}", "cannot_open") from None
-        self._pool.open()
         self._writer = threading.Thread(target=self._run, name="spanmeter-postgres-writer", daemon=True)
         self._writer.start()
 
@@ -115,7 +116,7 @@ class PostgresStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
             await asyncio.to_thread(self._writer.join)
             self._writer = None
         self.close_outbox()
-        await asyncio.to_thread(self._pool.close)
+        await asyncio.to_thread(self.close_readers)
 
     @property
     def queued(self) -> int:
@@ -309,7 +310,7 @@ class PostgresStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
             self._queue.put(call)
             result: T = call.future.result()
             return result
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             db = Translated(conn)
             conn.execute("BEGIN")
             try:
@@ -322,11 +323,16 @@ class PostgresStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
             return result
 
     # --- the shared parts' connections ---------------------------------------------------------
+    def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = new_pool(self.dsn, self.pool_size, self.busy_timeout)
+                self._pool.open()
+            return self._pool.connection()
+
     @contextlib.contextmanager
     def _reader(self) -> Iterator[Translated]:  # type: ignore[override]
-        if self._pool.closed:
-            self._pool.open()
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             yield Translated(conn)
 
     def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
@@ -334,7 +340,10 @@ class PostgresStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
             return db.execute(sql, params).fetchall()
 
     def close_readers(self) -> None:
-        self._pool.close()
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
     def _write_connection(self) -> Translated:  # type: ignore[override]
         return Translated(connect(self.dsn, self.busy_timeout))
