@@ -36,15 +36,15 @@ MIGRATION_LOCK: Final = WRITE_LOCK + 1
 
 FUNCTIONS: Final = (
     # json_extract(meta, '$."key"') of SQLite, for the object keys the store asks for.
-    "CREATE OR REPLACE FUNCTION spanmeter_json_extract(document TEXT, path TEXT) RETURNS TEXT"
-    " LANGUAGE sql IMMUTABLE AS $$ SELECT (document::jsonb) ->> substr(path, 4, length(path) - 4) $$",
+    ("CREATE OR REPLACE FUNCTION spanmeter_json_extract(document TEXT, path TEXT) RETURNS TEXT"
+    " LANGUAGE sql IMMUTABLE AS $$ SELECT (document::jsonb) ->> substr(path, 4, length(path) - 4) $$"),
     # json_each(text) of SQLite, for an object's entries or an array's elements, as text.
-    "CREATE OR REPLACE FUNCTION spanmeter_json_each(document TEXT) RETURNS TABLE (key TEXT, value TEXT)"
+    ("CREATE OR REPLACE FUNCTION spanmeter_json_each(document TEXT) RETURNS TABLE (key TEXT, value TEXT)"
     " LANGUAGE sql IMMUTABLE AS $$"
     " SELECT e.key, e.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(document::jsonb) = 'object'"
     "  THEN document::jsonb END) AS e"
     " UNION ALL SELECT (a.n - 1)::text, a.value FROM jsonb_array_elements_text(CASE WHEN"
-    "  jsonb_typeof(document::jsonb) = 'array' THEN document::jsonb END) WITH ORDINALITY AS a(value, n) $$",
+    "  jsonb_typeof(document::jsonb) = 'array' THEN document::jsonb END) WITH ORDINALITY AS a(value, n) $$"),
 )
 
 _TABLE: Final = re.compile(r"INSERT (?:OR \w+ )?INTO (\w+)")
