@@ -38,8 +38,7 @@ def test_a_late_commit_is_neither_skipped_by_pages_nor_by_exporters(postgres: Po
         first.register_exporter("x", "beginning")
         # Instance one's writer is inside its transaction: it took the next seq, not committed yet.
         slow = Translated(connect(dsn, 5))
-        slow.conn.execute("BEGIN")
-        writer.lock(slow)
+        writer.begin(slow)
         writer.insert(slow, [[record("early")]])
         # Instance two writes meanwhile; without the write lock it would take the seq after and
         # commit first, and a reader would see it and move past the uncommitted one for good.

@@ -17,7 +17,7 @@ from psycopg.types.numeric import NumericLoader
 from psycopg_pool import ConnectionPool
 
 from spanmeter.errors import StorageError
-from spanmeter.store.postgres.dialect import WRITE_LOCK, translate
+from spanmeter.store.postgres.dialect import translate
 
 _DSN_PASSWORD: Final = re.compile(r"(://[^:/@]*:)[^@]*@|(password\s*=\s*)\S+")
 
@@ -70,8 +70,7 @@ class Translated:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         translated = translate(sql)
         if translated.startswith("BEGIN; "):  # BEGIN IMMEDIATE: a transaction with the write lock
-            self.conn.execute("BEGIN")
-            return self.conn.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+            return self.conn.execute(translated)
         params = list(params)
         if params and params[-1] == -1 and translated.endswith("LIMIT %s"):
             params[-1] = None  # SQLite's LIMIT -1: no limit

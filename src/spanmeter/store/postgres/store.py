@@ -227,9 +227,8 @@ class PostgresStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
         return db
 
     def _transaction(self, db: Translated, jobs: list[_Job]) -> list[WriteResult]:
-        db.conn.execute("BEGIN")
         try:
-            writer.lock(db)
+            writer.begin(db)
             results = writer.insert(db, [job.records for job in jobs])
             db.conn.execute("COMMIT")
         except BaseException:
@@ -244,8 +243,7 @@ class PostgresStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
         """One request's records, each in a savepoint: a record the store cannot hold is refused alone."""
         result = WriteResult()
         try:
-            db.conn.execute("BEGIN")
-            writer.lock(db)
+            writer.begin(db)
             for record in job.records:
                 db.conn.execute("SAVEPOINT spanmeter_record")
                 try:
@@ -269,9 +267,8 @@ class PostgresStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
     def _run_call(self, db: Translated | None, call: _Call) -> Translated | None:
         try:
             db = db or Translated(connect(self.dsn, self.busy_timeout))
-            db.conn.execute("BEGIN")
             try:
-                writer.lock(db)
+                writer.begin(db)
                 result = call.fn(db)
                 db.conn.execute("COMMIT")
             except BaseException:
@@ -311,9 +308,8 @@ class PostgresStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
             return result
         with self._connection() as conn:
             db = Translated(conn)
-            conn.execute("BEGIN")
             try:
-                writer.lock(db)
+                writer.begin(db)
                 result = fn(db)
                 conn.execute("COMMIT")
             except BaseException:

@@ -45,9 +45,10 @@ _KEY_AT: Final = COLUMNS.index("idempotency_key")
 _CONTENT_AT: Final = tuple(COLUMNS.index(c) for c in CONTENT_COLUMNS)
 
 
-def lock(db: Translated) -> None:
-    """Take the store's write lock for the rest of the transaction (see the module docstring)."""
-    db.conn.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+def begin(db: Translated) -> None:
+    """Begin a write transaction holding the store's write lock (see the module docstring): one
+    round trip for both."""
+    db.conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
 
 
 def insert(db: Translated, batches: Sequence[list[UsageRecord]]) -> list[WriteResult]:
