@@ -28,7 +28,7 @@ import functools
 import re
 from typing import Final
 
-from spanmeter.store.item_sql import ITEM_JSON
+from spanmeter.store.sqlite.item_sql import ITEM_JSON
 
 # Serialises the store's writes, as SQLite's one write lock does (writer.py says why).
 WRITE_LOCK: Final = 0x5350414E4D455452  # "SPANMETR"

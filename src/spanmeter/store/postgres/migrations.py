@@ -17,10 +17,11 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from spanmeter.store import adoption_rollup, rollup, sqlite_outbox
 from spanmeter.store.postgres.connection import Translated
 from spanmeter.store.postgres.dialect import FUNCTIONS, MIGRATION_LOCK
 from spanmeter.store.schema import COLUMNS, NOT_NULL_COLUMNS, column_type
+from spanmeter.store.sqlite import adoption_rollup, rollup
+from spanmeter.store.sqlite import outbox as sqlite_outbox
 
 log = logging.getLogger(__name__)
 

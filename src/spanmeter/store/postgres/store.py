@@ -19,7 +19,7 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -28,22 +28,19 @@ from psycopg_pool import ConnectionPool
 
 from spanmeter.errors import Overloaded, StorageError, TooManyRecords
 from spanmeter.record import UsageRecord
-from spanmeter.store.base import RecordFilter, WriteResult
+from spanmeter.store.base import WriteResult
+from spanmeter.store.composed import ComposedStore
 from spanmeter.store.postgres import writer
 from spanmeter.store.postgres.connection import Translated, connect, new_pool, redacted, unavailable
 from spanmeter.store.postgres.migrations import migrate
-from spanmeter.store.schema import COLUMNS, row_to_record
-from spanmeter.store.sqlite_aggregate import SQLiteAggregate
-from spanmeter.store.sqlite_keys import SQLiteKeys
-from spanmeter.store.sqlite_outbox import SQLiteOutbox
-from spanmeter.store.sqlite_queries import SQLiteQueries
+from spanmeter.store.postgres.parts import PostgresKeys, PostgresOutbox, PostgresQueries
+from spanmeter.store.sqlite.aggregate import SQLiteAggregate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PROBE_SECONDS: Final = 0.5  # while the database is unreachable, how often the writer tries again
 IDLE_CHECK_SECONDS: Final = 2.0  # with nothing to write, how often it checks the database is there
-_SELECT: Final = f"SELECT {', '.join(COLUMNS)} FROM records"
 
 
 @dataclass(slots=True)
@@ -61,7 +58,7 @@ class _Call:
     future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
 
 
-class PostgresStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
+class PostgresStore(ComposedStore):
     def __init__(
         self,
         dsn: str,
@@ -72,7 +69,6 @@ class PostgresStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
         retry_after: float = 1.0,
     ) -> None:
         self.dsn = dsn
-        self.path = redacted(dsn)  # type: ignore[assignment]  # where records go, for messages
         self.busy_timeout = connect_timeout
         self.max_queued_records = max_queued_records
         self.retry_after = retry_after
@@ -84,20 +80,30 @@ class PostgresStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
         self._queued_lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._closed = False
-        self._outbox_db: Translated | None = None
-        self._outbox_lock_: threading.Lock = threading.Lock()
+        self.queries = PostgresQueries(self._fetch)
+        self.aggregates = SQLiteAggregate(self._fetch)
+        self.keys = PostgresKeys(dsn, connect_timeout, self._fetch)
+        self.outbox = PostgresOutbox(dsn, connect_timeout, self.transaction)
         # Why writes fail now (a StorageError message), None while they succeed: /readyz reports it.
         self.failure: str | None = None
         self.failure_reason: str | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        return redacted(self.dsn)
+
+    def exists(self) -> bool:
+        """A PostgreSQL database is created by its administrator: `migrate` adds the tables."""
+        return True
+
     async def start(self) -> None:
         """Connect, migrate (once, whatever the number of instances starting) and start the writer;
         a database that cannot be reached refuses the start with a StorageError saying why."""
         try:
             await asyncio.to_thread(self.migrate)
         except psycopg.Error as error:
-            raise StorageError(f"cannot open the database {self.path}: {error}", "cannot_open") from None
+            raise StorageError(f"cannot open the database {self.location}: {error}", "cannot_open") from None
         self._writer = threading.Thread(target=self._run, name="spanmeter-postgres-writer", daemon=True)
         self._writer.start()
 
@@ -114,8 +120,8 @@ class PostgresStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
             self._queue.put(None)
             await asyncio.to_thread(self._writer.join)
             self._writer = None
-        self.close_outbox()
-        await asyncio.to_thread(self.close_readers)
+        self.outbox.close()
+        await asyncio.to_thread(self._close_pool)
 
     @property
     def queued(self) -> int:
@@ -295,10 +301,10 @@ class PostgresStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
 
     def _recovered(self) -> None:
         if self.failure is not None:
-            log.warning("PostgreSQL store %s writes again (it failed: %s)", self.path, self.failure)
+            log.warning("PostgreSQL store %s writes again (it failed: %s)", self.location, self.failure)
         self.failure = self.failure_reason = None
 
-    def transaction(self, fn: Callable[[Translated], T]) -> T:  # type: ignore[override]
+    def transaction(self, fn: Callable[[Translated], T]) -> T:
         """Run `fn` in a write transaction holding the store's write lock, and return its result
         (blocking: call it off the event loop). While the writer runs, on its connection."""
         if self._writer is not None and not self._closed:
@@ -325,55 +331,16 @@ class PostgresStore(SQLiteQueries, SQLiteAggregate, SQLiteKeys, SQLiteOutbox):
                 self._pool.open()
             return self._pool.connection()
 
-    @contextlib.contextmanager
-    def _reader(self) -> Iterator[Translated]:  # type: ignore[override]
-        with self._connection() as conn:
-            yield Translated(conn)
-
     def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        with self._reader() as db:
-            return db.execute(sql, params).fetchall()
+        """Every read query of the parts, on a pooled connection."""
+        with self._connection() as conn:
+            return Translated(conn).execute(sql, params).fetchall()
 
-    def close_readers(self) -> None:
+    def _close_pool(self) -> None:
         with self._pool_lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
-
-    def _write_connection(self) -> Translated:  # type: ignore[override]
-        return Translated(connect(self.dsn, self.busy_timeout))
-
-    def _outbox(self) -> tuple[Translated, threading.Lock]:  # type: ignore[override]
-        if self._outbox_db is None or self._outbox_db.conn.closed or self._outbox_db.conn.broken:
-            self._outbox_db = Translated(connect(self.dsn, self.busy_timeout))
-        return self._outbox_db, self._outbox_lock_
-
-    def close_outbox(self) -> None:
-        if self._outbox_db is not None:
-            self._outbox_db.close()
-            self._outbox_db = None
-
-    # --- reading -----------------------------------------------------------------------------
-    def find_record_id(self, workspace: str, idempotency_key: str) -> str | None:
-        rows = self._fetch("SELECT id FROM records WHERE workspace = ? AND idempotency_key = ?",
-                           [workspace, idempotency_key])
-        return str(rows[0][0]) if rows else None
-
-    def recent(self, where: RecordFilter, limit: int) -> list[UsageRecord]:
-        clauses, params = [], []  # type: list[str], list[Any]
-        for column, value in (("workspace", where.workspace), ("customer_id", where.customer_id), ("kind", where.kind)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        if where.since_ns is not None:
-            clauses.append("occurred_at >= ?")
-            params.append(where.since_ns)
-        where_sql = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"{_SELECT}{where_sql} ORDER BY occurred_at DESC, seq DESC LIMIT ?"
-        return [row_to_record(row) for row in self._fetch(sql, [*params, limit])]
-
-    def workspaces(self) -> list[str]:
-        return [w for (w,) in self._fetch("SELECT DISTINCT workspace FROM usage_daily ORDER BY 1", [])]
 
 
 def _rollback(db: Translated) -> None:

@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from spanmeter.record import UsageRecord
-from spanmeter.store.adoption_rollup import roll_up_adoption
 from spanmeter.store.base import WriteResult
 from spanmeter.store.postgres.connection import Translated
 from spanmeter.store.postgres.dialect import WRITE_LOCK
-from spanmeter.store.rollup import roll_up
 from spanmeter.store.schema import COLUMNS, CONTENT_COLUMNS, column_type, record_to_row
+from spanmeter.store.sqlite.adoption_rollup import roll_up_adoption
+from spanmeter.store.sqlite.rollup import roll_up
 
 _ARRAYS: Final = ", ".join(
     f"%s::{'bigint' if column_type(c) == 'INTEGER' else 'text'}[]" for c in COLUMNS
