@@ -1,5 +1,5 @@
 """PostgreSQL: a record whose transaction commits late is never passed over by a page cursor or an
-exporter position, however two instances' writes interleave (store/postgres/writer.py)."""
+exporter position, however two instances' writes interleave (store/postgres/records.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 from spanmeter.record import UsageRecord, new_record_id
 from spanmeter.store.outbox import Claim, ExportFilter, NotDue
-from spanmeter.store.postgres import PostgresStore, writer
+from spanmeter.store.postgres import PostgresStore
+from spanmeter.store.postgres import records as writer
 from spanmeter.store.postgres.connection import Translated, connect
 from spanmeter.store.queries import RecordQuery
 from tests.exporters.harness import wait_for

@@ -19,7 +19,7 @@ What differs between the two dialects, for the statements the store uses:
 - schema: INTEGER is BIGINT (SQLite integers are 64-bit), TEXT compares bytewise (COLLATE "C",
   SQLite's BINARY collation) and `WITHOUT ROWID` goes;
 - `BEGIN` takes a repeatable-read snapshot (SQLite's read transactions are snapshots) and
-  `BEGIN IMMEDIATE` takes the store's write lock (SQLite's single writer: see writer.py).
+  `BEGIN IMMEDIATE` takes the store's write lock (SQLite's single writer: see records.py).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Final
 
 from spanmeter.store.sqlite.item_sql import ITEM_JSON
 
-# Serialises the store's writes, as SQLite's one write lock does (writer.py says why).
+# Serialises the store's writes, as SQLite's one write lock does (records.py says why).
 WRITE_LOCK: Final = 0x5350414E4D455452  # "SPANMETR"
 MIGRATION_LOCK: Final = WRITE_LOCK + 1
 

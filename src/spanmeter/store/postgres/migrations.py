@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def _m001_records(db: Translated) -> None:
     columns = ", ".join(f"{c} {column_type(c)}{' NOT NULL' if c in NOT_NULL_COLUMNS else ''}" for c in COLUMNS)
-    # seq is the insertion order and the query API's cursor; writer.py makes it the commit order.
+    # seq is the insertion order and the query API's cursor; records.py makes it the commit order.
     db.execute(
         f"CREATE TABLE records (seq INTEGER GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {columns},"
         " UNIQUE (workspace, idempotency_key))"
