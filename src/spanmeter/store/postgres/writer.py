@@ -163,29 +163,32 @@ class Writer:
     def _commit(self, db: Translated | None, batch: list[_Job | _Call]) -> Translated | None:
         jobs = [item for item in batch if isinstance(item, _Job)]
         calls = [item for item in batch if isinstance(item, _Call)]
-        results: list[WriteResult] | None = None
+        results: list[WriteResult] = []
         failure: Exception | None = None
         try:
             db = db or Translated(connect(self.dsn, self.busy_timeout))
-            results = self._transaction(db, jobs)
+            try:
+                results = self._transaction(db, jobs)
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as error:  # some record's value: each request alone, each record alone
+                log.warning("PostgreSQL write of %d requests failed (%s): writing each alone", len(jobs), error)
+                results = [self._write_alone(db, job) for job in jobs]
         except psycopg.OperationalError as error:  # the connection: lost, refused, server shutting down
             failure = self._failed(error)
-            if db is not None:
-                db.close()
+        except Exception as error:  # the writer thread must outlive any failure, and tell every caller
+            log.exception("PostgreSQL write of %d requests failed", len(jobs))
+            failure = self._failed(error)
+        if failure is not None and db is not None:
+            db.close()  # a fresh connection for the next attempt: this one may be in any state
             db = None
-        except psycopg.Error as error:  # some record's value: each request alone, each record alone
-            log.warning("PostgreSQL write of %d requests failed (%s): writing each alone", len(jobs), error)
-            results = []
-            for job in jobs:
-                assert db is not None
-                results.append(self._write_alone(db, job))
         if failure is None:
             self._recovered()
         with self._queued_lock:
             self._queued -= sum(len(job.records) for job in jobs)
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, WriteResult | Exception]]] = {}
         for i, job in enumerate(jobs):
-            outcome: WriteResult | Exception = failure if failure is not None else results[i]  # type: ignore[index]
+            outcome: WriteResult | Exception = failure if failure is not None else results[i]
             by_loop.setdefault(job.loop, []).append((job, outcome))
         for loop, done in by_loop.items():
             loop.call_soon_threadsafe(_resolve_all, done)
