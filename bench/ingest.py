@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,9 +206,10 @@ class Server:
 
 def make_server(
     receiver: str, workdir: Path, cpu: int | None, http_baseline: str, webhook: str | None = None,
-    spanmeter_loop: str = "auto", baseline_loop: str = "asyncio",
+    spanmeter_loop: str = "auto", baseline_loop: str = "asyncio", pg_dsn: str | None = None,
 ) -> Server:
-    """`webhook`: the URL spanmeter's webhook exporter sends every stored record to."""
+    """`webhook`: the URL spanmeter's webhook exporter sends every stored record to; `pg_dsn`:
+    spanmeter stores into this PostgreSQL database instead of a fresh SQLite file."""
     workdir.mkdir(parents=True)
     grpc_port, http_port = free_port(), free_port()
     if receiver == "spanmeter":
@@ -216,7 +219,8 @@ def make_server(
             "receivers:\n  otlp:\n    protocols:\n"
             f'      grpc: {{endpoint: "127.0.0.1:{grpc_port}"}}\n'
             f'      http: {{endpoint: "127.0.0.1:{http_port}"}}\n'
-            f'storage:\n  sqlite: {{path: "{workdir / "spanmeter.db"}"}}\n'
+            + (f'storage:\n  postgres: {{dsn: "{pg_dsn}"}}\n' if pg_dsn
+               else f'storage:\n  sqlite: {{path: "{workdir / "spanmeter.db"}"}}\n')
         )
         if webhook:
             text += (
@@ -248,6 +252,29 @@ def make_server(
     return Server(receiver, argv, workdir, grpc_port, http_port, cpu)
 
 
+@contextlib.contextmanager
+def postgres_databases(dsn: str | None) -> Iterator[Callable[[], str]]:
+    """A maker of fresh PostgreSQL schemas (a DSN each): on `dsn`, else on a throwaway server
+    (tests/postgres_server.py: initdb + pg_ctl, stopped at the end)."""
+    import uuid
+
+    import psycopg
+
+    sys.path.insert(0, str(HERE.parent))
+    from tests.postgres_server import postgres_server
+
+    with contextlib.ExitStack() as stack:
+        base = dsn or stack.enter_context(postgres_server()).dsn()
+
+        def new() -> str:
+            name = f"bench_{uuid.uuid4().hex[:12]}"
+            with psycopg.connect(base, autocommit=True) as conn:
+                conn.execute(f'CREATE SCHEMA "{name}"')
+            return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{name}"
+
+        yield new
+
+
 def busy_cpu_seconds() -> float:
     """CPU time spent by everything on the machine (all CPUs), from /proc/stat."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
@@ -255,8 +282,15 @@ def busy_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
-def count_rows(receiver: str, workdir: Path) -> tuple[int | None, int | None]:
+def count_rows(receiver: str, workdir: Path, pg_dsn: str | None = None) -> tuple[int | None, int | None]:
     """(rows, priced rows) in the receiver's database after it stopped; None where not applicable."""
+    if receiver == "spanmeter" and pg_dsn:
+        import psycopg
+
+        with psycopg.connect(pg_dsn) as pg:
+            found = pg.execute("SELECT count(*), count(cost_usd_nano) FROM records").fetchone()
+        assert found is not None
+        return found[0], found[1]
     if receiver == "spanmeter":
         with sqlite3.connect(workdir / "spanmeter.db") as conn:
             rows, priced = conn.execute("SELECT count(*), count(cost_usd_nano) FROM records").fetchone()
@@ -292,17 +326,27 @@ async def run_one(
         # one count per run at the sink: the path is unique across the whole bench (--half-rate's
         # maximum runs and its paced runs have the same case and repeat names)
         webhook = f"http://127.0.0.1:{args.sink_port}/hooks/{os.getpid()}-{next(_RUN_NUMBER)}"
-    server = make_server(
-        receiver, workdir, args.server_cpu, args.http_baseline, webhook, args.spanmeter_loop, args.baseline_loop
-    )
-    server.start()
+    pg_dsn = args.new_pg_database() if args.store == "postgres" and receiver == "spanmeter" else None
+    count = args.instances if pg_dsn else 1
+    # Instances beside the first run unpinned: with 2 CPUs there is no core of their own to give.
+    servers = [
+        make_server(
+            receiver, workdir if i == 0 else workdir.with_name(f"{workdir.name}-{i}"),
+            args.server_cpu if count == 1 else None, args.http_baseline, webhook, args.spanmeter_loop,
+            args.baseline_loop, pg_dsn,
+        )
+        for i in range(count)
+    ]
+    for one in servers:
+        one.start()
+    server = servers[0]
     profiler: subprocess.Popen[bytes] | None = None
     profile_path: Path | None = None
     marks: dict[str, float] = {}
 
     def measure_start() -> None:
         nonlocal profiler, profile_path
-        marks["cpu0"] = server.cpu_seconds()
+        marks["cpu0"] = sum(one.cpu_seconds() for one in servers)
         marks["busy0"] = busy_cpu_seconds()
         if args.profile and receiver == "spanmeter":
             profile_path = args.profile / f"spanmeter-{case.transport}-{case.batch}.txt"
@@ -315,13 +359,21 @@ async def run_one(
             )  # fmt: skip
 
     try:
-        if case.transport == "grpc":
-            client: Any = loadgen.GrpcClient(f"127.0.0.1:{server.grpc_port}")
-        else:
-            client = loadgen.HttpClient("127.0.0.1", server.http_port)
-        async with client:
+        async with contextlib.AsyncExitStack() as clients:
+            sends = [
+                (await clients.enter_async_context(
+                    loadgen.GrpcClient(f"127.0.0.1:{one.grpc_port}") if case.transport == "grpc"
+                    else loadgen.HttpClient("127.0.0.1", one.http_port)
+                )).send
+                for one in servers
+            ]
+            turns = itertools.cycle(sends)  # requests go to the instances in turn
+
+            def send(body: bytes) -> Any:
+                return next(turns)(body)
+
             load = await loadgen.drive(
-                client.send,
+                send,
                 case.bodies,
                 case.warmup,
                 args.concurrency,
@@ -329,11 +381,11 @@ async def run_one(
                 measure_start,
                 rate,
             )
-        server_cpu = server.cpu_seconds() - marks["cpu0"]
+        server_cpu = sum(one.cpu_seconds() for one in servers) - marks["cpu0"]
         other_cpu = busy_cpu_seconds() - marks["busy0"] - server_cpu - load.client_cpu_s
         if webhook is not None:
             exported = await wait_for_export(webhook, (case.warmup + load.sent) * case.batch)
-        rss = server.peak_rss_mb()
+        rss = max(one.peak_rss_mb() for one in servers)
     finally:
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
@@ -342,15 +394,17 @@ async def run_one(
             except subprocess.TimeoutExpired:
                 profiler.kill()
         exit_code = server.stop()
+        for other in servers[1:]:
+            exit_code = exit_code or other.stop()
     attempted = case.warmup + load.sent
     expected_rows = attempted * case.batch if load.ok == load.sent and load.warmup_ok == case.warmup else None
     expected_priced = sum(1 for failed in pool.failed[: attempted * case.batch] if not failed)
-    rows, priced = count_rows(receiver, server.workdir)
+    rows, priced = count_rows(receiver, server.workdir, pg_dsn)
     spans = load.sent * case.batch
     result: dict[str, Any] = {
         "transport": case.transport,
         "batch": case.batch,
-        "receiver": receiver,
+        "receiver": receiver if count == 1 and not pg_dsn else f"{receiver} pg x{count}",
         "requests": load.sent,
         "spans": spans,
         "seconds": round(load.elapsed, 3),
@@ -576,6 +630,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="spanmeter runs with a webhook exporter sending every record to bench/webhook_sink.py (on the load CPU)",
     )
+    parser.add_argument(
+        "--store", choices=("sqlite", "postgres"), default="sqlite",
+        help="spanmeter's store (postgres: a throwaway server unless --pg-dsn; the baselines keep SQLite)",
+    )
+    parser.add_argument("--instances", type=int, default=1, help="spanmeter instances on the one PostgreSQL database")
+    parser.add_argument("--pg-dsn", help="an existing PostgreSQL database (each run gets a schema of its own)")
     parser.add_argument("--server-cpu", type=int, help="CPU for the servers (default: the first available)")
     parser.add_argument("--client-cpu", type=int, help="CPU for the load generator (default: another one)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
@@ -594,6 +654,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.transports = [t.strip() for t in args.transports.split(",") if t.strip()]
     args.batches = [int(b) for b in args.batches.split(",")]
     args.receivers = [r.strip() for r in args.receivers.split(",") if r.strip()]
+    if args.instances > 1 and args.store != "postgres":
+        parser.error("--instances > 1 needs --store postgres (one database shared by the instances)")
     for receiver in args.receivers:
         if receiver not in ("spanmeter", "bare", "extract", "noop"):
             parser.error(f"unknown receiver {receiver!r}")
@@ -704,12 +766,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"event loops: spanmeter {args.spanmeter_loop}, baselines {args.baseline_loop}")
     started = time.perf_counter()
     sink = start_webhook_sink(args) if args.webhook else None
-    try:
-        results = asyncio.run(amain(args))
-    finally:
-        if sink is not None:
-            sink.kill()
-            sink.wait()
+    with contextlib.ExitStack() as stack:
+        if args.store == "postgres":
+            args.new_pg_database = stack.enter_context(postgres_databases(args.pg_dsn))
+        try:
+            results = asyncio.run(amain(args))
+        finally:
+            if sink is not None:
+                sink.kill()
+                sink.wait()
     print(f"\ntotal wall time {time.perf_counter() - started:.0f}s")
     if args.profile:
         for r in results:

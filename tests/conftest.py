@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 from spanmeter.background import BackgroundCollector, background_collector
 from spanmeter.config import Config, parse_config
+from tests.postgres_server import PostgresServer, postgres_server
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> Config:
@@ -71,3 +73,51 @@ def writer_held(path: Path) -> Iterator[None]:
 def collector(tmp_path: Path) -> Iterator[RunningCollector]:
     with running_collector(make_config(tmp_path)) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session (tests/postgres_server.py); a missing
+    server is an error, not a skip."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_dsn(postgres: PostgresServer) -> str:
+    """The DSN of a fresh, empty database on the session's server."""
+    return postgres.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """The `storage` section of a config, once per backend: tests that take it run on both."""
+    if request.param == "postgres":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        return {"postgres": {"dsn": server.new_database()}}
+    return {"sqlite": {"path": str(tmp_path / "spanmeter.db")}}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Any]]:
+    """A factory of stores on one database, once per backend (SQLite, PostgreSQL): a second call
+    is another process's store on the same database. Not started; closed at the end."""
+    made: list[Any] = []
+    if request.param == "postgres":
+        from spanmeter.store.postgres import PostgresStore
+
+        dsn = request.getfixturevalue("postgres").new_database()
+
+        def make() -> Any:
+            made.append(PostgresStore(dsn))
+            return made[-1]
+    else:
+        from spanmeter.store.sqlite import SQLiteStore
+
+        def make() -> Any:
+            made.append(SQLiteStore(tmp_path / "store.db"))
+            return made[-1]
+
+    yield make
+    for store in made:
+        asyncio.run(store.close())

@@ -16,7 +16,11 @@ from spanmeter.usage_schema import EVENT_NAME, METER
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "collector_config").glob("*.yaml"))
 OTELCOL = [p for p in CONFIGS if p.name.startswith("otelcol-")]
 SPANMETER = [p for p in CONFIGS if not p.name.startswith("otelcol-")]
-ENV = {"SPANMETER_DB": "/tmp/x.db", "SPANMETER_WEBHOOK_SECRET": "whsec_" + "A" * 44}
+ENV = {
+    "SPANMETER_DB": "/tmp/x.db",
+    "SPANMETER_PG_DSN": "postgresql://u:secret@db/usage",
+    "SPANMETER_WEBHOOK_SECRET": "whsec_" + "A" * 44,
+}
 
 
 def test_there_are_both_kinds() -> None:

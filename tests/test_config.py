@@ -34,7 +34,11 @@ def test_default_yaml_is_the_embedded_default() -> None:
 SPANMETER_CONFIGS = sorted(p for p in (ROOT / "collector_config").glob("*.yaml") if not p.name.startswith("otelcol-"))
 
 
-EXAMPLE_ENV = {"SPANMETER_DB": "/tmp/x.db", "SPANMETER_WEBHOOK_SECRET": "whsec_" + "A" * 44}
+EXAMPLE_ENV = {
+    "SPANMETER_DB": "/tmp/x.db",
+    "SPANMETER_PG_DSN": "postgresql://u@db/usage",
+    "SPANMETER_WEBHOOK_SECRET": "whsec_" + "A" * 44,
+}
 
 
 @pytest.mark.parametrize("path", SPANMETER_CONFIGS, ids=lambda p: p.name)
@@ -144,3 +148,14 @@ def test_validate_config_command(tmp_path: Path) -> None:
 
     result = CliRunner().invoke(main, ["validate-config", "-c", str(tmp_path / "nope.yaml")])
     assert result.exit_code != 0
+
+
+def test_postgres_storage() -> None:
+    raw = {"storage": {"postgres": {"dsn": "${env:SPANMETER_PG_DSN}", "pool_size": 4}}}
+    config = parse_config(raw, {"SPANMETER_PG_DSN": "postgresql://u@db/usage"})
+    assert config.storage.postgres is not None
+    assert (config.storage.postgres.dsn, config.storage.postgres.pool_size) == ("postgresql://u@db/usage", 4)
+    assert parse_config({}, {}).storage.postgres is None  # SQLite unless configured
+    assert any("storage::postgres::dsn" in p and "SPANMETER_PG_DSN" in p for p in problems(raw))
+    assert any("storage::postgres::dsn" in p for p in problems({"storage": {"postgres": {}}}))
+    assert any("storage::postgres::pool_size" in p for p in problems({"storage": {"postgres": {"dsn": "x", "pool_size": 0}}}))

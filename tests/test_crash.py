@@ -32,14 +32,16 @@ def start_server(
     service: dict[str, object] | None = None,
     exporters: dict[str, object] | None = None,
     stderr: int = subprocess.PIPE,
+    storage: dict[str, object] | None = None,
 ) -> subprocess.Popen[bytes]:
     """`spanmeter serve` in a process of its own (HTTP on `port`, gRPC on `grpc_port` or off),
-    returned once /readyz answers; its stderr is piped (or where `stderr` says)."""
-    config = tmp_path / "config.yaml"
+    returned once /readyz answers; its stderr is piped (or where `stderr` says). Its database is
+    tmp_path/crash.db, or what `storage` says."""
+    config = tmp_path / f"config-{port}.yaml"
     grpc = None if grpc_port is None else {"endpoint": f"127.0.0.1:{grpc_port}"}
     config.write_text(yaml.safe_dump({
         "receivers": {"otlp": {"protocols": {"grpc": grpc, "http": {"endpoint": f"127.0.0.1:{port}"}}}},
-        "storage": {"sqlite": {"path": str(tmp_path / "crash.db")}},
+        "storage": storage or {"sqlite": {"path": str(tmp_path / "crash.db")}},
         **({"service": service} if service else {}),
         **({"exporters": exporters} if exporters else {}),
     }))

@@ -158,7 +158,12 @@ def validate_config(config_path: Path) -> None:
     click.echo(f"{config_path}: valid")
     click.echo(f"  OTLP/gRPC: {otlp.grpc.endpoint if otlp.grpc else 'off'}")
     click.echo(f"  OTLP/HTTP: {otlp.http.endpoint if otlp.http else 'off'}")
-    click.echo(f"  storage:   sqlite {config.storage.sqlite.path}")
+    if config.storage.postgres is not None:
+        from spanmeter.store.postgres.connection import redacted
+
+        click.echo(f"  storage:   postgres {redacted(config.storage.postgres.dsn)}")
+    else:
+        click.echo(f"  storage:   sqlite {config.storage.sqlite.path}")
     click.echo(f"  auth:      {'on (API keys)' if config.auth.enabled else 'off'}")
 
 

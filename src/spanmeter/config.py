@@ -158,8 +158,18 @@ class SQLiteStorage(_Model):
     cache_mb: int = Field(32, ge=1, description="SQLite page cache of the writer; keeps the key index in memory")
 
 
+class PostgresStorage(_Model):
+    """Several instances on one database (the `postgres` extra: pip install 'spanmeter[postgres]')."""
+
+    dsn: str = Field(min_length=1, description="libpq connection string or URI, e.g. ${env:SPANMETER_PG_DSN}")
+    pool_size: int = Field(8, gt=0, description="connections for the query API, keys and exporters (plus one writer)")
+    max_queued_records: int = Field(200_000, gt=0, description="above this, ingest answers 503 / UNAVAILABLE")
+    connect_timeout: float = Field(5.0, gt=0, description="seconds to wait for a connection before a write fails")
+
+
 class Storage(_Model):
     sqlite: SQLiteStorage = SQLiteStorage()
+    postgres: PostgresStorage | None = Field(None, description="when set, records go to PostgreSQL, not SQLite")
 
 
 class Pipeline(_Model):

@@ -71,12 +71,12 @@ class Api:
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    with running_collector(make_config(tmp_path)) as running:
+def api(tmp_path: Path, storage: dict[str, Any]) -> Iterator[Api]:
+    with running_collector(make_config(tmp_path, storage=storage)) as running:
         yield Api(running)
 
 
 @pytest.fixture
-def auth_api(tmp_path: Path) -> Iterator[Api]:
-    with running_collector(make_config(tmp_path, auth={"enabled": True})) as running:
+def auth_api(tmp_path: Path, storage: dict[str, Any]) -> Iterator[Api]:
+    with running_collector(make_config(tmp_path, storage=storage, auth={"enabled": True})) as running:
         yield Api(running)

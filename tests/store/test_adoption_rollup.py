@@ -8,6 +8,7 @@ import asyncio
 import random
 import sqlite3
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from spanmeter.record import Product, UsageRecord
@@ -91,11 +92,11 @@ def check(store: SQLiteStore) -> None:
                 assert actual == expected(stored, workspace, since, category), (workspace, since, category)
 
 
-def test_adoption_rollups_equal_the_events_in_any_arrival_order(tmp_path: Path) -> None:
+def test_adoption_rollups_equal_the_events_in_any_arrival_order(new_store: Callable[[], SQLiteStore]) -> None:
     records = product_events(random.Random(3), 2500)
 
     async def write() -> SQLiteStore:
-        store = SQLiteStore(tmp_path / "a.db")
+        store = new_store()
         await store.start()
         for start in range(0, len(records), 131):  # many commits; later batches hold earlier events
             await asyncio.gather(store.write(records[start : start + 50]), store.write(records[start + 50 : start + 131]))

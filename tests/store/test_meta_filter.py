@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+from collections.abc import Callable
 
 from spanmeter.record import UsageRecord
 from spanmeter.store.queries import RecordQuery
@@ -18,9 +18,9 @@ META = [
 ]
 
 
-def test_meta_filters_match_exactly(tmp_path: Path) -> None:
+def test_meta_filters_match_exactly(new_store: Callable[[], SQLiteStore]) -> None:
     async def write() -> SQLiteStore:
-        store = SQLiteStore(tmp_path / "m.db")
+        store = new_store()
         await store.start()
         await store.write([
             UsageRecord(idempotency_key=f"k{i}", kind="event", type="e", occurred_at=1, id=str(i), meta=meta)
@@ -44,9 +44,9 @@ def test_meta_filters_match_exactly(tmp_path: Path) -> None:
         asyncio.run(store.close())
 
 
-def test_keys_with_quotes_and_backslashes(tmp_path: Path) -> None:
+def test_keys_with_quotes_and_backslashes(new_store: Callable[[], SQLiteStore]) -> None:
     async def write() -> SQLiteStore:
-        store = SQLiteStore(tmp_path / "k.db")
+        store = new_store()
         await store.start()
         await store.write([
             UsageRecord(idempotency_key="a", kind="event", type="e", occurred_at=1, id="a", meta={'my "key"': "v"}),

@@ -7,6 +7,7 @@ import asyncio
 import random
 import sqlite3
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from decimal import MAX_PREC, Context, Decimal
 from pathlib import Path
 
@@ -77,12 +78,12 @@ def check(store: SQLiteStore) -> None:
             assert actual(store, workspace, customer) == expected(stored, workspace, customer), (workspace, customer)
 
 
-def test_rollups_equal_the_records_in_any_arrival_order(tmp_path: Path) -> None:
+def test_rollups_equal_the_records_in_any_arrival_order(new_store: Callable[[], SQLiteStore]) -> None:
     rng = random.Random(5)
     records = random_records(rng, 3000)
 
     async def write() -> SQLiteStore:
-        store = SQLiteStore(tmp_path / "r.db")
+        store = new_store()
         await store.start()
         for start in range(0, len(records), 137):  # many commits; later batches hold earlier records
             await asyncio.gather(store.write(records[start : start + 60]), store.write(records[start + 60 : start + 137]))
@@ -162,11 +163,11 @@ def check_periods(store: SQLiteStore) -> None:
                 assert totals.meter_quantities == quantities, (first_day, workspace, customer)
 
 
-def test_period_totals_equal_the_records(tmp_path: Path) -> None:
+def test_period_totals_equal_the_records(new_store: Callable[[], SQLiteStore]) -> None:
     records = random_records(random.Random(11), 2000)
 
     async def write() -> SQLiteStore:
-        store = SQLiteStore(tmp_path / "p.db")
+        store = new_store()
         await store.start()
         for start in range(0, len(records), 90):
             await store.write(records[start : start + 90])

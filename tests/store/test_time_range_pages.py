@@ -4,7 +4,7 @@ same page."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+from collections.abc import Callable
 
 from spanmeter.record import UsageRecord
 from spanmeter.store.constants import DAY_NS
@@ -15,7 +15,7 @@ from spanmeter.store.sqlite.queries import build_page_sql
 T0 = 20_400 * DAY_NS
 
 
-def test_recent_ranges_walk_seq_old_ranges_read_the_time_index(tmp_path: Path) -> None:
+def test_recent_ranges_walk_seq_old_ranges_read_the_time_index(new_store: Callable[[], SQLiteStore]) -> None:
     records = [  # 20 days, arriving in time order, as live traffic does
         UsageRecord(idempotency_key=f"k{d}-{n}", kind="llm", type="chat", occurred_at=T0 + d * DAY_NS + n,
                     workspace="w", id=f"{d}-{n}", input_tokens=1, output_tokens=1)
@@ -23,7 +23,7 @@ def test_recent_ranges_walk_seq_old_ranges_read_the_time_index(tmp_path: Path) -
     ]
 
     async def write() -> SQLiteStore:
-        store = SQLiteStore(tmp_path / "t.db")
+        store = new_store()
         await store.start()
         await store.write(records)
         return store

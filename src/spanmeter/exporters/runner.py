@@ -48,6 +48,7 @@ T = TypeVar("T")
 
 LEASE_SECONDS: Final = 60.0  # another process may take over an exporter this long after its holder stopped
 # (at once when the holder was a process of this machine that is gone: store/outbox.py holder_is_gone)
+LEASE_POLL_SECONDS: Final = 1.0  # how often a process waiting for another's lease asks again
 MAX_RETRY_AFTER: Final = 86_400.0  # a Retry-After beyond a day is taken as a day
 STOP_GRACE_SECONDS: Final = 10.0
 
@@ -179,7 +180,10 @@ class ExportRunner:
             return False
         if isinstance(claimed, NotDue):  # waited out here: the batch is due when this returns
             self._note_lease(claimed)
-            await self._sleep(max(0.0, (claimed.until - time.time_ns()) / 1e9))
+            wait = max(0.0, (claimed.until - time.time_ns()) / 1e9)
+            # Another process's lease: asked again now and then, so that its holder's death on this
+            # machine (store/outbox.py holder_is_gone) hands the exporter over in about a second.
+            await self._sleep(wait if claimed.held_by is None else min(wait, LEASE_POLL_SECONDS))
             return True
         self._note_lease(None)
         try:

@@ -8,7 +8,16 @@ from spanmeter.store.port import Store
 
 def open_store(config: Config) -> Store:
     """The store that `config.storage` names, not started yet (`start` migrates and opens it;
-    the CLI calls `migrate` alone). SQLite is the only backend today: `storage::sqlite`."""
+    the CLI calls `migrate` alone): PostgreSQL when `storage::postgres` is set, else SQLite."""
+    if (postgres := config.storage.postgres) is not None:
+        from spanmeter.store.postgres import PostgresStore  # the postgres extra: imported only when used
+
+        return PostgresStore(
+            postgres.dsn,
+            pool_size=postgres.pool_size,
+            max_queued_records=postgres.max_queued_records,
+            connect_timeout=postgres.connect_timeout,
+        )
     from spanmeter.store.sqlite import SQLiteStore  # imported on use: a backend loads only when chosen
 
     sqlite = config.storage.sqlite

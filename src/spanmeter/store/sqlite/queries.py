@@ -211,7 +211,7 @@ class SQLiteQueries:
             f" FROM adoption_daily WHERE workspace = ? AND day >= ?{daily_category}"
             f" UNION ALL SELECT {PRODUCT_KEY}, product_id, product_name, product_type, product_category, 1, {families}"
             f" FROM records WHERE workspace = ? AND {PRODUCT_EVENTS} AND occurred_at >= ? AND occurred_at < ?"
-            f"{records_category}) GROUP BY product"
+            f"{records_category}) AS counted GROUP BY product"
         )
         if category is not None:
             params.append("=" + category)

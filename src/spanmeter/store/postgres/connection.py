@@ -1,0 +1,94 @@
+"""PostgreSQL connections for the store: a pool, and connections that speak the shared SQL.
+
+`Translated` wraps a psycopg connection (in autocommit mode: transactions are explicit, as on
+the SQLite side) so the store parts written for SQLite run on it: each statement goes through
+`dialect.translate`, and integral NUMERIC results (PostgreSQL's SUM of BIGINT) come back as int.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any, Final
+
+import psycopg
+from psycopg.types.numeric import NumericLoader
+from psycopg_pool import ConnectionPool
+
+from spanmeter.errors import StorageError
+from spanmeter.store.postgres.dialect import translate
+
+_DSN_PASSWORD: Final = re.compile(r"(://[^:/@]*:)[^@]*@|(password\s*=\s*)\S+")
+
+
+class _IntegralNumeric(NumericLoader):
+    """SUM over BIGINT is NUMERIC in PostgreSQL: the store's sums are integers (nano-USD, tokens)."""
+
+    def load(self, data: Any) -> Any:
+        value = super().load(data)
+        if isinstance(value, Decimal) and value == value.to_integral_value():
+            return int(value)
+        return value
+
+
+def configure(conn: psycopg.Connection[Any]) -> None:
+    conn.adapters.register_loader("numeric", _IntegralNumeric)
+
+
+def connect(dsn: str, timeout: float) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, round(timeout)))
+    configure(conn)
+    return conn
+
+
+def new_pool(dsn: str, size: int, timeout: float) -> ConnectionPool[psycopg.Connection[Any]]:
+    return ConnectionPool(
+        dsn,
+        min_size=1,
+        max_size=size,
+        kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout))},
+        configure=configure,
+        check=ConnectionPool.check_connection,  # a server restart leaves dead connections behind
+        timeout=timeout,
+        open=False,
+        name="spanmeter",
+    )
+
+
+def redacted(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    return _DSN_PASSWORD.sub(lambda m: f"{m.group(1)}***@" if m.group(1) else f"{m.group(2)}***", dsn)
+
+
+class Translated:
+    """A psycopg connection with the `execute` / `executemany` of a sqlite3 connection."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        translated = translate(sql)
+        if translated.startswith("BEGIN; "):  # BEGIN IMMEDIATE: a transaction with the write lock
+            return self.conn.execute(translated)
+        params = list(params)
+        if params and params[-1] == -1 and translated.endswith("LIMIT %s"):
+            params[-1] = None  # SQLite's LIMIT -1: no limit
+        return self.conn.execute(translated, params or None)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(translate(sql), list(rows))
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def unavailable(error: BaseException, dsn: str) -> StorageError:
+    """The StorageError of a lost or refused connection (the client retries after a delay)."""
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return StorageError(f"storage write failed: the database {redacted(dsn)} is unavailable: {detail}", "unavailable")

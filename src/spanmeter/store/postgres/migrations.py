@@ -1,0 +1,107 @@
+"""The PostgreSQL schema: named, versioned migrations, applied once however many instances start.
+
+`spanmeter_migrations` lists the applied ones by name. `migrate` takes a transaction-level
+advisory lock first, so of several instances starting together one applies what is missing
+while the others wait, then find it applied; all of it in one transaction (PostgreSQL's DDL is
+transactional): a failure leaves the database as it was.
+
+The tables are those of the SQLite store (the same statements, through dialect.py), in their
+current shape: a PostgreSQL database starts empty, so nothing needs a backfill.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Final
+
+from spanmeter.store.postgres.connection import Translated
+from spanmeter.store.postgres.dialect import FUNCTIONS, MIGRATION_LOCK
+from spanmeter.store.schema import COLUMNS, NOT_NULL_COLUMNS, column_type
+from spanmeter.store.sqlite import adoption_rollup, rollup
+from spanmeter.store.sqlite import outbox as sqlite_outbox
+
+log = logging.getLogger(__name__)
+
+
+def _m001_records(db: Translated) -> None:
+    columns = ", ".join(f"{c} {column_type(c)}{' NOT NULL' if c in NOT_NULL_COLUMNS else ''}" for c in COLUMNS)
+    # seq is the insertion order and the query API's cursor; records.py makes it the commit order.
+    db.execute(
+        f"CREATE TABLE records (seq INTEGER GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {columns},"
+        " UNIQUE (workspace, idempotency_key))"
+    )
+    db.execute("CREATE INDEX records_occurred ON records (workspace, occurred_at)")
+    db.execute("CREATE INDEX records_customer ON records (workspace, customer_id, seq)")
+    db.execute("CREATE INDEX records_workspace ON records (workspace, seq)")
+    db.execute(
+        "CREATE INDEX records_conversation ON records (workspace, conversation_id) WHERE conversation_id IS NOT NULL"
+    )
+    db.execute(
+        "CREATE INDEX records_product_events ON records (workspace, occurred_at)"
+        f" WHERE {adoption_rollup.PRODUCT_EVENTS}"
+    )
+
+
+def _m002_api_keys(db: Translated) -> None:
+    db.execute(
+        "CREATE TABLE api_keys (id TEXT PRIMARY KEY, workspace TEXT NOT NULL, name TEXT NOT NULL,"
+        " prefix TEXT NOT NULL, key_hash TEXT NOT NULL UNIQUE, scopes TEXT NOT NULL, state TEXT NOT NULL,"
+        " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, quota_records INTEGER, quota_cost_nano INTEGER)"
+    )
+    # Signs query cursors; kept in the database so every instance on it accepts the others' cursors.
+    db.execute("CREATE TABLE spanmeter_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO spanmeter_secrets VALUES ('cursor', ?)", [os.urandom(32).hex()])
+
+
+def _m003_rollups(db: Translated) -> None:
+    for statement in (*rollup.SCHEMA, rollup.METER_SCHEMA, *adoption_rollup.SCHEMA):
+        db.execute(statement)
+    db.execute(
+        "CREATE INDEX usage_daily_by_day ON usage_daily (workspace, day, customer_id, cost_nano, tokens,"
+        " input_tokens, output_tokens, messages, events, meters)"
+    )
+
+
+def _m004_outbox(db: Translated) -> None:
+    for statement in (*sqlite_outbox.SCHEMA, *sqlite_outbox.COUNTS_SCHEMA):
+        db.execute(statement)
+
+
+def _m005_functions(db: Translated) -> None:
+    for statement in FUNCTIONS:
+        db.conn.execute(statement)
+
+
+MIGRATIONS: Final[tuple[tuple[str, Callable[[Translated], None]], ...]] = (
+    ("m001_records", _m001_records),
+    ("m002_api_keys", _m002_api_keys),
+    ("m003_rollups", _m003_rollups),
+    ("m004_outbox", _m004_outbox),
+    ("m005_functions", _m005_functions),
+)
+
+
+def migrate(db: Translated) -> list[str]:
+    """Apply the migrations not applied yet, under the migration lock; their names."""
+    db.conn.execute("BEGIN")
+    try:
+        db.conn.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        db.conn.execute(
+            "CREATE TABLE IF NOT EXISTS spanmeter_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)"
+        )
+        applied = {name for (name,) in db.conn.execute("SELECT name FROM spanmeter_migrations")}
+        pending = [(name, step) for name, step in MIGRATIONS if name not in applied]
+        started = time.monotonic()
+        for name, step in pending:
+            step(db)
+            db.conn.execute("INSERT INTO spanmeter_migrations VALUES (%s, %s)", [name, time.time_ns()])
+        db.conn.execute("COMMIT")
+    except BaseException:
+        db.conn.execute("ROLLBACK")
+        raise
+    if pending:
+        log.info("applied %d PostgreSQL migration(s) in %.1f s", len(pending), time.monotonic() - started)
+    return [name for name, _ in pending]

@@ -1,0 +1,130 @@
+"""PostgresStore: several spanmeter instances on one database, every guarantee of SQLite kept.
+
+    writer.py      the writer thread: records (records.py), and the outbox's writes, in
+                   transactions holding the store's write lock, so seq is the commit order
+    migrations.py  the schema's named, versioned migrations, applied once under a lock
+    parts.py       the shared parts (queries, aggregates, API keys, outbox) on PostgreSQL
+    dialect.py     their SQL, written for SQLite, as PostgreSQL statements
+    connection.py  the pool, and connections that speak that SQL
+
+Reads (the query API, API keys, the outbox's claims) use a connection pool opened on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from spanmeter.errors import Overloaded, StorageError
+from spanmeter.record import UsageRecord
+from spanmeter.store.base import WriteResult
+from spanmeter.store.composed import ComposedStore
+from spanmeter.store.postgres.connection import Translated, connect, new_pool, redacted
+from spanmeter.store.postgres.migrations import migrate
+from spanmeter.store.postgres.parts import PostgresKeys, PostgresOutbox, PostgresQueries
+from spanmeter.store.postgres.writer import Writer
+from spanmeter.store.sqlite.aggregate import SQLiteAggregate
+
+T = TypeVar("T")
+
+
+class PostgresStore(ComposedStore):
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int = 8,
+        max_queued_records: int = 200_000,
+        connect_timeout: float = 5.0,
+        retry_after: float = 1.0,
+    ) -> None:
+        self.dsn = dsn
+        self.busy_timeout = connect_timeout
+        self.pool_size = pool_size
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None  # opened on first use
+        self._pool_lock = threading.Lock()
+        self.writer = Writer(
+            dsn, max_queued_records=max_queued_records, connect_timeout=connect_timeout, retry_after=retry_after
+        )
+        self.queries = PostgresQueries(self._fetch)
+        self.aggregates = SQLiteAggregate(self._fetch)
+        self.keys = PostgresKeys(dsn, connect_timeout, self._fetch)
+        self.outbox = PostgresOutbox(dsn, connect_timeout, self.writer.transaction)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        return redacted(self.dsn)
+
+    def exists(self) -> bool:
+        """A PostgreSQL database is created by its administrator: `migrate` adds the tables."""
+        return True
+
+    def migrate(self) -> None:
+        conn = connect(self.dsn, self.busy_timeout)
+        try:
+            migrate(Translated(conn))
+        finally:
+            conn.close()
+
+    async def start(self) -> None:
+        """Connect, migrate (once, whatever the number of instances starting) and start the writer;
+        a database that cannot be reached refuses the start with a StorageError saying why."""
+        try:
+            await asyncio.to_thread(self.migrate)
+        except psycopg.Error as error:
+            raise StorageError(f"cannot open the database {self.location}: {error}", "cannot_open") from None
+        self.writer.start()
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.writer.stop)
+        self.outbox.close()
+        await asyncio.to_thread(self._close_pool)
+
+    @property
+    def queued(self) -> int:
+        return self.writer.queued
+
+    @property
+    def failure(self) -> str | None:
+        return self.writer.failure
+
+    @property
+    def failure_reason(self) -> str | None:
+        return self.writer.failure_reason
+
+    def transaction(self, fn: Callable[[Translated], T]) -> T:
+        """Run `fn` in a write transaction holding the store's write lock (blocking)."""
+        return self.writer.transaction(fn)
+
+    # --- records -----------------------------------------------------------------------------
+    def overloaded(self) -> Overloaded | None:
+        return self.writer.overloaded()
+
+    async def write(self, records: list[UsageRecord]) -> WriteResult:
+        return await self.writer.write(records)
+
+    # --- the shared parts' connections ---------------------------------------------------------
+    def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = new_pool(self.dsn, self.pool_size, self.busy_timeout)
+                self._pool.open()
+            return self._pool.connection()
+
+    def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        """Every read query of the parts, on a pooled connection."""
+        with self._connection() as conn:
+            return Translated(conn).execute(sql, params).fetchall()
+
+    def _close_pool(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
