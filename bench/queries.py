@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import http.client
 import json
 import math
 import os
@@ -36,11 +37,12 @@ import sqlite3
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -517,7 +519,45 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def walk_cursor(client: httpx.Client, case: Case) -> tuple[str | None, float]:
+@dataclass
+class StdlibResponse:
+    status_code: int
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode()
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    def raise_for_status(self) -> None:
+        if self.status_code >= 400:
+            raise RuntimeError(f"HTTP {self.status_code}: {self.text[:200]}")
+
+
+class StdlibClient:
+    """`--client stdlib`: one keep-alive http.client connection. httpx (h11) spends ~100 ms of
+    this process's CPU receiving a 12 MB body that http.client reads in ~13 ms: with it, a big
+    answer's time is mostly the client's."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> StdlibResponse:
+        query = "?" + urllib.parse.urlencode(params) if params else ""
+        self.conn.request("GET", path + query)
+        response = self.conn.getresponse()
+        return StdlibResponse(response.status, response.read())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.conn.close()
+
+
+def walk_cursor(client: Any, case: Case) -> tuple[str | None, float]:
     cursor, started = None, time.perf_counter()
     for _ in range(case.cursor_pages):
         params = dict(case.params, **({"cursor": cursor} if cursor else {}))
@@ -535,7 +575,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(client: httpx.Client, case: Case, calls: int, warmup: int, budget_s: float, pid: int) -> None:
+def measure(client: Any, case: Case, calls: int, warmup: int, budget_s: float, pid: int) -> None:
     params = dict(case.params)
     if case.cursor_pages:
         cursor, walk_ms = walk_cursor(client, case)
@@ -796,7 +836,11 @@ def run(args: argparse.Namespace, n: int) -> dict[str, Any]:
     print(f"spanmeter serve (pid {server.pid}) listening after {startup:.1f} s; measuring {len(cases)} cases")
     cursors: dict[str, str | None] = {}
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=120) as client:
+        client_of = {
+            "httpx": lambda: httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=120),
+            "stdlib": lambda: StdlibClient(http_port),
+        }
+        with client_of[args.client]() as client:
             for case in cases:
                 measure(client, case, args.calls, args.warmup, args.case_seconds, server.pid)
                 if case.cursor_pages:
@@ -817,7 +861,7 @@ def run(args: argparse.Namespace, n: int) -> dict[str, Any]:
             sql_timing(store, case, cursors.get(case.name), min(args.calls, 50), args.case_seconds / 3)
     finally:
         store.readers.close()
-    print(f"\n== {n:,} records: spanmeter {spanmeter_version()}")
+    print(f"\n== {n:,} records: spanmeter {spanmeter_version()}; client {args.client}")
     print(
         f"machine: {os.cpu_count()} CPUs, {cpu_model()}, Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}"
     )
@@ -900,6 +944,10 @@ def main() -> int:
         "--only", action="append", help="run only cases whose name contains this (repeatable)"
     )
     parser.add_argument("--plans", action="store_true", help="print EXPLAIN QUERY PLAN of every case")
+    parser.add_argument(
+        "--client", choices=("httpx", "stdlib"), default="httpx",
+        help="HTTP client of the measured calls: httpx, or http.client (far cheaper on big bodies)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write every figure as JSON")
     parser.add_argument("--server-cpu", type=int, default=None)
     parser.add_argument("--client-cpu", type=int, default=None)
