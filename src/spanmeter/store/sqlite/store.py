@@ -158,7 +158,6 @@ class SQLiteStore:
     async def write(self, records: list[UsageRecord]) -> WriteResult:
         return await self.writer.write(records)
 
-    # --- queries -----------------------------------------------------------------------------
     # --- attention counts (store/port.py AttentionCounts) -------------------------------------
     async def count_rejected(self, workspace: str, spans: int) -> None:
         """Add refused spans to the stored count (attention.py), in a writer transaction."""
@@ -171,6 +170,7 @@ class SQLiteStore:
         with self.readers.connection() as conn:
             return attention.read_counts(conn, workspace)
 
+    # --- queries -----------------------------------------------------------------------------
     def recent(self, where: RecordFilter, limit: int) -> list[UsageRecord]:
         return self.queries.recent(where, limit)
 
