@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import http.client
 import json
 import math
 import os
@@ -36,11 +37,12 @@ import sqlite3
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -48,8 +50,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from ingest import Server, cpu_model, free_port, plan_cpus, spanmeter_command, spanmeter_version
+from scale_db import scale
 
-from spanmeter.api.aggregate import render
+from spanmeter.api.aggregate import render_bytes
 from spanmeter.api.cursor import decode_cursor
 from spanmeter.api.filters import time_ns as _ns
 from spanmeter.api.usage import SERIES_DAYS
@@ -63,6 +66,7 @@ from spanmeter.store.sqlite import SQLiteStore, migrations
 GENERATOR_VERSION = 1  # bump when the generated data changes shape (invalidates cached databases)
 DAYS = 120
 BATCH = 50_000
+SCALE_BASE = 1_000_000  # larger databases are copies of this one (bench/scale_db.py) unless --generate
 BIG_WORKSPACE = "acme"
 # (workspace, share of records, customers)
 WORKSPACES = (
@@ -341,7 +345,9 @@ async def build(path: Path, n: int, seed: int, shape: Shape) -> dict[str, Any]:
     return {"records": written, "seconds": round(elapsed, 1), "records_per_s": round(written / elapsed)}
 
 
-def ensure_db(db_dir: Path, n: int, seed: int, rebuild: bool) -> tuple[Path, dict[str, Any]]:
+def ensure_db(db_dir: Path, n: int, seed: int, rebuild: bool, scaled: bool = True) -> tuple[Path, dict[str, Any]]:
+    """The cached database of n records, else a new one: generated through the write path, or
+    (`scaled`, n a multiple of 1M above it) copies of the 1M one made in SQL (bench/scale_db.py)."""
     path = db_dir / db_name(n, seed)
     info_path = path.with_suffix(".json")
     if not rebuild and path.exists() and info_path.exists():
@@ -354,10 +360,18 @@ def ensure_db(db_dir: Path, n: int, seed: int, rebuild: bool) -> tuple[Path, dic
             print(f"reusing {path} (built {age_days:.1f} days ago in {info['build']['seconds']} s)")
             return path, info
     db_dir.mkdir(parents=True, exist_ok=True)
-    end_ns = (time.time_ns() // 1_000_000_000) * 1_000_000_000
-    shape = Shape(end_ns, make_customers(seed))
-    print(f"building {path}: {n:,} records through SQLiteStore.write, batches of {BATCH:,}")
-    stats = asyncio.run(build(path, n, seed, shape))
+    if scaled and n > SCALE_BASE and n % SCALE_BASE == 0:
+        base, base_info = ensure_db(db_dir, SCALE_BASE, seed, False)
+        print(f"building {path}: {n // SCALE_BASE} copies of {base.name} in SQL (bench/scale_db.py)")
+        stats = scale(base, path, n // SCALE_BASE, base_info["customers"])
+        stats["base_build"] = base_info["build"]
+        end_ns, customers = base_info["end_ns"], base_info["customers"]
+    else:
+        end_ns = (time.time_ns() // 1_000_000_000) * 1_000_000_000
+        shape = Shape(end_ns, make_customers(seed))
+        print(f"building {path}: {n:,} records through SQLiteStore.write, batches of {BATCH:,}")
+        stats = asyncio.run(build(path, n, seed, shape))
+        customers = {ws: [c.__dict__ for c in cs] for ws, cs in shape.customers.items()}
     print(f"built {stats['records']:,} records in {stats['seconds']} s: {stats['records_per_s']:,} records/s")
     info = {
         "complete": True,
@@ -367,7 +381,7 @@ def ensure_db(db_dir: Path, n: int, seed: int, rebuild: bool) -> tuple[Path, dic
         "end_ns": end_ns,
         "build": stats,
         "migrations": applied_migrations(path),
-        "customers": {ws: [c.__dict__ for c in cs] for ws, cs in shape.customers.items()},
+        "customers": customers,
     }
     info_path.write_text(json.dumps(info))
     return path, info
@@ -380,6 +394,9 @@ def code_migrations() -> list[str]:
 def applied_migrations(path: Path) -> list[str]:
     with sqlite3.connect(path) as conn:
         return [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY applied_at")]
+
+
+NOOP = "baseline: GET /healthz (no-op)"
 
 
 # --- cases --------------------------------------------------------------------------------------
@@ -409,6 +426,8 @@ def make_cases(info: dict[str, Any]) -> list[Case]:
     records = "/api/v1/usage/records"
     page, filt = 10.0, 10.0
     return [
+        # the same HTTP path doing nothing: what every other case pays before its own work
+        Case(NOOP, "/healthz", {}),
         Case("records: first page, no filter", records, {}, bound_ms=page),
         Case("records: customer (biggest, ~15%)", records, {"customer": big}, goal_ms=filt),
         Case("records: customer (rank 1500, small)", records, {"customer": small}, goal_ms=filt),
@@ -500,7 +519,45 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def walk_cursor(client: httpx.Client, case: Case) -> tuple[str | None, float]:
+@dataclass
+class StdlibResponse:
+    status_code: int
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode()
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    def raise_for_status(self) -> None:
+        if self.status_code >= 400:
+            raise RuntimeError(f"HTTP {self.status_code}: {self.text[:200]}")
+
+
+class StdlibClient:
+    """`--client stdlib`: one keep-alive http.client connection. httpx (h11) spends ~100 ms of
+    this process's CPU receiving a 12 MB body that http.client reads in ~13 ms: with it, a big
+    answer's time is mostly the client's."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> StdlibResponse:
+        query = "?" + urllib.parse.urlencode(params) if params else ""
+        self.conn.request("GET", path + query)
+        response = self.conn.getresponse()
+        return StdlibResponse(response.status, response.read())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.conn.close()
+
+
+def walk_cursor(client: Any, case: Case) -> tuple[str | None, float]:
     cursor, started = None, time.perf_counter()
     for _ in range(case.cursor_pages):
         params = dict(case.params, **({"cursor": cursor} if cursor else {}))
@@ -512,7 +569,13 @@ def walk_cursor(client: httpx.Client, case: Case) -> tuple[str | None, float]:
     return cursor, (time.perf_counter() - started) * 1000
 
 
-def measure(client: httpx.Client, case: Case, calls: int, warmup: int, budget_s: float) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (robust to other load on the machine)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(client: Any, case: Case, calls: int, warmup: int, budget_s: float, pid: int) -> None:
     params = dict(case.params)
     if case.cursor_pages:
         cursor, walk_ms = walk_cursor(client, case)
@@ -538,13 +601,16 @@ def measure(client: httpx.Client, case: Case, calls: int, warmup: int, budget_s:
         return elapsed
 
     started = time.perf_counter()
+    first_ms = None
     for _ in range(warmup):  # untimed; at most a quarter of the case's time budget
-        call()
+        elapsed = call()
+        first_ms = elapsed if first_ms is None else first_ms  # nothing remembered yet by the server
         if time.perf_counter() - started > budget_s / 4:
             break
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds(pid)
     while len(latencies) < calls and (len(latencies) < 5 or time.perf_counter() - started < budget_s):
         latencies.append(call())
+    cpu = cpu_seconds(pid) - cpu
     items = None
     if isinstance(body, dict) and "items" in body:
         items = len(body["items"])
@@ -552,7 +618,10 @@ def measure(client: httpx.Client, case: Case, calls: int, warmup: int, budget_s:
         items = len(body["rows"])
     case.result.update(
         calls=len(latencies),
+        first_ms=None if first_ms is None else round(first_ms, 2),
         p50_ms=round(percentile(latencies, 50), 2),
+        p95_ms=round(percentile(latencies, 95), 2),
+        server_cpu_ms=round(1000 * cpu / max(1, len(latencies)), 2),
         p99_ms=round(percentile(latencies, 99), 2),
         max_ms=round(max(latencies), 2) if latencies else float("nan"),
         errors=errors,
@@ -619,14 +688,17 @@ def direct_call(store: CapturingStore, case: Case, cursor: str | None) -> None:
         store.period_totals(
             BIG_WORKSPACE, customer, int(start.timestamp()) * 10**9, int(end.timestamp()) * 10**9
         )
+    elif case.path == "/healthz":
+        pass
     elif case.path.endswith("/aggregate"):
         p = case.params
         parse = lambda v: datetime.fromisoformat(v)
         where = RecordQuery(BIG_WORKSPACE, from_ns=_ns(parse(p["from"])), to_ns=_ns(parse(p["to"])))
         query = AggregateQuery(
-            tuple(p["metric"].split(",")), tuple(p["group_by"].split(",")), where, p["window"], p.get("tz", "UTC")
+            tuple(p["metric"].split(",")), tuple(p["group_by"].split(",")), where, p["window"], p.get("tz", "UTC"),
+            as_json=True,  # as the API asks
         )
-        render(query, store.aggregate(query))
+        render_bytes(query, store.aggregate(query))
     else:
         store.product_adoption(BIG_WORKSPACE, now - 30 * DAY_NS, None)
 
@@ -694,8 +766,10 @@ def verdict(case: Case) -> str:
 
 
 def print_table(cases: list[Case], n: int) -> None:
+    noop = next((c.result.get("p50_ms") for c in cases if c.name == NOOP), None)
     print(
-        f"\n{'case':<52} {'calls':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'sql p50':>8} {'items':>5}  goal"
+        f"\n{'case':<52} {'calls':>5} {'first':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+        f" {'x noop':>7} {'srv CPU':>8} {'sql p50':>8} {'items':>5}  goal"
     )
     for c in cases:
         r = c.result
@@ -705,14 +779,19 @@ def print_table(cases: list[Case], n: int) -> None:
             else (f"({verdict(c)}; bound {c.bound_ms:g})" if c.bound_ms is not None else "")
         )
         items = "" if r.get("items") is None else r["items"]
+        nan = float("nan")
+        ratio = r.get("p50_ms", nan) / noop if noop else nan
+        first = r.get("first_ms")
         print(
-            f"{c.name:<52} {r.get('calls', 0):>5} {r.get('p50_ms', float('nan')):>8.2f} {r.get('p99_ms', float('nan')):>8.2f}"
-            f" {r.get('max_ms', float('nan')):>8.1f} {r.get('sql_p50_ms', float('nan')):>8.2f} {items!s:>5}  {goal}"
+            f"{c.name:<52} {r.get('calls', 0):>5} {nan if first is None else first:>8.1f}"
+            f" {r.get('p50_ms', nan):>8.2f} {r.get('p95_ms', nan):>8.2f} {r.get('p99_ms', nan):>8.2f}"
+            f" {r.get('max_ms', nan):>8.1f} {ratio:>7.1f} {r.get('server_cpu_ms', nan):>8.2f}"
+            f" {r.get('sql_p50_ms', nan):>8.2f} {items!s:>5}  {goal}"
         )
 
 
 def run(args: argparse.Namespace, n: int) -> dict[str, Any]:
-    path, info = ensure_db(args.db_dir, n, args.seed, args.rebuild)
+    path, info = ensure_db(args.db_dir, n, args.seed, args.rebuild, not args.generate)
     before = applied_migrations(path)
     t0 = time.perf_counter()
     SQLiteStore(path).migrate()  # what `serve` does first; a newer tree may add migrations
@@ -739,7 +818,7 @@ def run(args: argparse.Namespace, n: int) -> dict[str, Any]:
     print(f"  migrations {', '.join(after)}; tables {', '.join(tables)}; indexes {', '.join(indexes)}")
     cases = make_cases(info)
     if args.only:
-        cases = [c for c in cases if any(s in c.name for s in args.only)]
+        cases = [c for c in cases if c.name == NOOP or any(s in c.name for s in args.only)]
     workdir = Path(tempfile.mkdtemp(prefix="spanmeter-queries-"))
     grpc_port, http_port = free_port(), free_port()
     config = server_config(workdir, path, grpc_port, http_port)
@@ -757,9 +836,13 @@ def run(args: argparse.Namespace, n: int) -> dict[str, Any]:
     print(f"spanmeter serve (pid {server.pid}) listening after {startup:.1f} s; measuring {len(cases)} cases")
     cursors: dict[str, str | None] = {}
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=120) as client:
+        client_of = {
+            "httpx": lambda: httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=120),
+            "stdlib": lambda: StdlibClient(http_port),
+        }
+        with client_of[args.client]() as client:
             for case in cases:
-                measure(client, case, args.calls, args.warmup, args.case_seconds)
+                measure(client, case, args.calls, args.warmup, args.case_seconds, server.pid)
                 if case.cursor_pages:
                     cursors[case.name], _ = walk_cursor(client, case)
                 print(
@@ -778,7 +861,7 @@ def run(args: argparse.Namespace, n: int) -> dict[str, Any]:
             sql_timing(store, case, cursors.get(case.name), min(args.calls, 50), args.case_seconds / 3)
     finally:
         store.readers.close()
-    print(f"\n== {n:,} records: spanmeter {spanmeter_version()}")
+    print(f"\n== {n:,} records: spanmeter {spanmeter_version()}; client {args.client}")
     print(
         f"machine: {os.cpu_count()} CPUs, {cpu_model()}, Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}"
     )
@@ -844,6 +927,11 @@ def main() -> int:
         help="where built databases are kept and reused (default: a temp dir, removed)",
     )
     parser.add_argument("--rebuild", action="store_true", help="build even if a cached database exists")
+    parser.add_argument(
+        "--generate",
+        action="store_true",
+        help="build every size through the write path (slow: 10-20 min for 10M) instead of copying the 1M one",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--calls", type=int, default=200, help="measured calls per case (fewer if over --case-seconds)"
@@ -856,6 +944,10 @@ def main() -> int:
         "--only", action="append", help="run only cases whose name contains this (repeatable)"
     )
     parser.add_argument("--plans", action="store_true", help="print EXPLAIN QUERY PLAN of every case")
+    parser.add_argument(
+        "--client", choices=("httpx", "stdlib"), default="httpx",
+        help="HTTP client of the measured calls: httpx, or http.client (far cheaper on big bodies)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write every figure as JSON")
     parser.add_argument("--server-cpu", type=int, default=None)
     parser.add_argument("--client-cpu", type=int, default=None)

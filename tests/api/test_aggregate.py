@@ -228,6 +228,48 @@ def test_rollup_answers_equal_the_records(
     ]
 
 
+@pytest.mark.parametrize(
+    ("params", "group_by", "window", "where"),
+    [
+        ({"group_by": "model", "window": "day"}, ("model",), "day", {}),
+        ({"group_by": "model", "kind": "llm"}, ("model",), "none", {"kind": "llm"}),  # the dashboard's top models
+        ({"group_by": "provider,kind", "window": "month"}, ("provider", "kind"), "month", {}),
+        ({"group_by": "kind", "provider": "openai", "window": "day"}, ("kind",), "day", {"provider": "openai"}),
+        ({"kind": "event", "window": "day"}, (), "day", {"kind": "event"}),
+    ],
+)
+def test_model_rollup_answers_equal_the_records(
+    api: Api, params: dict[str, str], group_by: tuple[str, ...], window: str, where: dict[str, str]
+) -> None:
+    records = mixed_records(seed=13)
+    api.write(records)
+    metrics = ("cost", "input_tokens", "output_tokens", "total_tokens", "records")
+    chosen = [r for r in records if all(getattr(r, name) == value for name, value in where.items())]
+    body = aggregate(api, metric=",".join(metrics), **params)
+    assert body["source"] == "rollup"
+    assert body["rows"] == expected(chosen, metrics, group_by, window, "UTC")
+    forced = aggregate(api, metric=",".join((*metrics, "distinct_users")), **params)
+    assert forced["source"] == "records"
+    assert [{**row, "values": {m: row["values"][m] for m in metrics}} for row in forced["rows"]] == body[
+        "rows"
+    ]
+
+
+def test_a_tag_filter_is_answered_from_the_records(api: Api) -> None:
+    """The rollups hold no tags: a tag narrows the rows as it narrows a records page."""
+    today = time.time_ns() // DAY_NS * DAY_NS
+    api.write([
+        record("t1", customer_id="acme", occurred_at=today + 1, tags=["beta"], cost_usd=Decimal("1.5"), cost_source="computed"),
+        record("t2", customer_id="acme", occurred_at=today + 2, cost_usd=Decimal(2), cost_source="computed"),
+        record("t3", customer_id="globex", occurred_at=today + 3, tags=["beta", "x"], cost_usd=Decimal(3), cost_source="computed"),
+    ])  # fmt: skip
+    for group_by in ("customer", "model"):
+        body = aggregate(api, metric="cost,records", group_by=group_by, tag="beta")
+        assert body["source"] == "records"
+        assert sum(int(row["values"]["records"]) for row in body["rows"]) == 2
+        assert sorted(row["values"]["cost"] for row in body["rows"]) == (["1.5", "3"] if group_by == "customer" else ["4.5"])
+
+
 def test_filters_and_from_to_narrow_like_the_records_endpoint(api: Api) -> None:
     records = mixed_records(seed=3)
     api.write(records)

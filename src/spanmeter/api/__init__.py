@@ -10,14 +10,14 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from spanmeter import ui
-from spanmeter.api import adoption, aggregate, exporters, usage
+from spanmeter.api import adoption, aggregate, attention, exporters, usage
 from spanmeter.api.auth_http import AuthMiddleware
 from spanmeter.api.errors import ApiError, api_error_handler, http_error_handler, validation_error_handler
 from spanmeter.api.ratelimit import RateLimiter
 from spanmeter.auth import Authenticator
 from spanmeter.config import Config
 from spanmeter.metrics import Metrics
-from spanmeter.store.port import Outbox, QueryStore
+from spanmeter.store.port import AttentionCounts, Outbox, QueryStore
 
 
 class ApiStore(QueryStore, Outbox, Protocol):
@@ -31,6 +31,8 @@ def install(
     settings = config.api.adoption
     app.include_router(usage.create_router(store))
     app.include_router(aggregate.create_router(store))
+    if isinstance(store, AttentionCounts):
+        app.include_router(attention.create_router(store))
     app.include_router(exporters.create_router(store.exporter_states, lambda: set(config.active_exporters())))
     app.include_router(ui.create_router())
     limiter = RateLimiter(settings.rate_limit.requests, settings.rate_limit.window_seconds)

@@ -81,6 +81,7 @@ def create_router(store: QueryStore) -> APIRouter:
             window=window,
             tz=tz,
             max_rows=MAX_ROWS,
+            as_json=True,
         )
         try:
             result = store.aggregate(query)
@@ -89,7 +90,7 @@ def create_router(store: QueryStore) -> APIRouter:
                 f"window: the answer has more than {MAX_ROWS} rows; narrow from/to,"
                 " choose a longer window or fewer group_by dimensions"
             ) from None
-        return Response(render(query, result).encode(), media_type="application/json")
+        return Response(render_bytes(query, result), media_type="application/json")
 
     return router
 
@@ -108,6 +109,15 @@ def parse_group_by(text: str) -> tuple[str, ...]:
         raise ApiError(f"group_by: {error}") from None
 
 
+def render_bytes(query: AggregateQuery, result: AggregateResult) -> bytes:
+    """The response body: rows the store built as JSON (12 MB for 30 days of 2,000 customers by
+    day) go in as they are, not through a str and back."""
+    if result.rows_json is None:
+        return render(query, result).encode()
+    head = render(query, AggregateResult([], result.source)).encode()
+    return b"".join((head[:-2], result.rows_json, head[-2:]))
+
+
 def render(query: AggregateQuery, result: AggregateResult) -> str:
     """The response as JSON text, built directly: a month of 2,000 customers per day is 60,000
     rows, and validating each through pydantic would cost more than the query."""
@@ -118,7 +128,7 @@ def render(query: AggregateQuery, result: AggregateResult) -> str:
         for name in query.metrics
     ]
     group_names = [dumps(name) for name in query.group_by]
-    parts = []
+    parts = [result.rows_json.decode()] if result.rows_json else []
     for row in result.rows:
         start, end = row.window_start, row.window_end
         for bound in (start, end):

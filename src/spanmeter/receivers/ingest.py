@@ -44,7 +44,7 @@ from spanmeter.pricing import Pricer
 from spanmeter.receivers.decode import decode
 from spanmeter.record import UsageRecord, new_record_id
 from spanmeter.store.base import WriteResult
-from spanmeter.store.port import RecordStore
+from spanmeter.store.port import AttentionCounts, RecordStore
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +246,11 @@ class Ingest:
         for record, why in result.refused:
             converted.reject(f"record {record.idempotency_key[:80]!r}", InvalidSpan(why))
         self._count(result, converted.rejected, started)
+        if converted.rejected and isinstance(self.store, AttentionCounts):
+            try:  # kept across restarts for the dashboard; the records above are stored already
+                await self.store.count_rejected(self.workspace(), converted.rejected)
+            except StorageError as error:
+                log.warning("could not store the count of %d rejected spans: %s", converted.rejected, error)
         return result
 
     def _count(self, result: WriteResult, rejected: int, started: float) -> None:

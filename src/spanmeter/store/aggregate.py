@@ -48,6 +48,9 @@ class AggregateQuery:
     window: Window = "none"
     tz: str = "UTC"
     max_rows: int = 100_000
+    # The caller wants the rows as the API's JSON (AggregateResult.rows_json) where the store
+    # can build it itself; it may still answer with `rows`.
+    as_json: bool = False
 
 
 @dataclass(slots=True)
@@ -63,6 +66,9 @@ class AggregateRow:
 class AggregateResult:
     rows: list[AggregateRow]
     source: Source  # "rollup": the daily rollups; "records": the records themselves
+    # With AggregateQuery.as_json: the rows as the API writes them (JSON objects joined by
+    # commas, b'' for none, UTF-8), built by the store, instead of `rows` (then empty).
+    rows_json: bytes | None = None
 
 
 class TooManyRows(ValueError):

@@ -19,7 +19,7 @@ What a backend guarantees, whichever it is:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from spanmeter.errors import Overloaded
 from spanmeter.record import UsageRecord
@@ -237,6 +237,22 @@ class Outbox(Protocol):
     def requeue_dead(self, exporter: str | None, record_ids: list[str] | None) -> Requeued: ...
 
     def exporter_states(self, filters: Mapping[str, ExportFilter] | None = None) -> list[ExporterState]: ...
+
+
+@runtime_checkable
+class AttentionCounts(Protocol):
+    """Counts an operator should look at, kept across restarts (optional: a backend without them
+    leaves the dashboard with the process's own Prometheus counters). Names: `unknown_model`
+    (records stored without a price for their model), `rejected_spans` (spans and log records
+    refused for invalid values)."""
+
+    async def count_rejected(self, workspace: str, spans: int) -> None:
+        """Add refused spans to the workspace's stored count."""
+        ...
+
+    def attention_counts(self, workspace: str) -> dict[str, int]:
+        """{name: count} of the workspace, since the database was created (0 for none)."""
+        ...
 
 
 class Store(Lifecycle, RecordStore, QueryStore, KeyStore, Outbox, Protocol):

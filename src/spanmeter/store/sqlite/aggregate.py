@@ -11,6 +11,8 @@ Two sources give the same numbers:
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any, Final
@@ -31,6 +33,8 @@ from spanmeter.store.aggregate import (
     zone,
 )
 from spanmeter.store.constants import ALL_CUSTOMERS, DAY_NS
+from spanmeter.store.sqlite import model_rollup
+from spanmeter.store.sqlite.aggregate_json import RollupJSON
 from spanmeter.store.sqlite.queries import record_filters
 from spanmeter.store.sqlite.readers import Fetch
 
@@ -52,6 +56,7 @@ _ROLLUP_METRICS: Final = {
     "total_tokens": "SUM(tokens)",
     "records": "SUM(messages + events + meters)",
 }
+_ROLLUP_WINDOW_KEYS: Final = {"day": "day", "month": "strftime('%Y-%m', day * 86400, 'unixepoch')", "none": "NULL"}
 _DIMENSION_SQL: Final = {
     "customer": "r.customer_id",
     "provider": "r.provider",
@@ -65,8 +70,12 @@ _DIMENSION_SQL: Final = {
 class SQLiteAggregate:
     """Meter queries, on the read connections."""
 
-    def __init__(self, fetch: Fetch) -> None:
+    def __init__(
+        self, fetch: Fetch, connection: Callable[[], contextlib.AbstractContextManager[sqlite3.Connection]]
+    ) -> None:
         self._fetch = fetch
+        self._connection = connection  # a read connection of its own, for one read transaction
+        self._json_rows = RollupJSON()  # rollup answers as JSON, past days kept
 
     def aggregate(self, query: AggregateQuery) -> AggregateResult:
         """Rows of (window, group) with at least one record, in window then group order (no
@@ -77,7 +86,11 @@ class SQLiteAggregate:
             if name not in _RECORD_METRICS and name != "quantity":
                 raise ValueError(f"unknown metric {name!r}")
         if answerable_from_rollups(query):
+            if query.as_json:
+                return self._rollup_json(query)
             return AggregateResult(self._from_rollups(query), "rollup")
+        if answerable_from_model_rollup(query):
+            return AggregateResult(self._from_model_rollup(query), "rollup")
         return AggregateResult(self._from_records(query, tz), "records")
 
     # --- rollups -----------------------------------------------------------------------------
@@ -85,9 +98,7 @@ class SQLiteAggregate:
         where = query.where
         customer = next((value for _, value in where.equals), None)
         by_customer = "customer" in query.group_by
-        key = {"day": "day", "month": "strftime('%Y-%m', day * 86400, 'unixepoch')", "none": "NULL"}[
-            query.window
-        ]
+        key = _ROLLUP_WINDOW_KEYS[query.window]
         clauses: list[str] = ["workspace = ?"]
         params: list[Any] = [where.workspace]
         if customer is not None:
@@ -133,6 +144,45 @@ class SQLiteAggregate:
         if len(rows) > query.max_rows:
             raise TooManyRows(query.max_rows)
         return rows
+
+    def _rollup_json(self, query: AggregateQuery) -> AggregateResult:
+        customer = next((value for _, value in query.where.equals), None)
+        with self._connection() as conn:
+            found = self._json_rows.answer(conn, query, customer, _bounds(query.window, ZoneInfo("UTC")))
+        if found is None:  # maybe too many rows: counted exactly the slower way
+            return AggregateResult(self._from_rollups(query), "rollup")
+        count, text = found
+        if count > query.max_rows:
+            raise TooManyRows(query.max_rows)
+        return AggregateResult([], "rollup", text)
+
+    def _from_model_rollup(self, query: AggregateQuery) -> list[AggregateRow]:
+        where = query.where
+        key = _ROLLUP_WINDOW_KEYS[query.window]
+        clauses: list[str] = ["workspace = ?"]
+        params: list[Any] = [where.workspace]
+        for column, value in where.equals:
+            clauses.append(model_rollup.FILTER_SQL[column])
+            params.append(value)
+        if where.from_ns is not None:
+            clauses.append("day >= ?")
+            params.append(where.from_ns // DAY_NS)
+        if where.to_ns is not None:
+            clauses.append("day < ?")
+            params.append(where.to_ns // DAY_NS)
+        keys = [key, *(model_rollup.DIMENSION_SQL[name] for name in query.group_by)]
+        sums = "".join(f", {model_rollup.METRIC_SUMS[name]}" for name in query.metrics)
+        numbers = ", ".join(str(i) for i in range(1, len(keys) + 1))
+        sql = (
+            f"SELECT {', '.join(keys)}, {model_rollup.METRIC_SUMS['records']} AS n{sums} FROM usage_daily_model"
+            f" WHERE {' AND '.join(clauses)} GROUP BY {numbers} HAVING n != 0 ORDER BY {numbers} LIMIT ?"
+        )
+        found = self._fetch(sql, [*params, query.max_rows + 1])
+        if len(found) > query.max_rows:
+            raise TooManyRows(query.max_rows)
+        bounds = _bounds(query.window, ZoneInfo("UTC"))
+        width = len(keys)
+        return [_row(bounds(row[0]), tuple(row[1:width]), query.metrics, list(row[width + 1 :])) for row in found]
 
     # --- records -----------------------------------------------------------------------------
     def _from_records(self, query: AggregateQuery, tz: ZoneInfo) -> list[AggregateRow]:
@@ -230,6 +280,23 @@ def answerable_from_rollups(query: AggregateQuery) -> bool:
         and all(column == "customer_id" for column, _ in where.equals)
         and where.model is None
         and not where.meta
+        and where.tag is None
+        and all(bound is None or bound % DAY_NS == 0 for bound in (where.from_ns, where.to_ns))
+    )
+
+
+def answerable_from_model_rollup(query: AggregateQuery) -> bool:
+    """Does the per-model daily rollup hold everything `query` asks? (Kept per workspace, UTC day,
+    kind, provider and model, with cost, tokens and record counts.)"""
+    where = query.where
+    return (
+        (query.window == "none" or (query.window in ("day", "month") and is_utc(query.tz)))
+        and set(query.group_by) <= set(model_rollup.DIMENSION_SQL)
+        and set(query.metrics) <= set(model_rollup.METRIC_SUMS)
+        and all(column in model_rollup.FILTER_SQL for column, _ in where.equals)
+        and where.model is None
+        and not where.meta
+        and where.tag is None
         and all(bound is None or bound % DAY_NS == 0 for bound in (where.from_ns, where.to_ns))
     )
 

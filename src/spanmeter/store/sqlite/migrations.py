@@ -16,7 +16,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from spanmeter.store.schema import COLUMNS, NOT_NULL_COLUMNS, column_type
-from spanmeter.store.sqlite import adoption_rollup, key_hash, outbox, rollup
+from spanmeter.store.sqlite import adoption_rollup, attention, key_hash, model_rollup, outbox, rollup
 from spanmeter.store.sqlite.connection import connect
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,22 @@ def _m012_usage_daily_by_day(db: sqlite_utils.Database) -> None:
         "CREATE INDEX usage_daily_by_day ON usage_daily (workspace, day, customer_id, cost_nano, tokens,"
         " input_tokens, output_tokens, messages, events, meters)"
     )
+
+
+@migrations(name="m014_attention_counts")
+def _m014_attention_counts(db: sqlite_utils.Database) -> None:
+    # The dashboard's unknown-model and rejected-span counts, kept across restarts
+    # (store/sqlite/attention.py); unknown-model records already stored are counted once here.
+    for statement in (*attention.SCHEMA, *attention.BACKFILL):
+        db.execute(statement)
+
+
+@migrations(name="m015_usage_daily_model")
+def _m015_usage_daily_model(db: sqlite_utils.Database) -> None:
+    # Meter queries by model, provider or kind from daily rollups (store/sqlite/model_rollup.py),
+    # filled from the records already stored (one pass over them).
+    for statement in (*model_rollup.SCHEMA, *model_rollup.BACKFILL):
+        db.execute(statement)
 
 
 def migrate(path: Path, *, timeout: float) -> None:

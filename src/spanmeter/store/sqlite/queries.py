@@ -220,20 +220,13 @@ class SQLiteQueries:
             params.append(category)
         scope = " AND category = ?" if category is not None else ""
         scope_params = ["=" + category] if category is not None else []
-        developers = {
-            product: (count, activated)
-            for product, count, activated in self._fetch(
-                "SELECT product, COUNT(DISTINCT developer), COUNT(DISTINCT CASE WHEN activated_at >= ? THEN developer END)"
-                f" FROM adoption_developers WHERE workspace = ? AND last_at >= ?{scope} GROUP BY product",
-                [since_ns, workspace, since_ns, *scope_params],
-            )
-        }
-        accounts: dict[str, int] = dict(
-            self._fetch(
-                "SELECT product, COUNT(DISTINCT account) FROM adoption_accounts"
-                f" WHERE workspace = ? AND last_at >= ?{scope} GROUP BY product",
-                [workspace, since_ns, *scope_params],
-            )
+        developers = self._distinct_per_product(
+            "adoption_developers", "developer", ", COUNT(CASE WHEN activated_at >= ? THEN 1 END)",
+            ", COUNT(DISTINCT CASE WHEN activated_at >= ? THEN developer END)", [since_ns],
+            workspace, since_ns, scope, scope_params,
+        )  # fmt: skip
+        accounts = self._distinct_per_product(
+            "adoption_accounts", "account", "", "", [], workspace, since_ns, scope, scope_params
         )
         rows = []
         for product, product_id, name, type_, product_category, events, *family_counts in self._fetch(
@@ -247,13 +240,46 @@ class SQLiteQueries:
                     type_,
                     product_category,
                     count,
-                    accounts.get(product, 0),
+                    accounts.get(product, (0,))[0],
                     events,
                     activated,
                     dict(zip(EVENT_FAMILIES, (n or 0 for n in family_counts), strict=True)),
                 )
             )
         return rows
+
+    def _distinct_per_product(
+        self,
+        table: str,
+        who: str,
+        extra: str,
+        extra_distinct: str,
+        extra_params: list[Any],
+        workspace: str,
+        since_ns: int,
+        scope: str,
+        scope_params: list[Any],
+    ) -> dict[str, tuple[int, ...]]:
+        """{product: (distinct `who` active since since_ns, then `extra`'s counts)} from an
+        adoption table keyed (workspace, product, category, who). Per (product, category) a row
+        is one `who`, so COUNT(*) in key order needs no DISTINCT; a product seen under several
+        categories is counted again with DISTINCT (someone active in two counts once)."""
+        where = f" FROM {table} WHERE workspace = ? AND last_at >= ?{scope}"
+        params = [*extra_params, workspace, since_ns, *scope_params]
+        found: dict[str, tuple[int, ...]] = {}
+        several: set[str] = set()
+        for product, _, *counts in self._fetch(f"SELECT product, category, COUNT(*){extra}{where} GROUP BY 1, 2", params):
+            if product in found:
+                several.add(product)
+            found[product] = tuple(counts)
+        if several:
+            marks = ", ".join("?" * len(several))
+            for product, *counts in self._fetch(
+                f"SELECT product, COUNT(DISTINCT {who}){extra_distinct}{where} AND product IN ({marks}) GROUP BY 1",
+                [*params, *sorted(several)],
+            ):
+                found[product] = tuple(counts)
+        return found
 
     # --- cursor signing ----------------------------------------------------------------------
     def cursor_secret(self) -> bytes:

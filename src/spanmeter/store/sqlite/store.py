@@ -5,7 +5,8 @@
     migrations.py   the schema's named migrations
     readers.py      the read connections
     queries.py      record pages, series, totals, adoption rows (the query API, the CLI)
-    aggregate.py    meter queries
+    aggregate.py    meter queries (aggregate_json.py: rollup answers as JSON)
+    attention.py    the stored unknown-model and rejected-span counts
     api_keys.py     API keys and quotas
     outbox.py       the exporters' positions, claims and dead deliveries
 
@@ -25,6 +26,7 @@ from spanmeter.errors import Overloaded, StorageError
 from spanmeter.record import UsageRecord
 from spanmeter.store.base import WriteResult
 from spanmeter.store.composed import ComposedStore
+from spanmeter.store.sqlite import attention
 from spanmeter.store.sqlite.aggregate import SQLiteAggregate
 from spanmeter.store.sqlite.api_keys import SQLiteKeys
 from spanmeter.store.sqlite.checkpoints import Checkpoints
@@ -63,7 +65,7 @@ class SQLiteStore(ComposedStore):
         )
         self.readers = Readers(self.path, busy_timeout)
         self.queries = SQLiteQueries(self._fetch)
-        self.aggregates = SQLiteAggregate(self._fetch)
+        self.aggregates = SQLiteAggregate(self._fetch, self.readers.connection)
         self.keys = SQLiteKeys(self.path, busy_timeout, self._fetch)
         self.outbox = SQLiteOutbox(self.path, busy_timeout, self.writer.transaction)
 
@@ -137,3 +139,15 @@ class SQLiteStore(ComposedStore):
 
     async def write(self, records: list[UsageRecord]) -> WriteResult:
         return await self.writer.write(records)
+
+    # --- attention counts (store/port.py AttentionCounts) -------------------------------------
+    async def count_rejected(self, workspace: str, spans: int) -> None:
+        """Add refused spans to the stored count (attention.py), in a writer transaction."""
+        await asyncio.to_thread(
+            self.writer.transaction,
+            lambda conn: attention.add_counts(conn, [(workspace, attention.REJECTED_SPANS, spans)]),
+        )
+
+    def attention_counts(self, workspace: str) -> dict[str, int]:
+        with self.readers.connection() as conn:
+            return attention.read_counts(conn, workspace)

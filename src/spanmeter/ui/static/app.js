@@ -173,24 +173,42 @@ async function loadOverview() {
   barChart($("tokens-chart"), series.tokens.map((p) => ({ timestamp: p.timestamp, value: p.total, text: String(p.total), title: `${integer.format(p.total)} tokens` })),
     { unit: "tokens", label: "tokens", format: compact });
   const range = { from: month.periodStart, to: month.periodEnd, metric: "cost,total_tokens,records" };
-  const [customers, models, metrics] = await Promise.all([
+  const [customers, models, counts] = await Promise.all([
     api("/api/v1/usage/aggregate", { ...range, group_by: "customer" }),
     api("/api/v1/usage/aggregate", { ...range, group_by: "model", kind: "llm" }),
-    api("/metrics").catch(() => null),
+    attentionCounts(),
   ]);
   $("top-customers").replaceChildren(topTable(customers.rows, "customer"));
   $("top-models").replaceChildren(topTable(models.rows, "model"));
   const attention = $("attention");
   attention.replaceChildren();
-  if (metrics !== null) {
-    for (const [label, name, hint] of [
-      ["unknown-model records", "spanmeter_unknown_model_records_total", "LLM calls stored without a cost: add a price override"],
-      ["rejected spans", "spanmeter_rejected_spans_total", "spans refused for invalid values"],
+  if (counts !== null) {
+    for (const [label, key, hint] of [
+      ["unknown-model records", "unknownModelRecords", "LLM calls stored without a cost: add a price override"],
+      ["rejected spans", "rejectedSpans", "spans refused for invalid values"],
     ]) {
-      const n = metricValue(metrics, name);
+      const n = counts.values[key];
       attention.append(el("div", { class: `card${n > 0 ? " warn" : ""}`, "data-attention": label, title: hint },
-        el("div", { class: "label" }, `${label} (since the collector started)`), el("div", { class: "value" }, integer.format(n))));
+        el("div", { class: "label" }, `${label} (${counts.since})`), el("div", { class: "value" }, integer.format(n))));
     }
+  }
+}
+
+// The stored counts (kept across restarts); a store without them: the process's own counters.
+async function attentionCounts() {
+  try {
+    return { values: await api("/api/v1/usage/attention"), since: "all time" };
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 404) throw error;
+    const metrics = await api("/metrics").catch(() => null);
+    if (metrics === null) return null;
+    return {
+      since: "since the collector started",
+      values: {
+        unknownModelRecords: metricValue(metrics, "spanmeter_unknown_model_records_total"),
+        rejectedSpans: metricValue(metrics, "spanmeter_rejected_spans_total"),
+      },
+    };
   }
 }
 

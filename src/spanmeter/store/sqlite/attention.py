@@ -1,0 +1,61 @@
+"""Counts that need an operator's attention, stored so that a restart does not reset them.
+
+    attention_counts (workspace, name) -> count, since the database was created
+
+- `unknown_model`: records stored without a price because their model is not priced
+  (`costSource` unknown); added in the writer's transaction with the records themselves, and
+  filled from the records already stored when the table is created;
+- `rejected_spans`: spans (or log records) refused for invalid values, answered through OTLP
+  partial success; added in a writer transaction after the request's records are stored.
+
+Prometheus' `spanmeter_unknown_model_records_total` and `spanmeter_rejected_spans_total` count the
+same since the process started; the dashboard shows these (store/port.py AttentionCounts).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import Final
+
+from spanmeter.record import UsageRecord
+
+UNKNOWN_MODEL: Final = "unknown_model"
+REJECTED_SPANS: Final = "rejected_spans"
+
+SCHEMA: Final = (
+    (
+        "CREATE TABLE attention_counts (workspace TEXT NOT NULL, name TEXT NOT NULL, count INTEGER NOT NULL,"
+        " PRIMARY KEY (workspace, name)) WITHOUT ROWID"
+    ),
+)
+BACKFILL: Final = (
+    (
+        f"INSERT INTO attention_counts SELECT workspace, '{UNKNOWN_MODEL}', COUNT(*) FROM records"
+        " WHERE cost_source = 'unknown' GROUP BY workspace"
+    ),
+)
+_ADD: Final = (
+    "INSERT INTO attention_counts (workspace, name, count) VALUES (?, ?, ?)"
+    " ON CONFLICT DO UPDATE SET count = count + excluded.count"
+)
+
+
+def add_counts(conn: sqlite3.Connection, counts: Iterable[tuple[str, str, int]]) -> None:
+    """Add (workspace, name, count) triples, in the caller's transaction."""
+    conn.executemany(_ADD, [row for row in counts if row[2]])
+
+
+def count_unknown_models(conn: sqlite3.Connection, stored: Iterable[UsageRecord]) -> None:
+    """Add newly stored records without a price for their model, in the caller's transaction."""
+    by_workspace: dict[str, int] = {}
+    for record in stored:
+        if record.cost_source == "unknown":
+            by_workspace[record.workspace] = by_workspace.get(record.workspace, 0) + 1
+    if by_workspace:
+        add_counts(conn, ((workspace, UNKNOWN_MODEL, n) for workspace, n in by_workspace.items()))
+
+
+def read_counts(conn: sqlite3.Connection, workspace: str) -> dict[str, int]:
+    found = dict(conn.execute("SELECT name, count FROM attention_counts WHERE workspace = ?", [workspace]).fetchall())
+    return {UNKNOWN_MODEL: found.get(UNKNOWN_MODEL, 0), REJECTED_SPANS: found.get(REJECTED_SPANS, 0)}
