@@ -53,7 +53,7 @@ class PostgresStore(ComposedStore):
             dsn, max_queued_records=max_queued_records, connect_timeout=connect_timeout, retry_after=retry_after
         )
         self.queries = PostgresQueries(self._fetch)
-        self.aggregates = SQLiteAggregate(self._fetch)
+        self.aggregates = SQLiteAggregate(self._fetch, None)  # without the SQLite-only fast paths
         self.keys = PostgresKeys(dsn, connect_timeout, self._fetch)
         self.outbox = PostgresOutbox(dsn, connect_timeout, self.writer.transaction)
 

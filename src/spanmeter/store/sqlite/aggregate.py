@@ -71,8 +71,10 @@ class SQLiteAggregate:
     """Meter queries, on the read connections."""
 
     def __init__(
-        self, fetch: Fetch, connection: Callable[[], contextlib.AbstractContextManager[sqlite3.Connection]]
+        self, fetch: Fetch, connection: Callable[[], contextlib.AbstractContextManager[sqlite3.Connection]] | None
     ) -> None:
+        """`connection`: a SQLite read connection for the SQLite-only fast paths (JSON built by
+        SQLite, the per-model rollup); None on a backend that reuses these queries without them."""
         self._fetch = fetch
         self._connection = connection  # a read connection of its own, for one read transaction
         self._json_rows = RollupJSON()  # rollup answers as JSON, past days kept
@@ -86,10 +88,10 @@ class SQLiteAggregate:
             if name not in _RECORD_METRICS and name != "quantity":
                 raise ValueError(f"unknown metric {name!r}")
         if answerable_from_rollups(query):
-            if query.as_json:
+            if query.as_json and self._connection is not None:
                 return self._rollup_json(query)
             return AggregateResult(self._from_rollups(query), "rollup")
-        if answerable_from_model_rollup(query):
+        if self._connection is not None and answerable_from_model_rollup(query):
             return AggregateResult(self._from_model_rollup(query), "rollup")
         return AggregateResult(self._from_records(query, tz), "records")
 
@@ -147,6 +149,7 @@ class SQLiteAggregate:
 
     def _rollup_json(self, query: AggregateQuery) -> AggregateResult:
         customer = next((value for _, value in query.where.equals), None)
+        assert self._connection is not None  # aggregate() takes this path only with one
         with self._connection() as conn:
             found = self._json_rows.answer(conn, query, customer, _bounds(query.window, ZoneInfo("UTC")))
         if found is None:  # maybe too many rows: counted exactly the slower way
