@@ -207,9 +207,12 @@ class Server:
 def make_server(
     receiver: str, workdir: Path, cpu: int | None, http_baseline: str, webhook: str | None = None,
     spanmeter_loop: str = "auto", baseline_loop: str = "asyncio", pg_dsn: str | None = None,
+    rest_exporters: bool = False,
 ) -> Server:
     """`webhook`: the URL spanmeter's webhook exporter sends every stored record to; `pg_dsn`:
-    spanmeter stores into this PostgreSQL database instead of a fresh SQLite file."""
+    spanmeter stores into this PostgreSQL database instead of a fresh SQLite file;
+    `rest_exporters`: the tokens&, LLMtrack, Fluxrate and Spryngtime exporters send every record
+    too, to the same sink under the webhook run's prefix."""
     workdir.mkdir(parents=True)
     grpc_port, http_port = free_port(), free_port()
     if receiver == "spanmeter":
@@ -227,7 +230,19 @@ def make_server(
                 f"exporters:\n  webhook/bench:\n    endpoint: {webhook}\n    secret: whsec_{'A' * 44}\n"
                 "    max_batch: 100\n    flush_interval: 1.0\n"  # the defaults
             )
-            service.append("  pipelines:\n    usage:\n      exporters: [webhook/bench]\n")
+            names = ["webhook/bench"]
+            if rest_exporters:
+                run = webhook.rpartition("/")[2]
+                base = f"{webhook.partition('/hooks/')[0]}/{run}"
+                text += (
+                    f"  tokensand/bench:\n    endpoint: {base}\n    api_key: tk_live_bench\n    llm: {{send: true}}\n"
+                    f"  llmtrack/bench:\n    endpoint: {base}\n    api_key: lt_bench\n"
+                    f"  fluxrate/bench:\n    endpoint: {base}\n    api_key: org_live_bench\n"
+                    "    meter_tokens: {chat: 0b8f5a3e-2c4d-4e8f-9a1b-7c6d5e4f3a2b}\n"
+                    f"  spryngtime/bench:\n    endpoint: {base}/spryngtime\n    api_key: st_bench\n"
+                )
+                names += ["tokensand/bench", "llmtrack/bench", "fluxrate/bench", "spryngtime/bench"]
+            service.append(f"  pipelines:\n    usage:\n      exporters: [{', '.join(names)}]\n")
         if spanmeter_loop != "auto":  # the default: trees older than the key run too
             service.append(f"  event_loop: {spanmeter_loop}\n")
         config.write_text(text + ("service:\n" + "".join(service) if service else ""))
@@ -333,7 +348,7 @@ async def run_one(
         make_server(
             receiver, workdir if i == 0 else workdir.with_name(f"{workdir.name}-{i}"),
             args.server_cpu if count == 1 else None, args.http_baseline, webhook, args.spanmeter_loop,
-            args.baseline_loop, pg_dsn,
+            args.baseline_loop, pg_dsn, args.rest_exporters,
         )
         for i in range(count)
     ]
@@ -384,7 +399,9 @@ async def run_one(
         server_cpu = sum(one.cpu_seconds() for one in servers) - marks["cpu0"]
         other_cpu = busy_cpu_seconds() - marks["busy0"] - server_cpu - load.client_cpu_s
         if webhook is not None:
-            exported = await wait_for_export(webhook, (case.warmup + load.sent) * case.batch)
+            exported = await wait_for_export(
+                webhook, (case.warmup + load.sent) * case.batch, REST_SERVICES if args.rest_exporters else ()
+            )
         rss = max(one.peak_rss_mb() for one in servers)
     finally:
         if profiler is not None:
@@ -432,7 +449,9 @@ async def run_one(
     }
     if webhook is not None:
         result.update(exported)
-        result["exported_ok"] = exported["exported"] == exported["exported_unique"] == rows
+        result["exported_ok"] = exported["exported"] == exported["exported_unique"] == rows and all(
+            count == rows for count in exported["services"].values()
+        )
     if receiver == "spanmeter":
         result["priced"] = priced
         result["expected_priced"] = expected_priced
@@ -444,21 +463,28 @@ async def run_one(
     return result
 
 
-async def wait_for_export(url: str, expected: int, limit_s: float = 300.0) -> dict[str, Any]:
-    """After the load: wait until the webhook sink has every record (or `limit_s`). `drain_s` is the
-    time the exporter needed after the last request was answered: how far it lagged behind."""
+REST_SERVICES = ("tokensand", "llmtrack", "fluxrate", "spryngtime")
+
+
+async def wait_for_export(
+    url: str, expected: int, services: tuple[str, ...] = (), limit_s: float = 300.0
+) -> dict[str, Any]:
+    """After the load: wait until the webhook sink has every record, and each REST service in
+    `services` as many (or `limit_s`). `drain_s` is the time the exporters needed after the last
+    request was answered: how far they lagged behind."""
     count_url = url.replace("/hooks/", "/count/")
     started = time.perf_counter()
     async with httpx.AsyncClient() as client:
         while True:
             counts = (await client.get(count_url)).json()
-            if counts["records"] >= expected or time.perf_counter() - started > limit_s:
+            done = counts["records"] >= expected and all(counts["services"].get(n, 0) >= expected for n in services)
+            if done or time.perf_counter() - started > limit_s:
                 break
             await asyncio.sleep(0.05)
     await asyncio.sleep(0.5)  # and nothing more arrives (a duplicate would)
     async with httpx.AsyncClient() as client:
         counts = (await client.get(count_url)).json()
-    return {"exported": counts["records"], "exported_unique": counts["unique"],
+    return {"exported": counts["records"], "exported_unique": counts["unique"], "services": counts["services"],
             "drain_s": round(time.perf_counter() - started - 0.5, 2)}
 
 
@@ -488,6 +514,8 @@ def _check(r: dict[str, Any]) -> str:
     text = f"{r['rows']} {'ok' if ok else 'MISMATCH'}"
     if "exported" in r:
         text += f", exported {r['exported']} (drained {r['drain_s']:.1f} s after the load)"
+        if r.get("services"):
+            text += " and " + ", ".join(f"{n} {c}" for n, c in sorted(r["services"].items()))
     if r["errors"]:
         text += f" errors={r['errors']}"
     return text
@@ -629,6 +657,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--webhook",
         action="store_true",
         help="spanmeter runs with a webhook exporter sending every record to bench/webhook_sink.py (on the load CPU)",
+    )
+    parser.add_argument(
+        "--rest-exporters",
+        action="store_true",
+        help="with --webhook: the tokens&, LLMtrack, Fluxrate and Spryngtime exporters on too, sending to the same sink",
     )
     parser.add_argument(
         "--store", choices=("sqlite", "postgres"), default="sqlite",

@@ -189,6 +189,7 @@ def _resource(rng: random.Random) -> bytes:
         _kv("telemetry.sdk.name", "opentelemetry"),
         _kv("telemetry.sdk.version", "1.38.0"),
         _kv("usage.customer.id", rng.choice(CUSTOMERS)),
+        _kv("usage.user.id", f"user_{rng.randrange(1_000):03d}"),  # tokens& events need a developer
     ]
     return Resource(attributes=attrs).SerializeToString()
 

@@ -1,7 +1,12 @@
 #!/usr/bin/env python
 """A webhook receiver for the ingest benchmark's `--webhook` runs: it accepts spanmeter's webhook
 batches (POST /hooks/<run>), parses each body, and counts the records and the distinct record ids
-per run; `GET /count/<run>` answers `{"records": N, "unique": M}`.
+per run; `GET /count/<run>` answers `{"records": N, "unique": M, "services": {...}}`.
+
+With `--rest-exporters` it also stands in for the four REST targets, under a per-run prefix:
+POST /<run>/api/usage/track/batch (tokens&, events counted), /<run>/api/ingest (LLMtrack),
+/<run>/api/v1/sdk/track (Fluxrate), /<run>/spryngtime (Spryngtime); each answered as its
+service documents a success, and counted per service in "services".
 
     python bench/webhook_sink.py --port 9000
 """
@@ -16,28 +21,49 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 _lock = threading.Lock()
 _records: dict[str, int] = {}
 _ids: dict[str, set[str]] = {}
+_services: dict[str, dict[str, int]] = {}  # run -> REST service -> records received
+# path after the run prefix -> (service, status, success answer as the service documents it)
+_REST: dict[str, tuple[str, int, dict[str, object]]] = {
+    "api/usage/track/batch": ("tokensand", 202, {"ok": True, "accepted": 0, "duplicates": 0, "errors": []}),
+    "api/ingest": ("llmtrack", 201, {"ok": True, "consumption_source": "included"}),
+    "api/v1/sdk/track": ("fluxrate", 202, {"ok": True, "duplicate": False}),
+    "spryngtime": ("spryngtime", 200, {"ok": True}),
+}
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as spanmeter's client uses it
 
     def do_POST(self) -> None:
-        run = self.path.rpartition("/")[2]
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        records = json.loads(body)["data"]["records"]
+        if self.path.startswith("/hooks/"):
+            run = self.path.rpartition("/")[2]
+            records = json.loads(body)["data"]["records"]
+            with _lock:
+                _records[run] = _records.get(run, 0) + len(records)
+                _ids.setdefault(run, set()).update(r["id"] for r in records)
+            self._answer(b"")
+            return
+        run, _, rest = self.path.lstrip("/").partition("/")
+        service, status, answer = _REST[rest]
+        data = json.loads(body)
+        count = len(data["events"]) if service == "tokensand" else 1
+        if service == "tokensand":
+            answer = {**answer, "accepted": count}
         with _lock:
-            _records[run] = _records.get(run, 0) + len(records)
-            _ids.setdefault(run, set()).update(r["id"] for r in records)
-        self._answer(b"")
+            services = _services.setdefault(run, {})
+            services[service] = services.get(service, 0) + count
+        self._answer(json.dumps(answer).encode(), status)
 
     def do_GET(self) -> None:
         run = self.path.rpartition("/")[2]
         with _lock:
-            answer = {"records": _records.get(run, 0), "unique": len(_ids.get(run, ()))}
+            answer = {"records": _records.get(run, 0), "unique": len(_ids.get(run, ())),
+                      "services": dict(_services.get(run, {}))}
         self._answer(json.dumps(answer).encode())
 
-    def _answer(self, data: bytes) -> None:
-        self.send_response(200)
+    def _answer(self, data: bytes, status: int = 200) -> None:
+        self.send_response(status)
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
