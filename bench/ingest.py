@@ -399,9 +399,11 @@ async def run_one(
         server_cpu = sum(one.cpu_seconds() for one in servers) - marks["cpu0"]
         other_cpu = busy_cpu_seconds() - marks["busy0"] - server_cpu - load.client_cpu_s
         if webhook is not None:
-            exported = await wait_for_export(
-                webhook, (case.warmup + load.sent) * case.batch, REST_SERVICES if args.rest_exporters else ()
-            )
+            sent = (case.warmup + load.sent) * case.batch
+            # Fluxrate gets only records with a quantity: a failed call has no tokens (skipped).
+            with_tokens = sum(1 for failed in pool.failed[:sent] if not failed)
+            expected_by_service = {name: with_tokens if name == "fluxrate" else sent for name in REST_SERVICES}
+            exported = await wait_for_export(webhook, sent, expected_by_service if args.rest_exporters else {})
         rss = max(one.peak_rss_mb() for one in servers)
     finally:
         if profiler is not None:
@@ -450,7 +452,7 @@ async def run_one(
     if webhook is not None:
         result.update(exported)
         result["exported_ok"] = exported["exported"] == exported["exported_unique"] == rows and all(
-            count == rows for count in exported["services"].values()
+            exported["services"].get(name) == count for name, count in exported["expected_services"].items()
         )
     if receiver == "spanmeter":
         result["priced"] = priced
@@ -467,24 +469,24 @@ REST_SERVICES = ("tokensand", "llmtrack", "fluxrate", "spryngtime")
 
 
 async def wait_for_export(
-    url: str, expected: int, services: tuple[str, ...] = (), limit_s: float = 300.0
+    url: str, expected: int, services: dict[str, int], limit_s: float = 300.0
 ) -> dict[str, Any]:
     """After the load: wait until the webhook sink has every record, and each REST service in
-    `services` as many (or `limit_s`). `drain_s` is the time the exporters needed after the last
+    `services` its expected count (or `limit_s`). `drain_s` is the time the exporters needed after the last
     request was answered: how far they lagged behind."""
     count_url = url.replace("/hooks/", "/count/")
     started = time.perf_counter()
     async with httpx.AsyncClient() as client:
         while True:
             counts = (await client.get(count_url)).json()
-            done = counts["records"] >= expected and all(counts["services"].get(n, 0) >= expected for n in services)
+            done = counts["records"] >= expected and all(counts["services"].get(n, 0) >= c for n, c in services.items())
             if done or time.perf_counter() - started > limit_s:
                 break
             await asyncio.sleep(0.05)
     await asyncio.sleep(0.5)  # and nothing more arrives (a duplicate would)
     async with httpx.AsyncClient() as client:
         counts = (await client.get(count_url)).json()
-    return {"exported": counts["records"], "exported_unique": counts["unique"], "services": counts["services"],
+    return {"exported": counts["records"], "exported_unique": counts["unique"], "services": counts["services"], "expected_services": services,
             "drain_s": round(time.perf_counter() - started - 0.5, 2)}
 
 
