@@ -202,8 +202,9 @@ class Ingest:
 
     async def write_records(self, records: list[UsageRecord]) -> WriteResult:
         """Price and store records a receiver built itself (the REST ingest, in the workspace of
-        `workspace()`); raises Refusal as the OTLP exports do, "invalid" for a value the store
-        cannot hold."""
+        `workspace()`); raises Refusal as the OTLP exports do, "invalid" for a cost too large to
+        store. Records the store refused (`WriteResult.refused`: a value it cannot hold) are
+        counted as rejected, as OTLP's are; the caller answers for them (`refused_where`)."""
         converted = self._price(Converted(records=records))
         if converted.rejected:
             raise Refusal("invalid", converted.message)
@@ -244,7 +245,7 @@ class Ingest:
             self.metrics.storage_errors.labels(error.reason).inc()
             raise Refusal("unavailable", f"{error}; retry later", 1.0) from None
         for record, why in result.refused:
-            converted.reject(f"record {record.idempotency_key[:80]!r}", InvalidSpan(why))
+            converted.reject(refused_where(record), InvalidSpan(why))
         self._count(result, converted.rejected, started)
         if converted.rejected and isinstance(self.store, AttentionCounts):
             try:  # kept across restarts for the dashboard; the records above are stored already
@@ -270,6 +271,11 @@ class Ingest:
             self._stored[kind].inc(count)
         if unknown := sum(1 for record in result.inserted if record.cost_source == "unknown"):
             m.unknown_model.inc(unknown)
+
+
+def refused_where(record: UsageRecord) -> str:
+    """How a record the store refused is named in an answer (OTLP partial success, REST errors)."""
+    return f"record {record.idempotency_key[:80]!r}"
 
 
 def _partial_success(response: Message, converted: Converted) -> None:

@@ -2,7 +2,8 @@
 fields of a record, storing through the one ingest path, and turning every failure into the
 family's own JSON error with the right status.
 
-Statuses: 400 invalid body or field (the message names it), 401/403 from the auth middleware,
+Statuses: 400 invalid body or field (the message names it), or a value the store cannot hold
+(e.g. a NUL character in text on PostgreSQL: never answered as accepted), 401/403 from the auth middleware,
 402 a key's quota used up, 413 body over `max_request_bytes`, 415 not JSON, 503 with
 `Retry-After` when the store cannot take more (retry later), 500 only for a bug (logged).
 Nothing is stored unless the whole request (or, in a batch, the event) is valid.
@@ -23,7 +24,7 @@ from fastapi.responses import JSONResponse
 
 from spanmeter.auth import Principal
 from spanmeter.convert.values import InvalidSpan
-from spanmeter.receivers.ingest import HTTP_STATUS, Ingest, Refusal
+from spanmeter.receivers.ingest import HTTP_STATUS, Ingest, Refusal, refused_where
 from spanmeter.receivers.rest.body import RestError, read_json
 from spanmeter.receivers.rest.quota import QuotaGuard
 from spanmeter.record import UsageRecord
@@ -87,12 +88,25 @@ class RestIngest:
                 raise RestError(HTTP_STATUS[refusal.kind], refusal.message) from None
             raise RestError(503, refusal.message, refusal.retry_after or 1.0) from None
 
+    async def write_one(self, record: UsageRecord) -> WriteResult:
+        """Store one record; one the store refuses (a value it cannot hold) is a 400, as an invalid
+        field is: it was not stored, so it is never answered as accepted."""
+        result = await self.write([record])
+        if result.refused:
+            raise RestError(400, refused_message(*result.refused[0]))
+        return result
+
     async def stored_id(self, record: UsageRecord, result: WriteResult) -> tuple[str | None, bool]:
         """(id of the stored record of `record`'s key, whether `record` was a duplicate)."""
         if any(inserted is record for inserted in result.inserted):
             return record.id, False
         found = await asyncio.to_thread(self.store.find_record_id, record.workspace, record.idempotency_key)
         return found, True
+
+
+def refused_message(record: UsageRecord, why: str) -> str:
+    """The error of a record the store refused, worded as OTLP's partial success words it."""
+    return f"{refused_where(record)}: {why}"
 
 
 def json_route(

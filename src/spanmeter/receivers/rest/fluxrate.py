@@ -65,7 +65,7 @@ def create_router(api: RestIngest) -> APIRouter:
         """Store one meter event."""
         await api.check_quota(request)
         record = meter_event_record(api, F.validated(FluxrateTrack, await api.body(request)))
-        result = await api.write([record])
+        result = await api.write_one(record)
         return 202, {"ok": True, "duplicate": not result.inserted}
 
     router.add_api_route(

@@ -131,7 +131,7 @@ def create_router(api: RestIngest) -> APIRouter:
             record = llm_call_record(api, event, key)
         except InvalidSpan as error:
             raise RestError(400, str(error)) from None
-        await api.write([record])
+        await api.write_one(record)
         return 201, {"ok": True, "consumption_source": "included"}
 
     router.add_api_route(

@@ -175,7 +175,7 @@ def create_router(api: RestIngest) -> APIRouter:
             record = message_record(api, body, key or F.fresh_key("spryngtime"))
         except InvalidSpan as error:
             raise RestError(400, str(error)) from None
-        result = await api.write([record])
+        result = await api.write_one(record)
         record_id, duplicate = await api.stored_id(record, result)
         return 200, {"ok": True, "id": record_id, "duplicate": duplicate}
 

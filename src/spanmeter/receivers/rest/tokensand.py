@@ -26,7 +26,7 @@ from spanmeter.convert.events import new_event_record
 from spanmeter.convert.values import InvalidSpan
 from spanmeter.receivers.rest import fields as F
 from spanmeter.receivers.rest.body import RestError
-from spanmeter.receivers.rest.endpoint import Answer, RestIngest, json_route
+from spanmeter.receivers.rest.endpoint import Answer, RestIngest, json_route, refused_message
 from spanmeter.receivers.rest.openapi import body_of, route_args
 from spanmeter.record import Product, UsageRecord, format_ns
 from spanmeter.usage_schema import EVENT_FAMILIES, event_family
@@ -220,7 +220,7 @@ def create_router(api: RestIngest) -> APIRouter:
         """Store one event."""
         await api.check_quota(request)
         record = event_record(api, parse_event(await api.body(request)))
-        result = await api.write([record])
+        result = await api.write_one(record)
         record_id, duplicate = await api.stored_id(record, result)
         return 202, {"ok": True, "id": record_id, "duplicate": duplicate}
 
@@ -244,13 +244,20 @@ def create_router(api: RestIngest) -> APIRouter:
             raise RestError(400, 'events: expected {"events": [...]} or a JSON array of events')
         if len(events) > MAX_BATCH:
             raise RestError(400, f"events: at most {MAX_BATCH} events per batch; got {len(events)}")
-        records, errors = [], []
+        records: list[UsageRecord] = []
+        indexes: list[int] = []
+        errors: list[dict[str, Any]] = []
         for index, item in enumerate(events):
             try:
                 records.append(event_record(api, parse_event(item, f"events[{index}]"), f"events[{index}]"))
+                indexes.append(index)
             except RestError as error:
                 errors.append({"index": index, "error": error.message})
         result = await api.write(records)
+        if result.refused:  # valid events the store could not hold: errors too, never accepted
+            at = {id(record): index for record, index in zip(records, indexes, strict=True)}
+            errors += [{"index": at[id(record)], "error": refused_message(record, why)} for record, why in result.refused]
+            errors.sort(key=lambda error: error["index"])
         return 202, {"ok": True, "accepted": len(result.inserted), "duplicates": result.duplicates, "errors": errors}
 
     event_body = body_of(TokensandEvent, SegmentTrack)
