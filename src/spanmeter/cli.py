@@ -536,8 +536,13 @@ def exporters_status(config_path: Path | None, as_json: bool) -> None:
 
     behind: records stored after the last one it sent (before its filter), the batch in hand
     included. pending_retry: records waiting to be sent again (a failed batch in backoff, or dead
-    deliveries sent again); `spanmeter deliveries list --state pending` lists them.
+    deliveries sent again); `spanmeter deliveries list --state pending` lists them. With a
+    Fluxrate exporter that aggregates: dead_windows, window totals Fluxrate refused for good (kept
+    in its state file for manual reconciliation; the log has each one's key and total), and the
+    last one's error.
     """
+    from spanmeter.exporters.fluxrate_windows import dead_windows_by_exporter
+
     config, store = _open_store(config_path)
     active = config.active_exporters()
     now = time.time_ns()
@@ -558,7 +563,12 @@ def exporters_status(config_path: Path | None, as_json: bool) -> None:
             "oldest_pending_seconds": None if oldest is None else round(max(0, now - oldest) / 1e9, 1),
             "last_error": state.last_error,
         })
-    _print_rows(rows, as_json, "no exporter has run on this database yet", {"last_error": 80})
+    if windows := dead_windows_by_exporter(config.exporters):  # columns only when some exporter has them
+        for row in rows:
+            found = windows.get(row["exporter"])
+            row["dead_windows"] = None if found is None else found.count
+            row["dead_window_error"] = None if found is None else found.last_error
+    _print_rows(rows, as_json, "no exporter has run on this database yet", {"last_error": 80, "dead_window_error": 80})
 
 
 def _export_filters(config: Config) -> dict[str, ExportFilter]:
@@ -619,7 +629,8 @@ def deliveries() -> None:
 @click.option("--limit", "-n", default=100, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def deliveries_list(config_path: Path | None, exporter: str | None, state: str, limit: int, as_json: bool) -> None:
-    """List dead (or pending) deliveries with the reason of their last failure."""
+    """List dead (or pending) deliveries with the reason of their last failure. (A Fluxrate
+    window total refused for good is no record: `spanmeter exporters status` counts those.)"""
     config, store = _open_store(config_path)
     found = store.deliveries(exporter, state, limit, _export_filters(config))
     rows: list[dict[str, Any]] = [

@@ -70,6 +70,12 @@ class Metrics:
         self.export_failures = Counter(
             "spanmeter_export_failures", "Export attempts that failed and will be retried", ["exporter"], registry=r
         )
+        self.exporter_skipped = Counter(
+            "spanmeter_exporter_skipped_records",
+            "Records an exporter left out, unsent, as its config says (e.g. no Fluxrate meter token for them)",
+            ["exporter", "reason"],
+            registry=r,
+        )
         self.rate_limited = Counter("spanmeter_rate_limited", "Public API calls answered 429", registry=r)
 
     def watch_exporters(self, states: Callable[[], list[ExporterState]]) -> None:

@@ -100,7 +100,14 @@ def test_each_record_is_one_event_with_the_contracts_fields(tmp_path: Path, targ
         skips = runner.exporter.mapping.skips.counts  # type: ignore[attr-defined]
         wait_for(lambda: collector.metric("spanmeter_exporter_dead_deliveries", {"exporter": "fluxrate/test"}) == 1)
         wait_for(lambda: collector.metric("spanmeter_exporter_records_behind", {"exporter": "fluxrate/test"}) == 0)
+        skipped = {
+            reason: collector.metric(
+                "spanmeter_exporter_skipped_records_total", {"exporter": "fluxrate/test", "reason": reason}
+            )
+            for reason in ("no_meter_token", "no_quantity")
+        }
     assert dict(skips) == {"no meter token for 'storage_gb'": 1, "'chat' with quantity 0 or none": 1}
+    assert skipped == {"no_meter_token": 1, "no_quantity": 1}
     [dead] = json.loads(cli(tmp_path, "deliveries", "list", "--json").output)
     assert "has no customer id, which Fluxrate requires" in dead["reason"] and "default_customer" in dead["reason"]
     bodies = {b["idempotency_key"]: b for b in all_of(target.accepted)}

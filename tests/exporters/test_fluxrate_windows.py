@@ -9,6 +9,7 @@ the last ones run `spanmeter serve` with windows of a fraction of a second.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -21,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Tracer
 
-from spanmeter.exporters.base import Delivered, Partial, Paused, RetryLater
+from spanmeter.cli import main
+from spanmeter.exporters.base import Delivered, Partial, Paused, RetryLater, SkipsRecords
 from spanmeter.exporters.fluxrate import FluxrateConfig, FluxrateExporter
 from spanmeter.exporters.fluxrate_windows import (
     CLOSING,
@@ -267,6 +270,48 @@ def test_a_window_refused_for_good_is_kept_and_logged(tmp_path: Path, target: Re
     assert window.state == DEAD and window.quantity == 3
     assert window.key in caplog.text and "manual reconciliation" in caplog.text
     exporter.close()
+
+
+def test_records_skipped_while_summing_are_counted(tmp_path: Path, target: RestTarget) -> None:
+    exporter = windowed(tmp_path, target.url, Clock(W0 + 10 * S))
+    assert isinstance(exporter, SkipsRecords)  # so the runner counts its skips on /metrics
+    skipped: list[str] = []
+    exporter.count_skips(skipped.append)
+    claim = Outbox().claim(chat("c", 0, W0 + S), meter("m", "1", W0 + S, name="storage_gb"), meter("n", "1", W0 + S))
+    assert exporter.send(claim) == Delivered()
+    assert skipped == ["no_quantity", "no_meter_token"]
+    assert [w.quantity for w in exporter.state.windows()] == [1]
+    exporter.close()
+
+
+def test_dead_windows_are_counted_in_exporters_status(tmp_path: Path, target: RestTarget) -> None:
+    clock = Clock(W0 + 10 * S)
+    exporter = windowed(tmp_path, target.url, clock)
+    outbox = Outbox()
+    exporter.send(outbox.claim(meter("a", "3", W0 + S)))
+    clock.now = W0 + 90 * S
+    target.answer_next((422, {}, {"error": "meter archived"}))
+    exporter.send(outbox.claim(meter("b", "4", W0 + MINUTE + S, customer="beta")))
+    exporter.flush_due()
+    clock.now = W0 + 150 * S
+    target.answer_next((400, {}, {"error": "customer deleted"}))
+    exporter.flush_due()
+    assert [w.state for w in exporter.state.windows()] == [DEAD, DEAD]
+    exporter.close()
+    # The exporter runs (it is then known to the store), then the operator asks.
+    fluxrate_config = {**settings(target.url), **FAST, "aggregation": {"enabled": True, "state_path": str(tmp_path / "windows.db")}}
+    raw = {"exporters": {NAME: fluxrate_config}, "service": {"pipelines": {"usage": {"exporters": [NAME]}}}}
+    with running_collector(make_config(tmp_path, **raw)) as collector:
+        wait_for(lambda: bool(collector.collector.store.exporter_states()), what="the exporter's first claim")
+    config = tmp_path / "cli.yaml"
+    config.write_text(json.dumps({"storage": {"sqlite": {"path": str(tmp_path / "spanmeter.db")}}, **raw}))
+    status = CliRunner().invoke(main, ["exporters", "status", "--json", "-c", str(config)])
+    assert status.exit_code == 0, status.output
+    [row] = json.loads(status.output)
+    assert row["exporter"] == NAME and row["dead_windows"] == 2
+    assert "customer deleted" in row["dead_window_error"]  # the latest one's
+    table = CliRunner().invoke(main, ["exporters", "status", "-c", str(config)]).output
+    assert "customer dele" in table  # (cut to the width of the terminal)
 
 
 def test_a_new_window_length_starts_after_the_windows_sent_with_the_old_one(tmp_path: Path,

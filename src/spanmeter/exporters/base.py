@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -87,6 +87,17 @@ class RecordSender(Protocol):
 
     def send_record(self, claim: Claim, index: int) -> Delivered | RetryLater | LongBackoff | Paused | Dead:
         """Send the claim's record at `index` (`claim.records[index]`, or `claim.items[index]`)."""
+        ...
+
+
+@runtime_checkable
+class SkipsRecords(Protocol):
+    """An exporter that leaves some records out, unsent (e.g. Fluxrate: no meter token configured
+    for them). The runner hands it a function that counts each skip on /metrics."""
+
+    def count_skips(self, count: Callable[[str], None]) -> None:
+        """Call `count(reason)` for every record skipped from now on; `reason` is a short fixed
+        name (a metric label), e.g. `no_meter_token`."""
         ...
 
 

@@ -14,7 +14,8 @@ What a record becomes (`RecordMapping`): its meter token is `meter_tokens[<meter
 record, `meter_tokens[<type>]` for the others (e.g. `chat`, `embeddings`, an event name); its
 quantity is the record's `quantity` (meter records), the configured `token_field` (LLM records,
 `total_tokens` by default) or 1 (an event record: one occurrence). Records with no meter token or
-no quantity above 0 are skipped, never sent: each skip is counted per reason; the log says what to
+no quantity above 0 are skipped, never sent: each skip is counted per reason
+(`spanmeter_exporter_skipped_records_total{exporter,reason}` on /metrics); the log says what to
 configure at the first one of each reason, and the count at 10, 100, 1000, ... A record with a
 meter token and a quantity but no customer (and no `default_customer`) is a dead delivery: billable
 usage Fluxrate cannot attribute is listed (`spanmeter deliveries list`), not dropped.
@@ -37,6 +38,7 @@ import logging
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from pathlib import Path
@@ -189,14 +191,18 @@ def json_bytes(body: dict[str, Any]) -> bytes:
 
 class Skips:
     """Records not sent, counted per reason. The first of each reason is logged with the fix, then
-    the running count at 10, 100, 1000, ... (no log line per record)."""
+    the running count at 10, 100, 1000, ... (no log line per record). `count`, set by the runner
+    (`SkipsRecords`), counts each skip on /metrics by its kind (`no_meter_token`, `no_quantity`)."""
 
     def __init__(self, exporter: str) -> None:
         self.exporter = exporter
         self.counts: Counter[str] = Counter()
+        self.count: Callable[[str], None] | None = None
         self._lock = threading.Lock()
 
-    def add(self, reason: str, fix: str) -> None:
+    def add(self, kind: str, reason: str, fix: str) -> None:
+        if self.count is not None:
+            self.count(kind)
         with self._lock:
             self.counts[reason] += 1
             count = self.counts[reason]
@@ -230,11 +236,13 @@ class RecordMapping:
         name = record.meter if record.kind == "meter" and record.meter else record.type
         token = self.meter_tokens.get(name)
         if token is None:
-            self.skips.add(f"no meter token for {name!r}", f"add {name}: <meter token> to meter_tokens to send them")
+            self.skips.add(
+                "no_meter_token", f"no meter token for {name!r}", f"add {name}: <meter token> to meter_tokens to send them"
+            )
             return None
         quantity = self.quantity(record)
         if quantity is None or quantity <= 0:
-            self.skips.add(f"{name!r} with quantity 0 or none", "Fluxrate only takes quantities above 0")
+            self.skips.add("no_quantity", f"{name!r} with quantity 0 or none", "Fluxrate only takes quantities above 0")
             return None
         customer = record.customer_id or self.default_customer
         if not customer:
@@ -266,6 +274,9 @@ class FluxrateExporter(PerRecordExporter):
             raise ValueError(f"exporter {name}: api_key is not set: give the organisation's Fluxrate API key")
         super().__init__(name, config.endpoint, headers={"x-api-key": config.api_key}, timeout=config.timeout)
         self.mapping = RecordMapping(name, config)
+
+    def count_skips(self, count: Callable[[str], None]) -> None:
+        self.mapping.skips.count = count
 
     def body(self, record: UsageRecord) -> dict[str, Any] | None:
         usage = self.mapping.usage(record)

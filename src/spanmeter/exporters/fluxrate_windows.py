@@ -23,7 +23,8 @@ The rules, which make every record count exactly once:
 
 Every process that may run this exporter must use the same state file: one machine. A window
 Fluxrate refuses for good (400/422) is kept in the file as `dead` and logged with its key and
-total for manual reconciliation; failures of windows are retried with back-off, never given up.
+total for manual reconciliation (`spanmeter exporters status` counts them, with the last error:
+`dead_windows`); failures of windows are retried with back-off, never given up.
 """
 
 from __future__ import annotations
@@ -33,14 +34,14 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Final
 
 from spanmeter.exporters.base import Dead, Delivered, LongBackoff, Outcome, Partial, Paused, RetryLater
-from spanmeter.exporters.fluxrate import FluxrateExporter, Usage
+from spanmeter.exporters.fluxrate import FluxrateConfig, FluxrateExporter, Usage
 from spanmeter.exporters.per_record import Answer, Unsendable
 from spanmeter.exporters.runner import RetryPolicy
 from spanmeter.exporters.settings import RetryOnFailure
@@ -102,6 +103,48 @@ class Absorbed:
     usage: Usage | None  # that record's event
     dead: dict[int, str]  # records refused for good before a crash, at indexes before `lone`
     unsendable: str | None = None  # why the record at `lone` cannot be sent at all (a dead delivery)
+
+
+@dataclass(slots=True, frozen=True)
+class DeadWindows:
+    """An exporter's windows Fluxrate refused for good, kept in its state file for reconciliation."""
+
+    count: int | None  # None: the state file could not be read (`last_error` says why)
+    last_error: str | None  # the reason of the latest one
+
+
+def dead_windows(path: Path, exporter: str) -> DeadWindows:
+    """`exporter`'s dead windows in the state file at `path`, read without changing anything
+    (none while the file or its tables do not exist yet)."""
+    if not path.exists():
+        return DeadWindows(0, None)
+    try:
+        conn = sqlite3.connect(path, timeout=30.0)
+        try:
+            where = [exporter, DEAD]
+            (count,) = conn.execute(
+                "SELECT COUNT(*) FROM fluxrate_windows WHERE exporter = ? AND state = ?", where
+            ).fetchone()
+            last = conn.execute(
+                "SELECT reason FROM fluxrate_windows WHERE exporter = ? AND state = ? ORDER BY updated_ns DESC LIMIT 1",
+                where,
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as error:
+        if "no such table" in str(error):
+            return DeadWindows(0, None)
+        return DeadWindows(None, f"cannot read the aggregation state file {path}: {error}")
+    return DeadWindows(int(count), None if last is None else last[0])
+
+
+def dead_windows_by_exporter(configs: Mapping[str, object]) -> dict[str, DeadWindows]:
+    """The dead windows of each configured Fluxrate exporter that aggregates, by exporter id."""
+    return {
+        name: dead_windows(Path(config.aggregation.state_path), name)
+        for name, config in configs.items()
+        if isinstance(config, FluxrateConfig) and config.aggregation.enabled and config.aggregation.state_path
+    }
 
 
 class WindowState:
@@ -314,6 +357,9 @@ class WindowedFluxrateExporter:
         if background:
             self._thread = threading.Thread(target=self._flush_loop, name=f"spanmeter-{self.name}-windows", daemon=True)
             self._thread.start()
+
+    def count_skips(self, count: Callable[[str], None]) -> None:
+        self.sender.count_skips(count)
 
     def send(self, claim: Claim) -> Outcome:
         if claim.requeued:  # dead late records sent again: never part of a window

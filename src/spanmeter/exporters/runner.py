@@ -36,6 +36,7 @@ from spanmeter.exporters.base import (
     ReadsStore,
     RecordSender,
     RetryLater,
+    SkipsRecords,
 )
 from spanmeter.exporters.settings import ExporterConfig
 from spanmeter.metrics import Metrics
@@ -92,6 +93,9 @@ class ExportRunner:
         self.flush_interval = flush_interval
         self.retry = retry
         self.owner = new_owner()
+        if isinstance(exporter, SkipsRecords):
+            skipped = metrics.exporter_skipped
+            exporter.count_skips(lambda reason: skipped.labels(exporter.name, reason).inc())
         # All of an exporter's work (reading batches, sending them) runs on one thread of its own, at
         # a lower CPU priority: in a sidecar it shares the core with ingest, and must use what
         # ingest leaves. One thread, not the default executor's: spread over those, each batch
