@@ -44,7 +44,10 @@ def route_args(
     """`add_api_route` keyword arguments: success status and model, the error responses, the body."""
     responses: dict[int | str, dict[str, Any]] = {
         status: {"model": model, "description": "accepted"},
-        400: {"model": invalid, "description": "malformed JSON or an invalid field (the message names it)"},
+        400: {
+            "model": invalid,
+            "description": "malformed JSON or an invalid field (the message names it), or a value the store cannot hold",
+        },
         401: {"model": errors, "description": "Missing API key / Invalid API key / Revoked API key / Inactive API key"},
         403: {"model": errors, "description": "the API key lacks the ingest scope"},
         413: {"model": errors, "description": "body over the size limit"},
