@@ -4,8 +4,9 @@ family's own JSON error with the right status.
 
 Statuses: 400 invalid body or field (the message names it), or a record the store refused (a
 value it cannot hold, e.g. a NUL character in text on PostgreSQL: never answered as accepted),
-401/403 from the auth middleware, 402 a key's quota used up, 413 body over `max_request_bytes`, 415 not JSON, 503 with
-`Retry-After` when the store cannot take more (retry later), 500 only for a bug (logged).
+401/403 from the auth middleware, 402 a key's quota used up, 413 body over `max_request_bytes`,
+415 not JSON, 503 with `Retry-After` when the store cannot take more (retry later), 500 only for
+a bug (logged).
 Nothing is stored unless the whole request (or, in a batch, the event) is valid.
 """
 
