@@ -47,13 +47,14 @@ def start_server(
     }))
     proc = subprocess.Popen([sys.executable, "-m", "spanmeter", "serve", "-c", str(config)],
                             stdout=subprocess.DEVNULL, stderr=stderr)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 60  # generous: a start on a machine loaded by other work can take 20 s
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=0.5).status_code == 200:
                 return proc
         except httpx.TransportError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)  # also while /readyz answers 503: no busy loop against a starting server
     proc.kill()
     raise AssertionError(f"spanmeter did not start: {proc.stderr.read() if proc.stderr else ''!r}")
 
