@@ -38,7 +38,7 @@ BACKFILL: Final = (
 )
 _ADD: Final = (
     "INSERT INTO attention_counts (workspace, name, count) VALUES (?, ?, ?)"
-    " ON CONFLICT DO UPDATE SET count = count + excluded.count"
+    " ON CONFLICT (workspace, name) DO UPDATE SET count = attention_counts.count + excluded.count"
 )
 
 
