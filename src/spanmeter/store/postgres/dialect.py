@@ -13,8 +13,8 @@ What differs between the two dialects, for the statements the store uses:
   COALESCE for SQLite, the same result). The other upserts are written in the SQL both accept
   (`ON CONFLICT (primary key) DO UPDATE SET c = table.c + excluded.c`, `ON CONFLICT DO
   NOTHING`), and pass unchanged;
-- `instr`, `json_extract(text, '$."key"')`, `json_each(text)` and `strftime('%Y-%m', seconds,
-  'unixepoch')` become PostgreSQL functions or the functions this backend creates (FUNCTIONS);
+- `instr`, `json_extract(text, '$."key"')` and `json_each(text)` (the meta and tag filters)
+  become PostgreSQL functions or the functions this backend creates (FUNCTIONS);
 - a comparison selected as a value is a number (0 or 1), as in SQLite;
 - `ORDER BY` puts NULLs below every value, as SQLite does;
 - the query API's item JSON, which SQLite builds with its JSON functions, is built in Python;
@@ -22,6 +22,10 @@ What differs between the two dialects, for the statements the store uses:
   SQLite's BINARY collation) and `WITHOUT ROWID` goes;
 - `BEGIN` takes a repeatable-read snapshot (SQLite's read transactions are snapshots) and
   `BEGIN IMMEDIATE` takes the store's write lock (SQLite's single writer: see records.py).
+
+Not translated, because each is written for both: the upserts of the daily, per-model, meter and
+attention rollups and of the outbox (SQL both accept), the month of a meter query (parts.py
+PostgresAggregate), the records' insert (records.py) and the migrations' indexes (migrations.py).
 """
 
 from __future__ import annotations
@@ -54,7 +58,6 @@ _ASSIGNMENT: Final = re.compile(r"(\w+) = (.+?)(?=, \w+ = |$)")
 _BARE_NAME: Final = re.compile(r"(?<![.\w'])([a-z_][a-z0-9_]*)\b(?![.(\w])")
 # A comparison selected as a value (adoption's family counts): SQLite's is 0 or 1, PostgreSQL's boolean.
 _COMPARISON_AS_NUMBER: Final = re.compile(r"(?<!WHEN )(?<!AND )(?<!WHERE )\b(event_family = '\w+')(?=,| FROM)")
-_MONTH: Final = re.compile(r"strftime\('%Y-%m', (.+?), 'unixepoch'\)")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -70,7 +73,6 @@ def translate(sql: str) -> str:
     # The query API's item JSON is built by SQLite's JSON functions; here by Python (NULL: the
     # caller's item_of builds it, as for the rows SQLite cannot format).
     sql = sql.replace(ITEM_JSON, "NULL::text")
-    sql = _MONTH.sub(r"to_char(to_timestamp(\1) AT TIME ZONE 'UTC', 'YYYY-MM')", sql)
     sql = sql.replace("json_extract(", "spanmeter_json_extract(").replace("json_each(", "spanmeter_json_each(")
     sql = sql.replace("instr(", "strpos(")
     sql = _COMPARISON_AS_NUMBER.sub(r"(\1)::int", sql)

@@ -28,10 +28,9 @@ from spanmeter.store.base import WriteResult
 from spanmeter.store.composed import ComposedStore
 from spanmeter.store.postgres.connection import Translated, connect, new_pool, redacted
 from spanmeter.store.postgres.migrations import migrate
-from spanmeter.store.postgres.parts import PostgresKeys, PostgresOutbox, PostgresQueries
+from spanmeter.store.postgres.parts import PostgresAggregate, PostgresKeys, PostgresOutbox, PostgresQueries
 from spanmeter.store.postgres.writer import Writer
 from spanmeter.store.sqlite import attention
-from spanmeter.store.sqlite.aggregate import SQLAggregate
 
 T = TypeVar("T")
 
@@ -55,7 +54,7 @@ class PostgresStore(ComposedStore):
             dsn, max_queued_records=max_queued_records, connect_timeout=connect_timeout, retry_after=retry_after
         )
         self.queries = PostgresQueries(self._fetch)
-        self.aggregates = SQLAggregate(self._fetch)
+        self.aggregates = PostgresAggregate(self._fetch)
         self.keys = PostgresKeys(dsn, connect_timeout, self._fetch)
         self.outbox = PostgresOutbox(dsn, connect_timeout, self.writer.transaction)
 

@@ -62,7 +62,6 @@ _ROLLUP_METRICS: Final = {
     "total_tokens": "SUM(tokens)",
     "records": "SUM(messages + events + meters)",
 }
-_ROLLUP_WINDOW_KEYS: Final = {"day": "day", "month": "strftime('%Y-%m', day * 86400, 'unixepoch')", "none": "NULL"}
 _DIMENSION_SQL: Final = {
     "customer": "r.customer_id",
     "provider": "r.provider",
@@ -78,6 +77,16 @@ class SQLAggregate:
 
     def __init__(self, fetch: Fetch) -> None:
         self._fetch = fetch
+
+    @staticmethod
+    def month_of(seconds: str) -> str:
+        """SQL of the UTC month ('YYYY-MM') of a time in seconds since the epoch (SQL too): the
+        one function a backend words its own way (PostgresAggregate)."""
+        return f"strftime('%Y-%m', {seconds}, 'unixepoch')"
+
+    def _rollup_window_key(self, window: str) -> str:
+        """A rollup row's window key, as the records' is computed (`day`: days since the epoch)."""
+        return {"day": "day", "month": self.month_of(f"day * {DAY_NS // NS}"), "none": "NULL"}[window]
 
     def aggregate(self, query: AggregateQuery) -> AggregateResult:
         """Rows of (window, group) with at least one record, in window then group order (no
@@ -105,7 +114,7 @@ class SQLAggregate:
         where = query.where
         customer = next((value for _, value in where.equals), None)
         by_customer = "customer" in query.group_by
-        key = _ROLLUP_WINDOW_KEYS[query.window]
+        key = self._rollup_window_key(query.window)
         clauses: list[str] = ["workspace = ?"]
         params: list[Any] = [where.workspace]
         if customer is not None:
@@ -154,7 +163,7 @@ class SQLAggregate:
 
     def _from_model_rollup(self, query: AggregateQuery) -> list[AggregateRow]:
         where = query.where
-        key = _ROLLUP_WINDOW_KEYS[query.window]
+        key = self._rollup_window_key(query.window)
         clauses: list[str] = ["workspace = ?"]
         params: list[Any] = [where.workspace]
         for column, value in where.equals:
@@ -196,7 +205,7 @@ class SQLAggregate:
                 "hour": f"((r.occurred_at + {_offset_sql(periods, lambda o: o % HOUR_NS)}) / {HOUR_NS}) * {HOUR_NS}"
                 f" - {_offset_sql(periods, lambda o: o % HOUR_NS)}",
                 "day": f"(r.occurred_at + {offset}) / {DAY_NS}",
-                "month": f"strftime('%Y-%m', (r.occurred_at + {offset}) / {NS}, 'unixepoch')",
+                "month": self.month_of(f"(r.occurred_at + {offset}) / {NS}"),
             }[query.window]
         group_sql, group_params = [], []
         for name in query.group_by:
