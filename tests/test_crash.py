@@ -47,7 +47,7 @@ def start_server(
     }))
     proc = subprocess.Popen([sys.executable, "-m", "spanmeter", "serve", "-c", str(config)],
                             stdout=subprocess.DEVNULL, stderr=stderr)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a loaded machine (2 cores, several suites) takes ~30 s to import and start
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=0.5).status_code == 200:
