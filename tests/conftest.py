@@ -99,23 +99,24 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Any]]:
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """A factory of stores on one database, once per backend (SQLite, PostgreSQL): a second call
-    is another process's store on the same database. Not started; closed at the end."""
+    is another process's store on the same database. Keyword options both backends take
+    (max_queued_records, retry_after) go to the store. Not started; closed at the end."""
     made: list[Any] = []
     if request.param == "postgres":
         from spanmeter.store.postgres import PostgresStore
 
         dsn = request.getfixturevalue("postgres").new_database()
 
-        def make() -> Any:
-            made.append(PostgresStore(dsn))
+        def make(**options: Any) -> Any:
+            made.append(PostgresStore(dsn, **options))
             return made[-1]
     else:
         from spanmeter.store.sqlite import SQLiteStore
 
-        def make() -> Any:
-            made.append(SQLiteStore(tmp_path / "store.db"))
+        def make(**options: Any) -> Any:
+            made.append(SQLiteStore(tmp_path / "store.db", **options))
             return made[-1]
 
     yield make

@@ -191,9 +191,9 @@ def test_serve_logging_keeps_library_request_lines_out() -> None:
     assert logging.getLogger("spanmeter.exporters.runner").isEnabledFor(logging.INFO)
 
 
-def test_keys_quota_create_update_and_remove(tmp_path: Path) -> None:
+def test_keys_quota_create_update_and_remove(tmp_path: Path, storage: dict[str, Any]) -> None:
     config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump({"storage": {"sqlite": {"path": str(tmp_path / "keys.db")}}}))
+    config_path.write_text(yaml.safe_dump({"storage": storage}))
     runner = CliRunner()
     created = runner.invoke(main, ["keys", "create", "-c", str(config_path), "--quota", "1000", "--quota", "$2.50"])
     assert created.exit_code == 0, created.output

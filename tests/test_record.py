@@ -35,6 +35,7 @@ def test_record_fields_match_the_proto() -> None:
     assert list(Product.__dataclass_fields__) == product_fields
 
 
+# SQLite-only: SQLite's table_info (PostgreSQL's records table is made from the same COLUMNS).
 def test_sql_columns_match_the_proto(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "x.db")
     store.migrate()

@@ -18,6 +18,7 @@ from tests.conftest import make_config, running_collector
 from tests.otlp_helpers import json_request, llm_raw_attrs, raw_span
 
 
+# SQLite-only: a database file path and its config key.
 def test_a_database_path_under_a_file_stops_start_up_naming_the_storage_key(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("a file, not a directory")
     path = tmp_path / "file" / "spanmeter.db"
@@ -33,6 +34,7 @@ def test_a_database_path_under_a_file_stops_start_up_naming_the_storage_key(tmp_
     assert "port" not in result.output
 
 
+# SQLite-only: a database file locked by another process (PostgreSQL's refused start: test_postgres_store.py).
 def test_a_locked_database_at_start_is_refused_with_the_reason(tmp_path: Path) -> None:
     config = make_config(tmp_path, storage={"sqlite": {"busy_timeout": 0.1}})
     Collector(config).store.migrate()
@@ -55,6 +57,7 @@ def set_page_limit(conn: sqlite3.Connection, pages: int | None) -> None:
     conn.execute(f"PRAGMA max_page_count={limit}")
 
 
+# SQLite-only: SQLITE_FULL through SQLite's page limit (PostgreSQL's outage and /readyz: test_postgres_outage.py).
 def test_a_full_disk_is_said_in_the_answer_readyz_and_metrics_and_recovered_from(tmp_path: Path) -> None:
     with running_collector(make_config(tmp_path)) as collector:
         store = collector.collector.store

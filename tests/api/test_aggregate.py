@@ -239,16 +239,14 @@ def test_rollup_answers_equal_the_records(
     ],
 )
 def test_model_rollup_answers_equal_the_records(
-    api: Api, storage: dict[str, Any], params: dict[str, str], group_by: tuple[str, ...], window: str,
-    where: dict[str, str],
+    api: Api, params: dict[str, str], group_by: tuple[str, ...], window: str, where: dict[str, str],
 ) -> None:
     records = mixed_records(seed=13)
     api.write(records)
     metrics = ("cost", "input_tokens", "output_tokens", "total_tokens", "records")
     chosen = [r for r in records if all(getattr(r, name) == value for name, value in where.items())]
     body = aggregate(api, metric=",".join(metrics), **params)
-    # The per-model rollup is SQLite's; PostgreSQL answers the same rows from the records.
-    assert body["source"] == ("rollup" if "sqlite" in storage else "records")
+    assert body["source"] == "rollup"
     assert body["rows"] == expected(chosen, metrics, group_by, window, "UTC")
     forced = aggregate(api, metric=",".join((*metrics, "distinct_users")), **params)
     assert forced["source"] == "records"

@@ -1,18 +1,23 @@
 """The overview's unknown-model and rejected-span counts are stored: a restart of the collector
-does not reset them (Prometheus' counters, per process, start again at 0)."""
+does not reset them (Prometheus' counters, per process, start again at 0). On each backend."""
 
 from __future__ import annotations
 
-import sqlite3
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from spanmeter.store.sqlite import SQLiteStore
+from spanmeter.record import UsageRecord
+from spanmeter.store.port import AttentionCounts, Store
 from tests.conftest import RunningCollector, make_config, running_collector
 from tests.otlp_helpers import i, json_request, llm_raw_attrs, raw_span, s
+from tests.store.backends import undo_migration
 
 ATTENTION = "/api/v1/usage/attention"
+MIGRATION = {"sqlite": "m014_attention_counts", "postgres": "m006_attention_counts"}
 
 
 def send(collector: RunningCollector, spans: list[dict[str, object]]) -> httpx.Response:
@@ -24,8 +29,8 @@ def send(collector: RunningCollector, spans: list[dict[str, object]]) -> httpx.R
     )
 
 
-def test_counts_survive_a_restart(tmp_path: Path) -> None:
-    config = make_config(tmp_path)
+def test_counts_survive_a_restart(tmp_path: Path, storage: dict[str, Any]) -> None:
+    config = make_config(tmp_path, storage=storage)
     with running_collector(config) as collector:
         assert httpx.get(collector.http_url + ATTENTION).json() == {"unknownModelRecords": 0, "rejectedSpans": 0}
         response = send(collector, [
@@ -45,24 +50,25 @@ def test_counts_survive_a_restart(tmp_path: Path) -> None:
         assert httpx.get(collector.http_url + ATTENTION).json() == {"unknownModelRecords": 1, "rejectedSpans": 2}
 
 
-def test_unknown_models_stored_before_the_counts_are_counted_once(tmp_path: Path) -> None:
+def test_unknown_models_stored_before_the_counts_are_counted_once(new_store: Callable[[], Store]) -> None:
     """A database written before the counts existed: its migration counts the stored records."""
-    path = tmp_path / "spanmeter.db"
-    SQLiteStore(path).migrate()
-    conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE attention_counts")
-    conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm014_attention_counts'")
-    columns = "idempotency_key, kind, type, occurred_at, workspace, id, received_at, cost_source, status, key_hash"
-    for n, (workspace, source) in enumerate([("a", "unknown"), ("a", "unknown"), ("a", "computed"), ("b", "unknown")]):
-        conn.execute(
-            f"INSERT INTO records ({columns}) VALUES (?, 'llm', 'chat', 1, ?, ?, 1, ?, 'success', ?)",
-            [f"k{n}", workspace, f"id{n}", source, n],
-        )
-    conn.commit()
-    conn.close()
-    store = SQLiteStore(path)
+    stored = [("a", "unknown"), ("a", "unknown"), ("a", "computed"), ("b", "unknown")]
+
+    async def write() -> Store:
+        store = new_store()
+        await store.start()
+        await store.write([
+            UsageRecord(idempotency_key=f"k{n}", kind="llm", type="chat", occurred_at=1, workspace=workspace,
+                        id=f"id{n}", cost_source=source, status="success")
+            for n, (workspace, source) in enumerate(stored)
+        ])  # fmt: skip
+        await store.close()
+        return store
+
+    undo_migration(asyncio.run(write()), MIGRATION, "attention_counts")
+    store = new_store()
     store.migrate()
+    assert isinstance(store, AttentionCounts)
     assert store.attention_counts("a") == {"unknown_model": 2, "rejected_spans": 0}
     assert store.attention_counts("b") == {"unknown_model": 1, "rejected_spans": 0}
     assert store.attention_counts("c") == {"unknown_model": 0, "rejected_spans": 0}
-    store.readers.close()

@@ -233,6 +233,7 @@ def test_altered_or_foreign_cursor_is_400(api: Api) -> None:
     assert api.get(RECORDS, take=3, cursor=cursor).status_code == 200  # a new page size is fine
 
 
+# SQLite-only: SQLite's EXPLAIN QUERY PLAN.
 def test_page_plans_use_indexes() -> None:
     """A page with a customer or meta filter reads an index in seq order: no scan, no sort."""
     import tempfile

@@ -11,7 +11,7 @@ import pytest
 from spanmeter.record import UsageRecord, new_record_id
 from spanmeter.store.base import RecordFilter
 from spanmeter.store.outbox import Claim, ExportFilter, LeaseLost, NotDue
-from spanmeter.store.sqlite import SQLiteStore
+from spanmeter.store.port import Store
 from spanmeter.store.sqlite import outbox as sqlite_outbox
 
 LEASE = 60 * 10**9
@@ -27,25 +27,25 @@ def record(i: int, kind: str = "llm", customer: str = "acme") -> UsageRecord:
 
 
 @pytest.fixture
-def store(new_store: Callable[[], SQLiteStore]) -> SQLiteStore:
+def store(new_store: Callable[[], Store]) -> Store:
     s = new_store()
     asyncio.run(s.start())
     return s
 
 
-def write(store: SQLiteStore, records: list[UsageRecord]) -> None:
+def write(store: Store, records: list[UsageRecord]) -> None:
     async def go() -> None:  # the writer resolves futures on the caller's loop: start a fresh one per call
         await store.write(records)
     asyncio.run(go())
 
 
-def claim(store: SQLiteStore, owner: str = "a", where: ExportFilter = EVERYTHING, limit: int = 10, now: int = NOW) -> Claim:
+def claim(store: Store, owner: str = "a", where: ExportFilter = EVERYTHING, limit: int = 10, now: int = NOW) -> Claim:
     got = store.claim("x", where, limit, owner, now, LEASE)
     assert isinstance(got, Claim), got
     return got
 
 
-def test_a_batch_is_kept_until_delivered_and_resent_unchanged(store: SQLiteStore) -> None:
+def test_a_batch_is_kept_until_delivered_and_resent_unchanged(store: Store) -> None:
     write(store, [record(i) for i in range(15)])
     assert store.register_exporter("x", "beginning") == 0
     first = claim(store)
@@ -60,14 +60,14 @@ def test_a_batch_is_kept_until_delivered_and_resent_unchanged(store: SQLiteStore
     assert store.claim("x", EVERYTHING, 10, "a", NOW, LEASE) is None
 
 
-def test_start_at_now_begins_after_the_newest_record(store: SQLiteStore) -> None:
+def test_start_at_now_begins_after_the_newest_record(store: Store) -> None:
     write(store, [record(i) for i in range(3)])
     assert store.register_exporter("x", "now") == 3
     assert store.register_exporter("x", "beginning") == 3  # registered once: the position stays
     assert store.claim("x", EVERYTHING, 10, "a", NOW, LEASE) is None
 
 
-def test_another_process_waits_for_the_lease(store: SQLiteStore, new_store: Callable[[], SQLiteStore]) -> None:
+def test_another_process_waits_for_the_lease(store: Store, new_store: Callable[[], Store]) -> None:
     write(store, [record(i) for i in range(3)])
     store.register_exporter("x", "beginning")
     held = claim(store, owner="a")
@@ -87,7 +87,7 @@ def test_another_process_waits_for_the_lease(store: SQLiteStore, new_store: Call
         other.outbox.close()
 
 
-def test_backoff_is_kept_in_the_store(store: SQLiteStore) -> None:
+def test_backoff_is_kept_in_the_store(store: Store) -> None:
     write(store, [record(0)])
     store.register_exporter("x", "beginning")
     batch = claim(store)
@@ -99,7 +99,7 @@ def test_backoff_is_kept_in_the_store(store: SQLiteStore) -> None:
     assert (state.attempts, state.last_error, state.claim_end) == (1, "HTTP 503", batch.end)
 
 
-def test_a_filter_skips_records_and_scans_a_bounded_window(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_filter_skips_records_and_scans_a_bounded_window(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqlite_outbox, "SCAN_WINDOW", 4)
     write(store, [record(i) for i in range(10)] + [record(10, kind="event")])
     store.register_exporter("x", "beginning")
@@ -110,7 +110,7 @@ def test_a_filter_skips_records_and_scans_a_bounded_window(store: SQLiteStore, m
     assert [r.kind for r in found.records] == ["event"] and found.end == 11
 
 
-def test_a_kept_batch_that_no_longer_matches_its_filter_is_passed(store: SQLiteStore) -> None:
+def test_a_kept_batch_that_no_longer_matches_its_filter_is_passed(store: Store) -> None:
     write(store, [record(i) for i in range(3)])
     store.register_exporter("x", "beginning")
     claim(store)  # kept, then the config's filter changes
@@ -118,7 +118,7 @@ def test_a_kept_batch_that_no_longer_matches_its_filter_is_passed(store: SQLiteS
     assert store.exporter_states()[0].position == 3
 
 
-def test_dead_deliveries_are_listed_requeued_and_sent_before_new_records(store: SQLiteStore) -> None:
+def test_dead_deliveries_are_listed_requeued_and_sent_before_new_records(store: Store) -> None:
     write(store, [record(i, customer=f"c{i}") for i in range(4)])
     store.register_exporter("x", "beginning")
     batch = claim(store, limit=2)
@@ -138,7 +138,7 @@ def test_dead_deliveries_are_listed_requeued_and_sent_before_new_records(store: 
     assert [r.customer_id for r in new.records] == ["c2", "c3"]
 
 
-def test_no_outbox_row_is_written_per_record(store: SQLiteStore) -> None:
+def test_no_outbox_row_is_written_per_record(store: Store) -> None:
     store.register_exporter("x", "now")
     write(store, [record(i) for i in range(50)])
     conn = store.outbox._outbox()[0]
@@ -146,7 +146,7 @@ def test_no_outbox_row_is_written_per_record(store: SQLiteStore) -> None:
     assert store.exporter_states()[0].behind == 50
 
 
-def test_items_come_from_sql_and_from_item_of_where_sql_cannot(store: SQLiteStore) -> None:
+def test_items_come_from_sql_and_from_item_of_where_sql_cannot(store: Store) -> None:
     from decimal import Decimal
 
     from spanmeter.encoding import item_text
@@ -163,13 +163,13 @@ def test_items_come_from_sql_and_from_item_of_where_sql_cannot(store: SQLiteStor
 
     batch = store.claim("x", EVERYTHING, 10, "a", NOW, LEASE, item_of)
     assert isinstance(batch, Claim) and batch.records == []
-    assert "k1" in made  # SQLite builds the other item itself
+    assert "k1" in made  # the other: built by SQLite itself, by item_of on PostgreSQL
     stored = {r.idempotency_key: r for r in store.recent(RecordFilter(), 10)}
     assert [json.loads(i) for i in batch.items] == [json.loads(item_text(stored[k])) for k in ("k0", "k1")]
     assert [json.loads(i)["quantity"] for i in batch.items] == ["2.5", "1000"]
 
 
-def test_progress_commits_a_batch_head_and_the_next_claim_is_the_rest(store: SQLiteStore) -> None:
+def test_progress_commits_a_batch_head_and_the_next_claim_is_the_rest(store: Store) -> None:
     write(store, [record(i, customer=f"c{i}") for i in range(6)])
     store.register_exporter("x", "beginning")
     batch = claim(store, limit=5)
@@ -188,7 +188,7 @@ def test_progress_commits_a_batch_head_and_the_next_claim_is_the_rest(store: SQL
         store.progress(again, "a", NOW, 0, {})
 
 
-def test_progress_on_requeued_deliveries(store: SQLiteStore) -> None:
+def test_progress_on_requeued_deliveries(store: Store) -> None:
     write(store, [record(i, customer=f"c{i}") for i in range(3)])
     store.register_exporter("x", "beginning")
     store.dead(claim(store), "a", NOW, "HTTP 400")

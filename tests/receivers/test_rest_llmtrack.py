@@ -125,8 +125,8 @@ def test_the_four_401_messages_and_both_key_headers(auth_rest: Rest) -> None:
     assert [item["workspace"] for item in auth_rest.items(key)] == ["acme", "acme"]
 
 
-def test_402_when_the_record_quota_is_spent_also_after_a_restart(tmp_path: Path) -> None:
-    config = make_config(tmp_path, auth={"enabled": True})
+def test_402_when_the_record_quota_is_spent_also_after_a_restart(tmp_path: Path, storage: dict[str, Any]) -> None:
+    config = make_config(tmp_path, storage=storage, auth={"enabled": True})
     month = datetime.now(UTC).strftime("%Y-%m")
     spent = {"ok": False, "error": f"Monthly quota exceeded: 2 of 2 records used in {month} (UTC)"}
     with running_collector(config) as running:
@@ -144,7 +144,12 @@ def test_402_when_the_record_quota_is_spent_also_after_a_restart(tmp_path: Path)
         assert (answer.status_code, answer.json()) == (402, spent)
 
 
-def test_402_when_the_cost_quota_is_spent(auth_rest: Rest) -> None:
+def test_402_when_the_cost_quota_is_spent(tmp_path: Path, storage: dict[str, Any]) -> None:
+    with running_collector(make_config(tmp_path, storage=storage, auth={"enabled": True})) as running:
+        cost_quota_is_spent(Rest(running))
+
+
+def cost_quota_is_spent(auth_rest: Rest) -> None:
     one_call = price("gpt-4o-mini", 120, 80)  # 0.000066
     key, key_id = auth_rest.key(quota_cost_nano=to_nano(one_call * 2))
     assert [auth_rest.post("/api/ingest", EXAMPLE, key=key).status_code for _ in range(2)] == [201, 201]

@@ -109,6 +109,7 @@ def test_adoption_rollups_equal_the_events_in_any_arrival_order(new_store: Calla
         asyncio.run(store.close())
 
 
+# SQLite-only: PostgreSQL's first migrations made these rollups, so no database of it lacks them.
 def test_a_database_from_before_the_adoption_rollups_is_backfilled(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
 

@@ -79,6 +79,7 @@ def both(store: SQLiteStore, query: AggregateQuery) -> tuple[Any, Any]:
 
 
 @pytest.mark.parametrize(("metrics", "group_by", "window", "customer", "days"), QUERIES)
+# SQLite-only: SQLite builds the rollup JSON itself; PostgreSQL's rows are rendered by the API.
 def test_json_rows_equal_the_python_rows_as_records_arrive(
     tmp_path: Path,
     metrics: tuple[str, ...],
@@ -105,6 +106,7 @@ def test_json_rows_equal_the_python_rows_as_records_arrive(
     store.readers.close()
 
 
+# SQLite-only: the SQLite-built JSON's row count (test_aggregate_limits.py: every source, both backends).
 def test_an_answer_over_max_rows_is_refused(tmp_path: Path) -> None:
     asyncio.run(write(tmp_path / "s.db", batch(random.Random(2), 0, 200)))
     store = SQLiteStore(tmp_path / "s.db")

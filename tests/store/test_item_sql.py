@@ -75,6 +75,7 @@ def sql_items(rows: list[tuple[Any, ...]]) -> list[str | None]:
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(records(), min_size=1, max_size=5))
+# SQLite-only: item JSON built by SQLite's JSON functions (PostgreSQL's come from item_of).
 def test_sql_item_equals_item_json(batch: list[UsageRecord]) -> None:
     rows = [record_to_row(r) for r in batch]
     for row, built in zip(rows, sql_items(rows), strict=True):
@@ -89,6 +90,7 @@ def test_sql_item_equals_item_json(batch: list[UsageRecord]) -> None:
         assert UsageItem.model_validate(json.loads(built)).model_dump(mode="json", by_alias=True, exclude_none=True) == expected
 
 
+# SQLite-only: item JSON built by SQLite's JSON functions (PostgreSQL's come from item_of).
 def test_plain_values_are_built_by_sql() -> None:
     record = UsageRecord(idempotency_key="k", kind="meter", type="pages", occurred_at=1_763_900_000_123_456_789,
                          received_at=1_763_900_001_000_000_000, quantity=Decimal("2.50"), cost_usd=Decimal("0.00024"),

@@ -44,6 +44,7 @@ def stored(path: Path) -> list[tuple[str, str, int]]:
         return conn.execute("SELECT workspace, idempotency_key, input_tokens FROM records ORDER BY seq").fetchall()
 
 
+# SQLite-only: key-hash probing is SQLite's (PostgreSQL has a unique index on the key itself).
 def test_colliding_hashes_keep_one_record_per_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqlite_store, "key_hash", crowded_hash)
     rng = random.Random(5)
@@ -72,6 +73,7 @@ def test_colliding_hashes_keep_one_record_per_key(tmp_path: Path, monkeypatch: p
         assert conn.execute("SELECT COUNT(*) FROM records WHERE key_hash BETWEEN 0 AND 2").fetchone()[0] == 3
 
 
+# SQLite-only: key-hash probing is SQLite's (PostgreSQL has a unique index on the key itself).
 def test_an_older_database_gets_its_hashes_and_keeps_deduplicating(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable
 
 from spanmeter.record import UsageRecord
+from spanmeter.store.port import Store
 from spanmeter.store.queries import RecordQuery
-from spanmeter.store.sqlite import SQLiteStore
 
 META = [
     {"plan": "pro"},
@@ -18,8 +18,8 @@ META = [
 ]
 
 
-def test_meta_filters_match_exactly(new_store: Callable[[], SQLiteStore]) -> None:
-    async def write() -> SQLiteStore:
+def test_meta_filters_match_exactly(new_store: Callable[[], Store]) -> None:
+    async def write() -> Store:
         store = new_store()
         await store.start()
         await store.write([
@@ -44,8 +44,8 @@ def test_meta_filters_match_exactly(new_store: Callable[[], SQLiteStore]) -> Non
         asyncio.run(store.close())
 
 
-def test_keys_with_quotes_and_backslashes(new_store: Callable[[], SQLiteStore]) -> None:
-    async def write() -> SQLiteStore:
+def test_keys_with_quotes_and_backslashes(new_store: Callable[[], Store]) -> None:
+    async def write() -> Store:
         store = new_store()
         await store.start()
         await store.write([

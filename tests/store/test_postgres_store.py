@@ -1,5 +1,5 @@
 """What only the PostgreSQL store has to show: migrations once under concurrent starts, values
-PostgreSQL cannot hold refused alone."""
+PostgreSQL cannot hold refused alone, a database it cannot reach refusing the start."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import concurrent.futures
 import time
 
 import psycopg
+import pytest
 
+from spanmeter.errors import StorageError
 from spanmeter.record import UsageRecord, new_record_id
 from spanmeter.store.postgres import PostgresStore
 from spanmeter.store.postgres.migrations import MIGRATIONS
@@ -44,3 +46,10 @@ def test_a_value_postgresql_cannot_hold_is_refused_alone(postgres: PostgresServe
             await store.close()
 
     asyncio.run(main())
+
+
+def test_a_database_that_cannot_be_reached_refuses_the_start(postgres: PostgresServer) -> None:
+    dsn = f"postgresql://postgres:secret@127.0.0.1:{postgres.port}/no_such_database"
+    with pytest.raises(StorageError, match=r"cannot open the database postgresql://postgres:\*\*\*@.*no_such_database") as error:
+        asyncio.run(PostgresStore(dsn, connect_timeout=1).start())
+    assert "secret" not in str(error.value)

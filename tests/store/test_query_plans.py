@@ -19,6 +19,7 @@ class _PlanRecorder(SQLiteStore):
     plans: list[str]
 
 
+# SQLite-only: SQLite's EXPLAIN QUERY PLAN.
 def test_adoption_reads_its_rollups_and_one_day_of_the_product_events_index(tmp_path: Path) -> None:
     store = _PlanRecorder(tmp_path / "p.db")
     store.migrate()
@@ -35,6 +36,7 @@ def test_adoption_reads_its_rollups_and_one_day_of_the_product_events_index(tmp_
         assert "USING INDEX records_product_events (workspace=? AND occurred_at>? AND occurred_at<?)" in plan
 
 
+# SQLite-only: the SQLite writer's statements and SQLite's query plans.
 def test_the_writer_looks_conversations_up_by_primary_key(tmp_path: Path) -> None:
     """Each batch looks up its conversations' stored starts: a scan of conversation_starts made
     every write slower as conversations accumulated."""

@@ -38,6 +38,7 @@ print("unchanged" if after == before else f"changed: {before} -> {after}")
 """
 
 
+# SQLite-only: the sqlite3 module's process-wide adapters.
 def test_importing_spanmeter_and_opening_a_store_leaves_sqlite3_unchanged(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", _PROGRAM, str(tmp_path / "s.db")], capture_output=True, text=True, timeout=120, check=False

@@ -1,15 +1,19 @@
 """Writes on every backend (the `new_store` fixture: SQLite and PostgreSQL): every field kept
 exactly, one record per key with duplicates and conflicts counted, a cancelled caller's records
-committed with the others'."""
+committed with the others', an unstorable record refused alone, a failing call in the writer's
+transaction undoing only itself, a request larger than the queue refused for good."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
+from spanmeter.errors import TooManyRecords
 from spanmeter.record import Product, UsageRecord
 from spanmeter.store.base import RecordFilter
 from spanmeter.store.port import Store
@@ -29,8 +33,25 @@ FULL = UsageRecord(
 )  # fmt: skip
 
 
-def event(key: str, **fields: str) -> UsageRecord:
-    return UsageRecord(idempotency_key=key, kind="event", type="x", occurred_at=1, id=f"id-{key}", **fields)
+def event(key: str, occurred_at: int = 1, **fields: str) -> UsageRecord:
+    return UsageRecord(idempotency_key=key, kind="event", type="x", occurred_at=occurred_at, id=f"id-{key}", **fields)
+
+
+def stored_keys(store: Store) -> list[str]:
+    return sorted(r.idempotency_key for r in store.recent(RecordFilter(), 100))
+
+
+async def grouped(store: Any, *batches: list[UsageRecord]) -> list[Any]:
+    """Write the batches so that the writer takes them in one transaction (it is held in a call
+    while they queue up); each one's WriteResult or exception."""
+    busy, release = threading.Event(), threading.Event()
+    holding = asyncio.create_task(asyncio.to_thread(store.transaction, lambda c: busy.set() or release.wait(10)))
+    await asyncio.to_thread(busy.wait, 10)
+    writes = [asyncio.create_task(store.write(batch)) for batch in batches]
+    await asyncio.sleep(0)  # all queued
+    release.set()
+    await holding
+    return await asyncio.gather(*writes, return_exceptions=True)
 
 
 def test_every_field_is_kept_exactly(new_store: Callable[[], Store]) -> None:
@@ -72,9 +93,85 @@ def test_a_cancelled_caller_leaves_the_commit_to_the_others(new_store: Callable[
         assert [r.idempotency_key for r in (await stays).inserted] == ["b"]
         with pytest.raises(asyncio.CancelledError):
             await gone
+        assert [r.idempotency_key for r in (await store.write([event("c")])).inserted] == ["c"]
         await store.close()
         return store
 
     asyncio.run(main())
-    reader = new_store()  # the cancelled caller's record was committed too
-    assert sorted(r.idempotency_key for r in reader.recent(RecordFilter(), 10)) == ["a", "b"]
+    assert stored_keys(new_store()) == ["a", "b", "c"]  # the cancelled caller's record was committed too
+
+
+def test_an_unstorable_record_fails_neither_other_requests_nor_its_neighbours(new_store: Callable[[], Store]) -> None:
+    """A time past int64 (conversion refuses it; here it reaches the store anyway) in one request of
+    a group commit: the other requests are stored, and so is the rest of its own request."""
+
+    async def main() -> list[Any]:
+        store = new_store()
+        await store.start()
+        results = await grouped(
+            store,
+            [event("a1"), event("a2")],
+            [event("p1"), event("poison", occurred_at=2**63), event("p2")],
+            [event("b1")],
+        )
+        assert store.failure is None  # a value was refused, not the store
+        await store.close()
+        return results
+
+    innocent, poisoned, other = asyncio.run(main())
+    assert [r.idempotency_key for r in innocent.inserted] == ["a1", "a2"]
+    assert [r.idempotency_key for r in other.inserted] == ["b1"]
+    assert [r.idempotency_key for r in poisoned.inserted] == ["p1", "p2"]
+    [(refused, why)] = poisoned.refused
+    assert refused.idempotency_key == "poison" and "range" in why, why
+    assert stored_keys(new_store()) == ["a1", "a2", "b1", "p1", "p2"]
+
+
+def test_a_failing_call_in_the_writers_transaction_undoes_only_itself(new_store: Callable[[], Store]) -> None:
+    def fails(conn: Any) -> None:
+        conn.execute("INSERT INTO spanmeter_secrets (name, value) VALUES ('scratch', 'x')")
+        raise ValueError("no")
+
+    def scratch(conn: Any) -> Any:
+        return tuple(conn.execute("SELECT COUNT(*) FROM spanmeter_secrets WHERE name = 'scratch'").fetchone())
+
+    async def main() -> None:
+        store: Any = new_store()
+        await store.start()
+        try:
+            # Hold the writer inside a call while the rest queues up: then it takes the records and
+            # the two calls in one go.
+            busy, release = threading.Event(), threading.Event()
+            holding = asyncio.create_task(asyncio.to_thread(store.transaction, lambda c: busy.set() or release.wait(10)))
+            await asyncio.to_thread(busy.wait, 10)
+            writes = [asyncio.create_task(store.write([event(k)])) for k in "ab"]
+            await asyncio.sleep(0)  # both are queued
+            failing = asyncio.create_task(asyncio.to_thread(store.transaction, fails))
+            counting = asyncio.create_task(
+                asyncio.to_thread(store.transaction, lambda c: tuple(c.execute("SELECT COUNT(*) FROM records").fetchone()))
+            )
+            await asyncio.sleep(0.2)  # both calls are queued
+            release.set()
+            assert await holding is True
+            assert await counting == (2,)
+            with pytest.raises(ValueError, match="no"):
+                await failing
+            assert [len((await w).inserted) for w in writes] == [1, 1]
+        finally:
+            await store.close()
+        # after close, a transaction runs on a connection of its own
+        assert store.transaction(scratch) == (0,)
+
+    asyncio.run(main())
+    assert stored_keys(new_store()) == ["a", "b"]
+
+
+def test_a_request_larger_than_the_queue_is_a_permanent_error(new_store: Callable[..., Store]) -> None:
+    async def main() -> None:
+        store = new_store(max_queued_records=3)
+        await store.start()
+        with pytest.raises(TooManyRecords, match=r"yields 4 usage records.*max_queued_records: 3.*never be accepted"):
+            await store.write([event(str(n)) for n in range(4)])
+        assert len((await store.write([event(str(n)) for n in range(3)])).inserted) == 3
+
+    asyncio.run(main())

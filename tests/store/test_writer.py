@@ -1,10 +1,10 @@
-"""The writer thread: a caller that goes away does not take other callers' records, or its own, with it."""
+"""The SQLite writer's own behaviour: the WAL kept bounded, absent values bound as NaN, the short
+INSERT of batches without rare fields. (What every backend's writer does is in test_store_writes.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,64 +17,6 @@ from spanmeter.store.sqlite import writer as sqlite_store
 
 def record(key: str) -> UsageRecord:
     return UsageRecord(idempotency_key=key, kind="event", type="x", occurred_at=1, id=f"id-{key}")
-
-
-def test_a_cancelled_caller_leaves_the_commit_to_the_others(tmp_path: Path) -> None:
-    async def main() -> None:
-        store = SQLiteStore(tmp_path / "w.db")
-        await store.start()
-        try:
-            gone = asyncio.create_task(store.write([record("a")]))
-            stays = asyncio.create_task(store.write([record("b")]))
-            await asyncio.sleep(0)  # both are queued
-            gone.cancel()
-            assert [r.idempotency_key for r in (await stays).inserted] == ["b"]
-            with pytest.raises(asyncio.CancelledError):
-                await gone
-            assert [r.idempotency_key for r in (await store.write([record("c")])).inserted] == ["c"]
-        finally:
-            await store.close()
-
-    asyncio.run(main())
-    with sqlite3.connect(tmp_path / "w.db") as conn:  # the cancelled caller's record was committed too
-        assert sorted(k for (k,) in conn.execute("SELECT idempotency_key FROM records")) == ["a", "b", "c"]
-
-
-def test_a_failing_call_in_the_writers_transaction_undoes_only_itself(tmp_path: Path) -> None:
-    def fails(conn: sqlite3.Connection) -> None:
-        conn.execute("CREATE TABLE scratch (x)")
-        raise ValueError("no")
-
-    async def main() -> None:
-        store = SQLiteStore(tmp_path / "w.db")
-        await store.start()
-        try:
-            # Hold the writer inside a call while the rest queues up: then it takes the records and
-            # the two calls in one transaction.
-            busy, release = threading.Event(), threading.Event()
-            holding = asyncio.create_task(asyncio.to_thread(store.transaction, lambda c: busy.set() or release.wait(10)))
-            await asyncio.to_thread(busy.wait, 10)
-            writes = [asyncio.create_task(store.write([record(k)])) for k in "ab"]
-            await asyncio.sleep(0)  # both are queued
-            failing = asyncio.create_task(asyncio.to_thread(store.transaction, fails))
-            counting = asyncio.create_task(
-                asyncio.to_thread(store.transaction, lambda c: c.execute("SELECT COUNT(*) FROM records").fetchone())
-            )
-            await asyncio.sleep(0.2)  # both calls are queued
-            release.set()
-            assert await holding is True
-            assert await counting == (2,)
-            with pytest.raises(ValueError, match="no"):
-                await failing
-            assert [len((await w).inserted) for w in writes] == [1, 1]
-        finally:
-            await store.close()
-        # after close, a transaction runs on a connection of its own
-        assert store.transaction(lambda c: c.execute("SELECT name FROM sqlite_master WHERE name = 'scratch'").fetchall()) == []
-
-    asyncio.run(main())
-    with sqlite3.connect(tmp_path / "w.db") as conn:
-        assert sorted(k for (k,) in conn.execute("SELECT idempotency_key FROM records")) == ["a", "b"]
 
 
 def largest_wal(path: Path, batches: int, pause: float = 0.0) -> int:
@@ -100,6 +42,7 @@ def largest_wal(path: Path, batches: int, pause: float = 0.0) -> int:
     return largest
 
 
+# SQLite-only: the WAL file and its checkpoints are SQLite's.
 def test_the_wal_starts_over_under_steady_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Checkpoints beside a steady writer never leave the WAL fully copied, so SQLite would never
     rewind it; the writer finishes one past WAL_RESTART_PAGES, and the WAL stays near that size."""
@@ -110,6 +53,7 @@ def test_the_wal_starts_over_under_steady_writes(tmp_path: Path, monkeypatch: py
     assert largest < 20 * 200 * 4096, f"the WAL grew to {largest} bytes"  # without the rewind: ~67 MB
 
 
+# SQLite-only: the WAL file and its checkpoints are SQLite's.
 def test_the_writer_truncates_a_wal_the_checkpoints_cannot_keep_up_with(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,6 +63,7 @@ def test_the_writer_truncates_a_wal_the_checkpoints_cannot_keep_up_with(
     assert largest < 3 * 500 * 4096, f"the WAL grew to {largest} bytes"  # about 30 MB without truncation
 
 
+# SQLite-only: the NaN binding and typeof() are the SQLite writer's (PostgreSQL binds arrays).
 def test_absent_fields_are_stored_as_null_and_a_repeat_is_a_plain_duplicate(tmp_path: Path) -> None:
     # The writer binds absent values as NaN (faster than None); SQLite must store them as NULL, and
     # comparing a repeat with the stored row must not see a difference in them.
@@ -141,6 +86,7 @@ def test_absent_fields_are_stored_as_null_and_a_repeat_is_a_plain_duplicate(tmp_
         assert conn.execute("SELECT COUNT(*) FROM records WHERE customer_id IS NULL AND meta IS NULL").fetchone() == (1,)
 
 
+# SQLite-only: the short INSERT without the rare columns is the SQLite writer's.
 def test_batches_with_and_without_rare_fields_store_every_field(tmp_path: Path) -> None:
     # A batch whose records leave all the rare columns empty is inserted naming only the others
     # (sqlite_store._INSERT_COMMON); a batch with any of them set, every column. Both must store

@@ -34,7 +34,7 @@ from spanmeter.store.queries import (
 )
 
 if TYPE_CHECKING:  # the parts' classes (the sqlite package imports this module)
-    from spanmeter.store.sqlite.aggregate import SQLiteAggregate
+    from spanmeter.store.sqlite.aggregate import SQLAggregate
     from spanmeter.store.sqlite.api_keys import SQLiteKeys
     from spanmeter.store.sqlite.outbox import SQLiteOutbox
     from spanmeter.store.sqlite.queries import SQLiteQueries
@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # the parts' classes (the sqlite package imports this module)
 
 class ComposedStore:
     queries: SQLiteQueries
-    aggregates: SQLiteAggregate
+    aggregates: SQLAggregate
     keys: SQLiteKeys
     outbox: SQLiteOutbox
 

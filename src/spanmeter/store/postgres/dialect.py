@@ -6,13 +6,15 @@ answer with the same numbers by construction; the tests run every store behaviou
 What differs between the two dialects, for the statements the store uses:
 
 - parameters: `?` becomes `%s` (and a literal `%` becomes `%%`);
-- `INSERT OR IGNORE` becomes `ON CONFLICT DO NOTHING`; `INSERT OR REPLACE` and a bare
-  `ON CONFLICT DO UPDATE` name the table's primary key, and the existing row's columns in the
-  update are qualified with the table (PostgreSQL finds them ambiguous beside `excluded`);
-- SQLite's two-argument `max(a, b)` in an upsert becomes `GREATEST(a, b)` (which, unlike
-  SQLite's, ignores a NULL: the statements wrap it in COALESCE for SQLite, the same result);
-- `instr`, `json_extract(text, '$."key"')`, `json_each(text)` and `strftime('%Y-%m', seconds,
-  'unixepoch')` become PostgreSQL functions or the functions this backend creates (FUNCTIONS);
+- an `ON CONFLICT DO UPDATE` without a conflict target (the adoption rollups' upserts) names the
+  table's primary key, and the existing row's columns in the update are qualified with the table
+  (PostgreSQL finds them ambiguous beside `excluded`); SQLite's two-argument `max(a, b)` there
+  becomes `GREATEST(a, b)` (which, unlike SQLite's, ignores a NULL: the statements wrap it in
+  COALESCE for SQLite, the same result). The other upserts are written in the SQL both accept
+  (`ON CONFLICT (primary key) DO UPDATE SET c = table.c + excluded.c`, `ON CONFLICT DO
+  NOTHING`), and pass unchanged;
+- `instr`, `json_extract(text, '$."key"')` and `json_each(text)` (the meta and tag filters)
+  become PostgreSQL functions or the functions this backend creates (FUNCTIONS);
 - a comparison selected as a value is a number (0 or 1), as in SQLite;
 - `ORDER BY` puts NULLs below every value, as SQLite does;
 - the query API's item JSON, which SQLite builds with its JSON functions, is built in Python;
@@ -20,6 +22,10 @@ What differs between the two dialects, for the statements the store uses:
   SQLite's BINARY collation) and `WITHOUT ROWID` goes;
 - `BEGIN` takes a repeatable-read snapshot (SQLite's read transactions are snapshots) and
   `BEGIN IMMEDIATE` takes the store's write lock (SQLite's single writer: see records.py).
+
+Not translated, because each is written for both: the upserts of the daily, per-model, meter and
+attention rollups and of the outbox (SQL both accept), the month of a meter query (parts.py
+PostgresAggregate), the records' insert (records.py) and the migrations' indexes (migrations.py).
 """
 
 from __future__ import annotations
@@ -47,12 +53,11 @@ FUNCTIONS: Final = (
     "  jsonb_typeof(document::jsonb) = 'array' THEN document::jsonb END) WITH ORDINALITY AS a(value, n) $$"),
 )
 
-_TABLE: Final = re.compile(r"INSERT (?:OR \w+ )?INTO (\w+)")
+_TABLE: Final = re.compile(r"INSERT INTO (\w+)")
 _ASSIGNMENT: Final = re.compile(r"(\w+) = (.+?)(?=, \w+ = |$)")
 _BARE_NAME: Final = re.compile(r"(?<![.\w'])([a-z_][a-z0-9_]*)\b(?![.(\w])")
 # A comparison selected as a value (adoption's family counts): SQLite's is 0 or 1, PostgreSQL's boolean.
 _COMPARISON_AS_NUMBER: Final = re.compile(r"(?<!WHEN )(?<!AND )(?<!WHERE )\b(event_family = '\w+')(?=,| FROM)")
-_MONTH: Final = re.compile(r"strftime\('%Y-%m', (.+?), 'unixepoch'\)")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -68,7 +73,6 @@ def translate(sql: str) -> str:
     # The query API's item JSON is built by SQLite's JSON functions; here by Python (NULL: the
     # caller's item_of builds it, as for the rows SQLite cannot format).
     sql = sql.replace(ITEM_JSON, "NULL::text")
-    sql = _MONTH.sub(r"to_char(to_timestamp(\1) AT TIME ZONE 'UTC', 'YYYY-MM')", sql)
     sql = sql.replace("json_extract(", "spanmeter_json_extract(").replace("json_each(", "spanmeter_json_each(")
     sql = sql.replace("instr(", "strpos(")
     sql = _COMPARISON_AS_NUMBER.sub(r"(\1)::int", sql)
@@ -109,18 +113,6 @@ def _order_nulls_as_sqlite(sql: str) -> str:
 
 
 def _upsert(sql: str, table: str) -> str:
-    if sql.startswith("INSERT OR IGNORE"):
-        return sql.replace("INSERT OR IGNORE", "INSERT", 1) + " ON CONFLICT DO NOTHING"
-    if sql.startswith("INSERT OR REPLACE"):
-        before, _, values = sql.partition(" VALUES ")
-        named = re.search(r"\(([^)]*)\)", before)
-        columns = [c.strip() for c in named.group(1).split(",")] if named else _COLUMNS_OF[table]
-        listed = f" ({', '.join(columns)})" if not named else ""
-        return (
-            f"{before.replace('INSERT OR REPLACE', 'INSERT', 1)}{listed} VALUES {values}"
-            f" ON CONFLICT ON CONSTRAINT {table}_pkey DO UPDATE SET "
-            + ", ".join(f"{c} = excluded.{c}" for c in columns)
-        )
     head, found, updates = sql.partition("ON CONFLICT DO UPDATE SET ")
     if not found:
         return sql
@@ -130,9 +122,6 @@ def _upsert(sql: str, table: str) -> str:
     )
     return f"{head}ON CONFLICT ON CONSTRAINT {table}_pkey DO UPDATE SET {qualified}"
 
-
-# The columns of the tables written with `INSERT OR REPLACE INTO table VALUES (...)`, in order.
-_COLUMNS_OF: Final = {"meter_daily": ["workspace", "customer_id", "day", "meter", "quantity"]}
 
 
 def _schema(sql: str) -> str:

@@ -5,8 +5,10 @@ advisory lock first, so of several instances starting together one applies what 
 while the others wait, then find it applied; all of it in one transaction (PostgreSQL's DDL is
 transactional): a failure leaves the database as it was.
 
-The tables are those of the SQLite store (the same statements, through dialect.py), in their
-current shape: a PostgreSQL database starts empty, so nothing needs a backfill.
+The tables are those of the SQLite store (the same statements, through dialect.py). A migration
+added after the first release fills its table from the records already stored (its backfill), as
+the SQLite migration of the same table does: a database created by an older spanmeter gets the
+same numbers as a new one.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Final
 from spanmeter.store.postgres.connection import Translated
 from spanmeter.store.postgres.dialect import FUNCTIONS, MIGRATION_LOCK
 from spanmeter.store.schema import COLUMNS, NOT_NULL_COLUMNS, column_type
-from spanmeter.store.sqlite import adoption_rollup, rollup
+from spanmeter.store.sqlite import adoption_rollup, attention, model_rollup, rollup
 from spanmeter.store.sqlite import outbox as sqlite_outbox
 
 log = logging.getLogger(__name__)
@@ -75,12 +77,28 @@ def _m005_functions(db: Translated) -> None:
         db.conn.execute(statement)
 
 
+def _m006_attention_counts(db: Translated) -> None:
+    # The dashboard's unknown-model and rejected-span counts, kept across restarts
+    # (sqlite/attention.py); unknown-model records already stored are counted once here.
+    for statement in (*attention.SCHEMA, *attention.BACKFILL):
+        db.execute(statement)
+
+
+def _m007_usage_daily_model(db: Translated) -> None:
+    # Meter queries by model, provider or kind from daily rollups (sqlite/model_rollup.py),
+    # filled from the records already stored (one pass over them).
+    for statement in (*model_rollup.SCHEMA, *model_rollup.BACKFILL):
+        db.execute(statement)
+
+
 MIGRATIONS: Final[tuple[tuple[str, Callable[[Translated], None]], ...]] = (
     ("m001_records", _m001_records),
     ("m002_api_keys", _m002_api_keys),
     ("m003_rollups", _m003_rollups),
     ("m004_outbox", _m004_outbox),
     ("m005_functions", _m005_functions),
+    ("m006_attention_counts", _m006_attention_counts),
+    ("m007_usage_daily_model", _m007_usage_daily_model),
 )
 
 

@@ -1,7 +1,8 @@
 """The shared store parts (the SQLite backend's classes) on PostgreSQL connections.
 
-Their SQL runs through dialect.py; what differs is only where a part gets a connection, and
-the idempotency-key lookup (PostgreSQL has a plain unique index on (workspace, key)).
+Their SQL runs through dialect.py; what differs is only where a part gets a connection, the
+idempotency-key lookup (PostgreSQL has a plain unique index on (workspace, key)), and the SQL of
+a month in meter queries.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import psycopg
 
 from spanmeter.store.postgres.connection import Translated, connect, unavailable
+from spanmeter.store.sqlite.aggregate import SQLAggregate
 from spanmeter.store.sqlite.api_keys import SQLiteKeys
 from spanmeter.store.sqlite.outbox import SQLiteOutbox
 from spanmeter.store.sqlite.queries import SQLiteQueries
@@ -25,6 +27,12 @@ class PostgresQueries(SQLiteQueries):
         rows = self._fetch("SELECT id FROM records WHERE workspace = ? AND idempotency_key = ?",
                            [workspace, idempotency_key])
         return str(rows[0][0]) if rows else None
+
+
+class PostgresAggregate(SQLAggregate):
+    @staticmethod
+    def month_of(seconds: str) -> str:
+        return f"to_char(to_timestamp({seconds}) AT TIME ZONE 'UTC', 'YYYY-MM')"
 
 
 class PostgresKeys(SQLiteKeys):

@@ -1,4 +1,5 @@
-"""Records into PostgreSQL: one transaction per batch, idempotent, with the rollups.
+"""Records into PostgreSQL: one transaction per batch, idempotent, with the rollups (daily,
+adoption, per model) and the unknown-model count, as on SQLite.
 
 Every write transaction takes the store's write lock (a transaction-level advisory lock) before
 it inserts, and holds it until it commits, as SQLite's single writer does. That is what keeps
@@ -24,6 +25,7 @@ from spanmeter.store.base import WriteResult
 from spanmeter.store.postgres.connection import Translated
 from spanmeter.store.postgres.dialect import WRITE_LOCK
 from spanmeter.store.schema import COLUMNS, CONTENT_COLUMNS, column_type, record_to_row
+from spanmeter.store.sqlite import attention, model_rollup
 from spanmeter.store.sqlite.adoption_rollup import roll_up_adoption
 from spanmeter.store.sqlite.rollup import roll_up
 
@@ -92,6 +94,8 @@ def insert(db: Translated, batches: Sequence[list[UsageRecord]]) -> list[WriteRe
         _count_duplicate(result, winners[(row[_WORKSPACE_AT], row[_KEY_AT])], row)
     roll_up(db, new)  # type: ignore[arg-type]  # the shared rollups, through the translating connection
     roll_up_adoption(db, (record for record, _ in new))  # type: ignore[arg-type]
+    model_rollup.roll_up_models(db, new)  # type: ignore[arg-type]
+    attention.count_unknown_models(db, (record for record, _ in new))  # type: ignore[arg-type]
     return results
 
 

@@ -3,7 +3,8 @@
     writer.py      the writer thread: records (records.py), and the outbox's writes, in
                    transactions holding the store's write lock, so seq is the commit order
     migrations.py  the schema's named, versioned migrations, applied once under a lock
-    parts.py       the shared parts (queries, aggregates, API keys, outbox) on PostgreSQL
+    parts.py       the shared parts (queries, aggregates, API keys, outbox) on PostgreSQL;
+                   sqlite/attention.py the stored unknown-model and rejected-span counts
     dialect.py     their SQL, written for SQLite, as PostgreSQL statements
     connection.py  the pool, and connections that speak that SQL
 
@@ -27,9 +28,9 @@ from spanmeter.store.base import WriteResult
 from spanmeter.store.composed import ComposedStore
 from spanmeter.store.postgres.connection import Translated, connect, new_pool, redacted
 from spanmeter.store.postgres.migrations import migrate
-from spanmeter.store.postgres.parts import PostgresKeys, PostgresOutbox, PostgresQueries
+from spanmeter.store.postgres.parts import PostgresAggregate, PostgresKeys, PostgresOutbox, PostgresQueries
 from spanmeter.store.postgres.writer import Writer
-from spanmeter.store.sqlite.aggregate import SQLiteAggregate
+from spanmeter.store.sqlite import attention
 
 T = TypeVar("T")
 
@@ -53,7 +54,7 @@ class PostgresStore(ComposedStore):
             dsn, max_queued_records=max_queued_records, connect_timeout=connect_timeout, retry_after=retry_after
         )
         self.queries = PostgresQueries(self._fetch)
-        self.aggregates = SQLiteAggregate(self._fetch, None)  # without the SQLite-only fast paths
+        self.aggregates = PostgresAggregate(self._fetch)
         self.keys = PostgresKeys(dsn, connect_timeout, self._fetch)
         self.outbox = PostgresOutbox(dsn, connect_timeout, self.writer.transaction)
 
@@ -109,6 +110,17 @@ class PostgresStore(ComposedStore):
 
     async def write(self, records: list[UsageRecord]) -> WriteResult:
         return await self.writer.write(records)
+
+    # --- attention counts (store/port.py AttentionCounts) -------------------------------------
+    async def count_rejected(self, workspace: str, spans: int) -> None:
+        """Add refused spans to the stored count (sqlite/attention.py), in a writer transaction."""
+        await asyncio.to_thread(
+            self.writer.transaction,
+            lambda db: attention.add_counts(db, [(workspace, attention.REJECTED_SPANS, spans)]),
+        )
+
+    def attention_counts(self, workspace: str) -> dict[str, int]:
+        return attention.read_counts(self._fetch, workspace)
 
     # --- the shared parts' connections ---------------------------------------------------------
     def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:

@@ -1,12 +1,18 @@
-"""The SQLite side of meter queries (`GET /api/v1/usage/aggregate`, `spanmeter usage`).
+"""Meter queries (`GET /api/v1/usage/aggregate`, `spanmeter usage`) in the store's shared SQL.
 
-Two sources give the same numbers:
+Three sources give the same numbers:
 - the daily rollups (`usage_daily`, store/sqlite/rollup.py) when they hold everything asked: windows of a
   UTC day, a UTC month or none, grouped by nothing or by customer, filtered by customer only, cost,
   tokens and record counts, from/to on UTC midnights. 30 days of 2,000 customers is ~60,000 small
   rows whatever the number of records;
+- the per-model daily rollup (`usage_daily_model`, model_rollup.py) for the same windows grouped or
+  filtered by kind, provider or model;
 - the records otherwise (any time zone, hour windows, meta keys, distinct counts, exact meter
   quantities), read through the same filters as a records page.
+
+`SQLAggregate` answers from these on any backend, through `fetch` (PostgreSQL runs the same
+statements, translated). `SQLiteAggregate` adds what only SQLite can do: the rollup answer's JSON
+built by SQLite itself (aggregate_json.py).
 """
 
 from __future__ import annotations
@@ -56,7 +62,6 @@ _ROLLUP_METRICS: Final = {
     "total_tokens": "SUM(tokens)",
     "records": "SUM(messages + events + meters)",
 }
-_ROLLUP_WINDOW_KEYS: Final = {"day": "day", "month": "strftime('%Y-%m', day * 86400, 'unixepoch')", "none": "NULL"}
 _DIMENSION_SQL: Final = {
     "customer": "r.customer_id",
     "provider": "r.provider",
@@ -67,17 +72,21 @@ _DIMENSION_SQL: Final = {
 }
 
 
-class SQLiteAggregate:
-    """Meter queries, on the read connections."""
+class SQLAggregate:
+    """Meter queries from the rollups and the records, on any backend's read queries."""
 
-    def __init__(
-        self, fetch: Fetch, connection: Callable[[], contextlib.AbstractContextManager[sqlite3.Connection]] | None
-    ) -> None:
-        """`connection`: a SQLite read connection for the SQLite-only fast paths (JSON built by
-        SQLite, the per-model rollup); None on a backend that reuses these queries without them."""
+    def __init__(self, fetch: Fetch) -> None:
         self._fetch = fetch
-        self._connection = connection  # a read connection of its own, for one read transaction
-        self._json_rows = RollupJSON()  # rollup answers as JSON, past days kept
+
+    @staticmethod
+    def month_of(seconds: str) -> str:
+        """SQL of the UTC month ('YYYY-MM') of a time in seconds since the epoch (SQL too): the
+        one function a backend words its own way (PostgresAggregate)."""
+        return f"strftime('%Y-%m', {seconds}, 'unixepoch')"
+
+    def _rollup_window_key(self, window: str) -> str:
+        """A rollup row's window key, as the records' is computed (`day`: days since the epoch)."""
+        return {"day": "day", "month": self.month_of(f"day * {DAY_NS // NS}"), "none": "NULL"}[window]
 
     def aggregate(self, query: AggregateQuery) -> AggregateResult:
         """Rows of (window, group) with at least one record, in window then group order (no
@@ -88,19 +97,24 @@ class SQLiteAggregate:
             if name not in _RECORD_METRICS and name != "quantity":
                 raise ValueError(f"unknown metric {name!r}")
         if answerable_from_rollups(query):
-            if query.as_json and self._connection is not None:
-                return self._rollup_json(query)
+            if query.as_json and (built := self._rollup_json(query)) is not None:
+                return built
             return AggregateResult(self._from_rollups(query), "rollup")
-        if self._connection is not None and answerable_from_model_rollup(query):
+        if answerable_from_model_rollup(query):
             return AggregateResult(self._from_model_rollup(query), "rollup")
         return AggregateResult(self._from_records(query, tz), "records")
+
+    def _rollup_json(self, query: AggregateQuery) -> AggregateResult | None:
+        """The rollup answer as the API's JSON text, built by the database; None where the
+        backend cannot (the API renders the rows instead: the same text)."""
+        return None
 
     # --- rollups -----------------------------------------------------------------------------
     def _from_rollups(self, query: AggregateQuery) -> list[AggregateRow]:
         where = query.where
         customer = next((value for _, value in where.equals), None)
         by_customer = "customer" in query.group_by
-        key = _ROLLUP_WINDOW_KEYS[query.window]
+        key = self._rollup_window_key(query.window)
         clauses: list[str] = ["workspace = ?"]
         params: list[Any] = [where.workspace]
         if customer is not None:
@@ -147,21 +161,9 @@ class SQLiteAggregate:
             raise TooManyRows(query.max_rows)
         return rows
 
-    def _rollup_json(self, query: AggregateQuery) -> AggregateResult:
-        customer = next((value for _, value in query.where.equals), None)
-        assert self._connection is not None  # aggregate() takes this path only with one
-        with self._connection() as conn:
-            found = self._json_rows.answer(conn, query, customer, _bounds(query.window, ZoneInfo("UTC")))
-        if found is None:  # maybe too many rows: counted exactly the slower way
-            return AggregateResult(self._from_rollups(query), "rollup")
-        count, text = found
-        if count > query.max_rows:
-            raise TooManyRows(query.max_rows)
-        return AggregateResult([], "rollup", text)
-
     def _from_model_rollup(self, query: AggregateQuery) -> list[AggregateRow]:
         where = query.where
-        key = _ROLLUP_WINDOW_KEYS[query.window]
+        key = self._rollup_window_key(query.window)
         clauses: list[str] = ["workspace = ?"]
         params: list[Any] = [where.workspace]
         for column, value in where.equals:
@@ -177,8 +179,9 @@ class SQLiteAggregate:
         sums = "".join(f", {model_rollup.METRIC_SUMS[name]}" for name in query.metrics)
         numbers = ", ".join(str(i) for i in range(1, len(keys) + 1))
         sql = (
-            f"SELECT {', '.join(keys)}, {model_rollup.METRIC_SUMS['records']} AS n{sums} FROM usage_daily_model"
-            f" WHERE {' AND '.join(clauses)} GROUP BY {numbers} HAVING n != 0 ORDER BY {numbers} LIMIT ?"
+            f"SELECT {', '.join(keys)}, {model_rollup.METRIC_SUMS['records']}{sums} FROM usage_daily_model"
+            f" WHERE {' AND '.join(clauses)} GROUP BY {numbers} HAVING {model_rollup.METRIC_SUMS['records']} != 0"
+            f" ORDER BY {numbers} LIMIT ?"
         )
         found = self._fetch(sql, [*params, query.max_rows + 1])
         if len(found) > query.max_rows:
@@ -202,7 +205,7 @@ class SQLiteAggregate:
                 "hour": f"((r.occurred_at + {_offset_sql(periods, lambda o: o % HOUR_NS)}) / {HOUR_NS}) * {HOUR_NS}"
                 f" - {_offset_sql(periods, lambda o: o % HOUR_NS)}",
                 "day": f"(r.occurred_at + {offset}) / {DAY_NS}",
-                "month": f"strftime('%Y-%m', (r.occurred_at + {offset}) / {NS}, 'unixepoch')",
+                "month": self.month_of(f"(r.occurred_at + {offset}) / {NS}"),
             }[query.window]
         group_sql, group_params = [], []
         for name in query.group_by:
@@ -270,6 +273,29 @@ class SQLiteAggregate:
         start = max(first, where.from_ns if where.from_ns is not None else first)
         end = min(last + 1, where.to_ns if where.to_ns is not None else last + 1)
         return (start, end) if start < end else None
+
+
+class SQLiteAggregate(SQLAggregate):
+    """Meter queries on SQLite: the rollup answer's JSON built by SQLite (aggregate_json.py)."""
+
+    def __init__(
+        self, fetch: Fetch, connection: Callable[[], contextlib.AbstractContextManager[sqlite3.Connection]]
+    ) -> None:
+        """`connection`: a read connection of its own, for one read transaction."""
+        super().__init__(fetch)
+        self._connection = connection
+        self._json_rows = RollupJSON()  # rollup answers as JSON, past days kept
+
+    def _rollup_json(self, query: AggregateQuery) -> AggregateResult | None:
+        customer = next((value for _, value in query.where.equals), None)
+        with self._connection() as conn:
+            found = self._json_rows.answer(conn, query, customer, _bounds(query.window, ZoneInfo("UTC")))
+        if found is None:  # maybe too many rows: counted exactly the slower way
+            return AggregateResult(self._from_rollups(query), "rollup")
+        count, text = found
+        if count > query.max_rows:
+            raise TooManyRows(query.max_rows)
+        return AggregateResult([], "rollup", text)
 
 
 def answerable_from_rollups(query: AggregateQuery) -> bool:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from spanmeter.record import UsageRecord
+from spanmeter.store.sqlite.readers import Fetch
 
 UNKNOWN_MODEL: Final = "unknown_model"
 REJECTED_SPANS: Final = "rejected_spans"
@@ -37,7 +38,7 @@ BACKFILL: Final = (
 )
 _ADD: Final = (
     "INSERT INTO attention_counts (workspace, name, count) VALUES (?, ?, ?)"
-    " ON CONFLICT DO UPDATE SET count = count + excluded.count"
+    " ON CONFLICT (workspace, name) DO UPDATE SET count = attention_counts.count + excluded.count"
 )
 
 
@@ -56,6 +57,7 @@ def count_unknown_models(conn: sqlite3.Connection, stored: Iterable[UsageRecord]
         add_counts(conn, ((workspace, UNKNOWN_MODEL, n) for workspace, n in by_workspace.items()))
 
 
-def read_counts(conn: sqlite3.Connection, workspace: str) -> dict[str, int]:
-    found = dict(conn.execute("SELECT name, count FROM attention_counts WHERE workspace = ?", [workspace]).fetchall())
+def read_counts(fetch: Fetch, workspace: str) -> dict[str, int]:
+    """The workspace's counts, 0 for none, through a backend's read queries."""
+    found: dict[str, int] = dict(fetch("SELECT name, count FROM attention_counts WHERE workspace = ?", [workspace]))
     return {UNKNOWN_MODEL: found.get(UNKNOWN_MODEL, 0), REJECTED_SPANS: found.get(REJECTED_SPANS, 0)}

@@ -42,8 +42,9 @@ BACKFILL: Final = (
 _SUMMED: Final = ("records", "tokens", "input_tokens", "output_tokens", "cost_nano")
 _UPSERT: Final = (
     f"INSERT INTO usage_daily_model (workspace, day, kind, provider, model, {', '.join(_SUMMED)})"
-    f" VALUES (?, ?, ?, ?, ?, {', '.join('?' * len(_SUMMED))}) ON CONFLICT DO UPDATE SET "
-    + ", ".join(f"{c} = {c} + excluded.{c}" for c in _SUMMED)
+    f" VALUES (?, ?, ?, ?, ?, {', '.join('?' * len(_SUMMED))})"
+    " ON CONFLICT (workspace, day, kind, provider, model) DO UPDATE SET "
+    + ", ".join(f"{c} = usage_daily_model.{c} + excluded.{c}" for c in _SUMMED)
 )
 # metric -> its sum over usage_daily_model rows
 METRIC_SUMS: Final = {

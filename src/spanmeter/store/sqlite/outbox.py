@@ -65,8 +65,8 @@ _STATE: Final = (
 )
 _BACKOFF_RESET: Final = "attempts = 0, failing_since = NULL, next_attempt_at = 0"
 _REGISTER: Final = (
-    "INSERT OR IGNORE INTO exporter_positions (exporter, position, updated_at)"
-    " VALUES (?, CASE WHEN ? THEN 0 ELSE (SELECT COALESCE(MAX(seq), 0) FROM records) END, ?)"
+    "INSERT INTO exporter_positions (exporter, position, updated_at)"
+    " VALUES (?, CASE WHEN ? THEN 0 ELSE (SELECT COALESCE(MAX(seq), 0) FROM records) END, ?) ON CONFLICT DO NOTHING"
 )
 _MOVE_ON: Final = (  # past a delivered or dead batch, or records the filter skips
     f"UPDATE exporter_positions SET position = ?, claim_end = NULL, {_BACKOFF_RESET}, last_error = ?,"
@@ -87,8 +87,9 @@ _RESET_REQUEUED: Final = (
     f"UPDATE exporter_positions SET {_BACKOFF_RESET}, last_error = ?, updated_at = ? WHERE exporter = ?"
 )
 _DEAD: Final = (
-    "INSERT OR REPLACE INTO deliveries (exporter, seq, state, attempts, reason, updated_at)"
-    " VALUES (?, ?, 'dead', ?, ?, ?)"
+    "INSERT INTO deliveries (exporter, seq, state, attempts, reason, updated_at) VALUES (?, ?, 'dead', ?, ?, ?)"
+    " ON CONFLICT (exporter, seq) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,"
+    " reason = excluded.reason, updated_at = excluded.updated_at"
 )
 _DELETE_DELIVERY: Final = "DELETE FROM deliveries WHERE exporter = ? AND seq = ?"
 _MARK_DEAD: Final = (

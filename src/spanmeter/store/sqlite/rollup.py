@@ -50,6 +50,10 @@ METER_SCHEMA: Final = (
     " meter TEXT NOT NULL, quantity TEXT NOT NULL, PRIMARY KEY (workspace, customer_id, day, meter)) WITHOUT ROWID"
 )
 _METER_QUANTITY: Final = "SELECT quantity FROM meter_daily WHERE workspace = ? AND customer_id = ? AND day = ? AND meter = ?"
+_SET_METER_QUANTITY: Final = (
+    "INSERT INTO meter_daily (workspace, customer_id, day, meter, quantity) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (workspace, customer_id, day, meter) DO UPDATE SET quantity = excluded.quantity"
+)
 _EXACT: Final = decimal.Context(prec=decimal.MAX_PREC)  # additions never round
 _TOKENS: Final = "COALESCE(total_tokens, COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0))"
 # Fill both from records already stored (databases older than the rollups): two passes over the
@@ -85,8 +89,8 @@ _SUMMED: Final = (
 )
 _UPSERT_DAILY: Final = (
     f"INSERT INTO usage_daily (workspace, customer_id, day, {', '.join(_SUMMED)})"
-    f" VALUES (?, ?, ?, {', '.join('?' * len(_SUMMED))}) ON CONFLICT DO UPDATE SET "
-    + ", ".join(f"{c} = {c} + excluded.{c}" for c in _SUMMED)
+    f" VALUES (?, ?, ?, {', '.join('?' * len(_SUMMED))}) ON CONFLICT (workspace, customer_id, day) DO UPDATE SET "
+    + ", ".join(f"{c} = usage_daily.{c} + excluded.{c}" for c in _SUMMED)
 )
 
 
@@ -146,7 +150,7 @@ def add_meters(
         found = conn.execute(_METER_QUANTITY, key).fetchone()
         total = quantity if found is None else _EXACT.add(Decimal(found[0]), quantity)
         rows.append((*key, decimal_string(total)))
-    conn.executemany("INSERT OR REPLACE INTO meter_daily VALUES (?, ?, ?, ?, ?)", rows)
+    conn.executemany(_SET_METER_QUANTITY, rows)
 
 
 def sum_quantities(rows: Iterable[tuple[str, str]]) -> dict[str, Decimal]:

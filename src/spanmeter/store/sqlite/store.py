@@ -149,5 +149,4 @@ class SQLiteStore(ComposedStore):
         )
 
     def attention_counts(self, workspace: str) -> dict[str, int]:
-        with self.readers.connection() as conn:
-            return attention.read_counts(conn, workspace)
+        return attention.read_counts(self._fetch, workspace)
