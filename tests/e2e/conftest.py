@@ -42,6 +42,10 @@ MODELS: dict[str, tuple[str, Usage]] = {
     "claude-sonnet-4-5": ("claude-sonnet-4-5-20250929",
                           Usage(3456, 120, cache_read_tokens=2048, cache_write_tokens=1024)),
     "claude-opus-4-1": ("claude-opus-4-1-20250805", Usage(530, 77, cache_write_tokens=512)),
+    # Streams the client stops reading early (Logfire's partial-stream suite).
+    "gpt-4.1": ("gpt-4.1-2025-04-14", Usage(1500, 220, cache_read_tokens=1024)),
+    "gpt-3.5-turbo": ("gpt-3.5-turbo-0125", Usage(640, 33)),
+    "claude-3-5-haiku-latest": ("claude-3-5-haiku-20241022", Usage(2300, 180, cache_read_tokens=2048)),
     # Bedrock Converse (stream) on Nova: 438 input tokens, 128 of them cache reads (310 uncached, the
     # count Bedrock sends as inputTokens).
     # Gemini: promptTokenCount includes the cached tokens, candidatesTokenCount leaves the thoughts out.

@@ -19,6 +19,7 @@ from tests.e2e.conftest import (
     assert_nested_trace,
     assert_one_record_per_call,
     assert_stream_without_usage,
+    expected_cost,
     run_driver,
     source_span,
     write_capture,
@@ -108,3 +109,44 @@ def test_nested_agent_chain_trace_yields_two_records(run: DriverRun) -> None:
 def test_one_record_per_call(run: DriverRun, run_with_sdk_tracing: DriverRun) -> None:
     assert_one_record_per_call(run)
     assert_one_record_per_call(run_with_sdk_tracing)
+
+
+@pytest.fixture(scope="module")
+def partial(e2e_collector: RunningCollector, fake: FakeProvider) -> DriverRun:
+    done = run_driver("logfire_sdk", e2e_collector, fake, service="e2e-logfire-partial", suites="partial")
+    write_capture(done, f"logfire-{done.report['packages']['logfire']}-partial-streams")
+    return done
+
+
+def test_stream_closed_early_is_one_record_of_what_arrived(partial: DriverRun) -> None:
+    """A stream the app closes after its first chunk still gets Logfire's `streaming response` span
+    (with the response id and the model that answered): one record, with the counts received so far."""
+    record, exchange = partial.record("openai.chat.stream_partial")
+    assert source_span(partial, record)["name"].startswith("streaming response from")
+    assert record.status == "success" and record.message_id == exchange.response_id
+    assert record.response_model == exchange.response_model
+    # OpenAI sends the usage in the stream's last chunk, never read: no counts, no cost (NULL, not 0).
+    assert record.input_tokens is None and record.output_tokens is None
+    assert record.cost_usd is None and record.cost_source == "none"
+
+    record, exchange = partial.record("anthropic.messages.stream_partial")
+    assert record.message_id == exchange.response_id and record.response_model == exchange.response_model
+    usage = exchange.usage
+    assert usage is not None
+    # Anthropic's first event (message_start) holds the input counts and a running output count.
+    start = exchange.events[0]["message"]["usage"]
+    assert (record.input_tokens, record.cache_read_tokens) == (usage.input_tokens, usage.cache_read_tokens)
+    assert record.output_tokens == start["output_tokens"] < usage.output_tokens
+    assert record.cost_usd == expected_cost(record) and record.cost_source == "computed"
+
+
+def test_stream_never_read_leaves_no_record(partial: DriverRun) -> None:
+    """Known limit: a stream closed before its first chunk gets no `streaming response` span, and its
+    request span is the same as that of every streamed call that has one (no response id, no counts,
+    in another trace): counting it would count every read stream twice."""
+    exchange = partial.exchange("openai.chat.stream_unread")
+    assert exchange.status == 200 and partial.records_for(exchange) == []
+    call = next(c for c in partial.report["calls"] if c["label"] == "openai.chat.stream_unread")
+    (span,) = [s for s in partial.report["spans"] if s["span_id"] in call["span_ids"]]
+    assert span["attributes"]["logfire.span_type"] == "span" and "gen_ai.response.id" not in span["attributes"]
+    assert not any(k.startswith("gen_ai.usage.") for k in span["attributes"])

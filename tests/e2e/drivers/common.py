@@ -59,6 +59,9 @@ CALL_MODELS: dict[str, str] = {
     "gemini.generate.error": "error-model",
     "gemini.generate.error_429": "rate-limit-model",
     "gemini.generate_stream.error_500": "server-error-model",
+    "openai.chat.stream_partial": "gpt-4.1",
+    "openai.chat.stream_unread": "gpt-3.5-turbo",
+    "anthropic.messages.stream_partial": "claude-3-5-haiku-latest",
     "nested.first": "gpt-4.1-nano",
     "nested.second": "o4-mini",
 }
