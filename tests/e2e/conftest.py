@@ -321,6 +321,23 @@ FAILED_ANTHROPIC = {"anthropic.messages.error": 400, "anthropic.messages.error_4
                     "anthropic.messages.stream.error_529": 529, "anthropic.messages.stream_helper.error_500": 500}
 
 
+def run_suite_with_capture(driver: str, collector: RunningCollector, fake: FakeProvider, *, suite: str,
+                           package: str, capture: str) -> DriverRun:
+    """Run one suite of `driver` as service `e2e-<driver>`, and store it as the capture named
+    `capture` with `{version}` = the installed version of `package` (see write_capture)."""
+    done = run_driver(driver, collector, fake, service=f"e2e-{driver.replace('_', '-')}", suites=suite)
+    write_capture(done, capture.format(version=done.report["packages"][package]))
+    return done
+
+
+def assert_failed_status_record(run: DriverRun, label: str, status: int, *, operation: str = "chat") -> UsageRecord:
+    """The call the fake answered with HTTP `status` is one `status=error` record (no tokens, no cost)."""
+    record, exchange = run.record(label)
+    assert exchange.status == status
+    assert_call_record(record, exchange, operation=operation)
+    return record
+
+
 def assert_failed_call_record(run: DriverRun, label: str, *, by_request_id: bool = False) -> UsageRecord:
     """A failed call is exactly one `status=error` record with an error type, no tokens, no cost.
     `by_request_id`: keyed by the provider's request id (two tracers of it were merged by it)."""
