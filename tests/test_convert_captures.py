@@ -26,10 +26,11 @@ NAME_ONLY_THE_RESPONSE_MODEL = {"langfuse-5.2.0"}
 # provider id, nor does a failed OpenAI call: two records of one call (a documented limit).
 LANGCHAIN_TWO_TRACERS = "langchain-1.8.3-openinference-0.1.80-with-openai"
 LANGCHAIN_NO_SHARED_ID = {(LANGCHAIN_TWO_TRACERS, "openai.chat.stream_usage"), (LANGCHAIN_TWO_TRACERS, "openai.chat.error")}
-# Logfire: streams the app stopped reading early. Closed after the first chunk: the `streaming
-# response` span has what arrived (OpenAI's usage comes last: none; Anthropic's message_start: the
-# input counts and a running output count). Closed before the first chunk: no such span, and the
-# request span alone is not a call (a documented limit).
+# Logfire: streams that ended early. Closed by the app after the first chunk, or broken by the
+# provider's in-stream error (then status ERROR): the `streaming response` span has what arrived
+# (OpenAI's usage comes last: none; Anthropic's message_start: the input counts and a running
+# output count). Closed before the first chunk: no such span, and the request span alone is not a
+# call (a documented limit).
 LOGFIRE_PARTIAL = "logfire-5.4.0-partial-streams"
 LOGFIRE_NEVER_READ = {(LOGFIRE_PARTIAL, "openai.chat.stream_unread")}
 # Libraries that keep the provider's response id nowhere on their spans (one span per call: the
@@ -78,14 +79,15 @@ def test_one_record_per_provider_call_with_exact_tokens(call: Call) -> None:
         if exchange["status"] != 200:
             assert record.status == "error"
             continue
-        assert record.status == "success"
+        # a stream the provider broke after its first content chunk: an error, with what arrived
+        assert record.status == ("error" if call.name.endswith("error_midstream") else "success")
         if record.input_tokens is None:
             # streams without usage (or closed before it came): nothing reported, nothing invented
-            assert call.name.endswith(("no_usage", "partial"))
+            assert call.name.endswith(("no_usage", "partial", "error_midstream"))
             assert record.output_tokens is None and record.cost_usd is None
             continue
         if call.library == LOGFIRE_PARTIAL:
-            # the output counted until the stream was closed (message_start's running count)
+            # the output counted until the stream ended early (message_start's running count)
             assert record.output_tokens is not None and 0 < record.output_tokens < expected["output_tokens"]
             expected = {**expected, "output_tokens": record.output_tokens}
         assert record.input_tokens == expected["input_tokens"]

@@ -46,6 +46,9 @@ MODELS: dict[str, tuple[str, Usage]] = {
     "gpt-4.1": ("gpt-4.1-2025-04-14", Usage(1500, 220, cache_read_tokens=1024)),
     "gpt-3.5-turbo": ("gpt-3.5-turbo-0125", Usage(640, 33)),
     "claude-3-5-haiku-latest": ("claude-3-5-haiku-20241022", Usage(2300, 180, cache_read_tokens=2048)),
+    # Streams the provider breaks after their first content chunk (the fake's midstream-error models).
+    "midstream-error-gpt": ("gpt-4-turbo-2024-04-09", Usage(820, 140)),
+    "midstream-error-claude": ("claude-3-7-sonnet-20250219", Usage(2600, 150, cache_read_tokens=2048)),
     # Bedrock Converse (stream) on Nova: 438 input tokens, 128 of them cache reads (310 uncached, the
     # count Bedrock sends as inputTokens).
     # Gemini: promptTokenCount includes the cached tokens, candidatesTokenCount leaves the thoughts out.

@@ -140,6 +140,28 @@ def test_stream_closed_early_is_one_record_of_what_arrived(partial: DriverRun) -
     assert record.cost_usd == expected_cost(record) and record.cost_source == "computed"
 
 
+def test_stream_broken_by_the_provider_is_one_error_record_of_what_arrived(partial: DriverRun) -> None:
+    """A stream the provider breaks after its first content chunk (its in-stream error): Logfire's
+    `streaming response` span has status ERROR, `error.type` and what arrived: one error record,
+    keyed by the response id, with the counts received (and their cost: they were answered)."""
+    record, exchange = partial.record("openai.chat.stream.error_midstream")
+    assert exchange.status == 200 and exchange.events[-1] == {"error": exchange.events[-1]["error"]}
+    assert (record.status, record.error_type) == ("error", "APIError")
+    assert record.message_id == exchange.response_id
+    assert (record.request_model, record.response_model) == (exchange.model, exchange.response_model)
+    assert record.input_tokens is None and record.cost_usd is None and record.cost_source == "none"
+
+    record, exchange = partial.record("anthropic.messages.stream.error_midstream")
+    assert exchange.events[-1]["type"] == "error" and exchange.wire_usage is not None
+    assert (record.status, record.error_type) == ("error", "APIStatusError")
+    assert record.message_id == exchange.response_id and record.response_model == exchange.response_model
+    usage = exchange.usage
+    assert usage is not None
+    assert (record.input_tokens, record.cache_read_tokens) == (usage.input_tokens, usage.cache_read_tokens)
+    assert record.output_tokens == exchange.wire_usage["output_tokens"] == 1
+    assert record.cost_usd == expected_cost(record) and record.cost_source == "computed"
+
+
 def test_stream_never_read_leaves_no_record(partial: DriverRun) -> None:
     """Known limit: a stream closed before its first chunk gets no `streaming response` span, and its
     request span is the same as that of every streamed call that has one (no response id, no counts,

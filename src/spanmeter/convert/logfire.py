@@ -11,8 +11,9 @@ A request span that failed is kept (it is the failed call's record), as is one w
 response id (a call that was not streamed). A stream the application closes early still gets its
 `streaming response` span once at least one chunk was read (Logfire sends it when its iterator is
 closed or garbage-collected): one record with what arrived (OpenAI's usage comes in the last chunk,
-so none; Anthropic's first event has the input counts and a running output count). A stream closed
-before its first chunk gets none, and its request span looks the same as that of every stream that
+so none; Anthropic's first event has the input counts and a running output count); a stream the
+provider breaks with an in-stream error is that span with status ERROR: one error record of what
+arrived. A stream closed before its first chunk gets none, and its request span looks the same as that of every stream that
 was read, so it leaves no record.
 """
 

@@ -62,6 +62,8 @@ CALL_MODELS: dict[str, str] = {
     "openai.chat.stream_partial": "gpt-4.1",
     "openai.chat.stream_unread": "gpt-3.5-turbo",
     "anthropic.messages.stream_partial": "claude-3-5-haiku-latest",
+    "openai.chat.stream.error_midstream": "midstream-error-gpt",
+    "anthropic.messages.stream.error_midstream": "midstream-error-claude",
     "nested.first": "gpt-4.1-nano",
     "nested.second": "o4-mini",
 }

@@ -2,8 +2,9 @@
 to spanmeter through `logfire.configure(send_to_logfire=False, additional_span_processors=[...])`
 (Logfire's documented way to another OTLP backend).
 
-Suite `partial`: streams the app stops reading early — closed after the first chunk (OpenAI and
-Anthropic, each with usage asked for) and closed before reading anything (OpenAI)."""
+Suite `partial`: streams that end early — the app closes them after the first chunk (OpenAI and
+Anthropic, each with usage asked for) or before reading anything (OpenAI), or the provider breaks
+them after the first content chunk with an in-stream error (OpenAI and Anthropic)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,21 @@ def partial_calls(fake_url: str) -> list[Call]:
         gc.collect()
         return first
 
+    def broken_stream(label: str) -> Any:
+        if label.startswith("openai"):
+            chunks: Any = client.chat.completions.create(model=CALL_MODELS[label], messages=msgs, stream=True,
+                                                         stream_options={"include_usage": True})
+        else:
+            chunks = claude.messages.create(model=CALL_MODELS[label], max_tokens=100, messages=msgs, stream=True)
+        try:
+            return [type(c).__name__ for c in chunks]  # raises at the error
+        finally:
+            del chunks
+            gc.collect()
+
     return [
+        ("openai.chat.stream.error_midstream", lambda: broken_stream("openai.chat.stream.error_midstream")),
+        ("anthropic.messages.stream.error_midstream", lambda: broken_stream("anthropic.messages.stream.error_midstream")),
         ("openai.chat.stream_partial", lambda: openai_stream("openai.chat.stream_partial", 1)),
         ("anthropic.messages.stream_partial", anthropic_stream),
         ("openai.chat.stream_unread", lambda: openai_stream("openai.chat.stream_unread", 0)),
