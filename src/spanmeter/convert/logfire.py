@@ -13,8 +13,8 @@ response id (a call that was not streamed). A stream the application closes earl
 closed or garbage-collected): one record with what arrived (OpenAI's usage comes in the last chunk,
 so none; Anthropic's first event has the input counts and a running output count); a stream the
 provider breaks with an in-stream error is that span with status ERROR: one error record of what
-arrived. A stream closed before its first chunk gets none, and its request span looks the same as that of every stream that
-was read, so it leaves no record.
+arrived. A stream closed before its first chunk gets none, and its request span looks the same
+as that of every stream that was read, so it leaves no record.
 """
 
 from __future__ import annotations
