@@ -3,7 +3,9 @@ its spans sent to a running spanmeter over OTLP/gRPC (`additional_span_processor
 
 A streamed call is two spans under Logfire, in two traces: the request span (no usage, no response
 id, the request model as `gen_ai.response.model`) and the `streaming response` span (the usage, the
-response id, the model that answered). One record per call: the second; the first is not a call."""
+response id, the model that answered). One record per call: the second; the first is not a call.
+Streams that end early (`partial` suite) are one record of what arrived once a chunk was read; a
+stream closed before its first chunk leaves none (pinned, documented)."""
 
 from __future__ import annotations
 
