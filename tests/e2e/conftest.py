@@ -42,6 +42,8 @@ MODELS: dict[str, tuple[str, Usage]] = {
     "claude-sonnet-4-5": ("claude-sonnet-4-5-20250929",
                           Usage(3456, 120, cache_read_tokens=2048, cache_write_tokens=1024)),
     "claude-opus-4-1": ("claude-opus-4-1-20250805", Usage(530, 77, cache_write_tokens=512)),
+    # LangChain's stream inside an app span.
+    "o3-mini": ("o3-mini-2025-01-31", Usage(1100, 400, cache_read_tokens=512, reasoning_tokens=256)),
     # Streams the client stops reading early (Logfire's partial-stream suite).
     "gpt-4.1": ("gpt-4.1-2025-04-14", Usage(1500, 220, cache_read_tokens=1024)),
     "gpt-3.5-turbo": ("gpt-3.5-turbo-0125", Usage(640, 33)),

@@ -75,9 +75,10 @@ def test_chat_is_one_exact_record(runs: dict[str, DriverRun], name: str) -> None
         assert scopes == {"openinference.instrumentation.langchain", "openinference.instrumentation.openai"}
 
 
+@pytest.mark.parametrize("label", ["openai.chat.stream_usage", "openai.chat.stream_in_app_span"])
 @pytest.mark.parametrize("name", ["openinference", "openllmetry", "openllmetry+openai", "langfuse"])
-def test_stream_is_one_exact_record(runs: dict[str, DriverRun], name: str) -> None:
-    record, exchange = runs[name].record("openai.chat.stream_usage")
+def test_stream_is_one_exact_record(runs: dict[str, DriverRun], name: str, label: str) -> None:
+    record, exchange = runs[name].record(label)
     # LangChain names the requested model on a streamed result (its chunks carry no other).
     assert record.response_model in (exchange.model, exchange.response_model)
     record.response_model = exchange.response_model
@@ -108,7 +109,8 @@ def test_langchain_instrumentation_alone_has_no_embedding_span(runs: dict[str, D
 
 
 def call_spans(run: DriverRun, label: str) -> dict[str, dict[str, Any]]:
-    """The spans finished during a call, by instrumentation family ("langchain" / "openai")."""
+    """The spans finished during a call, by the last part of their scope ("langchain", "openai", or
+    the app's own "spanmeter-e2e-app")."""
     call = next(c for c in run.report["calls"] if c["label"] == label)
     spans = [s for s in run.report["spans"] if s["span_id"] in call["span_ids"]]
     return {s["scope"].rsplit(".", 1)[-1]: s for s in spans}
@@ -130,10 +132,16 @@ def test_openinference_with_openai_stream_and_failure_stay_two_records(runs: dic
         spans = call_spans(run, label)
         assert sorted(spans) == ["langchain", "openai"], run.span_summary()
         # Two traces, neither span a parent: OpenInference's LangChain tracer never makes its span
-        # the current one, so the openai span cannot be its child (under an app span, both are its
-        # children: siblings, as two different calls of that app span would be).
+        # the current one, so the openai span cannot be its child.
         assert spans["langchain"]["trace_id"] != spans["openai"]["trace_id"]
         assert spans["langchain"]["parent_span_id"] is None and spans["openai"]["parent_span_id"] is None
+    # Under an app span both are its children: siblings, as two different calls of it would be.
+    in_app = run.records_for(run.exchange("openai.chat.stream_in_app_span"))
+    assert len(in_app) == 2, [describe(r) for r in in_app]
+    spans = call_spans(run, "openai.chat.stream_in_app_span")
+    assert sorted(spans) == ["langchain", "openai", "spanmeter-e2e-app"], run.span_summary()
+    app = spans["spanmeter-e2e-app"]
+    assert spans["langchain"]["parent_span_id"] == spans["openai"]["parent_span_id"] == app["span_id"]
 
     # Stream: the openai span records the provider's id (the chunks' `id`); LangChain's streamed
     # result has no llm_output, and its message id is LangChain's own run id.
