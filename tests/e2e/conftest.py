@@ -42,6 +42,15 @@ MODELS: dict[str, tuple[str, Usage]] = {
     "claude-sonnet-4-5": ("claude-sonnet-4-5-20250929",
                           Usage(3456, 120, cache_read_tokens=2048, cache_write_tokens=1024)),
     "claude-opus-4-1": ("claude-opus-4-1-20250805", Usage(530, 77, cache_write_tokens=512)),
+    # LangChain's stream inside an app span.
+    "o3-mini": ("o3-mini-2025-01-31", Usage(1100, 400, cache_read_tokens=512, reasoning_tokens=256)),
+    # Streams the client stops reading early (Logfire's partial-stream suite).
+    "gpt-4.1": ("gpt-4.1-2025-04-14", Usage(1500, 220, cache_read_tokens=1024)),
+    "gpt-3.5-turbo": ("gpt-3.5-turbo-0125", Usage(640, 33)),
+    "claude-3-5-haiku-latest": ("claude-3-5-haiku-20241022", Usage(2300, 180, cache_read_tokens=2048)),
+    # Streams the provider breaks after their first content chunk (the fake's midstream-error models).
+    "midstream-error-gpt": ("gpt-4-turbo-2024-04-09", Usage(820, 140)),
+    "midstream-error-claude": ("claude-3-7-sonnet-20250219", Usage(2600, 150, cache_read_tokens=2048)),
     # Bedrock Converse (stream) on Nova: 438 input tokens, 128 of them cache reads (310 uncached, the
     # count Bedrock sends as inputTokens).
     # Gemini: promptTokenCount includes the cached tokens, candidatesTokenCount leaves the thoughts out.
@@ -315,6 +324,23 @@ def assert_one_record_per_call(run: DriverRun) -> None:
 FAILED_OPENAI = {"openai.chat.error": 400, "openai.chat.error_429": 429, "openai.chat.stream.error_500": 500}
 FAILED_ANTHROPIC = {"anthropic.messages.error": 400, "anthropic.messages.error_429": 429,
                     "anthropic.messages.stream.error_529": 529, "anthropic.messages.stream_helper.error_500": 500}
+
+
+def run_suite_with_capture(driver: str, collector: RunningCollector, fake: FakeProvider, *, suite: str,
+                           package: str, capture: str) -> DriverRun:
+    """Run one suite of `driver` as service `e2e-<driver>`, and store it as the capture named
+    `capture` with `{version}` = the installed version of `package` (see write_capture)."""
+    done = run_driver(driver, collector, fake, service=f"e2e-{driver.replace('_', '-')}", suites=suite)
+    write_capture(done, capture.format(version=done.report["packages"][package]))
+    return done
+
+
+def assert_failed_status_record(run: DriverRun, label: str, status: int, *, operation: str = "chat") -> UsageRecord:
+    """The call the fake answered with HTTP `status` is one `status=error` record (no tokens, no cost)."""
+    record, exchange = run.record(label)
+    assert exchange.status == status
+    assert_call_record(record, exchange, operation=operation)
+    return record
 
 
 def assert_failed_call_record(run: DriverRun, label: str, *, by_request_id: bool = False) -> UsageRecord:

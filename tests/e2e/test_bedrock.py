@@ -15,10 +15,10 @@ from tests.conftest import RunningCollector
 from tests.e2e.conftest import (
     DriverRun,
     assert_call_record,
+    assert_failed_status_record,
     assert_one_record_per_call,
-    run_driver,
+    run_suite_with_capture,
     source_span,
-    write_capture,
 )
 from tests.fakes.llm_provider import FakeProvider
 
@@ -29,9 +29,8 @@ FAILED = {"bedrock.converse.error": (400, "ValidationException"),
 
 @pytest.fixture(scope="module")
 def run(e2e_collector: RunningCollector, fake: FakeProvider) -> DriverRun:
-    done = run_driver("bedrock", e2e_collector, fake, service="e2e-bedrock", suites="bedrock")
-    write_capture(done, f"botocore-{done.report['packages']['opentelemetry-instrumentation-botocore']}-bedrock")
-    return done
+    return run_suite_with_capture("bedrock", e2e_collector, fake, suite="bedrock",
+                                  package="opentelemetry-instrumentation-botocore", capture="botocore-{version}-bedrock")
 
 
 @pytest.mark.parametrize("label", ["bedrock.converse", "bedrock.converse_stream"])
@@ -52,10 +51,8 @@ def test_call_is_one_exact_record(run: DriverRun, label: str) -> None:
 
 @pytest.mark.parametrize("label", list(FAILED))
 def test_failed_call_is_one_error_record(run: DriverRun, label: str) -> None:
-    record, exchange = run.record(label)
     status, error_type = FAILED[label]
-    assert exchange.status == status
-    assert_call_record(record, exchange)
+    record = assert_failed_status_record(run, label, status)
     assert record.error_type == error_type
     assert record.idempotency_key.startswith("llm:aws:request/req-fake-")
 

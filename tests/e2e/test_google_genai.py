@@ -14,10 +14,10 @@ from tests.conftest import RunningCollector
 from tests.e2e.conftest import (
     DriverRun,
     assert_call_record,
+    assert_failed_status_record,
     assert_one_record_per_call,
-    run_driver,
+    run_suite_with_capture,
     source_span,
-    write_capture,
 )
 from tests.fakes.llm_provider import FakeProvider
 
@@ -26,9 +26,8 @@ FAILED = {"gemini.generate.error": 400, "gemini.generate.error_429": 429, "gemin
 
 @pytest.fixture(scope="module")
 def run(e2e_collector: RunningCollector, fake: FakeProvider) -> DriverRun:
-    done = run_driver("google_genai", e2e_collector, fake, service="e2e-google-genai", suites="gemini")
-    write_capture(done, f"google-genai-{done.report['packages']['opentelemetry-instrumentation-google-genai']}")
-    return done
+    return run_suite_with_capture("google_genai", e2e_collector, fake, suite="gemini",
+                                  package="opentelemetry-instrumentation-google-genai", capture="google-genai-{version}")
 
 
 @pytest.mark.parametrize("label", ["gemini.generate", "gemini.generate_stream"])
@@ -40,9 +39,7 @@ def test_call_is_one_exact_record(run: DriverRun, label: str) -> None:
 
 @pytest.mark.parametrize("label", list(FAILED))
 def test_failed_call_is_one_error_record(run: DriverRun, label: str) -> None:
-    record, exchange = run.record(label)
-    assert exchange.status == FAILED[label]
-    assert_call_record(record, exchange, operation="generate_content")
+    record = assert_failed_status_record(run, label, FAILED[label], operation="generate_content")
     assert record.error_type == str(FAILED[label])  # the instrumentation's error.type: the HTTP status
 
 

@@ -3,7 +3,9 @@ its spans sent to a running spanmeter over OTLP/gRPC (`additional_span_processor
 
 A streamed call is two spans under Logfire, in two traces: the request span (no usage, no response
 id, the request model as `gen_ai.response.model`) and the `streaming response` span (the usage, the
-response id, the model that answered). One record per call: the second; the first is not a call."""
+response id, the model that answered). One record per call: the second; the first is not a call.
+Streams that end early (`partial` suite) are one record of what arrived once a chunk was read; a
+stream closed before its first chunk leaves none (pinned, documented)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from tests.e2e.conftest import (
     assert_nested_trace,
     assert_one_record_per_call,
     assert_stream_without_usage,
+    expected_cost,
     run_driver,
     source_span,
     write_capture,
@@ -108,3 +111,66 @@ def test_nested_agent_chain_trace_yields_two_records(run: DriverRun) -> None:
 def test_one_record_per_call(run: DriverRun, run_with_sdk_tracing: DriverRun) -> None:
     assert_one_record_per_call(run)
     assert_one_record_per_call(run_with_sdk_tracing)
+
+
+@pytest.fixture(scope="module")
+def partial(e2e_collector: RunningCollector, fake: FakeProvider) -> DriverRun:
+    done = run_driver("logfire_sdk", e2e_collector, fake, service="e2e-logfire-partial", suites="partial")
+    write_capture(done, f"logfire-{done.report['packages']['logfire']}-partial-streams")
+    return done
+
+
+def test_stream_closed_early_is_one_record_of_what_arrived(partial: DriverRun) -> None:
+    """A stream the app closes after its first chunk still gets Logfire's `streaming response` span
+    (with the response id and the model that answered): one record, with the counts received so far."""
+    record, exchange = partial.record("openai.chat.stream_partial")
+    assert source_span(partial, record)["name"].startswith("streaming response from")
+    assert record.status == "success" and record.message_id == exchange.response_id
+    assert record.response_model == exchange.response_model
+    # OpenAI sends the usage in the stream's last chunk, never read: no counts, no cost (NULL, not 0).
+    assert record.input_tokens is None and record.output_tokens is None
+    assert record.cost_usd is None and record.cost_source == "none"
+
+    record, exchange = partial.record("anthropic.messages.stream_partial")
+    assert record.message_id == exchange.response_id and record.response_model == exchange.response_model
+    usage = exchange.usage
+    assert usage is not None
+    # Anthropic's first event (message_start) holds the input counts and a running output count.
+    start = exchange.events[0]["message"]["usage"]
+    assert (record.input_tokens, record.cache_read_tokens) == (usage.input_tokens, usage.cache_read_tokens)
+    assert record.output_tokens == start["output_tokens"] < usage.output_tokens
+    assert record.cost_usd == expected_cost(record) and record.cost_source == "computed"
+
+
+def test_stream_broken_by_the_provider_is_one_error_record_of_what_arrived(partial: DriverRun) -> None:
+    """A stream the provider breaks after its first content chunk (its in-stream error): Logfire's
+    `streaming response` span has status ERROR, `error.type` and what arrived: one error record,
+    keyed by the response id, with the counts received (and their cost: they were answered)."""
+    record, exchange = partial.record("openai.chat.stream.error_midstream")
+    assert exchange.status == 200 and exchange.events[-1] == {"error": exchange.events[-1]["error"]}
+    assert (record.status, record.error_type) == ("error", "APIError")
+    assert record.message_id == exchange.response_id
+    assert (record.request_model, record.response_model) == (exchange.model, exchange.response_model)
+    assert record.input_tokens is None and record.cost_usd is None and record.cost_source == "none"
+
+    record, exchange = partial.record("anthropic.messages.stream.error_midstream")
+    assert exchange.events[-1]["type"] == "error" and exchange.wire_usage is not None
+    assert (record.status, record.error_type) == ("error", "APIStatusError")
+    assert record.message_id == exchange.response_id and record.response_model == exchange.response_model
+    usage = exchange.usage
+    assert usage is not None
+    assert (record.input_tokens, record.cache_read_tokens) == (usage.input_tokens, usage.cache_read_tokens)
+    assert record.output_tokens == exchange.wire_usage["output_tokens"] == 1
+    assert record.cost_usd == expected_cost(record) and record.cost_source == "computed"
+
+
+def test_stream_never_read_leaves_no_record(partial: DriverRun) -> None:
+    """Known limit: a stream closed before its first chunk gets no `streaming response` span, and its
+    request span is the same as that of every streamed call that has one (no response id, no counts,
+    in another trace): counting it would count every read stream twice."""
+    exchange = partial.exchange("openai.chat.stream_unread")
+    assert exchange.status == 200 and partial.records_for(exchange) == []
+    call = next(c for c in partial.report["calls"] if c["label"] == "openai.chat.stream_unread")
+    (span,) = [s for s in partial.report["spans"] if s["span_id"] in call["span_ids"]]
+    assert span["attributes"]["logfire.span_type"] == "span" and "gen_ai.response.id" not in span["attributes"]
+    assert not any(k.startswith("gen_ai.usage.") for k in span["attributes"])

@@ -8,8 +8,13 @@ usage, the response id and the model that answered. The second one is the call's
 first one is not a call of its own (`is_stream_request`).
 
 A request span that failed is kept (it is the failed call's record), as is one with usage or a
-response id (a call that was not streamed). A stream the application never reads to its end gets
-no `streaming response` span from Logfire, so it leaves no record.
+response id (a call that was not streamed). A stream the application closes early still gets its
+`streaming response` span once at least one chunk was read (Logfire sends it when its iterator is
+closed or garbage-collected): one record with what arrived (OpenAI's usage comes in the last chunk,
+so none; Anthropic's first event has the input counts and a running output count); a stream the
+provider breaks with an in-stream error is that span with status ERROR: one error record of what
+arrived. A stream closed before its first chunk gets none, and its request span looks the same
+as that of every stream that was read, so it leaves no record.
 """
 
 from __future__ import annotations

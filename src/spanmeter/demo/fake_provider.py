@@ -70,7 +70,11 @@ A request whose model is a key of ``ERROR_MODELS`` (``"error-model"`` → 400,
 (OpenAI ``{"error": {"message", "type", "param", "code"}}`` and an ``x-request-id`` header;
 Anthropic ``{"type": "error", "error": {"type", "message"}, "request_id"}`` and the same id in
 the ``request-id`` header, as the real APIs answer). Give the SDK ``max_retries=0`` or it retries
-429 and 5xx answers. Unknown paths get 404, bodies that are not JSON objects get 400.
+429 and 5xx answers. A streamed OpenAI chat or Anthropic messages request whose model starts with
+``MIDSTREAM_ERROR_PREFIX`` (``"midstream-error"``) is answered 200 and fails after its first
+content chunk, with the error the real APIs send inside a stream (OpenAI: a ``data: {"error":
+{...}}`` chunk; Anthropic: an ``event: error`` with ``{"type": "error", "error": {"type":
+"overloaded_error", ...}}``), and the stream ends there. Unknown paths get 404, bodies that are not JSON objects get 400.
 
 API
 ---
@@ -182,6 +186,11 @@ ERROR_MODELS: Final[Mapping[str, int]] = {
     "server-error-model": 500,
     "overloaded-model": 529,
 }
+
+MIDSTREAM_ERROR_PREFIX: Final = "midstream-error"
+_OPENAI_MIDSTREAM_ERROR: Final = {"error": {"message": "The server had an error while processing your request.",
+                                            "type": "server_error", "param": None, "code": None}}
+_ANTHROPIC_MIDSTREAM_ERROR: Final = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
 
 _OPENAI_ERRORS: Final[Mapping[int, tuple[str, str | None]]] = {
     400: ("invalid_request_error", "invalid_value"),
@@ -593,12 +602,17 @@ class _Handler(BaseHTTPRequestHandler):
             events.append(chunk([], wire))
         else:
             ex.wire_usage = None  # the client was told no usage
+        midstream_error = model.startswith(MIDSTREAM_ERROR_PREFIX)
+        if midstream_error:  # the role chunk, one content chunk, then the error; no usage sent
+            events = [*events[:2], dict(_OPENAI_MIDSTREAM_ERROR)]
+            ex.wire_usage = None
         ex.events = events
         fp._record(ex)
         self._start_sse(headers)
         for event in events:
             self._chunk(f"data: {json.dumps(event)}\n\n")
-        self._chunk("data: [DONE]\n\n")
+        if not midstream_error:
+            self._chunk("data: [DONE]\n\n")
         self._end_chunks()
 
     def _openai_embeddings(self, api: str, body: JsonObject, model: str) -> None:
@@ -778,6 +792,9 @@ class _Handler(BaseHTTPRequestHandler):
              "usage": {"output_tokens": usage.output_tokens}},
             {"type": "message_stop"},
         ]
+        if model.startswith(MIDSTREAM_ERROR_PREFIX):  # message_start ... the first text delta, then the error
+            events = [*events[:4], dict(_ANTHROPIC_MIDSTREAM_ERROR)]
+            ex.wire_usage = start_usage  # all the usage sent
         ex.events = events
         fp._record(ex)
         self._start_sse(headers)

@@ -59,6 +59,12 @@ CALL_MODELS: dict[str, str] = {
     "gemini.generate.error": "error-model",
     "gemini.generate.error_429": "rate-limit-model",
     "gemini.generate_stream.error_500": "server-error-model",
+    "openai.chat.stream_in_app_span": "o3-mini",
+    "openai.chat.stream_partial": "gpt-4.1",
+    "openai.chat.stream_unread": "gpt-3.5-turbo",
+    "anthropic.messages.stream_partial": "claude-3-5-haiku-latest",
+    "openai.chat.stream.error_midstream": "midstream-error-gpt",
+    "anthropic.messages.stream.error_midstream": "midstream-error-claude",
     "nested.first": "gpt-4.1-nano",
     "nested.second": "o4-mini",
 }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from tests.e2e.drivers.common import CALL_MODELS, Call, main
@@ -84,6 +85,11 @@ def langchain_calls(fake_url: str) -> list[Call]:
     def stream() -> Any:
         return "".join(str(c.content) for c in chat("openai.chat.stream_usage", stream_usage=True).stream(messages))
 
+    def stream_in_app_span() -> Any:
+        # the same stream inside the app's own span (a request handler's): the spans' parent
+        with trace.get_tracer("spanmeter-e2e-app").start_as_current_span("handle-request"):
+            return "".join(str(c.content) for c in chat("openai.chat.stream_in_app_span", stream_usage=True).stream(messages))
+
     def embeddings() -> Any:
         model = OpenAIEmbeddings(model=CALL_MODELS["openai.embeddings"], base_url=f"{fake_url}/v1", api_key="sk-test",  # type: ignore[arg-type]
                                  max_retries=0, check_embedding_ctx_length=False)
@@ -93,7 +99,7 @@ def langchain_calls(fake_url: str) -> list[Call]:
         return chat("openai.chat.error").invoke(messages)
 
     return [("openai.chat", invoke), ("openai.chat.stream_usage", stream), ("openai.embeddings", embeddings),
-            ("openai.chat.error", error)]
+            ("openai.chat.error", error), ("openai.chat.stream_in_app_span", stream_in_app_span)]
 
 
 if __name__ == "__main__":
