@@ -5,14 +5,18 @@ the provider returned, in the inclusive form of the GenAI conventions."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import genai_prices
+import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from spanmeter.convert.spans import ConvertOptions, convert_span
 from spanmeter.pricing import Pricer
 from spanmeter.record import UsageRecord
 from tests.captures import Call, load_calls
+from tests.conftest import make_config, running_collector
 
 CALLS = load_calls()
 # Known upstream faults, checked so that a fix (or a regression) shows.
@@ -147,3 +151,56 @@ def test_every_record_of_a_call_with_a_response_id_is_keyed_by_it() -> None:
             checked.add(call.library)
     assert {"openinference-anthropic-3.1.0-with-anthropic-builtin",
             "openinference-openai-0.1.66-anthropic-3.1.0"} <= checked
+
+
+def test_provider_traced_makes_each_langchain_call_under_openinference_pair_one_record() -> None:
+    """With `provider_traced` naming OpenInference's LangChain scope and `openai` (the operator says
+    every app runs OpenInference's openai instrumentation too), each call of that pair, the
+    streamed and the failed one included, is one record: the openai span's, with its exact counts
+    and, where the provider gave one, its response id as key. Without the setting, LangChain's
+    own spans still count (a LangChain-only app loses nothing by default)."""
+    options = ConvertOptions(provider_traced={"openinference.instrumentation.langchain": frozenset({"openai"})})
+    calls = [c for c in CALLS if c.library == LANGCHAIN_TWO_TRACERS]
+    assert {c.name for c in calls} >= {name for _, name in LANGCHAIN_NO_SHARED_ID}
+    for call in calls:
+        kept = [r for span, scope in call.spans for r in convert_span(span, {}, options, 0, scope) if r.kind == "llm"]
+        default = records_of(call)
+        langchain = [r for span, scope in call.spans if scope == "openinference.instrumentation.langchain"
+                     for r in convert_span(span, {}, ConvertOptions(), 0, scope) if r.kind == "llm"]
+        # LangChain traces no embeddings; its other calls count when the setting is off
+        assert bool(langchain) == (not call.name.endswith("embeddings"))
+        assert all(r in default for r in langchain)
+        assert len(kept) == len(call.exchanges) == 1, call.name
+        (record,), exchange = kept, call.exchanges[0]
+        assert record not in langchain
+        assert record.status == ("success" if exchange["status"] == 200 else "error")
+        if exchange["status"] == 200:
+            assert record.input_tokens == exchange["usage_inclusive"]["input_tokens"]
+            assert (record.output_tokens or 0) == exchange["usage_inclusive"]["output_tokens"]
+            if exchange["response_id"]:  # embeddings have none: the span is the key
+                assert record.idempotency_key == f"llm:openai:{exchange['response_id']}"
+            check_cost(record, exchange["usage_inclusive"])
+        else:
+            assert record.error_type and record.cost_usd is None
+
+
+def test_provider_traced_from_the_config_file(tmp_path: Path) -> None:
+    """`processors::usage::provider_traced` in a collector's config: the OpenInference LangChain +
+    openai captures sent over OTLP/HTTP are one record per provider call (four calls, four records)."""
+    calls = [c for c in CALLS if c.library == LANGCHAIN_TWO_TRACERS]
+    request = ExportTraceServiceRequest()
+    for call in calls:
+        for span, scope in call.spans:
+            scope_spans = request.resource_spans.add().scope_spans.add()
+            scope_spans.scope.name = scope
+            scope_spans.spans.append(span)
+    body = request.SerializeToString()
+    config = make_config(tmp_path, processors={"usage": {"provider_traced": {
+        "openinference.instrumentation.langchain": ["OpenAI"]}}})  # provider names match in any case
+    with running_collector(config) as running:
+        response = httpx.post(f"{running.http_url}/v1/traces", content=body,
+                              headers={"content-type": "application/x-protobuf"})
+        assert response.status_code == 200
+        records = running.records()
+    assert len(records) == sum(len(c.exchanges) for c in calls) == 4
+    assert {r.status for r in records} == {"success", "error"}

@@ -114,6 +114,9 @@ class Collector:
             content_capture=usage.content_capture,
             content_max_chars=usage.content_max_chars,
             exclusive_input_scopes=frozenset(usage.exclusive_input_scopes),
+            provider_traced={
+                scope: frozenset(p.lower() for p in providers) for scope, providers in usage.provider_traced.items()
+            },
         )
         self.ingest = Ingest(
             self.store, build_pricer(config), options, self.metrics, config.otlp.max_in_flight_bytes

@@ -113,6 +113,13 @@ class UsageProcessor(_Model):
         description="instrumentation scope names whose input tokens exclude cache reads/writes (normalised); "
         "the default lists the known ones (botocore's Bedrock instrumentation): keep them when adding more",
     )
+    provider_traced: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="framework instrumentation scope -> providers (e.g. "
+        "{openinference.instrumentation.langchain: [openai]}): that scope's model-call spans of those "
+        "providers are not counted, because the provider's own instrumentation traces the same calls in "
+        "every app sending here; only set it when that is true, or those calls go uncounted",
+    )
 
 
 class PriceOverrideConfig(_Model):

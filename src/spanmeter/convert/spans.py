@@ -12,7 +12,7 @@ Spans that are none of these (HTTP, DB, agent/chain wrappers) are accepted and i
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -62,6 +62,11 @@ class ConvertOptions:
     content_max_chars: int = 2000
     # Instrumentation scopes known to pass through exclusive input counts (Anthropic's API style).
     exclusive_input_scopes: frozenset[str] = frozenset(A.DEFAULT_EXCLUSIVE_INPUT_SCOPES)
+    # Framework scope -> providers whose calls the provider's own instrumentation also traces in
+    # every app sending here (opt-in, empty by default): that scope's model-call records of those
+    # providers are not kept, the provider-level span is the call. For tracer pairs whose spans
+    # share no provider id (OpenInference's LangChain + openai: streamed and failed calls).
+    provider_traced: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -111,10 +116,13 @@ def convert_span(
     exclusive_input = scope in options.exclusive_input_scopes
     if scope in LOGFIRE_CALL_SCOPES and is_stream_request(span):
         return []
-    fast = fast_span(span, resource, shared, options, received_at, exclusive_input)
-    if fast is not None:
-        return fast
-    return general_span(span, resource, options, received_at, exclusive_input, shared)
+    records = fast_span(span, resource, shared, options, received_at, exclusive_input)
+    if records is None:
+        records = general_span(span, resource, options, received_at, exclusive_input, shared)
+    traced_below = options.provider_traced.get(scope)
+    if traced_below and records:
+        records = [r for r in records if not (r.kind == "llm" and r.provider in traced_below)]
+    return records
 
 
 def general_span(
