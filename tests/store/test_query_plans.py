@@ -20,20 +20,25 @@ class _PlanRecorder(SQLiteStore):
 
 
 # SQLite-only: SQLite's EXPLAIN QUERY PLAN.
-def test_adoption_reads_its_rollups_and_one_day_of_the_product_events_index(tmp_path: Path) -> None:
+def test_adoption_reads_its_rollups_and_one_hour_of_the_product_events_index(tmp_path: Path) -> None:
+    """Its days and hours from the rollups, the developers and accounts of its partial first hour
+    looked up by key: never every developer of the workspace."""
     store = _PlanRecorder(tmp_path / "p.db")
     store.migrate()
     store.plans = []
-    store.product_adoption("w", 0, None)
-    store.product_adoption("w", 0, "databases")
-    assert len(store.plans) == 6
+    store.product_adoption("w", 12_345, None)
+    store.product_adoption("w", 12_345, "databases")
+    assert len(store.plans) == 4
     for plan in store.plans:
         assert "SCAN records" not in plan and "SCAN adoption" not in plan, plan
-    counts = [plan for plan in store.plans if "adoption_daily" in plan]
-    assert len(counts) == 2
+        assert "USING INDEX records_product_events (workspace=? AND occurred_at>? AND occurred_at<?)" in plan
+    counts, edges = store.plans[0::2], store.plans[1::2]
     for plan in counts:
         assert "SEARCH adoption_daily USING PRIMARY KEY (workspace=? AND day>?)" in plan, plan
-        assert "USING INDEX records_product_events (workspace=? AND occurred_at>? AND occurred_at<?)" in plan
+        assert "SEARCH adoption_hourly USING PRIMARY KEY (workspace=? AND hour>? AND hour<?)" in plan, plan
+    for plan in edges:
+        assert "SEARCH d USING PRIMARY KEY (workspace=? AND product=? AND category=? AND developer=?)" in plan, plan
+        assert "SEARCH a USING PRIMARY KEY (workspace=? AND product=? AND category=? AND account=?)" in plan, plan
 
 
 # SQLite-only: the SQLite writer's statements and SQLite's query plans.

@@ -22,7 +22,7 @@ from typing import Final
 from spanmeter.store.postgres.connection import Translated
 from spanmeter.store.postgres.dialect import FUNCTIONS, MIGRATION_LOCK
 from spanmeter.store.schema import COLUMNS, NOT_NULL_COLUMNS, column_type
-from spanmeter.store.sqlite import adoption_rollup, attention, model_rollup, rollup
+from spanmeter.store.sqlite import adoption_last_events, adoption_rollup, attention, model_rollup, rollup
 from spanmeter.store.sqlite import outbox as sqlite_outbox
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,43 @@ def _m007_usage_daily_model(db: Translated) -> None:
         db.execute(statement)
 
 
+def _m008_adoption_histogram(db: Translated) -> None:
+    # As SQLite's m016: hourly event counts and per-day and per-hour counts of last events
+    # (store/sqlite/adoption_last_events.py), their triggers as PL/pgSQL. The triggers go first:
+    # creating them locks the two tables against writers until this transaction commits, so no
+    # write falls between the backfill and the triggers.
+    for statement in (adoption_rollup.HOURLY_SCHEMA, *adoption_last_events.SCHEMA):
+        db.execute(statement)
+    for statement in adoption_histogram_triggers():
+        db.conn.execute(statement)
+    for statement in (adoption_rollup.HOURLY_BACKFILL, *adoption_last_events.BACKFILL):
+        db.execute(statement)
+
+
+def adoption_histogram_triggers() -> list[str]:
+    """SQLite's adoption_last_events.TRIGGERS in PostgreSQL: one function per table, called after an
+    insert (OLD is NULL) and after an update that moved a time to another hour."""
+    statements = []
+    for source in adoption_last_events.SOURCES:
+        moves = adoption_last_events.moves(
+            source, inserted=False, distinct="IS DISTINCT FROM", conflict="ON CONFLICT (workspace, {unit}, product, category)"
+        )
+        function = f"spanmeter_{source}_moved"
+        moved = adoption_last_events.any_hour_moved(source, "IS DISTINCT FROM")
+        statements += [
+            (
+                f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {'; '.join(moves)};"
+                " RETURN NULL; END $$"
+            ),
+            f"CREATE TRIGGER {source}_added AFTER INSERT ON {source} FOR EACH ROW EXECUTE FUNCTION {function}()",
+            (
+                f"CREATE TRIGGER {source}_moved AFTER UPDATE ON {source} FOR EACH ROW WHEN ({moved})"
+                f" EXECUTE FUNCTION {function}()"
+            ),
+        ]
+    return statements
+
+
 MIGRATIONS: Final[tuple[tuple[str, Callable[[Translated], None]], ...]] = (
     ("m001_records", _m001_records),
     ("m002_api_keys", _m002_api_keys),
@@ -99,6 +136,7 @@ MIGRATIONS: Final[tuple[tuple[str, Callable[[Translated], None]], ...]] = (
     ("m005_functions", _m005_functions),
     ("m006_attention_counts", _m006_attention_counts),
     ("m007_usage_daily_model", _m007_usage_daily_model),
+    ("m008_adoption_histogram", _m008_adoption_histogram),
 )
 
 

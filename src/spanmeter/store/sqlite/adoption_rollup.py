@@ -1,8 +1,10 @@
 """Rollups of product events for the public adoption rows, kept in the writer's transaction: a
-public endpoint must not read a month of events per call (941 ms p50 at 10M records; now a few ms).
+public endpoint must not read a month of events per call, nor every developer of a workspace.
 
     adoption_daily       (workspace, product, category, UTC day) -> events, events per family,
-                         MAX of the product's id / name / type
+                         MAX of the product's id / name / type, and how many developers (accounts,
+                         activated developers) have their last event (activation) on that day
+    adoption_hourly      the same per UTC hour (hour = occurred_at / HOUR_NS)
     adoption_developers  (workspace, product, category, developer) -> time of the developer's last
                          event, and of their last activation/retention/expansion/commercial event
     adoption_accounts    (workspace, product, category, account domain) -> time of its last event
@@ -10,8 +12,9 @@ public endpoint must not read a month of events per call (941 ms p50 at 10M reco
 `product` is the product id, else its name (the rows' grouping); `category` is '' for none and
 '=' + the category otherwise, so that an empty category stays apart from none. A period is always
 "the last N days up to now", so a developer (or account) is active in it exactly when their last
-event is at or after its start; event counts add the whole days from adoption_daily to the
-records of the partial first day.
+event is at or after its start. Counts add the period's whole days from adoption_daily, the whole
+hours before its first midnight from adoption_hourly, and the records of its partial first hour;
+the last-event counts (adoption_last_events.py) are moved by triggers when a last event moves.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from spanmeter.record import UsageRecord
-from spanmeter.store.constants import DAY_NS
+from spanmeter.record import Product, UsageRecord
+from spanmeter.store.constants import DAY_NS, HOUR_NS
 from spanmeter.usage_schema import EVENT_FAMILIES
 
 ACTIVATED_FAMILIES: Final = ("activation", "retention", "expansion", "commercial")
@@ -46,6 +49,14 @@ SCHEMA: Final = (
     ),
 )
 
+# Added by m016 (adoption_last_events.py adds the last-event columns to both tables).
+HOURLY_SCHEMA: Final = (
+    f"CREATE TABLE adoption_hourly ({_KEYS}, hour INTEGER NOT NULL, product_id TEXT, product_name TEXT,"
+    f" product_type TEXT, events INTEGER NOT NULL,"
+    f" {', '.join(f'{c} INTEGER NOT NULL DEFAULT 0' for c in FAMILY_COLUMNS)},"
+    " PRIMARY KEY (workspace, hour, product, category)) WITHOUT ROWID"
+)
+
 # The product events of the records, as the partial index records_product_events selects them.
 PRODUCT_EVENTS: Final = "kind = 'event' AND (product_id IS NOT NULL OR product_name IS NOT NULL)"
 PRODUCT_KEY: Final = "COALESCE(product_id, product_name)"
@@ -56,12 +67,21 @@ _FAMILY_SUMS: Final = ", ".join(
     f"COUNT(CASE WHEN event_family = '{family}' THEN 1 END)" for family in EVENT_FAMILIES
 )
 
-BACKFILL: Final = (
-    (
-        f"INSERT INTO adoption_daily SELECT workspace, {PRODUCT_KEY}, {CATEGORY_KEY}, occurred_at / {DAY_NS},"
+
+
+def _backfill_events(table: str, unit: str, unit_ns: int) -> str:
+    return (
+        f"INSERT INTO {table} (workspace, product, category, {unit}, product_id, product_name,"
+        f" product_type, events, {', '.join(FAMILY_COLUMNS)})"
+        f" SELECT workspace, {PRODUCT_KEY}, {CATEGORY_KEY}, occurred_at / {unit_ns},"
         f" MAX(product_id), MAX(product_name), MAX(product_type), COUNT(*), {_FAMILY_SUMS}"
         f" FROM records WHERE {PRODUCT_EVENTS} GROUP BY 1, 2, 3, 4"
-    ),
+    )
+
+
+HOURLY_BACKFILL: Final = _backfill_events("adoption_hourly", "hour", HOUR_NS)
+BACKFILL: Final = (
+    _backfill_events("adoption_daily", "day", DAY_NS),
     (
         f"INSERT INTO adoption_developers SELECT workspace, {PRODUCT_KEY}, {CATEGORY_KEY}, {DEVELOPER},"
         f" MAX(occurred_at), MAX(CASE WHEN event_family IN ({_ACTIVATED}) THEN occurred_at END)"
@@ -79,13 +99,18 @@ def _greatest(column: str) -> str:
     return f"{column} = COALESCE(max({column}, excluded.{column}), {column}, excluded.{column})"
 
 
-_UPSERT_DAILY: Final = (
-    f"INSERT INTO adoption_daily (workspace, product, category, day, product_id, product_name, product_type,"
-    f" events, {', '.join(FAMILY_COLUMNS)}) VALUES ({', '.join('?' * (8 + len(FAMILY_COLUMNS)))})"
-    f" ON CONFLICT DO UPDATE SET {_greatest('product_id')}, {_greatest('product_name')},"
-    f" {_greatest('product_type')}, events = events + excluded.events, "
-    + ", ".join(f"{c} = {c} + excluded.{c}" for c in FAMILY_COLUMNS)
-)
+def _upsert_events(table: str, unit: str) -> str:
+    return (
+        f"INSERT INTO {table} (workspace, product, category, {unit}, product_id, product_name, product_type,"
+        f" events, {', '.join(FAMILY_COLUMNS)}) VALUES ({', '.join('?' * (8 + len(FAMILY_COLUMNS)))})"
+        f" ON CONFLICT DO UPDATE SET {_greatest('product_id')}, {_greatest('product_name')},"
+        f" {_greatest('product_type')}, events = events + excluded.events, "
+        + ", ".join(f"{c} = {c} + excluded.{c}" for c in FAMILY_COLUMNS)
+    )
+
+
+_UPSERT_DAILY: Final = _upsert_events("adoption_daily", "day")
+_UPSERT_HOURLY: Final = _upsert_events("adoption_hourly", "hour")
 _UPSERT_DEVELOPERS: Final = (
     "INSERT INTO adoption_developers (workspace, product, category, developer, last_at, activated_at)"
     " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
@@ -102,7 +127,9 @@ def _max(a: str | None, b: str | None) -> str | None:
 
 
 @dataclass(slots=True)
-class _Day:
+class _Events:
+    """A day's (an hour's) events of one product and category."""
+
     product_id: str | None = None
     product_name: str | None = None
     product_type: str | None = None
@@ -112,10 +139,20 @@ class _Day:
     def row(self) -> tuple[str | int | None, ...]:
         return (self.product_id, self.product_name, self.product_type, self.events, *self.families)
 
+    def add(self, product: Product, family: str | None) -> None:
+        self.product_id = _max(self.product_id, product.id)
+        self.product_name = _max(self.product_name, product.name)
+        self.product_type = _max(self.product_type, product.type)
+        self.events += 1
+        if family in EVENT_FAMILIES:
+            self.families[EVENT_FAMILIES.index(family)] += 1
+
 
 def roll_up_adoption(conn: sqlite3.Connection, records: Iterable[UsageRecord]) -> None:
-    """Add newly stored product events to the adoption rollups, in the caller's transaction."""
-    daily: dict[tuple[str, str, str, int], _Day] = {}
+    """Add newly stored product events to the adoption rollups, in the caller's transaction (the
+    event rows first: the triggers that move the last-event counts update them)."""
+    daily: dict[tuple[str, str, str, int], _Events] = {}
+    hourly: dict[tuple[str, str, str, int], _Events] = {}
     developers: dict[tuple[str, str, str, str], list[int | None]] = {}
     accounts: dict[tuple[str, str, str, str], int] = {}
     for record in records:
@@ -128,15 +165,11 @@ def roll_up_adoption(conn: sqlite3.Connection, records: Iterable[UsageRecord]) -
         category = "" if product.category is None else "=" + product.category
         scope = (record.workspace, key, category)
         at = record.occurred_at
-        day = daily.get((*scope, at // DAY_NS))
-        if day is None:
-            day = daily[(*scope, at // DAY_NS)] = _Day()
-        day.product_id = _max(day.product_id, product.id)
-        day.product_name = _max(day.product_name, product.name)
-        day.product_type = _max(day.product_type, product.type)
-        day.events += 1
-        if record.event_family in EVENT_FAMILIES:
-            day.families[EVENT_FAMILIES.index(record.event_family)] += 1
+        for buckets, bucket in ((daily, at // DAY_NS), (hourly, at // HOUR_NS)):
+            counted = buckets.get((*scope, bucket))
+            if counted is None:
+                counted = buckets[(*scope, bucket)] = _Events()
+            counted.add(product, record.event_family)
         developer = record.user_id if record.user_id is not None else record.email
         if developer is not None:
             activated = at if record.event_family in ACTIVATED_FAMILIES else None
@@ -153,6 +186,7 @@ def roll_up_adoption(conn: sqlite3.Connection, records: Iterable[UsageRecord]) -
             )
     if daily:
         conn.executemany(_UPSERT_DAILY, [(*key, *day.row()) for key, day in daily.items()])
+        conn.executemany(_UPSERT_HOURLY, [(*key, *hour.row()) for key, hour in hourly.items()])
     if developers:
         conn.executemany(_UPSERT_DEVELOPERS, [(*key, *values) for key, values in developers.items()])
     if accounts:

@@ -16,7 +16,15 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from spanmeter.store.schema import COLUMNS, NOT_NULL_COLUMNS, column_type
-from spanmeter.store.sqlite import adoption_rollup, attention, key_hash, model_rollup, outbox, rollup
+from spanmeter.store.sqlite import (
+    adoption_last_events,
+    adoption_rollup,
+    attention,
+    key_hash,
+    model_rollup,
+    outbox,
+    rollup,
+)
 from spanmeter.store.sqlite.connection import connect
 
 log = logging.getLogger(__name__)
@@ -179,6 +187,21 @@ def _m015_usage_daily_model(db: sqlite_utils.Database) -> None:
     # Meter queries by model, provider or kind from daily rollups (store/sqlite/model_rollup.py),
     # filled from the records already stored (one pass over them).
     for statement in (*model_rollup.SCHEMA, *model_rollup.BACKFILL):
+        db.execute(statement)
+
+
+@migrations(name="m016_adoption_histogram")
+def _m016_adoption_histogram(db: sqlite_utils.Database) -> None:
+    # The adoption rows from per-day and per-hour counts of last events instead of every developer
+    # of a workspace (store/sqlite/adoption_last_events.py): hourly event counts from the stored
+    # events, last-event counts from adoption_developers and adoption_accounts, then the triggers.
+    for statement in (
+        adoption_rollup.HOURLY_SCHEMA,
+        *adoption_last_events.SCHEMA,
+        adoption_rollup.HOURLY_BACKFILL,
+        *adoption_last_events.BACKFILL,
+        *adoption_last_events.TRIGGERS,
+    ):
         db.execute(statement)
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from spanmeter.record import UsageRecord
 from spanmeter.store.base import RecordFilter
-from spanmeter.store.constants import ALL_CUSTOMERS, DAY_NS
+from spanmeter.store.constants import ALL_CUSTOMERS, DAY_NS, HOUR_NS
 from spanmeter.store.queries import (
     EQUALITY_FILTERS,
     DailyTotals,
@@ -27,8 +27,9 @@ from spanmeter.store.queries import (
     UnknownModel,
 )
 from spanmeter.store.schema import COLUMNS, row_to_record
+from spanmeter.store.sqlite.adoption_last_events import LAST_COLUMNS
+from spanmeter.store.sqlite.adoption_rollup import CATEGORY_KEY, DEVELOPER, PRODUCT_EVENTS, PRODUCT_KEY
 from spanmeter.store.sqlite.adoption_rollup import FAMILY_COLUMNS as _FAMILY_COLUMNS
-from spanmeter.store.sqlite.adoption_rollup import PRODUCT_EVENTS, PRODUCT_KEY
 from spanmeter.store.sqlite.item_sql import ITEM_JSON, complete_items
 from spanmeter.store.sqlite.key_hash import key_hash
 from spanmeter.store.sqlite.readers import Fetch
@@ -193,90 +194,100 @@ class SQLiteQueries:
 
     # --- adoption ----------------------------------------------------------------------------
     def product_adoption(self, workspace: str, since_ns: int, category: str | None) -> list[ProductAdoption]:
-        # The adoption rollups (store/sqlite/adoption_rollup.py): whole UTC days of event counts plus the
-        # records of the partial first day; developers and accounts by the time of their last event.
-        whole = -(-since_ns // DAY_NS)  # the first whole day of the period
-        daily_category = records_category = ""
-        params: list[Any] = [workspace, whole]
-        if category is not None:
-            daily_category, records_category = " AND category = ?", " AND product_category = ?"
-        sums = ", ".join(f"SUM({column})" for column in _FAMILY_COLUMNS)
-        families = ", ".join(f"event_family = '{family}'" for family in EVENT_FAMILIES)
+        # The adoption rollups (store/sqlite/adoption_rollup.py): the period's whole UTC days, the
+        # whole hours before its first midnight, the records of its partial first hour. Developers
+        # and accounts are active when their last event is in the period: counted per day and hour
+        # (adoption_last_events.py), and in the partial hour from the records that are their last.
+        day = -(-since_ns // DAY_NS)  # the first whole day of the period
+        hour = -(-since_ns // HOUR_NS)  # its first whole hour
+        edge = [workspace, since_ns, hour * HOUR_NS]  # the partial first hour
+        rollup_scope = " AND category = ?" if category is not None else ""
+        records_scope = " AND product_category = ?" if category is not None else ""
+        rollup_params = ["=" + category] if category is not None else []
+        records_params = [category] if category is not None else []
+        columns = f"product, category, product_id, product_name, product_type, events, {_ROLLUP_COUNTS}"
         counts_sql = (
-            f"SELECT product, MAX(product_id), MAX(product_name), MAX(product_type), MAX(product_category),"
-            f" SUM(events), {sums} FROM ("
-            f" SELECT product, product_id, product_name, product_type,"
-            f"  CASE WHEN category = '' THEN NULL ELSE substr(category, 2) END AS product_category,"
-            f"  events, {', '.join(_FAMILY_COLUMNS)}"
-            f" FROM adoption_daily WHERE workspace = ? AND day >= ?{daily_category}"
-            f" UNION ALL SELECT {PRODUCT_KEY}, product_id, product_name, product_type, product_category, 1, {families}"
+            f"SELECT product, category, MAX(product_id), MAX(product_name), MAX(product_type), SUM(events),"
+            f" {', '.join(f'SUM({c})' for c in _ROLLUP_COUNTS.split(', '))} FROM ("
+            f" SELECT {columns} FROM adoption_daily WHERE workspace = ? AND day >= ?{rollup_scope}"
+            f" UNION ALL SELECT {columns} FROM adoption_hourly WHERE workspace = ? AND hour >= ? AND hour < ?{rollup_scope}"
+            f" UNION ALL SELECT {PRODUCT_KEY}, {CATEGORY_KEY}, product_id, product_name, product_type, 1,"
+            f" {_RECORD_FAMILIES}, {', '.join('0' * len(LAST_COLUMNS))}"
             f" FROM records WHERE workspace = ? AND {PRODUCT_EVENTS} AND occurred_at >= ? AND occurred_at < ?"
-            f"{records_category}) AS counted GROUP BY product"
+            f"{records_scope}) AS counted GROUP BY product, category"
         )
-        if category is not None:
-            params.append("=" + category)
-        params += [workspace, since_ns, whole * DAY_NS]
-        if category is not None:
-            params.append(category)
-        scope = " AND category = ?" if category is not None else ""
-        scope_params = ["=" + category] if category is not None else []
-        developers = self._distinct_per_product(
-            "adoption_developers", "developer", ", COUNT(CASE WHEN activated_at >= ? THEN 1 END)",
-            ", COUNT(DISTINCT CASE WHEN activated_at >= ? THEN developer END)", [since_ns],
-            workspace, since_ns, scope, scope_params,
+        counts_params = [
+            *[workspace, day, *rollup_params],
+            *[workspace, hour, day * 24, *rollup_params],
+            *edge, *records_params,
+        ]  # fmt: skip
+        per_category: dict[str, list[tuple[Any, ...]]] = {}
+        for product, cat, *values in self._fetch(counts_sql, counts_params):
+            per_category.setdefault(product, []).append((cat, *values))
+        last = {  # (product, category) -> [developers, activated developers, accounts]
+            (p, row[0]): [n or 0 for n in row[-len(LAST_COLUMNS) :]] for p, rows in per_category.items() for row in rows
+        }
+        if since_ns < hour * HOUR_NS:  # those whose last event is in the partial first hour
+            bounds = [since_ns, hour * HOUR_NS]
+            for product, cat, *edge_counts in self._fetch(
+                _EDGE_SQL.format(scope=records_scope),
+                [*bounds, *bounds, *edge, *records_params, workspace, *bounds, *edge, *records_params, workspace],
+            ):
+                counted = last.setdefault((product, cat), [0, 0, 0])
+                for i, n in enumerate(edge_counts):
+                    counted[i] += n
+        developers = self._across_categories(
+            "adoption_developers", "developer", ", COUNT(DISTINCT CASE WHEN activated_at >= ? THEN developer END)",
+            [since_ns], workspace, since_ns, {p: [last[(p, c)][:2] for c, *_ in rows] for p, rows in per_category.items()},
         )  # fmt: skip
-        accounts = self._distinct_per_product(
-            "adoption_accounts", "account", "", "", [], workspace, since_ns, scope, scope_params
-        )
-        rows = []
-        for product, product_id, name, type_, product_category, events, *family_counts in self._fetch(
-            counts_sql, params
-        ):
-            count, activated = developers.get(product, (0, 0))
-            rows.append(
+        accounts = self._across_categories(
+            "adoption_accounts", "account", "", [], workspace, since_ns,
+            {p: [last[(p, c)][2:] for c, *_ in rows] for p, rows in per_category.items()},
+        )  # fmt: skip
+        found = []
+        for product, rows in per_category.items():
+            count, activated = developers[product]
+            found.append(
                 ProductAdoption(
-                    product_id,
-                    name,
-                    type_,
-                    product_category,
+                    _most(row[1] for row in rows),
+                    _most(row[2] for row in rows),
+                    _most(row[3] for row in rows),
+                    _most(None if row[0] == "" else row[0][1:] for row in rows),
                     count,
-                    accounts.get(product, (0,))[0],
-                    events,
+                    accounts[product][0],
+                    sum(row[4] for row in rows),
                     activated,
-                    dict(zip(EVENT_FAMILIES, (n or 0 for n in family_counts), strict=True)),
+                    {f: sum(row[5 + i] or 0 for row in rows) for i, f in enumerate(EVENT_FAMILIES)},
                 )
             )
-        return rows
+        return found
 
-    def _distinct_per_product(
+    def _across_categories(
         self,
         table: str,
         who: str,
-        extra: str,
         extra_distinct: str,
         extra_params: list[Any],
         workspace: str,
         since_ns: int,
-        scope: str,
-        scope_params: list[Any],
+        counted: dict[str, list[list[int]]],
     ) -> dict[str, tuple[int, ...]]:
-        """{product: (distinct `who` active since since_ns, then `extra`'s counts)} from an
-        adoption table keyed (workspace, product, category, who). Per (product, category) a row
-        is one `who`, so COUNT(*) in key order needs no DISTINCT; a product seen under several
-        categories is counted again with DISTINCT (someone active in two counts once)."""
-        where = f" FROM {table} WHERE workspace = ? AND last_at >= ?{scope}"
-        params = [*extra_params, workspace, since_ns, *scope_params]
+        """{product: counts} from the counts of each of its categories (`counted`: distinct `who`
+        active since since_ns, then the extra counts). Someone active in two categories of a
+        product counts once: a product active in several is counted again with DISTINCT over
+        its rows of `table` (keyed workspace, product, category, who)."""
         found: dict[str, tuple[int, ...]] = {}
-        several: set[str] = set()
-        for product, _, *counts in self._fetch(f"SELECT product, category, COUNT(*){extra}{where} GROUP BY 1, 2", params):
-            if product in found:
-                several.add(product)
-            found[product] = tuple(counts)
+        several = []
+        for product, per_category in counted.items():
+            active = [counts for counts in per_category if counts[0] > 0]
+            if len(active) > 1:
+                several.append(product)
+            found[product] = tuple(active[0]) if active else tuple(0 for _ in per_category[0])
         if several:
-            marks = ", ".join("?" * len(several))
             for product, *counts in self._fetch(
-                f"SELECT product, COUNT(DISTINCT {who}){extra_distinct}{where} AND product IN ({marks}) GROUP BY 1",
-                [*params, *sorted(several)],
+                f"SELECT product, COUNT(DISTINCT {who}){extra_distinct} FROM {table}"
+                f" WHERE workspace = ? AND last_at >= ? AND product IN ({', '.join('?' * len(several))}) GROUP BY 1",
+                [*extra_params, workspace, since_ns, *several],
             ):
                 found[product] = tuple(counts)
         return found
@@ -287,6 +298,32 @@ class SQLiteQueries:
             found = self._fetch("SELECT value FROM spanmeter_secrets WHERE name = 'cursor'", [])
             self._secret = bytes.fromhex(found[0][0]) if found else os.urandom(32)
         return self._secret
+
+
+def _most(values: Iterable[str | None]) -> str | None:
+    """SQL's MAX: the greatest value that is not NULL."""
+    return max((v for v in values if v is not None), default=None)
+
+
+_ROLLUP_COUNTS: Final = ", ".join((*_FAMILY_COLUMNS, *LAST_COLUMNS))
+_RECORD_FAMILIES: Final = ", ".join(f"event_family = '{family}'" for family in EVENT_FAMILIES)
+# Per (product, category), the developers, activated developers and accounts whose last event
+# (activation) is in [?, ?): the distinct ones of that range's records, looked up by key.
+_EDGE_SQL: Final = (
+    "SELECT d.product, d.category, COUNT(CASE WHEN d.last_at >= ? AND d.last_at < ? THEN 1 END),"
+    " COUNT(CASE WHEN d.activated_at >= ? AND d.activated_at < ? THEN 1 END), 0"
+    f" FROM (SELECT DISTINCT {PRODUCT_KEY} AS product, {CATEGORY_KEY} AS category, {DEVELOPER} AS developer"
+    f"  FROM records WHERE workspace = ? AND {PRODUCT_EVENTS} AND occurred_at >= ? AND occurred_at < ?{{scope}}"
+    f"  AND {DEVELOPER} IS NOT NULL) AS e"
+    " JOIN adoption_developers AS d ON d.workspace = ? AND d.product = e.product AND d.category = e.category"
+    " AND d.developer = e.developer GROUP BY 1, 2"
+    " UNION ALL SELECT a.product, a.category, 0, 0, COUNT(CASE WHEN a.last_at >= ? AND a.last_at < ? THEN 1 END)"
+    f" FROM (SELECT DISTINCT {PRODUCT_KEY} AS product, {CATEGORY_KEY} AS category, account_domain AS account"
+    f"  FROM records WHERE workspace = ? AND {PRODUCT_EVENTS} AND occurred_at >= ? AND occurred_at < ?{{scope}}"
+    "  AND account_domain IS NOT NULL) AS e"
+    " JOIN adoption_accounts AS a ON a.workspace = ? AND a.product = e.product AND a.category = e.category"
+    " AND a.account = e.account GROUP BY 1, 2"
+)
 
 
 def build_page_sql(query: RecordQuery, *, walk_seq: bool = False, select: str = _RECORD_COLUMNS) -> tuple[str, list[Any]]:
