@@ -154,7 +154,10 @@ def scale(base: Path, target: Path, k: int, customers: dict[str, list[dict[str, 
     for j in range(k):
         conn.execute(_conversations_select(j))
     phases["conversation_starts"] = time.perf_counter() - started - sum(phases.values())
-    for n, statement in enumerate((*rollup.BACKFILL[1:], *adoption_rollup.BACKFILL)):
+    # The hourly event counts go in before the developers and accounts: their triggers count each
+    # one's last event into its day's and hour's rows (store/sqlite/adoption_last_events.py).
+    adoption = (adoption_rollup.BACKFILL[0], adoption_rollup.HOURLY_BACKFILL, *adoption_rollup.BACKFILL[1:])
+    for n, statement in enumerate((*rollup.BACKFILL[1:], *adoption)):
         conn.execute(statement)
         phases[f"backfill {n + 1}"] = time.perf_counter() - started - sum(phases.values())
     meters = conn.execute(

@@ -1,4 +1,5 @@
-"""Public adoption rows: suppression at k, no identities, ranking, methodology link, rate limit."""
+"""Public adoption rows: suppression at k, no identities, ranking, methodology link, rate limit;
+counts and ranking on both backends (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,17 +37,21 @@ def events(
 
 
 @contextmanager
-def adoption_api(tmp_path: Path, k: int, requests: int = 1000) -> Iterator[Api]:
+def adoption_api(
+    tmp_path: Path, k: int, requests: int = 1000, storage: dict[str, Any] | None = None
+) -> Iterator[Api]:
     config = make_config(
-        tmp_path, api={"adoption": {"min_developers": k, "rate_limit": {"requests": requests}}}
+        tmp_path,
+        api={"adoption": {"min_developers": k, "rate_limit": {"requests": requests}}},
+        **({"storage": storage} if storage is not None else {}),
     )
     with running_collector(config) as running:
         yield Api(running)
 
 
 @pytest.fixture(params=[5, 4], ids=["k5", "k4"])
-def k_api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Api]:
-    with adoption_api(tmp_path, request.param) as api:
+def k_api(request: pytest.FixtureRequest, tmp_path: Path, storage: dict[str, Any]) -> Iterator[Api]:
+    with adoption_api(tmp_path, request.param, storage=storage) as api:
         yield api
 
 
@@ -87,8 +93,8 @@ def test_no_identity_in_any_response(tmp_path: Path) -> None:
             assert "dev-" not in body and "@" not in body
 
 
-def test_ranking_period_category_limit_and_methodology(tmp_path: Path) -> None:
-    with adoption_api(tmp_path, 2) as api:
+def test_ranking_period_category_limit_and_methodology(tmp_path: Path, storage: dict[str, Any]) -> None:
+    with adoption_api(tmp_path, 2, storage=storage) as api:
         api.write(events("big", 8, activated=8) + events("small", 3) + events("other-cat", 5, category="docs")
                   + events("old", 9, days_ago=40))  # fmt: skip
         body = api.get(ADOPTION, period="30d").json()
