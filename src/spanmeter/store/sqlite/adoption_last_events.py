@@ -6,8 +6,8 @@ developer of a workspace (107k rows, 70 ms at 10M records). Triggers on adoption
 adoption_accounts move a count when a last event moves to another day or hour, in the writer's
 transaction: the hot path is unchanged (the writer's upsert fires them; most events stay within
 their developer's hour and cost one comparison). The rows they update are the day's and hour's
-rows of the event counts, which the writer upserts first (adoption_rollup.py); an upsert here
-keeps a count even where that row were missing (with no events, which add nothing).
+rows of the event counts, which the writer upserts first (adoption_rollup.py); the increments are
+upserts all the same, so that a count is never lost (a row made here has no events).
 """
 
 from __future__ import annotations

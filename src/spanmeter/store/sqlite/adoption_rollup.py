@@ -68,7 +68,6 @@ _FAMILY_SUMS: Final = ", ".join(
 )
 
 
-
 def _backfill_events(table: str, unit: str, unit_ns: int) -> str:
     return (
         f"INSERT INTO {table} (workspace, product, category, {unit}, product_id, product_name,"
