@@ -98,13 +98,13 @@ def _m008_adoption_histogram(db: Translated) -> None:
     # write falls between the backfill and the triggers.
     for statement in (adoption_rollup.HOURLY_SCHEMA, *adoption_last_events.SCHEMA):
         db.execute(statement)
-    for statement in adoption_histogram_triggers():
+    for statement in _adoption_histogram_triggers():
         db.conn.execute(statement)
     for statement in (adoption_rollup.HOURLY_BACKFILL, *adoption_last_events.BACKFILL):
         db.execute(statement)
 
 
-def adoption_histogram_triggers() -> list[str]:
+def _adoption_histogram_triggers() -> list[str]:
     """SQLite's adoption_last_events.TRIGGERS in PostgreSQL: one function per table, called after an
     insert (OLD is NULL) and after an update that moved a time to another hour."""
     statements = []
