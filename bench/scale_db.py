@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from spanmeter.store.schema import COLUMNS
-from spanmeter.store.sqlite import SQLiteStore, adoption_rollup, rollup
+from spanmeter.store.sqlite import SQLiteStore, adoption_rollup, attention, model_rollup, rollup
 from spanmeter.store.sqlite.key_hash import key_hash
 
 CHUNK = 20_000
@@ -157,7 +157,7 @@ def scale(base: Path, target: Path, k: int, customers: dict[str, list[dict[str, 
     # The hourly event counts go in before the developers and accounts: their triggers count each
     # one's last event into its day's and hour's rows (store/sqlite/adoption_last_events.py).
     adoption = (adoption_rollup.BACKFILL[0], adoption_rollup.HOURLY_BACKFILL, *adoption_rollup.BACKFILL[1:])
-    for n, statement in enumerate((*rollup.BACKFILL[1:], *adoption)):
+    for n, statement in enumerate((*rollup.BACKFILL[1:], *adoption, *model_rollup.BACKFILL, *attention.BACKFILL)):
         conn.execute(statement)
         phases[f"backfill {n + 1}"] = time.perf_counter() - started - sum(phases.values())
     meters = conn.execute(
