@@ -14,13 +14,15 @@ import io
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, cast
 
 from spanmeter.crm.cells import BOM
 from spanmeter.crm.rows import (
     EXPORT_COLUMNS,
     AccountRollup,
     Stored,
+    account_cell,
+    action_line,
     action_row_builder,
     header,
     kind_of,
@@ -50,7 +52,11 @@ class Selection:
     where: ExportFilter = field(default_factory=ExportFilter)  # kinds, types, customers (an exporter's filter)
 
 
-def _pages(store: QueryStore, selection: Selection) -> Iterator[list[tuple[Any, ...]]]:
+Page = list[tuple[Any, ...]]
+
+
+def _pages(selection: Selection, read: Callable[[RecordQuery], Page]) -> Iterator[tuple[RecordQuery, Page]]:
+    """(query, page) of every page of the selection, `read` reading each."""
     equals = (("customer_id", selection.customer),) if selection.customer is not None else ()
     for workspace in selection.workspaces:
         query = RecordQuery(
@@ -58,9 +64,9 @@ def _pages(store: QueryStore, selection: Selection) -> Iterator[list[tuple[Any, 
             from_ns=selection.from_ns, to_ns=selection.to_ns,
         )
         while True:
-            page = store.query_columns(query, EXPORT_COLUMNS)
+            page = read(query)
             if page:
-                yield page
+                yield query, page
             if len(page) < PAGE_SIZE:
                 break
             query = replace(query, after_seq=page[-1][0])
@@ -73,7 +79,7 @@ def stream_records(
     at a time; `on_page(n)` after each page read."""
     where = selection.where
     check = bool(where.kinds or where.types or where.customers)
-    for page in _pages(store, selection):
+    for _query, page in _pages(selection, lambda query: store.query_columns(query, EXPORT_COLUMNS)):
         if on_page is not None:
             on_page(len(page))
         if check:
@@ -101,9 +107,95 @@ def write_rows(out: BinaryIO, head: Sequence[str], rows: Iterable[Sequence[str]]
     return count
 
 
+def write_text(out: BinaryIO, head: Sequence[str], chunks: Iterable[tuple[str, int]], bom: bool) -> int:
+    """Header and (CSV text of whole CRLF-ended rows, their number) chunks as UTF-8 on `out`;
+    the number of rows."""
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
+    try:
+        if bom:
+            text.write(BOM)
+        csv.writer(text, dialect="excel").writerow(head)
+        count = 0
+        for chunk, rows in chunks:
+            text.write(chunk)
+            count += rows
+        text.flush()
+    finally:
+        text.detach()
+    return count
+
+
 def action_rows(records: Iterable[Stored], template: Template, kinds: tuple[str, ...]) -> Iterator[Sequence[str]]:
     row = action_row_builder(template)
     return (row(values) for values in records if kind_of(values) in kinds)
+
+
+def _line_filter(where: ExportFilter, kinds: tuple[str, ...]) -> Callable[[tuple[Any, ...]], bool]:
+    """Which CsvLine rows (seq, *LINE_COLUMNS, ...) are action rows: as `matches` and kind_of."""
+    if not (where.kinds or where.types or where.customers):
+        return lambda row: row[1] in kinds
+    return lambda row: (
+        row[1] in kinds
+        and (not where.kinds or row[1] in where.kinds)
+        and (not where.types or row[2] in where.types)
+        and (not where.customers or row[4] in where.customers)
+    )
+
+
+def _written_lines(
+    store: QueryStore, query: RecordQuery, rows: Page, template: Template, lines: list[str | None]
+) -> list[str | None]:
+    """`lines` with the ones the store left to Python (None) written by action_rows, from the
+    page's stored values read again (the same query: the same records, and maybe newer ones)."""
+    values = {v[0]: v for v in store.query_columns(query, EXPORT_COLUMNS)}
+    row = action_row_builder(template)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, dialect="excel")
+    done: list[str | None] = []
+    for found, line in zip(rows, lines, strict=True):
+        if line is None:
+            buffer.seek(0)
+            buffer.truncate()
+            writer.writerow(row(values[found[0]]))
+            line = buffer.getvalue()
+        done.append(line)
+    return done
+
+
+def _store_lines(
+    store: QueryStore, selection: Selection, template: Template, kinds: tuple[str, ...],
+    on_page: Callable[[int], None] | None,
+) -> Iterator[tuple[str, int]] | None:
+    """The action rows' CSV text a page at a time, written by the store (QueryStore.query_csv_lines)
+    and the account cells by Python; None when the store or the template cannot."""
+    line = action_line(template)
+    if line is None:
+        return None
+    probe = RecordQuery(workspace=selection.workspaces[0] if selection.workspaces else "", limit=1)
+    if store.query_csv_lines(probe, line) is None:
+        return None
+    keep = _line_filter(selection.where, kinds)
+    holes = sum(1 for _, form in line.cells if form == "account")
+    first = 1 + len(line.columns)  # the first part's index in a row
+
+    def lines() -> Iterator[tuple[str, int]]:
+        for query, page in _pages(selection, lambda q: store.query_csv_lines(q, line) or []):
+            if on_page is not None:
+                on_page(len(page))
+            rows = [row for row in page if keep(row)]
+            account = account_cell
+            # (seq, kind, type, workspace, customer_id, account_domain, email, *parts)
+            if holes == 1:
+                text = [None if r[7] is None else f"{r[7]}{account(r[5], r[6])}{r[8]}\r\n" for r in rows]
+            elif holes == 0:
+                text = [None if r[7] is None else f"{r[7]}\r\n" for r in rows]
+            else:
+                text = [None if r[first] is None else account(r[5], r[6]).join(r[first:]) + "\r\n" for r in rows]
+            if None in text:
+                text = _written_lines(store, query, rows, template, text)
+            yield "".join(cast("list[str]", text)), len(text)
+
+    return lines()
 
 
 def account_rollup(records: Iterable[Stored], cancelled: Callable[[], bool] | None = None) -> AccountRollup:
@@ -130,6 +222,9 @@ def write_export(
     """Write one export (`actions` or `accounts`) on `out`; the number of rows written."""
     records = stream_records(store, selection, on_page)
     if kind == "actions":
+        fast = _store_lines(store, selection, template, action_kinds, on_page)
+        if fast is not None:
+            return write_text(out, header(template, kind), fast, bom)
         return write_rows(out, header(template, kind), action_rows(records, template, action_kinds), bom)
     rollup = account_rollup(records, cancelled)
     return write_rows(out, header(template, kind), rollup.rows(template), bom)

@@ -18,6 +18,7 @@ their developers and products, never with the records.
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -25,11 +26,22 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
-from spanmeter.crm.cells import FORMULA_STARTS
+from spanmeter.crm.cells import FORMULA_STARTS, csv_text
 from spanmeter.crm.domains import account_domain
-from spanmeter.crm.templates import ACTION_FIELDS, TIME_FIELDS, Kind, Template, TimeFormat
+from spanmeter.crm.templates import (
+    ACTION_FIELDS,
+    TIME_FIELDS,
+    Kind,
+    Template,
+    TimeFormat,
+    date_only,
+    rfc3339,
+    salesforce_datetime,
+    unix_millis,
+)
 from spanmeter.record import UsageRecord, decimal_string
 from spanmeter.store.outbox import ExportFilter
+from spanmeter.store.queries import CsvFormat, CsvLine
 from spanmeter.store.schema import COLUMNS, record_to_row
 from spanmeter.usage_schema import EVENT_FAMILIES
 
@@ -129,6 +141,46 @@ def action_row_builder(template: Template) -> Callable[[Stored], Sequence[str]]:
     if len(picks) == 1:
         return lambda values: (pick(_action_cells(values, when)),)
     return lambda values: pick(_action_cells(values, when))
+
+
+# Each action field as the store writes it in a CsvLine (store/queries.py): the same cells as
+# _action_cells, to the byte (tests/crm/test_fast_lines.py). Times: the template's format.
+_ACTION_CELLS: Final[dict[str, tuple[str, CsvFormat]]] = {
+    "account_domain": ("account_domain", "account"),
+    "developer_id": ("user_id", "text"),
+    "email": ("email", "text"),
+    "kind": ("kind", "plain"),
+    **{name: (name, "text") for name in (
+        "type", "event_name", "event_family", "product_id", "product_name", "product_type", "source", "campaign_id",
+        "idempotency_key",
+    )},
+    "tokens": ("total_tokens", "tokens"),
+    "quantity": ("quantity", "quantity"),
+    "cost_usd": ("cost_usd_nano", "money"),
+}
+_SQL_TIMES: Final[dict[TimeFormat, CsvFormat]] = {
+    rfc3339: "rfc3339", salesforce_datetime: "millis_utc", unix_millis: "unix_millis", date_only: "date",
+}
+# The stored columns a CsvLine row starts with: what the export filters on, and the account's inputs.
+LINE_COLUMNS: Final = ("kind", "type", "workspace", "customer_id", "account_domain", "email")
+
+
+def action_line(template: Template) -> CsvLine | None:
+    """The action row of `template` as a CsvLine the store can write; None when it cannot (a
+    time format it does not know, or a single column: csv writes an empty one-cell row as `""`)."""
+    when = _SQL_TIMES.get(template.time_format("actions"))
+    columns = template.columns("actions")
+    if when is None or len(columns) < 2:
+        return None
+    cells = tuple(("occurred_at", when) if name == "occurred_at" else _ACTION_CELLS[name] for name, _ in columns)
+    return CsvLine(cells, LINE_COLUMNS)
+
+
+@functools.lru_cache(maxsize=65_536)
+def account_cell(record_domain: str | None, email: str | None) -> str:
+    """The account domain's CSV cell (quoted if it needed to be, which a domain never does)."""
+    found = account_domain(record_domain, email) or ""
+    return csv_text([[found]])[:-2] if any(c in found for c in ',"\r\n') else found
 
 
 @dataclass(slots=True)
