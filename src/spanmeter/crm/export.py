@@ -130,18 +130,6 @@ def action_rows(records: Iterable[Stored], template: Template, kinds: tuple[str,
     return (row(values) for values in records if kind_of(values) in kinds)
 
 
-def _line_filter(where: ExportFilter, kinds: tuple[str, ...]) -> Callable[[tuple[Any, ...]], bool]:
-    """Which CsvLine rows (seq, *LINE_COLUMNS, ...) are action rows: as `matches` and kind_of."""
-    if not (where.kinds or where.types or where.customers):
-        return lambda row: row[1] in kinds
-    return lambda row: (
-        row[1] in kinds
-        and (not where.kinds or row[1] in where.kinds)
-        and (not where.types or row[2] in where.types)
-        and (not where.customers or row[4] in where.customers)
-    )
-
-
 def _written_lines(
     store: QueryStore, query: RecordQuery, rows: Page, template: Template, lines: list[str | None]
 ) -> list[str | None]:
@@ -168,29 +156,26 @@ def _store_lines(
 ) -> Iterator[tuple[str, int]] | None:
     """The action rows' CSV text a page at a time, written by the store (QueryStore.query_csv_lines)
     and the account cells by Python; None when the store or the template cannot."""
-    line = action_line(template)
+    line = action_line(template, kinds, selection.where)
     if line is None:
         return None
     probe = RecordQuery(workspace=selection.workspaces[0] if selection.workspaces else "", limit=1)
     if store.query_csv_lines(probe, line) is None:
         return None
-    keep = _line_filter(selection.where, kinds)
     holes = sum(1 for _, form in line.cells if form == "account")
-    first = 1 + len(line.columns)  # the first part's index in a row
 
     def lines() -> Iterator[tuple[str, int]]:
-        for query, page in _pages(selection, lambda q: store.query_csv_lines(q, line) or []):
+        account = account_cell
+        # rows: (seq, account_domain, email, *parts)
+        for query, rows in _pages(selection, lambda q: store.query_csv_lines(q, line) or []):
             if on_page is not None:
-                on_page(len(page))
-            rows = [row for row in page if keep(row)]
-            account = account_cell
-            # (seq, kind, type, workspace, customer_id, account_domain, email, *parts)
+                on_page(len(rows))
             if holes == 1:
-                text = [None if r[7] is None else f"{r[7]}{account(r[5], r[6])}{r[8]}\r\n" for r in rows]
+                text = [None if r[3] is None else f"{r[3]}{account(r[1], r[2])}{r[4]}\r\n" for r in rows]
             elif holes == 0:
-                text = [None if r[7] is None else f"{r[7]}\r\n" for r in rows]
+                text = [None if r[3] is None else f"{r[3]}\r\n" for r in rows]
             else:
-                text = [None if r[first] is None else account(r[5], r[6]).join(r[first:]) + "\r\n" for r in rows]
+                text = [None if r[3] is None else account(r[1], r[2]).join(r[3:]) + "\r\n" for r in rows]
             if None in text:
                 text = _written_lines(store, query, rows, template, text)
             yield "".join(cast("list[str]", text)), len(text)

@@ -161,19 +161,24 @@ _ACTION_CELLS: Final[dict[str, tuple[str, CsvFormat]]] = {
 _SQL_TIMES: Final[dict[TimeFormat, CsvFormat]] = {
     rfc3339: "rfc3339", salesforce_datetime: "millis_utc", unix_millis: "unix_millis", date_only: "date",
 }
-# The stored columns a CsvLine row starts with: what the export filters on, and the account's inputs.
-LINE_COLUMNS: Final = ("kind", "type", "workspace", "customer_id", "account_domain", "email")
+# The stored columns a CsvLine row starts with: the account's inputs.
+LINE_COLUMNS: Final = ("account_domain", "email")
 
 
-def action_line(template: Template) -> CsvLine | None:
-    """The action row of `template` as a CsvLine the store can write; None when it cannot (a
-    time format it does not know, or a single column: csv writes an empty one-cell row as `""`)."""
+def action_line(template: Template, kinds: tuple[str, ...], where: ExportFilter) -> CsvLine | None:
+    """The action rows of `template` (records of `kinds` that `where` matches) as a CsvLine the
+    store can write; None when it cannot (a time format it does not know, or a single column:
+    csv writes an empty one-cell row as `""`)."""
     when = _SQL_TIMES.get(template.time_format("actions"))
     columns = template.columns("actions")
     if when is None or len(columns) < 2:
         return None
     cells = tuple(("occurred_at", when) if name == "occurred_at" else _ACTION_CELLS[name] for name, _ in columns)
-    return CsvLine(cells, LINE_COLUMNS)
+    filters = [("kind", kinds)]
+    filters += [(column, values) for column, values in (
+        ("kind", where.kinds), ("type", where.types), ("customer_id", where.customers),
+    ) if values]
+    return CsvLine(cells, LINE_COLUMNS, tuple((column, tuple(values)) for column, values in filters))
 
 
 @functools.lru_cache(maxsize=65_536)

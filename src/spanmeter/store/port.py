@@ -116,7 +116,7 @@ class QueryStore(Protocol):
         ...
 
     def query_csv_lines(self, query: RecordQuery, line: CsvLine) -> list[tuple[Any, ...]] | None:
-        """The same page as (seq, *line.columns, *parts) rows: the line's text between its
+        """The same page, of the records `line.where` selects, as (seq, *line.columns, *parts) rows: the line's text between its
         `account` cells (one part more than there are such cells), the first part None for a
         record the database cannot write exactly (the caller writes that one). None: this
         backend writes no lines (the caller writes them all)."""

@@ -63,6 +63,7 @@ class CsvLine:
 
     cells: tuple[tuple[str, CsvFormat], ...]  # (stored column, format)
     columns: tuple[str, ...] = ()  # stored columns returned as they are, before the parts
+    where: tuple[tuple[str, tuple[str, ...]], ...] = ()  # only records whose column holds one of the values
 
 
 @dataclass(slots=True, frozen=True)

@@ -30,7 +30,7 @@ from spanmeter.store.queries import (
 from spanmeter.store.schema import COLUMNS, row_to_record
 from spanmeter.store.sqlite.adoption_rollup import FAMILY_COLUMNS as _FAMILY_COLUMNS
 from spanmeter.store.sqlite.adoption_rollup import PRODUCT_EVENTS, PRODUCT_KEY
-from spanmeter.store.sqlite.csv_sql import line_select
+from spanmeter.store.sqlite.csv_sql import line_filters, line_select
 from spanmeter.store.sqlite.item_sql import ITEM_JSON, complete_items
 from spanmeter.store.sqlite.key_hash import key_hash
 from spanmeter.store.sqlite.readers import Fetch
@@ -98,7 +98,7 @@ class SQLiteQueries:
 
     def query_csv_lines(self, query: RecordQuery, line: CsvLine) -> list[tuple[Any, ...]] | None:
         walk = bool(query.equals) or self._walk_seq_for_time_range(query)
-        sql, params = build_page_sql(query, walk_seq=walk, select=line_select(line))
+        sql, params = build_page_sql(query, walk_seq=walk, select=line_select(line), extra=line_filters(line))
         return self._fetch(sql, params)
 
     def query_items(self, query: RecordQuery, item_of: Callable[[UsageRecord], str]) -> list[tuple[int, str]]:
@@ -296,7 +296,10 @@ class SQLiteQueries:
         return self._secret
 
 
-def build_page_sql(query: RecordQuery, *, walk_seq: bool = False, select: str = _RECORD_COLUMNS) -> tuple[str, list[Any]]:
+def build_page_sql(
+    query: RecordQuery, *, walk_seq: bool = False, select: str = _RECORD_COLUMNS,
+    extra: tuple[list[str], list[Any]] = ([], []),
+) -> tuple[str, list[Any]]:
     """SELECT seq, COLUMNS... (or seq and `select`; seq alone for "") for one page. Public for the
     query-plan test.
 
@@ -305,6 +308,7 @@ def build_page_sql(query: RecordQuery, *, walk_seq: bool = False, select: str = 
     # "+" keeps SQLite off the occurred_at index, whose range it would read whole and sort (0.8 s
     # for a customer's 30 days at 10M records; 5 ms walking the customer's index in seq order).
     clauses, params = record_filters(query, use_time_index=not (walk_seq or query.equals))
+    clauses, params = [*clauses, *extra[0]], [*params, *extra[1]]  # `extra`: more filters (WHERE clauses, parameters)
     direction, compare = ("DESC", "<") if query.order == "desc" else ("ASC", ">")
     if query.after_seq is not None:
         clauses.append(f"r.seq {compare} ?")
