@@ -18,7 +18,9 @@ from typing import Any, BinaryIO, Final, cast
 
 from spanmeter.crm.cells import BOM
 from spanmeter.crm.rows import (
+    ACCOUNT_COLUMNS,
     EXPORT_COLUMNS,
+    FILTERED_ACCOUNT_COLUMNS,
     AccountRollup,
     Stored,
     account_cell,
@@ -73,13 +75,17 @@ def _pages(selection: Selection, read: Callable[[RecordQuery], Page]) -> Iterato
 
 
 def stream_records(
-    store: QueryStore, selection: Selection, on_page: Callable[[int], None] | None = None
+    store: QueryStore, selection: Selection, on_page: Callable[[int], None] | None = None,
+    columns: tuple[str, ...] = EXPORT_COLUMNS,
 ) -> Iterator[Stored]:
-    """The selected records' stored values (crm/rows.py EXPORT_COLUMNS) in storage order, a page
-    at a time; `on_page(n)` after each page read."""
+    """The selected records' stored values (`columns`, a prefix of crm/rows.py EXPORT_COLUMNS
+    that holds what `matches` reads if the selection filters) in storage order, a page at a time;
+    `on_page(n)` after each page read."""
     where = selection.where
     check = bool(where.kinds or where.types or where.customers)
-    for _query, page in _pages(selection, lambda query: store.query_columns(query, EXPORT_COLUMNS)):
+    if check and len(columns) < len(FILTERED_ACCOUNT_COLUMNS):
+        columns = FILTERED_ACCOUNT_COLUMNS
+    for _query, page in _pages(selection, lambda query: store.query_columns(query, columns)):
         if on_page is not None:
             on_page(len(page))
         if check:
@@ -185,10 +191,11 @@ def _store_lines(
 
 def account_rollup(records: Iterable[Stored], cancelled: Callable[[], bool] | None = None) -> AccountRollup:
     rollup = AccountRollup()
-    for count, record in enumerate(records):
-        if cancelled is not None and count % PAGE_SIZE == 0 and cancelled():
+    rest = iter(records)
+    while page := list(itertools.islice(rest, PAGE_SIZE)):
+        if cancelled is not None and cancelled():
             raise Cancelled
-        rollup.add(record)
+        rollup.add_all(page)
     return rollup
 
 
@@ -205,11 +212,11 @@ def write_export(
     cancelled: Callable[[], bool] | None = None,
 ) -> int:
     """Write one export (`actions` or `accounts`) on `out`; the number of rows written."""
-    records = stream_records(store, selection, on_page)
     if kind == "actions":
         fast = _store_lines(store, selection, template, action_kinds, on_page)
         if fast is not None:
             return write_text(out, header(template, kind), fast, bom)
+        records = stream_records(store, selection, on_page)
         return write_rows(out, header(template, kind), action_rows(records, template, action_kinds), bom)
-    rollup = account_rollup(records, cancelled)
+    rollup = account_rollup(stream_records(store, selection, on_page, ACCOUNT_COLUMNS), cancelled)
     return write_rows(out, header(template, kind), rollup.rows(template), bom)

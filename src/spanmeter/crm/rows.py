@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
@@ -46,12 +46,16 @@ from spanmeter.store.schema import COLUMNS, record_to_row
 from spanmeter.usage_schema import EVENT_FAMILIES
 
 EXPORT_COLUMNS: Final = (
-    "occurred_at", "account_domain", "email", "user_id", "kind", "type", "event_name", "event_family",
-    "product_id", "product_name", "product_type", "source", "campaign_id", "input_tokens", "output_tokens",
-    "total_tokens", "quantity", "cost_usd_nano", "idempotency_key", "workspace", "customer_id",
+    # what the accounts roll-up reads (ACCOUNT_COLUMNS: a prefix, so the indices below hold for both)
+    "occurred_at", "account_domain", "email", "user_id", "kind", "event_name", "event_family", "product_id",
+    "product_name", "input_tokens", "output_tokens", "total_tokens", "cost_usd_nano",
+    "type", "workspace", "customer_id",  # what `matches` reads
+    "product_type", "source", "campaign_id", "quantity", "idempotency_key",
 )
-(_AT, _DOMAIN, _EMAIL, _USER, _KIND, _TYPE, _EVENT, _FAMILY, _PRODUCT_ID, _PRODUCT_NAME, _PRODUCT_TYPE, _SOURCE,
- _CAMPAIGN, _INPUT, _OUTPUT, _TOTAL, _QUANTITY, _COST, _KEY, _WORKSPACE, _CUSTOMER) = range(1, len(EXPORT_COLUMNS) + 1)
+ACCOUNT_COLUMNS: Final = EXPORT_COLUMNS[:13]
+FILTERED_ACCOUNT_COLUMNS: Final = EXPORT_COLUMNS[:16]
+(_AT, _DOMAIN, _EMAIL, _USER, _KIND, _EVENT, _FAMILY, _PRODUCT_ID, _PRODUCT_NAME, _INPUT, _OUTPUT, _TOTAL, _COST,
+ _TYPE, _WORKSPACE, _CUSTOMER, _PRODUCT_TYPE, _SOURCE, _CAMPAIGN, _QUANTITY, _KEY) = range(1, len(EXPORT_COLUMNS) + 1)
 Stored = tuple[Any, ...]  # (seq, *EXPORT_COLUMNS values): the rows of query_columns as they come
 _PICK: Final = operator.itemgetter(*(COLUMNS.index(c) for c in EXPORT_COLUMNS))
 _NANO: Final = 1_000_000_000
@@ -218,6 +222,9 @@ class Account:
         }
 
 
+_UNSEEN: Final = Account(0, 0)  # of_source's marker: this (domain, email) pair is new
+
+
 class AccountRollup:
     """The accounts of the records added, one row each (records without an account are counted
     in `without_account`, not rolled up)."""
@@ -227,34 +234,51 @@ class AccountRollup:
         self.without_account = 0
 
     def add(self, v: Stored) -> None:
-        domain = account_domain(v[_DOMAIN], v[_EMAIL])
-        if domain is None:
-            self.without_account += 1
-            return
-        at = v[_AT]
-        account = self.accounts.get(domain)
-        if account is None:
-            account = self.accounts[domain] = Account(at, at)
-        elif at < account.first_seen:
-            account.first_seen = at
-        elif at > account.last_seen:
-            account.last_seen = at
-        if v[_USER]:
-            account.developers.add(v[_USER])
-        if v[_COST] is not None:
-            account.cost_nano += v[_COST]
-        kind = v[_KIND]
-        if kind == "llm":
-            account.llm_calls += 1
-            account.tokens += tokens(v) or 0
-        elif kind == "event":
-            if v[_FAMILY]:
-                account.families[v[_FAMILY]] += 1
-            if account.last_event_at is None or at >= account.last_event_at:
-                account.last_event, account.last_event_at = v[_EVENT], at
-            product = v[_PRODUCT_NAME] or v[_PRODUCT_ID]
-            if product:
-                account.products[product] += 1
+        self.add_all((v,))
+
+    def add_all(self, records: Iterable[Stored]) -> None:
+        """Add each record: one loop with its lookups bound once (it runs per record, a million
+        times for a big export); the account of each (domain, email) pair is remembered."""
+        accounts = self.accounts
+        of_source: dict[tuple[str | None, str | None], Account | None] = {}
+        without = 0
+        for v in records:
+            source = (v[_DOMAIN], v[_EMAIL])
+            account = of_source.get(source, _UNSEEN)
+            if account is _UNSEEN:
+                domain = account_domain(*source)
+                account = None if domain is None else accounts.get(domain)
+                if domain is not None and account is None:
+                    account = accounts[domain] = Account(v[_AT], v[_AT])
+                of_source[source] = account
+            if account is None:
+                without += 1
+                continue
+            at = v[_AT]
+            if at < account.first_seen:
+                account.first_seen = at
+            elif at > account.last_seen:
+                account.last_seen = at
+            if v[_USER]:
+                account.developers.add(v[_USER])
+            if v[_COST] is not None:
+                account.cost_nano += v[_COST]
+            kind = v[_KIND]
+            if kind == "llm":
+                account.llm_calls += 1
+                if v[_TOTAL] is not None:
+                    account.tokens += v[_TOTAL]
+                else:
+                    account.tokens += (v[_INPUT] or 0) + (v[_OUTPUT] or 0)
+            elif kind == "event":
+                if v[_FAMILY]:
+                    account.families[v[_FAMILY]] += 1
+                if account.last_event_at is None or at >= account.last_event_at:
+                    account.last_event, account.last_event_at = v[_EVENT], at
+                product = v[_PRODUCT_NAME] or v[_PRODUCT_ID]
+                if product:
+                    account.products[product] += 1
+        self.without_account += without
 
     def rows(self, template: Template) -> Iterator[list[str]]:
         """One row per account, by domain."""

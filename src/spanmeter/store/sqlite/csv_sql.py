@@ -103,10 +103,10 @@ def line_select(line: CsvLine) -> str:
     return ", ".join([*line.columns, *texts])
 
 
-def line_filters(line: CsvLine) -> tuple[list[str], list[Any]]:
-    """The WHERE clauses (on `records r`) and parameters of `line.where`."""
+def in_filters(where: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[list[str], list[Any]]:
+    """The WHERE clauses (on `records r`) and parameters of (column, allowed values) pairs."""
     clauses, params = [], []  # type: list[str], list[Any]
-    for column, values in line.where:
+    for column, values in where:
         if column not in COLUMNS:  # names from code, as line_select's
             raise ValueError(f"not a records column: {column}")
         clauses.append(f"r.{column} IN ({', '.join('?' * len(values))})" if values else "0")

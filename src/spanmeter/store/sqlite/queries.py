@@ -30,7 +30,7 @@ from spanmeter.store.queries import (
 from spanmeter.store.schema import COLUMNS, row_to_record
 from spanmeter.store.sqlite.adoption_rollup import FAMILY_COLUMNS as _FAMILY_COLUMNS
 from spanmeter.store.sqlite.adoption_rollup import PRODUCT_EVENTS, PRODUCT_KEY
-from spanmeter.store.sqlite.csv_sql import line_filters, line_select
+from spanmeter.store.sqlite.csv_sql import in_filters, line_select
 from spanmeter.store.sqlite.item_sql import ITEM_JSON, complete_items
 from spanmeter.store.sqlite.key_hash import key_hash
 from spanmeter.store.sqlite.readers import Fetch
@@ -98,7 +98,7 @@ class SQLiteQueries:
 
     def query_csv_lines(self, query: RecordQuery, line: CsvLine) -> list[tuple[Any, ...]] | None:
         walk = bool(query.equals) or self._walk_seq_for_time_range(query)
-        sql, params = build_page_sql(query, walk_seq=walk, select=line_select(line), extra=line_filters(line))
+        sql, params = build_page_sql(query, walk_seq=walk, select=line_select(line), extra=in_filters(line.where))
         return self._fetch(sql, params)
 
     def query_items(self, query: RecordQuery, item_of: Callable[[UsageRecord], str]) -> list[tuple[int, str]]:
