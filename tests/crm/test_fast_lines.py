@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from spanmeter.crm import export
 from spanmeter.crm.cells import BOM, FORMULA_STARTS
 from spanmeter.crm.domains import account_domain
 from spanmeter.crm.export import Selection, write_export
@@ -161,7 +162,12 @@ def test_the_store_writes_the_reference_rows(
     assert len(list(csv.reader(io.StringIO(out.getvalue().decode("utf-8-sig"), newline="")))) == len(stored) + 1
 
 
-def test_kinds_and_filters_select_in_the_database(store: tuple[SQLiteStore, list[UsageRecord]]) -> None:
+@pytest.mark.parametrize("page_size", [5_000, 3])
+def test_kinds_and_filters_select_in_the_database(
+    store: tuple[SQLiteStore, list[UsageRecord]], page_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pages of 3: a page of selected records spans more stored ones, some formatted by Python.
+    monkeypatch.setattr(export, "PAGE_SIZE", page_size)
     db, stored = store
     template = TEMPLATES["generic"]
     where = ExportFilter(customers=("c1",))

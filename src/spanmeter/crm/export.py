@@ -139,9 +139,17 @@ def action_rows(records: Iterable[Stored], template: Template, kinds: tuple[str,
 def _written_lines(
     store: QueryStore, query: RecordQuery, rows: Page, template: Template, lines: list[str | None]
 ) -> list[str | None]:
-    """`lines` with the ones the store left to Python (None) written by action_rows, from the
-    page's stored values read again (the same query: the same records, and maybe newer ones)."""
-    values = {v[0]: v for v in store.query_columns(query, EXPORT_COLUMNS)}
+    """`lines` with the ones the store left to Python (None) written by action_rows, from their
+    stored values read again (from the first of them on, in storage order)."""
+    missing = {found[0] for found, line in zip(rows, lines, strict=True) if line is None}
+    values: dict[int, Stored] = {}
+    again = replace(query, after_seq=min(missing) - 1)
+    while len(values) < len(missing):
+        page = store.query_columns(again, EXPORT_COLUMNS)
+        values.update((v[0], v) for v in page if v[0] in missing)
+        if len(page) < again.limit:
+            break
+        again = replace(again, after_seq=page[-1][0])
     row = action_row_builder(template)
     buffer = io.StringIO()
     writer = csv.writer(buffer, dialect="excel")
