@@ -40,7 +40,9 @@ def test_hubspot_uses_its_default_properties_and_formats() -> None:
     row = row_of("hubspot", event(cost_usd=Decimal("1234.5")))
     assert row["Company Domain Name"] == "acme.com"
     assert row["Email"] == "ann@acme.com"
-    assert row["Activity Date"] == "2025-12-04 00:00:00"
+    # A date-and-time value as a UNIX timestamp in milliseconds (UTC), which HubSpot's import
+    # documents for CSV files; a date (the accounts' first/last seen) as year-month-day.
+    assert row["Activity Date"] == "1764806400123"
     assert row["Cost (USD)"] == "1234.5"  # plain digits: no thousands separator, no currency sign
 
 

@@ -14,13 +14,17 @@ import io
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, cast
 
 from spanmeter.crm.cells import BOM
 from spanmeter.crm.rows import (
+    ACCOUNT_COLUMNS,
     EXPORT_COLUMNS,
+    FILTERED_ACCOUNT_COLUMNS,
     AccountRollup,
     Stored,
+    account_cell,
+    action_line,
     action_row_builder,
     header,
     kind_of,
@@ -50,7 +54,11 @@ class Selection:
     where: ExportFilter = field(default_factory=ExportFilter)  # kinds, types, customers (an exporter's filter)
 
 
-def _pages(store: QueryStore, selection: Selection) -> Iterator[list[tuple[Any, ...]]]:
+Page = list[tuple[Any, ...]]
+
+
+def _pages(selection: Selection, read: Callable[[RecordQuery], Page]) -> Iterator[tuple[RecordQuery, Page]]:
+    """(query, page) of every page of the selection, `read` reading each."""
     equals = (("customer_id", selection.customer),) if selection.customer is not None else ()
     for workspace in selection.workspaces:
         query = RecordQuery(
@@ -58,22 +66,26 @@ def _pages(store: QueryStore, selection: Selection) -> Iterator[list[tuple[Any, 
             from_ns=selection.from_ns, to_ns=selection.to_ns,
         )
         while True:
-            page = store.query_columns(query, EXPORT_COLUMNS)
+            page = read(query)
             if page:
-                yield page
+                yield query, page
             if len(page) < PAGE_SIZE:
                 break
             query = replace(query, after_seq=page[-1][0])
 
 
 def stream_records(
-    store: QueryStore, selection: Selection, on_page: Callable[[int], None] | None = None
+    store: QueryStore, selection: Selection, on_page: Callable[[int], None] | None = None,
+    columns: tuple[str, ...] = EXPORT_COLUMNS,
 ) -> Iterator[Stored]:
-    """The selected records' stored values (crm/rows.py EXPORT_COLUMNS) in storage order, a page
-    at a time; `on_page(n)` after each page read."""
+    """The selected records' stored values (`columns`, a prefix of crm/rows.py EXPORT_COLUMNS
+    that holds what `matches` reads if the selection filters) in storage order, a page at a time;
+    `on_page(n)` after each page read."""
     where = selection.where
     check = bool(where.kinds or where.types or where.customers)
-    for page in _pages(store, selection):
+    if check and len(columns) < len(FILTERED_ACCOUNT_COLUMNS):
+        columns = FILTERED_ACCOUNT_COLUMNS
+    for _query, page in _pages(selection, lambda query: store.query_columns(query, columns)):
         if on_page is not None:
             on_page(len(page))
         if check:
@@ -101,17 +113,97 @@ def write_rows(out: BinaryIO, head: Sequence[str], rows: Iterable[Sequence[str]]
     return count
 
 
+def write_text(out: BinaryIO, head: Sequence[str], chunks: Iterable[tuple[str, int]], bom: bool) -> int:
+    """Header and (CSV text of whole CRLF-ended rows, their number) chunks as UTF-8 on `out`;
+    the number of rows."""
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
+    try:
+        if bom:
+            text.write(BOM)
+        csv.writer(text, dialect="excel").writerow(head)
+        count = 0
+        for chunk, rows in chunks:
+            text.write(chunk)
+            count += rows
+        text.flush()
+    finally:
+        text.detach()
+    return count
+
+
 def action_rows(records: Iterable[Stored], template: Template, kinds: tuple[str, ...]) -> Iterator[Sequence[str]]:
     row = action_row_builder(template)
     return (row(values) for values in records if kind_of(values) in kinds)
 
 
+def _written_lines(
+    store: QueryStore, query: RecordQuery, rows: Page, template: Template, lines: list[str | None]
+) -> list[str | None]:
+    """`lines` with the ones the store left to Python (None) written by action_rows, from their
+    stored values read again (from the first of them on, in storage order)."""
+    missing = {found[0] for found, line in zip(rows, lines, strict=True) if line is None}
+    values: dict[int, Stored] = {}
+    again = replace(query, after_seq=min(missing) - 1)
+    while len(values) < len(missing):
+        page = store.query_columns(again, EXPORT_COLUMNS)
+        values.update((v[0], v) for v in page if v[0] in missing)
+        if len(page) < again.limit:
+            break
+        again = replace(again, after_seq=page[-1][0])
+    row = action_row_builder(template)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, dialect="excel")
+    done: list[str | None] = []
+    for found, line in zip(rows, lines, strict=True):
+        if line is None:
+            buffer.seek(0)
+            buffer.truncate()
+            writer.writerow(row(values[found[0]]))
+            line = buffer.getvalue()
+        done.append(line)
+    return done
+
+
+def _store_lines(
+    store: QueryStore, selection: Selection, template: Template, kinds: tuple[str, ...],
+    on_page: Callable[[int], None] | None,
+) -> Iterator[tuple[str, int]] | None:
+    """The action rows' CSV text a page at a time, written by the store (QueryStore.query_csv_lines)
+    and the account cells by Python; None when the store or the template cannot."""
+    line = action_line(template, kinds, selection.where)
+    if line is None:
+        return None
+    probe = RecordQuery(workspace=selection.workspaces[0] if selection.workspaces else "", limit=1)
+    if store.query_csv_lines(probe, line) is None:
+        return None
+    holes = sum(1 for _, form in line.cells if form == "account")
+
+    def lines() -> Iterator[tuple[str, int]]:
+        account = account_cell
+        # rows: (seq, account_domain, email, *parts)
+        for query, rows in _pages(selection, lambda q: store.query_csv_lines(q, line) or []):
+            if on_page is not None:
+                on_page(len(rows))
+            if holes == 1:
+                text = [None if r[3] is None else f"{r[3]}{account(r[1], r[2])}{r[4]}\r\n" for r in rows]
+            elif holes == 0:
+                text = [None if r[3] is None else f"{r[3]}\r\n" for r in rows]
+            else:
+                text = [None if r[3] is None else account(r[1], r[2]).join(r[3:]) + "\r\n" for r in rows]
+            if None in text:
+                text = _written_lines(store, query, rows, template, text)
+            yield "".join(cast("list[str]", text)), len(text)
+
+    return lines()
+
+
 def account_rollup(records: Iterable[Stored], cancelled: Callable[[], bool] | None = None) -> AccountRollup:
     rollup = AccountRollup()
-    for count, record in enumerate(records):
-        if cancelled is not None and count % PAGE_SIZE == 0 and cancelled():
+    rest = iter(records)
+    while page := list(itertools.islice(rest, PAGE_SIZE)):
+        if cancelled is not None and cancelled():
             raise Cancelled
-        rollup.add(record)
+        rollup.add_all(page)
     return rollup
 
 
@@ -128,8 +220,11 @@ def write_export(
     cancelled: Callable[[], bool] | None = None,
 ) -> int:
     """Write one export (`actions` or `accounts`) on `out`; the number of rows written."""
-    records = stream_records(store, selection, on_page)
     if kind == "actions":
+        fast = _store_lines(store, selection, template, action_kinds, on_page)
+        if fast is not None:
+            return write_text(out, header(template, kind), fast, bom)
+        records = stream_records(store, selection, on_page)
         return write_rows(out, header(template, kind), action_rows(records, template, action_kinds), bom)
-    rollup = account_rollup(records, cancelled)
+    rollup = account_rollup(stream_records(store, selection, on_page, ACCOUNT_COLUMNS), cancelled)
     return write_rows(out, header(template, kind), rollup.rows(template), bom)

@@ -18,28 +18,44 @@ their developers and products, never with the records.
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
-from spanmeter.crm.cells import FORMULA_STARTS
+from spanmeter.crm.cells import FORMULA_STARTS, csv_text
 from spanmeter.crm.domains import account_domain
-from spanmeter.crm.templates import ACTION_FIELDS, TIME_FIELDS, Kind, Template, TimeFormat
+from spanmeter.crm.templates import (
+    ACTION_FIELDS,
+    TIME_FIELDS,
+    Kind,
+    Template,
+    TimeFormat,
+    date_only,
+    rfc3339,
+    salesforce_datetime,
+    unix_millis,
+)
 from spanmeter.record import UsageRecord, decimal_string
 from spanmeter.store.outbox import ExportFilter
+from spanmeter.store.queries import CsvFormat, CsvLine
 from spanmeter.store.schema import COLUMNS, record_to_row
 from spanmeter.usage_schema import EVENT_FAMILIES
 
 EXPORT_COLUMNS: Final = (
-    "occurred_at", "account_domain", "email", "user_id", "kind", "type", "event_name", "event_family",
-    "product_id", "product_name", "product_type", "source", "campaign_id", "input_tokens", "output_tokens",
-    "total_tokens", "quantity", "cost_usd_nano", "idempotency_key", "workspace", "customer_id",
+    # what the accounts roll-up reads (ACCOUNT_COLUMNS: a prefix, so the indices below hold for both)
+    "occurred_at", "account_domain", "email", "user_id", "kind", "event_name", "event_family", "product_id",
+    "product_name", "input_tokens", "output_tokens", "total_tokens", "cost_usd_nano",
+    "type", "workspace", "customer_id",  # what `matches` reads
+    "product_type", "source", "campaign_id", "quantity", "idempotency_key",
 )
-(_AT, _DOMAIN, _EMAIL, _USER, _KIND, _TYPE, _EVENT, _FAMILY, _PRODUCT_ID, _PRODUCT_NAME, _PRODUCT_TYPE, _SOURCE,
- _CAMPAIGN, _INPUT, _OUTPUT, _TOTAL, _QUANTITY, _COST, _KEY, _WORKSPACE, _CUSTOMER) = range(1, len(EXPORT_COLUMNS) + 1)
+ACCOUNT_COLUMNS: Final = EXPORT_COLUMNS[:13]
+FILTERED_ACCOUNT_COLUMNS: Final = EXPORT_COLUMNS[:16]
+(_AT, _DOMAIN, _EMAIL, _USER, _KIND, _EVENT, _FAMILY, _PRODUCT_ID, _PRODUCT_NAME, _INPUT, _OUTPUT, _TOTAL, _COST,
+ _TYPE, _WORKSPACE, _CUSTOMER, _PRODUCT_TYPE, _SOURCE, _CAMPAIGN, _QUANTITY, _KEY) = range(1, len(EXPORT_COLUMNS) + 1)
 Stored = tuple[Any, ...]  # (seq, *EXPORT_COLUMNS values): the rows of query_columns as they come
 _PICK: Final = operator.itemgetter(*(COLUMNS.index(c) for c in EXPORT_COLUMNS))
 _NANO: Final = 1_000_000_000
@@ -131,6 +147,51 @@ def action_row_builder(template: Template) -> Callable[[Stored], Sequence[str]]:
     return lambda values: pick(_action_cells(values, when))
 
 
+# Each action field as the store writes it in a CsvLine (store/queries.py): the same cells as
+# _action_cells, to the byte (tests/crm/test_fast_lines.py). Times: the template's format.
+_ACTION_CELLS: Final[dict[str, tuple[str, CsvFormat]]] = {
+    "account_domain": ("account_domain", "account"),
+    "developer_id": ("user_id", "text"),
+    "email": ("email", "text"),
+    "kind": ("kind", "plain"),
+    **{name: (name, "text") for name in (
+        "type", "event_name", "event_family", "product_id", "product_name", "product_type", "source", "campaign_id",
+        "idempotency_key",
+    )},
+    "tokens": ("total_tokens", "tokens"),
+    "quantity": ("quantity", "quantity"),
+    "cost_usd": ("cost_usd_nano", "money"),
+}
+_SQL_TIMES: Final[dict[TimeFormat, CsvFormat]] = {
+    rfc3339: "rfc3339", salesforce_datetime: "millis_utc", unix_millis: "unix_millis", date_only: "date",
+}
+# The stored columns a CsvLine row starts with: the account's inputs.
+LINE_COLUMNS: Final = ("account_domain", "email")
+
+
+def action_line(template: Template, kinds: tuple[str, ...], where: ExportFilter) -> CsvLine | None:
+    """The action rows of `template` (records of `kinds` that `where` matches) as a CsvLine the
+    store can write; None when it cannot (a time format it does not know, or a single column:
+    csv writes an empty one-cell row as `""`)."""
+    when = _SQL_TIMES.get(template.time_format("actions"))
+    columns = template.columns("actions")
+    if when is None or len(columns) < 2:
+        return None
+    cells = tuple(("occurred_at", when) if name == "occurred_at" else _ACTION_CELLS[name] for name, _ in columns)
+    filters = [("kind", kinds)]
+    filters += [(column, values) for column, values in (
+        ("kind", where.kinds), ("type", where.types), ("customer_id", where.customers),
+    ) if values]
+    return CsvLine(cells, LINE_COLUMNS, tuple((column, tuple(values)) for column, values in filters))
+
+
+@functools.lru_cache(maxsize=65_536)
+def account_cell(record_domain: str | None, email: str | None) -> str:
+    """The account domain's CSV cell (quoted if it needed to be, which a domain never does)."""
+    found = account_domain(record_domain, email) or ""
+    return csv_text([[found]])[:-2] if any(c in found for c in ',"\r\n') else found
+
+
 @dataclass(slots=True)
 class Account:
     first_seen: int
@@ -161,6 +222,9 @@ class Account:
         }
 
 
+_UNSEEN: Final = Account(0, 0)  # of_source's marker: this (domain, email) pair is new
+
+
 class AccountRollup:
     """The accounts of the records added, one row each (records without an account are counted
     in `without_account`, not rolled up)."""
@@ -170,34 +234,51 @@ class AccountRollup:
         self.without_account = 0
 
     def add(self, v: Stored) -> None:
-        domain = account_domain(v[_DOMAIN], v[_EMAIL])
-        if domain is None:
-            self.without_account += 1
-            return
-        at = v[_AT]
-        account = self.accounts.get(domain)
-        if account is None:
-            account = self.accounts[domain] = Account(at, at)
-        elif at < account.first_seen:
-            account.first_seen = at
-        elif at > account.last_seen:
-            account.last_seen = at
-        if v[_USER]:
-            account.developers.add(v[_USER])
-        if v[_COST] is not None:
-            account.cost_nano += v[_COST]
-        kind = v[_KIND]
-        if kind == "llm":
-            account.llm_calls += 1
-            account.tokens += tokens(v) or 0
-        elif kind == "event":
-            if v[_FAMILY]:
-                account.families[v[_FAMILY]] += 1
-            if account.last_event_at is None or at >= account.last_event_at:
-                account.last_event, account.last_event_at = v[_EVENT], at
-            product = v[_PRODUCT_NAME] or v[_PRODUCT_ID]
-            if product:
-                account.products[product] += 1
+        self.add_all((v,))
+
+    def add_all(self, records: Iterable[Stored]) -> None:
+        """Add each record: one loop with its lookups bound once (it runs per record, a million
+        times for a big export); the account of each (domain, email) pair is remembered."""
+        accounts = self.accounts
+        of_source: dict[tuple[str | None, str | None], Account | None] = {}
+        without = 0
+        for v in records:
+            source = (v[_DOMAIN], v[_EMAIL])
+            account = of_source.get(source, _UNSEEN)
+            if account is _UNSEEN:
+                domain = account_domain(*source)
+                account = None if domain is None else accounts.get(domain)
+                if domain is not None and account is None:
+                    account = accounts[domain] = Account(v[_AT], v[_AT])
+                of_source[source] = account
+            if account is None:
+                without += 1
+                continue
+            at = v[_AT]
+            if at < account.first_seen:
+                account.first_seen = at
+            elif at > account.last_seen:
+                account.last_seen = at
+            if v[_USER]:
+                account.developers.add(v[_USER])
+            if v[_COST] is not None:
+                account.cost_nano += v[_COST]
+            kind = v[_KIND]
+            if kind == "llm":
+                account.llm_calls += 1
+                if v[_TOTAL] is not None:
+                    account.tokens += v[_TOTAL]
+                else:
+                    account.tokens += (v[_INPUT] or 0) + (v[_OUTPUT] or 0)
+            elif kind == "event":
+                if v[_FAMILY]:
+                    account.families[v[_FAMILY]] += 1
+                if account.last_event_at is None or at >= account.last_event_at:
+                    account.last_event, account.last_event_at = v[_EVENT], at
+                product = v[_PRODUCT_NAME] or v[_PRODUCT_ID]
+                if product:
+                    account.products[product] += 1
+        self.without_account += without
 
     def rows(self, template: Template) -> Iterator[list[str]]:
         """One row per account, by domain."""

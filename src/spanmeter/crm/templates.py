@@ -9,17 +9,23 @@ before decimals, no thousands separator and no currency sign; money exact (the s
 - `hubspot`: HubSpot's import tool (https://knowledge.hubspot.com/import-and-export/set-up-your-import-file):
   a header row whose headers match property names, UTF-8; companies are keyed by the default
   property "Company Domain Name" and contacts by "Email"; other headers are custom properties to
-  create, or to map, during the import. Dates `YYYY-MM-DD` (choose that date format in the import):
-  HubSpot's date properties hold a day at midnight UTC, datetime properties any time
-  (https://developers.hubspot.com/docs/faq/how-should-timestamps-be-formatted-for-hubspots-apis);
-  the activity time is written `YYYY-MM-DD HH:MM:SS` in UTC.
+  create, or to map, during the import. Values per property type as the same page's "Format
+  values based on property field type" documents them: dates year-month-day with `-` separators
+  (`YYYY-MM-DD`; HubSpot's date properties hold a day at midnight UTC,
+  https://developers.hubspot.com/docs/faq/how-should-timestamps-be-formatted-for-hubspots-apis);
+  date-and-time values either `hh:mm` after the date, read in a time zone the file does not state,
+  or a UNIX timestamp in milliseconds (CSV files), which is UTC by definition and keeps the
+  milliseconds: the activity time is written that way (`1764849600123`).
 - `salesforce`: Data Loader and the Data Import Wizard, headers as field API names so that
   auto-match maps them: standard `Website` and `Email`, custom fields ending in `__c` to create
   first (`Account_Domain__c` as the account's External ID, so an upsert matches on the domain,
   never on a company name; `Idempotency_Key__c` likewise for actions). Dates `yyyy-MM-dd`, date-times
   `yyyy-MM-ddTHH:mm:ss.SSSZ` in UTC (Data Loader's supported formats,
   https://developer.salesforce.com/docs/atlas.en-us.dataLoader.meta/dataLoader/supported_data_types.htm;
-  CSV readiness: https://help.salesforce.com/s/articleView?id=ind.prepare_csv_files.htm).
+  CSV readiness: https://help.salesforce.com/s/articleView?id=ind.prepare_csv_files.htm; both
+  formats are in the accepted lists of "Format the 'Date' and 'Date Time' data in a CSV file for
+  Salesforce Data Loader", https://help.salesforce.com/s/articleView?id=000385167&type=1, the
+  date-time with its `Z` so no time zone setting of Data Loader shifts it).
 
 A config may replace a template's columns (`columns::actions`, `columns::accounts`: field → header,
 in order); the template's time formats still apply.
@@ -88,10 +94,9 @@ def date_only(ns: int) -> str:
     return _day(ns // 1_000_000_000 // _DAY_SECONDS)
 
 
-def date_time(ns: int) -> str:
-    """yyyy-MM-dd HH:mm:ss."""
-    day, h, m, s, _ = _clock(ns)
-    return f"{day} {h:02d}:{m:02d}:{s:02d}"
+def unix_millis(ns: int) -> str:
+    """Milliseconds since the epoch (UTC), truncated: HubSpot's datetime value."""
+    return str(ns // 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -170,7 +175,7 @@ HUBSPOT: Final = Template(
         ("last_event_at", "Last Event Date"),
         ("top_product", "Top Product"),
     ),
-    date_time,
+    unix_millis,
     date_only,
 )
 

@@ -26,6 +26,7 @@ from spanmeter.store.outbox import (
 )
 from spanmeter.store.queries import (
     ApiKey,
+    CsvLine,
     DailyTotals,
     PeriodTotals,
     ProductAdoption,
@@ -67,6 +68,9 @@ class ComposedStore:
 
     def query_items(self, query: RecordQuery, item_of: Callable[[UsageRecord], str]) -> list[tuple[int, str]]:
         return self.queries.query_items(query, item_of)
+
+    def query_csv_lines(self, query: RecordQuery, line: CsvLine) -> list[tuple[Any, ...]] | None:
+        return self.queries.query_csv_lines(query, line)
 
     def daily_totals(self, workspace: str, customer: str | None, start_ns: int, end_ns: int) -> list[DailyTotals]:
         return self.queries.daily_totals(workspace, customer, start_ns, end_ns)

@@ -37,6 +37,7 @@ from spanmeter.store.outbox import (
 )
 from spanmeter.store.queries import (
     ApiKey,
+    CsvLine,
     DailyTotals,
     PeriodTotals,
     ProductAdoption,
@@ -112,6 +113,13 @@ class QueryStore(Protocol):
     def query_items(self, query: RecordQuery, item_of: Callable[[UsageRecord], str]) -> list[tuple[int, str]]:
         """The same page as (seq, item JSON text) pairs: built by the database where it can
         (the SQLite backend: sqlite/item_sql.py), by `item_of` where it cannot."""
+        ...
+
+    def query_csv_lines(self, query: RecordQuery, line: CsvLine) -> list[tuple[Any, ...]] | None:
+        """The same page, of the records `line.where` selects, as (seq, *line.columns, *parts) rows: the line's text between its
+        `account` cells (one part more than there are such cells), the first part None for a
+        record the database cannot write exactly (the caller writes that one). None: this
+        backend writes no lines (the caller writes them all)."""
         ...
 
     def daily_totals(

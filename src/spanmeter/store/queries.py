@@ -46,6 +46,26 @@ class RecordQuery:
     tag: str | None = None  # records whose tags include this one
 
 
+# How a CsvLine cell is written (store/sqlite/csv_sql.py; crm/rows.py writes the same in Python):
+# text: an emitter's text, a leading `'` when it starts like a formula (= + - @ tab CR), NULL -> empty;
+# plain: as stored; tokens: an LLM record's total_tokens, else input + output, empty for others;
+# quantity, money (nano-USD): exact decimal strings; rfc3339, millis_utc (yyyy-MM-ddTHH:mm:ss.SSSZ),
+# unix_millis, date (yyyy-MM-dd): a time in UTC; account: left for the caller to fill in.
+CsvFormat = Literal["text", "plain", "tokens", "quantity", "money", "rfc3339", "millis_utc", "unix_millis", "date",
+                    "account"]
+
+
+@dataclass(slots=True, frozen=True)
+class CsvLine:
+    """A CSV line per record, written by the database (QueryStore.query_csv_lines): cells in
+    order, RFC 4180 quoting (a cell holding a comma, double quote, CR or LF in double quotes, its
+    quotes doubled), comma-separated. The line comes in parts around the `account` cells."""
+
+    cells: tuple[tuple[str, CsvFormat], ...]  # (stored column, format)
+    columns: tuple[str, ...] = ()  # stored columns returned as they are, before the parts
+    where: tuple[tuple[str, tuple[str, ...]], ...] = ()  # only records whose column holds one of the values
+
+
 @dataclass(slots=True, frozen=True)
 class DailyTotals:
     day: int  # days since the Unix epoch (UTC)

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 
 from spanmeter.store.postgres.connection import Translated, connect, unavailable
+from spanmeter.store.queries import CsvLine, RecordQuery
 from spanmeter.store.sqlite.aggregate import SQLAggregate
 from spanmeter.store.sqlite.api_keys import SQLiteKeys
 from spanmeter.store.sqlite.outbox import SQLiteOutbox
@@ -27,6 +28,9 @@ class PostgresQueries(SQLiteQueries):
         rows = self._fetch("SELECT id FROM records WHERE workspace = ? AND idempotency_key = ?",
                            [workspace, idempotency_key])
         return str(rows[0][0]) if rows else None
+
+    def query_csv_lines(self, query: RecordQuery, line: CsvLine) -> None:
+        return None  # the lines' SQL is SQLite's (datetime, GLOB): the export writes them
 
 
 class PostgresAggregate(SQLAggregate):
