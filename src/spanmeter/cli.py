@@ -733,7 +733,9 @@ def export_csv(config_path: Path | None, kind: str, since: str | None, until: st
         _parse_since(since), _parse_since(until, "--until") if until else None, customer, where,
     )
     kinds = record_kinds or tuple(settings.action_kinds)
-    total = sum(_records_in(store, w, customer, selection.from_ns, selection.to_ns) for w in selection.workspaces)
+    counted = kinds if kind == "actions" else ("event", "llm", "meter")  # the bar counts what is read as rows
+    total = sum(_records_in(store, w, customer, selection.from_ns, selection.to_ns, counted)
+                for w in selection.workspaces)
     bar = click.progressbar(length=total, label=f"reading {total:,} records", file=sys.stderr, show_pos=True) \
         if sys.stderr.isatty() and total else None
     started = time.monotonic()
@@ -758,10 +760,12 @@ def export_csv(config_path: Path | None, kind: str, since: str | None, until: st
                err=True)
 
 
-def _records_in(store: Store, workspace: str, customer: str | None, from_ns: int | None, to_ns: int | None) -> int:
-    """Records of every kind that occurred in the range's whole UTC days (from the daily totals, a
+def _records_in(store: Store, workspace: str, customer: str | None, from_ns: int | None, to_ns: int | None,
+                kinds: tuple[str, ...]) -> int:
+    """Records of `kinds` that occurred in the range's whole UTC days (from the daily totals, a
     few rows): the progress bar's length, an upper bound."""
     day = 86_400 * 10**9
     end = to_ns if to_ns is not None else time.time_ns()
     totals = store.period_totals(workspace, customer, (from_ns or 0) // day * day, -(-end // day) * day)
-    return totals.messages + totals.events + totals.meter_records
+    per_kind = {"llm": totals.messages, "event": totals.events, "meter": totals.meter_records}
+    return sum(per_kind[k] for k in kinds)

@@ -175,3 +175,19 @@ def test_kinds_and_filters_select_in_the_database(
     write_export(out, db, "actions", template, Selection(("default",), where=where), action_kinds=("event", "meter"))
     chosen = [r for r in stored if r.customer_id == "c1"]
     assert out.getvalue() == reference(template, chosen, ("event", "meter"), False)
+
+
+@pytest.mark.parametrize("case", ["generic", "one column"])  # written by the store / by Python
+def test_progress_counts_the_rows_written_on_either_path(
+    store: tuple[SQLiteStore, list[UsageRecord]], case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`spanmeter export csv`'s progress bar is as long as the records of the chosen kinds: both
+    paths report those as they go, so the bar ends full, not early or past its end."""
+    monkeypatch.setattr(export, "PAGE_SIZE", 3)
+    db, stored = store
+    template = next(t for name, t, _ in CASES if name == case)
+    assert (action_line(template, ("llm",), ExportFilter()) is None) == (case == "one column")
+    seen: list[int] = []
+    rows = write_export(io.BytesIO(), db, "actions", template, Selection(("default",)), action_kinds=("llm",),
+                        on_page=seen.append)
+    assert rows == sum(seen) == sum(1 for r in stored if r.kind == "llm") > 0

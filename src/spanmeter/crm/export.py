@@ -197,6 +197,26 @@ def _store_lines(
     return lines()
 
 
+def _counted(
+    records: Iterable[Stored], kinds: tuple[str, ...], on_page: Callable[[int], None] | None
+) -> Iterator[Stored]:
+    """`records`, calling `on_page(n)` per page of records of `kinds`: the rows written, as the
+    store-written path counts them (so a progress bar means the same on either path)."""
+    if on_page is None:
+        yield from records
+        return
+    counted = 0
+    for values in records:
+        if kind_of(values) in kinds:
+            counted += 1
+            if counted == PAGE_SIZE:
+                on_page(counted)
+                counted = 0
+        yield values
+    if counted:
+        on_page(counted)
+
+
 def account_rollup(records: Iterable[Stored], cancelled: Callable[[], bool] | None = None) -> AccountRollup:
     rollup = AccountRollup()
     rest = iter(records)
@@ -224,7 +244,7 @@ def write_export(
         fast = _store_lines(store, selection, template, action_kinds, on_page)
         if fast is not None:
             return write_text(out, header(template, kind), fast, bom)
-        records = stream_records(store, selection, on_page)
+        records = _counted(stream_records(store, selection), action_kinds, on_page)
         return write_rows(out, header(template, kind), action_rows(records, template, action_kinds), bom)
     rollup = account_rollup(stream_records(store, selection, on_page, ACCOUNT_COLUMNS), cancelled)
     return write_rows(out, header(template, kind), rollup.rows(template), bom)
