@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Final, TypeVar
 
 import psycopg
+from psycopg.errors import PipelineAborted
 
 from spanmeter.errors import StorageError
 from spanmeter.store.base import WriteResult
@@ -44,6 +45,7 @@ class Writer:
         # Why writes fail now (a StorageError message), None while they succeed: /readyz reports it.
         self.failure: str | None = None
         self.failure_reason: str | None = None
+        self._expect_new = True  # records.write: the next batch's keys are new (no duplicates last time)
 
     @property
     def location(self) -> str:
@@ -85,10 +87,10 @@ class Writer:
         try:
             db = db or Translated(connect(self.dsn, self.busy_timeout))
             try:
-                results = self._transaction(db, jobs)
-            except psycopg.OperationalError:
-                raise
+                results = self._transaction(db, jobs) if jobs else []
             except psycopg.Error as error:  # some record's value: each request alone, each record alone
+                if isinstance(error, psycopg.OperationalError) and not isinstance(error, PipelineAborted):
+                    raise  # the connection (PipelineAborted: a statement after a failed one)
                 log.warning("PostgreSQL write of %d requests failed (%s): writing each alone", len(jobs), error)
                 results = [self._write_alone(db, job) for job in jobs]
         except psycopg.OperationalError as error:  # the connection: lost, refused, server shutting down
@@ -109,12 +111,12 @@ class Writer:
 
     def _transaction(self, db: Translated, jobs: list[Job]) -> list[WriteResult]:
         try:
-            writer.begin(db)
-            results = writer.insert(db, [job.records for job in jobs])
-            db.conn.execute("COMMIT")
+            results = writer.write(db, [job.records for job in jobs], expect_new=self._expect_new)
         except BaseException:
             _rollback(db)
             raise
+        # Duplicates come in runs (a client's retries, a replay): after some, write the careful way.
+        self._expect_new = not any(result.duplicates for result in results)
         conflicts = sum(result.conflicts for result in results)
         if conflicts:
             log.warning("%d duplicate records differ from the stored ones (the first stored wins)", conflicts)
