@@ -45,6 +45,6 @@ def test_metrics_after_ingest(api: Api) -> None:
     assert samples[("spanmeter_unknown_model_records_total", ())] == 1
     assert samples[("spanmeter_write_seconds_count", ())] == 1
     assert samples[("spanmeter_write_queue_records", ())] == 0
-    api.store.writer._queued = 7  # the gauge reads the store's queue on every scrape
+    api.store.writer.queue._queued = 7  # the gauge reads the store's queue on every scrape
     assert api.running.metric("spanmeter_write_queue_records") == 7
-    api.store.writer._queued = 0
+    api.store.writer.queue._queued = 0

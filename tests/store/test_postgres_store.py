@@ -1,5 +1,6 @@
 """What only the PostgreSQL store has to show: migrations once under concurrent starts, values
-PostgreSQL cannot hold refused alone, a database it cannot reach refusing the start."""
+PostgreSQL cannot hold refused alone, a database it cannot reach refusing the start, stored keys
+in a batch written as if new."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import pytest
 
 from spanmeter.errors import StorageError
 from spanmeter.record import UsageRecord, new_record_id
+from spanmeter.store.constants import DAY_NS
 from spanmeter.store.postgres import PostgresStore
 from spanmeter.store.postgres.migrations import MIGRATIONS
+from spanmeter.store.queries import RecordQuery
 from tests.postgres_server import PostgresServer
 
 
@@ -53,3 +56,40 @@ def test_a_database_that_cannot_be_reached_refuses_the_start(postgres: PostgresS
     with pytest.raises(StorageError, match=r"cannot open the database postgresql://postgres:\*\*\*@.*no_such_database") as error:
         asyncio.run(PostgresStore(dsn, connect_timeout=1).start())
     assert "secret" not in str(error.value)
+
+
+def test_a_stored_key_among_new_ones_is_stored_and_rolled_up_once(postgres: PostgresServer) -> None:
+    """A batch is first written in one round trip as if all its keys were new; a stored key rolls
+    that attempt back whole and the batch goes again the careful way: every record once in the
+    records, the rollups and the pages, whichever way each batch took."""
+    now = time.time_ns()
+
+    def llm(key: str, tokens: int, conversation: str | None = None) -> UsageRecord:
+        return UsageRecord(idempotency_key=key, kind="llm", type="chat", occurred_at=now, id=new_record_id(),
+                           received_at=now, workspace="w", input_tokens=tokens, output_tokens=0,
+                           conversation_id=conversation)
+
+    async def main() -> None:
+        store = PostgresStore(postgres.new_database())
+        await store.start()
+        try:
+            first = await store.write([llm("a", 1), llm("b", 10, "talk")])
+            again = await store.write([llm("c", 100, "talk"), llm("b", 10, "talk"), llm("c", 100)])
+            stored_only = await store.write([llm("a", 1)])
+            later = await store.write([llm("d", 1000, "other")])
+            last = await store.write([llm("e", 10000)])
+            assert [[r.idempotency_key for r in w.inserted] for w in (first, again, stored_only, later, last)] == [
+                ["a", "b"], ["c"], [], ["d"], ["e"]
+            ]
+            assert (again.duplicates, again.conflicts, stored_only.duplicates) == (2, 1, 1)  # c's repeat differs
+            day = now // DAY_NS
+            [totals] = store.daily_totals("w", None, day * DAY_NS, (day + 1) * DAY_NS)
+            assert (totals.messages, totals.tokens) == (5, 11111)
+            assert store.new_conversations("w", None, day * DAY_NS, (day + 1) * DAY_NS) == {day: 2}
+            pages = store.query_records(RecordQuery("w", order="asc"))
+            assert [r.idempotency_key for _, r in pages] == ["a", "b", "c", "d", "e"]
+            assert [seq for seq, _ in pages] == sorted(seq for seq, _ in pages)
+        finally:
+            await store.close()
+
+    asyncio.run(main())

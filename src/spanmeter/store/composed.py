@@ -3,17 +3,20 @@
 A backend's store holds four parts (the SQLite backend's classes, which the PostgreSQL backend
 reuses over its own connections): `queries` (record pages, series, totals, adoption rows),
 `aggregates` (meter queries), `keys` (API keys) and `outbox` (exporters' positions and claims).
-This class is the protocols of store/port.py over them; a backend adds its lifecycle and writes.
+This class is the protocols of store/port.py over them, and the record writes and writer state
+over the backend's `writer` (its write queue, store/write_queue.py); a backend adds the rest of
+its lifecycle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from spanmeter.errors import Overloaded
 from spanmeter.record import UsageRecord
 from spanmeter.store.aggregate import AggregateQuery, AggregateResult
-from spanmeter.store.base import RecordFilter
+from spanmeter.store.base import RecordFilter, WriteResult
 from spanmeter.store.outbox import (
     Claim,
     Delivery,
@@ -33,6 +36,7 @@ from spanmeter.store.queries import (
     RecordQuery,
     UnknownModel,
 )
+from spanmeter.store.write_queue import WriteQueue
 
 if TYPE_CHECKING:  # the parts' classes (the sqlite package imports this module)
     from spanmeter.store.sqlite.aggregate import SQLAggregate
@@ -41,11 +45,39 @@ if TYPE_CHECKING:  # the parts' classes (the sqlite package imports this module)
     from spanmeter.store.sqlite.queries import SQLiteQueries
 
 
+class BackendWriter(Protocol):
+    """What the store reads of a backend's writer thread."""
+
+    queue: WriteQueue[Any]
+    failure: str | None  # why writes fail now (a StorageError message), None while they succeed
+    failure_reason: str | None
+
+
 class ComposedStore:
+    writer: BackendWriter
     queries: SQLiteQueries
     aggregates: SQLAggregate
     keys: SQLiteKeys
     outbox: SQLiteOutbox
+
+    # --- records and the writer's state --------------------------------------------------------
+    @property
+    def queued(self) -> int:
+        return self.writer.queue.queued
+
+    @property
+    def failure(self) -> str | None:
+        return self.writer.failure
+
+    @property
+    def failure_reason(self) -> str | None:
+        return self.writer.failure_reason
+
+    def overloaded(self) -> Overloaded | None:
+        return self.writer.queue.overloaded()
+
+    async def write(self, records: list[UsageRecord]) -> WriteResult:
+        return await self.writer.queue.write(records)
 
     # --- queries -----------------------------------------------------------------------------
     def recent(self, where: RecordFilter, limit: int) -> list[UsageRecord]:

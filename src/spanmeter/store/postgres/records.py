@@ -7,18 +7,24 @@ it inserts, and holds it until it commits, as SQLite's single writer does. That 
 commits before any transaction can take seq 11, so a reader or an exporter that has seen seq 11
 has seen seq 10 (PostgreSQL makes a commit visible before it releases the transaction's locks).
 Without it, a writer that took seq 10 and committed after another's seq 11 was read would be
-passed over for good by a page cursor or an exporter position (docs/scaling.md). The lock costs
-little: each instance batches the records of concurrent requests into one transaction, and the
-daily rollup row of a workspace would serialise its writers anyway.
+passed over for good by a page cursor or an exporter position (docs/scaling.md). What the lock
+costs is how long it is held, so a batch's transaction is one round trip (`write`): the server
+runs it whole as soon as it grants the lock. Each instance batches the records of concurrent
+requests into one transaction, and the daily rollup row of a workspace would serialise its
+writers anyway.
 
-Records go in with one `INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING
-id`; the keys already stored are read back to count duplicates and conflicts as SQLite does.
+Records go in with one `INSERT ... SELECT FROM unnest(arrays)`; the careful way (`insert`) adds
+`ON CONFLICT DO NOTHING RETURNING id` and reads the keys already stored back to count duplicates
+and conflicts as SQLite does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
+
+import psycopg
+from psycopg import pq
 
 from spanmeter.record import UsageRecord
 from spanmeter.store.base import WriteResult
@@ -32,14 +38,14 @@ from spanmeter.store.sqlite.rollup import roll_up
 _ARRAYS: Final = ", ".join(
     f"%s::{'bigint' if column_type(c) == 'INTEGER' else 'text'}[]" for c in COLUMNS
 )
-_INSERT: Final = (
-    f"INSERT INTO records ({', '.join(COLUMNS)}) SELECT * FROM unnest({_ARRAYS})"
-    " ON CONFLICT (workspace, idempotency_key) DO NOTHING RETURNING id"
-)
+_INSERT_NEW: Final = f"INSERT INTO records ({', '.join(COLUMNS)}) SELECT * FROM unnest({_ARRAYS})"
+_INSERT: Final = f"{_INSERT_NEW} ON CONFLICT (workspace, idempotency_key) DO NOTHING RETURNING id"
+_KEY_CONSTRAINT: Final = "records_workspace_idempotency_key_key"  # UNIQUE (workspace, idempotency_key)
 _STORED: Final = (
     f"SELECT {', '.join(COLUMNS)} FROM records WHERE (workspace, idempotency_key) IN"
     " (SELECT * FROM unnest(%s::text[], %s::text[]))"
 )
+_LOCK: Final = f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"
 _ID_AT: Final = COLUMNS.index("id")
 _COST_AT: Final = COLUMNS.index("cost_usd_nano")
 _WORKSPACE_AT: Final = COLUMNS.index("workspace")
@@ -49,54 +55,118 @@ _CONTENT_AT: Final = tuple(COLUMNS.index(c) for c in CONTENT_COLUMNS)
 
 def begin(db: Translated) -> None:
     """Begin a write transaction holding the store's write lock (see the module docstring): one
-    round trip for both."""
-    db.conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+    round trip for both; in pipeline mode (`write`), none of its own."""
+    if db.conn.pgconn.pipeline_status != pq.PipelineStatus.OFF:  # one statement per query there
+        db.conn.execute("BEGIN")
+        db.conn.execute(_LOCK)
+    else:
+        db.conn.execute(f"BEGIN; {_LOCK}")
+
+
+def write(db: Translated, batches: Sequence[list[UsageRecord]], *, expect_new: bool) -> list[WriteResult]:
+    """Commit each batch's records in one transaction holding the write lock; each batch's result.
+
+    With `expect_new` (the writer's guess that no key of these records is stored yet, true unless
+    its last batch held duplicates) the whole transaction is one pipeline, one round trip: BEGIN,
+    the lock, a plain INSERT (no ON CONFLICT), the rollups' writes for every record, COMMIT. The
+    server runs them back to back as soon as it grants the lock, so the lock is held for the
+    server's work only, never across a round trip to this process (which, besides the network,
+    may wait for a CPU or Python's GIL first). A key that is stored already fails the INSERT with
+    a unique violation: the transaction rolls back, nothing of it was written, and the records go
+    again the careful way. That way (`insert`: ON CONFLICT DO NOTHING RETURNING, duplicates read
+    back, rollups for the new records only) takes two round trips under the lock, or three
+    when the rollups read (conversations, meters) or some keys were stored.
+    """
+    if expect_new:
+        try:
+            return _commit(db, batches, insert_new)
+        except psycopg.errors.UniqueViolation as error:
+            if error.diag.constraint_name != _KEY_CONSTRAINT:
+                raise
+            db.conn.execute("ROLLBACK")
+    return _commit(db, batches, insert)
+
+
+def _commit(
+    db: Translated,
+    batches: Sequence[list[UsageRecord]],
+    insert: Callable[[Translated, Sequence[list[UsageRecord]]], list[WriteResult]],
+) -> list[WriteResult]:
+    with db.conn.pipeline():  # statements go without waiting for their results: a read waits
+        begin(db)
+        results = insert(db, batches)
+        db.conn.execute("COMMIT")
+    return results
+
+
+def insert_new(db: Translated, batches: Sequence[list[UsageRecord]]) -> list[WriteResult]:
+    """`insert` for records whose keys are not stored: all of them inserted, their rollups added,
+    and nothing read back; a stored key fails it with a unique violation on _KEY_CONSTRAINT."""
+    plan = _Plan(batches)
+    if plan.rows:
+        db.conn.execute(_INSERT_NEW, plan.columns())
+    plan.settle(db, None, {})
+    return plan.results
 
 
 def insert(db: Translated, batches: Sequence[list[UsageRecord]]) -> list[WriteResult]:
     """Insert each batch's records (in the caller's transaction, holding the write lock); each
     batch's result, duplicates and conflicts counted against the stored records and the batch's
     earlier ones."""
-    results = [WriteResult() for _ in batches]
-    winners: dict[tuple[str, str], tuple[Any, ...]] = {}  # the row each key ends with
-    rows: list[tuple[Any, ...]] = []
-    owners: list[tuple[WriteResult, UsageRecord]] = []
-    repeats: list[tuple[WriteResult, tuple[Any, ...]]] = []
-    for result, records in zip(results, batches, strict=True):
-        for record in records:
-            key = (record.workspace, record.idempotency_key)
-            row = record_to_row(record)
-            if key in winners:
-                repeats.append((result, row))
-            else:
-                winners[key] = row
-                rows.append(row)
-                owners.append((result, record))
-    if not rows:
-        return results
-    columns = [list(column) for column in zip(*rows, strict=True)]
-    inserted = {record_id for (record_id,) in db.conn.execute(_INSERT, columns).fetchall()}
+    plan = _Plan(batches)
+    if not plan.rows:
+        return plan.results
+    inserted = {record_id for (record_id,) in db.conn.execute(_INSERT, plan.columns()).fetchall()}
     stored: dict[tuple[str, str], tuple[Any, ...]] = {}
-    if len(inserted) < len(rows):
-        taken = [row for row in rows if row[_ID_AT] not in inserted]
+    if len(inserted) < len(plan.rows):
+        taken = [row for row in plan.rows if row[_ID_AT] not in inserted]
         found = db.conn.execute(_STORED, [[r[_WORKSPACE_AT] for r in taken], [r[_KEY_AT] for r in taken]])
         stored = {(row[_WORKSPACE_AT], row[_KEY_AT]): tuple(row) for row in found}
-    new: list[tuple[UsageRecord, int | None]] = []
-    for row, (result, record) in zip(rows, owners, strict=True):
-        if row[_ID_AT] in inserted:
-            result.inserted.append(record)
-            new.append((record, row[_COST_AT]))
-        else:
-            key = (row[_WORKSPACE_AT], row[_KEY_AT])
-            winners[key] = stored[key]
-            _count_duplicate(result, stored[key], row)
-    for result, row in repeats:
-        _count_duplicate(result, winners[(row[_WORKSPACE_AT], row[_KEY_AT])], row)
-    roll_up(db, new)  # type: ignore[arg-type]  # the shared rollups, through the translating connection
-    roll_up_adoption(db, (record for record, _ in new))  # type: ignore[arg-type]
-    model_rollup.roll_up_models(db, new)  # type: ignore[arg-type]
-    attention.count_unknown_models(db, (record for record, _ in new))  # type: ignore[arg-type]
-    return results
+    plan.settle(db, inserted, stored)
+    return plan.results
+
+
+class _Plan:
+    """A transaction's records: the rows to insert (each key's first), and the later repeats."""
+
+    def __init__(self, batches: Sequence[list[UsageRecord]]) -> None:
+        self.results = [WriteResult() for _ in batches]
+        self.winners: dict[tuple[str, str], tuple[Any, ...]] = {}  # the row each key ends with
+        self.rows: list[tuple[Any, ...]] = []
+        self.owners: list[tuple[WriteResult, UsageRecord]] = []
+        self.repeats: list[tuple[WriteResult, tuple[Any, ...]]] = []
+        for result, records in zip(self.results, batches, strict=True):
+            for record in records:
+                key = (record.workspace, record.idempotency_key)
+                row = record_to_row(record)
+                if key in self.winners:
+                    self.repeats.append((result, row))
+                else:
+                    self.winners[key] = row
+                    self.rows.append(row)
+                    self.owners.append((result, record))
+
+    def columns(self) -> list[list[Any]]:
+        return [list(column) for column in zip(*self.rows, strict=True)]
+
+    def settle(self, db: Translated, inserted: set[str] | None, stored: dict[tuple[str, str], tuple[Any, ...]]) -> None:
+        """Count each row as inserted (`inserted` None: every row) or a duplicate of its stored
+        row, count the repeats, and add the new records to the rollups."""
+        new: list[tuple[UsageRecord, int | None]] = []
+        for row, (result, record) in zip(self.rows, self.owners, strict=True):
+            if inserted is None or row[_ID_AT] in inserted:
+                result.inserted.append(record)
+                new.append((record, row[_COST_AT]))
+            else:
+                key = (row[_WORKSPACE_AT], row[_KEY_AT])
+                self.winners[key] = stored[key]
+                _count_duplicate(result, stored[key], row)
+        for result, row in self.repeats:
+            _count_duplicate(result, self.winners[(row[_WORKSPACE_AT], row[_KEY_AT])], row)
+        roll_up(db, new)  # type: ignore[arg-type]  # the shared rollups, through the translating connection
+        roll_up_adoption(db, (record for record, _ in new))  # type: ignore[arg-type]
+        model_rollup.roll_up_models(db, new)  # type: ignore[arg-type]
+        attention.count_unknown_models(db, (record for record, _ in new))  # type: ignore[arg-type]
 
 
 def _count_duplicate(result: WriteResult, stored: tuple[Any, ...], row: tuple[Any, ...]) -> None:

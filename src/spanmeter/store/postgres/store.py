@@ -22,9 +22,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from spanmeter.errors import Overloaded, StorageError
-from spanmeter.record import UsageRecord
-from spanmeter.store.base import WriteResult
+from spanmeter.errors import StorageError
 from spanmeter.store.composed import ComposedStore
 from spanmeter.store.postgres.connection import Translated, connect, new_pool, redacted
 from spanmeter.store.postgres.migrations import migrate
@@ -36,6 +34,8 @@ T = TypeVar("T")
 
 
 class PostgresStore(ComposedStore):
+    writer: Writer
+
     def __init__(
         self,
         dsn: str,
@@ -88,28 +88,9 @@ class PostgresStore(ComposedStore):
         self.outbox.close()
         await asyncio.to_thread(self._close_pool)
 
-    @property
-    def queued(self) -> int:
-        return self.writer.queued
-
-    @property
-    def failure(self) -> str | None:
-        return self.writer.failure
-
-    @property
-    def failure_reason(self) -> str | None:
-        return self.writer.failure_reason
-
     def transaction(self, fn: Callable[[Translated], T]) -> T:
         """Run `fn` in a write transaction holding the store's write lock (blocking)."""
         return self.writer.transaction(fn)
-
-    # --- records -----------------------------------------------------------------------------
-    def overloaded(self) -> Overloaded | None:
-        return self.writer.overloaded()
-
-    async def write(self, records: list[UsageRecord]) -> WriteResult:
-        return await self.writer.write(records)
 
     # --- attention counts (store/port.py AttentionCounts) -------------------------------------
     async def count_rejected(self, workspace: str, spans: int) -> None:

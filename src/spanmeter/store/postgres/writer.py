@@ -1,9 +1,8 @@
 """The PostgreSQL store's writer: one thread per instance, owning a write connection.
 
-Concurrent `write` calls queue their records; the writer takes everything queued and commits it
-in one transaction holding the store's write lock (records.py), and only then resolves each
-caller's future: an acknowledged record is committed. A bounded queue turns overload into
-`Overloaded`. A lost database fails the waiting writes with a retryable StorageError (503 /
+Concurrent `write` calls queue their records (store/write_queue.py, bounded); the writer takes
+everything queued and commits it in one transaction holding the store's write lock (records.py),
+and only then resolves each caller's future: an acknowledged record is committed. A lost database fails the waiting writes with a retryable StorageError (503 /
 UNAVAILABLE with a retry delay) and sets `failure` (`/readyz` not ready); the writer then tries
 it every PROBE_SECONDS, and when it answers writes go on: no restart needed. With nothing to
 write it checks the database every IDLE_CHECK_SECONDS, so `/readyz` tells an outage even while
@@ -13,23 +12,19 @@ of its own.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import logging
-import queue
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 import psycopg
+from psycopg.errors import PipelineAborted
 
-from spanmeter.errors import Overloaded, StorageError, TooManyRecords
-from spanmeter.record import UsageRecord
+from spanmeter.errors import StorageError
 from spanmeter.store.base import WriteResult
 from spanmeter.store.postgres import records as writer
 from spanmeter.store.postgres.connection import Translated, connect, redacted, unavailable
+from spanmeter.store.write_queue import Call, Job, WriteQueue
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,112 +33,36 @@ PROBE_SECONDS: Final = 0.5  # while the database is unreachable, how often the w
 IDLE_CHECK_SECONDS: Final = 2.0  # with nothing to write, how often it checks the database is there
 
 
-@dataclass(slots=True)
-class _Job:
-    records: list[UsageRecord]
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[WriteResult]
-
-
-@dataclass(slots=True)
-class _Call:
-    """A small write of another part (the outbox), run by the writer in a transaction of its own."""
-
-    fn: Callable[[Translated], Any]
-    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
-
-
 class Writer:
     def __init__(self, dsn: str, *, max_queued_records: int, connect_timeout: float, retry_after: float) -> None:
         self.dsn = dsn
         self.busy_timeout = connect_timeout
-        self.max_queued_records = max_queued_records
-        self.retry_after = retry_after
-        self._queue: queue.SimpleQueue[_Job | _Call | None] = queue.SimpleQueue()
-        self._queued = 0
-        self._queued_lock = threading.Lock()
-        self._writer: threading.Thread | None = None
-        self._closed = False
+        self.queue: WriteQueue[Translated] = WriteQueue(
+            setting="storage::postgres::max_queued_records",
+            max_queued_records=max_queued_records,
+            retry_after=retry_after,
+        )
         # Why writes fail now (a StorageError message), None while they succeed: /readyz reports it.
         self.failure: str | None = None
         self.failure_reason: str | None = None
+        self._expect_new = True  # records.write: the next batch's keys are new (no duplicates last time)
 
     @property
     def location(self) -> str:
         return redacted(self.dsn)
 
     def start(self) -> None:
-        self._closed = False
-        self._writer = threading.Thread(target=self._run, name="spanmeter-postgres-writer", daemon=True)
-        self._writer.start()
+        self.queue.start(self._run, "spanmeter-postgres-writer")
 
     def stop(self) -> None:
         """Commit what is queued, then stop (blocking)."""
-        self._closed = True
-        if self._writer is not None:
-            self._queue.put(None)
-            self._writer.join()
-            self._writer = None
-
-    @property
-    def queued(self) -> int:
-        return self._queued
-
-    def overloaded(self) -> Overloaded | None:
-        if self._queued < self.max_queued_records:
-            return None
-        return Overloaded(
-            f"write queue full ({self._queued} records waiting, limit {self.max_queued_records})", self.retry_after
-        )
-
-    async def write(self, records: list[UsageRecord]) -> WriteResult:
-        if not records:
-            return WriteResult()
-        if self._closed or self._writer is None:
-            raise StorageError("the store is shutting down")
-        if len(records) > self.max_queued_records:
-            raise TooManyRecords(
-                f"the request yields {len(records)} usage records, more than the write queue holds"
-                f" (storage::postgres::max_queued_records: {self.max_queued_records}); it can never be accepted:"
-                " send fewer spans or log records per request"
-            )
-        with self._queued_lock:
-            if self._queued + len(records) > self.max_queued_records:
-                raise Overloaded(
-                    f"write queue full ({self._queued} records waiting, limit {self.max_queued_records})",
-                    self.retry_after,
-                )
-            self._queued += len(records)
-        loop = asyncio.get_running_loop()
-        job = _Job(records, loop, loop.create_future())
-        self._queue.put(job)
-        return await job.future
+        self.queue.stop()
 
     def _run(self) -> None:
         db: Translated | None = None
         try:
-            while True:
-                try:
-                    item = self._queue.get(timeout=PROBE_SECONDS if self.failure else IDLE_CHECK_SECONDS)
-                except queue.Empty:
-                    db = self._probe(db)
-                    continue
-                if item is None:
-                    return
-                batch: list[_Job | _Call] = [item]
-                stop = False
-                while True:  # take everything queued now: one transaction for all of it
-                    try:
-                        more = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        stop = True
-                        break
-                    batch.append(more)
-                db = self._commit(db, batch)
-                if stop:
-                    return
+            for batch in self.queue.batches(lambda: PROBE_SECONDS if self.failure else IDLE_CHECK_SECONDS):
+                db = self._commit(db, batch) if batch else self._probe(db)
         finally:
             if db is not None:
                 db.close()
@@ -160,18 +79,18 @@ class Writer:
         self._recovered()
         return db
 
-    def _commit(self, db: Translated | None, batch: list[_Job | _Call]) -> Translated | None:
-        jobs = [item for item in batch if isinstance(item, _Job)]
-        calls = [item for item in batch if isinstance(item, _Call)]
+    def _commit(self, db: Translated | None, batch: list[Job | Call[Translated]]) -> Translated | None:
+        jobs = [item for item in batch if isinstance(item, Job)]
+        calls = [item for item in batch if isinstance(item, Call)]
         results: list[WriteResult] = []
         failure: Exception | None = None
         try:
             db = db or Translated(connect(self.dsn, self.busy_timeout))
             try:
-                results = self._transaction(db, jobs)
-            except psycopg.OperationalError:
-                raise
+                results = self._transaction(db, jobs) if jobs else []
             except psycopg.Error as error:  # some record's value: each request alone, each record alone
+                if isinstance(error, psycopg.OperationalError) and not isinstance(error, PipelineAborted):
+                    raise  # the connection (PipelineAborted: a statement after a failed one)
                 log.warning("PostgreSQL write of %d requests failed (%s): writing each alone", len(jobs), error)
                 results = [self._write_alone(db, job) for job in jobs]
         except psycopg.OperationalError as error:  # the connection: lost, refused, server shutting down
@@ -184,32 +103,26 @@ class Writer:
             db = None
         if failure is None:
             self._recovered()
-        with self._queued_lock:
-            self._queued -= sum(len(job.records) for job in jobs)
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, WriteResult | Exception]]] = {}
-        for i, job in enumerate(jobs):
-            outcome: WriteResult | Exception = failure if failure is not None else results[i]
-            by_loop.setdefault(job.loop, []).append((job, outcome))
-        for loop, done in by_loop.items():
-            loop.call_soon_threadsafe(_resolve_all, done)
+        outcomes: list[WriteResult | Exception] = [failure] * len(jobs) if failure is not None else list(results)
+        self.queue.resolve(list(zip(jobs, outcomes, strict=True)))
         for call in calls:  # the outbox's writes: after the records, each in its own transaction
             db = self._run_call(db, call)
         return db
 
-    def _transaction(self, db: Translated, jobs: list[_Job]) -> list[WriteResult]:
+    def _transaction(self, db: Translated, jobs: list[Job]) -> list[WriteResult]:
         try:
-            writer.begin(db)
-            results = writer.insert(db, [job.records for job in jobs])
-            db.conn.execute("COMMIT")
+            results = writer.write(db, [job.records for job in jobs], expect_new=self._expect_new)
         except BaseException:
             _rollback(db)
             raise
+        # Duplicates come in runs (a client's retries, a replay): after some, write the careful way.
+        self._expect_new = not any(result.duplicates for result in results)
         conflicts = sum(result.conflicts for result in results)
         if conflicts:
             log.warning("%d duplicate records differ from the stored ones (the first stored wins)", conflicts)
         return results
 
-    def _write_alone(self, db: Translated, job: _Job) -> WriteResult:
+    def _write_alone(self, db: Translated, job: Job) -> WriteResult:
         """One request's records, each in a savepoint: a record the store cannot hold is refused alone."""
         result = WriteResult()
         try:
@@ -234,7 +147,7 @@ class Writer:
             raise
         return result
 
-    def _run_call(self, db: Translated | None, call: _Call) -> Translated | None:
+    def _run_call(self, db: Translated | None, call: Call[Translated]) -> Translated | None:
         try:
             db = db or Translated(connect(self.dsn, self.busy_timeout))
             try:
@@ -271,11 +184,8 @@ class Writer:
     def transaction(self, fn: Callable[[Translated], T]) -> T:
         """Run `fn` in a write transaction holding the store's write lock, and return its result
         (blocking: call it off the event loop). While the writer runs, on its connection."""
-        if self._writer is not None and not self._closed:
-            call = _Call(fn)
-            self._queue.put(call)
-            result: T = call.future.result()
-            return result
+        if self.queue.running:
+            return self.queue.call(fn)
         db = Translated(connect(self.dsn, self.busy_timeout))  # no writer (the CLI): a connection of its own
         try:
             writer.begin(db)
@@ -294,12 +204,3 @@ def _rollback(db: Translated) -> None:
         with contextlib.suppress(psycopg.Error):
             db.conn.execute("ROLLBACK")
 
-
-def _resolve_all(done: list[tuple[_Job, WriteResult | Exception]]) -> None:
-    for job, outcome in done:
-        if job.future.done():
-            continue
-        if isinstance(outcome, Exception):
-            job.future.set_exception(outcome)
-        else:
-            job.future.set_result(outcome)

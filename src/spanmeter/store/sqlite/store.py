@@ -22,9 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from spanmeter.errors import Overloaded, StorageError
-from spanmeter.record import UsageRecord
-from spanmeter.store.base import WriteResult
+from spanmeter.errors import StorageError
 from spanmeter.store.composed import ComposedStore
 from spanmeter.store.sqlite import attention
 from spanmeter.store.sqlite.aggregate import SQLiteAggregate
@@ -41,6 +39,8 @@ T = TypeVar("T")
 
 
 class SQLiteStore(ComposedStore):
+    writer: Writer
+
     def __init__(
         self,
         path: str | Path,
@@ -107,18 +107,6 @@ class SQLiteStore(ComposedStore):
         self.outbox.close()
 
     @property
-    def queued(self) -> int:
-        return self.writer.queued
-
-    @property
-    def failure(self) -> str | None:
-        return self.writer.failure
-
-    @property
-    def failure_reason(self) -> str | None:
-        return self.writer.failure_reason
-
-    @property
     def synchronous(self) -> str:
         return self.writer.synchronous
 
@@ -132,13 +120,6 @@ class SQLiteStore(ComposedStore):
     def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in a write transaction (blocking): the writer's next one while it runs."""
         return self.writer.transaction(fn)
-
-    # --- records -----------------------------------------------------------------------------
-    def overloaded(self) -> Overloaded | None:
-        return self.writer.overloaded()
-
-    async def write(self, records: list[UsageRecord]) -> WriteResult:
-        return await self.writer.write(records)
 
     # --- attention counts (store/port.py AttentionCounts) -------------------------------------
     async def count_rejected(self, workspace: str, spans: int) -> None:

@@ -1,28 +1,23 @@
 """The SQLite writer: one thread owns the write connection and commits every write.
 
-Concurrent `write` calls queue their records; the writer takes everything queued, commits it in
-one transaction (`BEGIN IMMEDIATE`, executemany `INSERT OR IGNORE`) and only then resolves each
-caller's future, so an acknowledged record is on disk (WAL) and survives `kill -9`. A bounded
-queue turns overload into `Overloaded` (→ 503 / UNAVAILABLE with a retry delay) instead of
-unbounded memory. The other parts' small writes (the outbox, `transaction`) run in the writer's
+Concurrent `write` calls queue their records (store/write_queue.py); the writer takes everything
+queued, commits it in one transaction (`BEGIN IMMEDIATE`, executemany `INSERT OR IGNORE`) and
+only then resolves each caller's future, so an acknowledged record is on disk (WAL) and survives
+`kill -9`. A bounded queue turns overload into `Overloaded` (→ 503 / UNAVAILABLE with a retry
+delay) instead of unbounded memory. The other parts' small writes (the outbox, `transaction`) run in the writer's
 next transaction too.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
 import operator
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeAlias, TypeVar
 
-from spanmeter.errors import Overloaded, StorageError, TooManyRecords
+from spanmeter.errors import StorageError
 from spanmeter.record import UsageRecord
 from spanmeter.store.base import WriteResult
 from spanmeter.store.schema import COLUMNS, CONTENT_COLUMNS, record_to_row
@@ -32,9 +27,11 @@ from spanmeter.store.sqlite.checkpoints import Checkpoints
 from spanmeter.store.sqlite.connection import connect, rollback
 from spanmeter.store.sqlite.errors import describe_value_error, environmental, reconnect, storage_error
 from spanmeter.store.sqlite.rollup import roll_up
+from spanmeter.store.write_queue import Call, Job, WriteQueue
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_Call: TypeAlias = Call[sqlite3.Connection]
 
 
 def _insert_sql(columns: tuple[str, ...]) -> str:
@@ -84,22 +81,6 @@ _NO_RARE: Final = (None,) * len(_RARE_AT)
 _INSERT_COMMON: Final = _insert_sql(tuple(_ROW_COLUMNS[i] for i in _COMMON_AT))
 
 
-@dataclass(slots=True)
-class _Job:
-    records: list[UsageRecord]
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[WriteResult]
-    result: WriteResult = field(default_factory=WriteResult)
-
-
-@dataclass(slots=True)
-class _Call:
-    """A small write of another part (the outbox) run by the writer, inside its next transaction."""
-
-    fn: Callable[[sqlite3.Connection], Any]
-    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
-
-
 class Writer:
     """The writer thread and its queue: every write of the store goes through it."""
 
@@ -117,65 +98,23 @@ class Writer:
         self.path = path
         self.checkpoints = checkpoints
         self.synchronous = synchronous
-        self.max_queued_records = max_queued_records
         self.busy_timeout = busy_timeout
-        self.retry_after = retry_after
         self.cache_mb = cache_mb
-        self._queue: queue.SimpleQueue[_Job | _Call | None] = queue.SimpleQueue()
-        self._queued = 0
-        self._queued_lock = threading.Lock()
-        self._writer: threading.Thread | None = None
-        self._closed = False
+        self.queue: WriteQueue[sqlite3.Connection] = WriteQueue(
+            setting="storage::sqlite::max_queued_records",
+            max_queued_records=max_queued_records,
+            retry_after=retry_after,
+        )
         # Why writes fail now (a StorageError message), None while they succeed: /readyz reports it.
         self.failure: str | None = None
         self.failure_reason: str | None = None
 
     def start(self) -> None:
-        self._writer = threading.Thread(target=self._run, name="spanmeter-sqlite-writer", daemon=True)
-        self._writer.start()
+        self.queue.start(self._run, "spanmeter-sqlite-writer")
 
     def stop(self) -> None:
         """Refuse new writes, commit the queued ones, and stop the thread (blocking)."""
-        self._closed = True
-        if self._writer is not None:
-            self._queue.put(None)
-            self._writer.join()
-            self._writer = None
-
-    @property
-    def queued(self) -> int:
-        return self._queued
-
-    def overloaded(self) -> Overloaded | None:
-        if self._queued < self.max_queued_records:
-            return None
-        return Overloaded(
-            f"write queue full ({self._queued} records waiting, limit {self.max_queued_records})", self.retry_after
-        )
-
-    async def write(self, records: list[UsageRecord]) -> WriteResult:
-        if not records:
-            return WriteResult()
-        if self._closed or self._writer is None:
-            raise StorageError("the store is shutting down")
-        if len(records) > self.max_queued_records:
-            raise TooManyRecords(
-                f"the request yields {len(records)} usage records, more than the write queue holds"
-                f" (storage::sqlite::max_queued_records: {self.max_queued_records}); it can never be accepted:"
-                " send fewer spans or log records per request"
-            )
-        with self._queued_lock:
-            if self._queued + len(records) > self.max_queued_records:
-                raise Overloaded(
-                    f"write queue full ({self._queued} records waiting, limit {self.max_queued_records})",
-                    self.retry_after,
-                )
-            self._queued += len(records)
-        loop = asyncio.get_running_loop()
-        job = _Job(records, loop, loop.create_future())
-        self._queue.put(job)
-        # A caller that goes away cancels only its own future: the commit goes on (_resolve_all skips it).
-        return await job.future
+        self.queue.stop()
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = connect(self.path, timeout=self.busy_timeout)
@@ -191,31 +130,14 @@ class Writer:
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
-        try:
-            while True:
-                try:  # while the store fails, a write probe every PROBE_SECONDS finds when it recovers
-                    job = self._queue.get(timeout=PROBE_SECONDS) if self.failure else self._queue.get()
-                except queue.Empty:
+        try:  # while the store fails, a write probe every PROBE_SECONDS finds when it recovers
+            for batch in self.queue.batches(lambda: PROBE_SECONDS if self.failure else None):
+                if not batch:
                     conn = self._probe(conn)
                     continue
-                if job is None:
-                    return
-                jobs = [job]
-                stop = False
-                while True:  # take everything queued now: one transaction for all of it
-                    try:
-                        more = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        stop = True
-                        break
-                    jobs.append(more)
-                conn = self._commit(conn, jobs)
+                conn = self._commit(conn, batch)
                 if conn is not None:
                     self.checkpoints.after_commit(conn)
-                if stop:
-                    return
         finally:
             if conn is not None:
                 conn.close()
@@ -265,11 +187,8 @@ class Writer:
         the webhook exporter, ingest at 1 span/request fell by a quarter). Otherwise (the CLI) on
         a connection of its own.
         """
-        if self._writer is not None and not self._closed:
-            call = _Call(fn)
-            self._queue.put(call)
-            result: T = call.future.result()
-            return result
+        if self.queue.running:
+            return self.queue.call(fn)
         conn = connect(self.path, timeout=self.busy_timeout)
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -283,7 +202,7 @@ class Writer:
         finally:
             conn.close()
 
-    def _commit(self, conn: sqlite3.Connection | None, batch: list[_Job | _Call]) -> sqlite3.Connection | None:
+    def _commit(self, conn: sqlite3.Connection | None, batch: list[Job | _Call]) -> sqlite3.Connection | None:
         """Commit the batch in one transaction; the writer's connection after it (None: reopen).
 
         A failure of the environment (disk full, locked, read-only, I/O) fails every caller with a
@@ -291,18 +210,18 @@ class Writer:
         request is written alone, so only the one holding that record is affected, and in it
         the record alone is refused (WriteResult.refused), the rest stored.
         """
-        jobs = [job for job in batch if isinstance(job, _Job)]
+        jobs = [job for job in batch if isinstance(job, Job)]
         calls: list[tuple[_Call, Any, BaseException | None]] = []
         errors: dict[int, Exception] = {}  # id(job) → its failure
         try:
             conn = conn or self._open_writer()
-            calls = self._transaction(conn, jobs, [c for c in batch if isinstance(c, _Call)])
+            calls = self._transaction(conn, jobs, [c for c in batch if isinstance(c, Call)])
         except Exception as exc:  # noqa: BLE001 - the writer thread must outlive any failure, and tell every caller
             if conn is None or environmental(exc):
                 log.error("SQLite write of %d records failed: %s", sum(len(j.records) for j in jobs), exc)
                 error = self._failed(exc)
                 errors = {id(job): error for job in jobs}
-                calls = [(call, None, error) for call in batch if isinstance(call, _Call)]
+                calls = [(call, None, error) for call in batch if isinstance(call, Call)]
                 if conn is not None and reconnect(exc):
                     conn.close()
                     conn = None
@@ -310,7 +229,7 @@ class Writer:
                 log.warning("SQLite write of a batch of %d requests failed (%s): writing each alone", len(batch), exc)
                 calls = []
                 for item in batch:
-                    if isinstance(item, _Job):
+                    if isinstance(item, Job):
                         if (job_error := self._write_alone(conn, item)) is not None:
                             errors[id(item)] = job_error
                         continue
@@ -320,15 +239,8 @@ class Writer:
                         calls.append((item, None, self._failed(call_error)))
         if not errors and all(failure is None for _call, _result, failure in calls):
             self._recovered()
-        with self._queued_lock:
-            self._queued -= sum(len(j.records) for j in jobs)
         self.checkpoints.committed(sum(len(job.result.inserted) for job in jobs if id(job) not in errors))
-        # One wake-up per event loop, not per job: each call_soon_threadsafe writes to the loop's self-pipe.
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Exception | None]]] = {}
-        for job in jobs:
-            by_loop.setdefault(job.loop, []).append((job, errors.get(id(job))))
-        for loop, done in by_loop.items():
-            loop.call_soon_threadsafe(_resolve_all, done)
+        self.queue.resolve([(job, errors.get(id(job), job.result)) for job in jobs])
         for call, result, failure in calls:
             if failure is not None:
                 call.future.set_exception(failure)
@@ -337,7 +249,7 @@ class Writer:
         return conn
 
     def _transaction(
-        self, conn: sqlite3.Connection, jobs: list[_Job], calls: list[_Call]
+        self, conn: sqlite3.Connection, jobs: list[Job], calls: list[_Call]
     ) -> list[tuple[_Call, Any, BaseException | None]]:
         done: list[tuple[_Call, Any, BaseException | None]] = []
         conn.execute("BEGIN IMMEDIATE")
@@ -350,7 +262,7 @@ class Writer:
             raise
         return done
 
-    def _write_alone(self, conn: sqlite3.Connection, job: _Job) -> Exception | None:
+    def _write_alone(self, conn: sqlite3.Connection, job: Job) -> Exception | None:
         """One request's records in a transaction of their own: each in a savepoint, so that a
         record the store cannot hold is refused alone. Its failure, if the whole write failed."""
         result = WriteResult()
@@ -358,7 +270,7 @@ class Writer:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for record in job.records:
-                    one = _Job([record], job.loop, job.future)
+                    one = Job([record], job.loop, job.future)
                     conn.execute("SAVEPOINT spanmeter_record")
                     try:
                         self._insert(conn, [one])
@@ -385,14 +297,14 @@ class Writer:
         job.result = result
         return None
 
-    def _insert(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+    def _insert(self, conn: sqlite3.Connection, jobs: list[Job]) -> None:
         for job in jobs:
             job.result = WriteResult()
         # The row each key ends with: the first of the batch, or the one stored before it.
         winners: dict[tuple[str, str], tuple[Any, ...]] = {}
         rows: list[tuple[Any, ...]] = []
-        owners: list[tuple[_Job, UsageRecord]] = []
-        repeats: list[tuple[_Job, tuple[Any, ...]]] = []  # later rows of a key within this batch
+        owners: list[tuple[Job, UsageRecord]] = []
+        repeats: list[tuple[Job, tuple[Any, ...]]] = []  # later rows of a key within this batch
         conflict_keys: list[str] = []
         slot = key_hash.key_hash  # looked up once per batch, not per record
         for job in jobs:
@@ -487,16 +399,6 @@ def _run_call(conn: sqlite3.Connection, call: _Call) -> tuple[_Call, Any, BaseEx
         return call, None, error
     conn.execute("RELEASE spanmeter_call")
     return call, result, None
-
-
-def _resolve_all(done: list[tuple[_Job, Exception | None]]) -> None:
-    for job, error in done:
-        if job.future.done():
-            continue
-        if error is not None:
-            job.future.set_exception(error)
-        else:
-            job.future.set_result(job.result)
 
 
 def _probe_write(conn: sqlite3.Connection) -> None:
