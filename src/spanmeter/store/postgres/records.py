@@ -31,9 +31,7 @@ from spanmeter.store.base import WriteResult
 from spanmeter.store.postgres.connection import Translated
 from spanmeter.store.postgres.dialect import WRITE_LOCK
 from spanmeter.store.schema import COLUMNS, CONTENT_COLUMNS, column_type, record_to_row
-from spanmeter.store.sqlite import attention, model_rollup
-from spanmeter.store.sqlite.adoption_rollup import roll_up_adoption
-from spanmeter.store.sqlite.rollup import roll_up
+from spanmeter.store.sqlite.new_records import roll_up_new
 
 _ARRAYS: Final = ", ".join(
     f"%s::{'bigint' if column_type(c) == 'INTEGER' else 'text'}[]" for c in COLUMNS
@@ -163,10 +161,7 @@ class _Plan:
                 _count_duplicate(result, stored[key], row)
         for result, row in self.repeats:
             _count_duplicate(result, self.winners[(row[_WORKSPACE_AT], row[_KEY_AT])], row)
-        roll_up(db, new)  # type: ignore[arg-type]  # the shared rollups, through the translating connection
-        roll_up_adoption(db, (record for record, _ in new))  # type: ignore[arg-type]
-        model_rollup.roll_up_models(db, new)  # type: ignore[arg-type]
-        attention.count_unknown_models(db, (record for record, _ in new))  # type: ignore[arg-type]
+        roll_up_new(db, new)  # type: ignore[arg-type]  # the shared rollups, through the translating connection
 
 
 def _count_duplicate(result: WriteResult, stored: tuple[Any, ...], row: tuple[Any, ...]) -> None:

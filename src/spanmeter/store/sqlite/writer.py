@@ -21,12 +21,11 @@ from spanmeter.errors import StorageError
 from spanmeter.record import UsageRecord
 from spanmeter.store.base import WriteResult
 from spanmeter.store.schema import COLUMNS, CONTENT_COLUMNS, record_to_row
-from spanmeter.store.sqlite import attention, key_hash, model_rollup
-from spanmeter.store.sqlite.adoption_rollup import roll_up_adoption
+from spanmeter.store.sqlite import key_hash
 from spanmeter.store.sqlite.checkpoints import Checkpoints
 from spanmeter.store.sqlite.connection import connect, rollback
 from spanmeter.store.sqlite.errors import describe_value_error, environmental, reconnect, storage_error
-from spanmeter.store.sqlite.rollup import roll_up
+from spanmeter.store.sqlite.new_records import roll_up_new
 from spanmeter.store.write_queue import Call, Job, WriteQueue
 
 log = logging.getLogger(__name__)
@@ -345,10 +344,7 @@ class Writer:
                     _count_duplicate(job.result, existing, row, conflict_keys)
         for job, row in repeats:
             _count_duplicate(job.result, winners[(row[_KEY_AT[0]], row[_KEY_AT[1]])], row, conflict_keys)
-        roll_up(conn, new)
-        roll_up_adoption(conn, (record for record, _ in new))
-        model_rollup.roll_up_models(conn, new)
-        attention.count_unknown_models(conn, (record for record, _ in new))
+        roll_up_new(conn, new)
         if conflict_keys:
             log.warning(
                 "%d duplicate records differ from the stored ones (the first stored wins), e.g. key %r",
