@@ -9,6 +9,7 @@ target (crm/files.py), or streamed to a pipe.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -94,40 +95,41 @@ def stream_records(
             yield from page
 
 
-def write_rows(out: BinaryIO, head: Sequence[str], rows: Iterable[Sequence[str]], bom: bool) -> int:
-    """Header and rows as UTF-8 CSV on `out` (RFC 4180 quoting, CRLF); the number of rows."""
+@contextlib.contextmanager
+def _csv_text(out: BinaryIO, head: Sequence[str], bom: bool) -> Iterator[io.TextIOWrapper]:
+    """`out` as UTF-8 text with the optional BOM and the header row written (RFC 4180 quoting,
+    CRLF); flushed at the end, and `out` left open: the caller fsyncs and renames it."""
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
     try:
         if bom:
             text.write(BOM)
+        csv.writer(text, dialect="excel").writerow(head)
+        yield text
+        text.flush()
+    finally:
+        text.detach()
+
+
+def write_rows(out: BinaryIO, head: Sequence[str], rows: Iterable[Sequence[str]], bom: bool) -> int:
+    """Header and rows as UTF-8 CSV on `out`; the number of rows."""
+    count = 0
+    with _csv_text(out, head, bom) as text:
         writer = csv.writer(text, dialect="excel")
-        writer.writerow(head)
-        count = 0
         rest = iter(rows)
         while chunk := list(itertools.islice(rest, _FLUSH_ROWS)):
             writer.writerows(chunk)
             count += len(chunk)
-        text.flush()
-    finally:
-        text.detach()  # `out` stays open: the caller fsyncs and renames it
     return count
 
 
 def write_text(out: BinaryIO, head: Sequence[str], chunks: Iterable[tuple[str, int]], bom: bool) -> int:
     """Header and (CSV text of whole CRLF-ended rows, their number) chunks as UTF-8 on `out`;
     the number of rows."""
-    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
-    try:
-        if bom:
-            text.write(BOM)
-        csv.writer(text, dialect="excel").writerow(head)
-        count = 0
+    count = 0
+    with _csv_text(out, head, bom) as text:
         for chunk, rows in chunks:
             text.write(chunk)
             count += rows
-        text.flush()
-    finally:
-        text.detach()
     return count
 
 
