@@ -10,8 +10,9 @@ its lifecycle.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from spanmeter.errors import Overloaded
 from spanmeter.record import UsageRecord
@@ -44,6 +45,8 @@ if TYPE_CHECKING:  # the parts' classes (the sqlite package imports this module)
     from spanmeter.store.sqlite.outbox import SQLiteOutbox
     from spanmeter.store.sqlite.queries import SQLiteQueries
 
+T = TypeVar("T")
+
 
 class BackendWriter(Protocol):
     """What the store reads of a backend's writer thread."""
@@ -51,6 +54,10 @@ class BackendWriter(Protocol):
     queue: WriteQueue[Any]
     failure: str | None  # why writes fail now (a StorageError message), None while they succeed
     failure_reason: str | None
+
+    def transaction(self, fn: Callable[[Any], T]) -> T:
+        """Run `fn` on the backend's connection in a write transaction (blocking)."""
+        ...
 
 
 class ComposedStore:
@@ -78,6 +85,25 @@ class ComposedStore:
 
     async def write(self, records: list[UsageRecord]) -> WriteResult:
         return await self.writer.queue.write(records)
+
+    # --- attention counts (store/port.py AttentionCounts) -------------------------------------
+    async def count_rejected(self, workspace: str, spans: int) -> None:
+        """Add refused spans to the stored count (sqlite/attention.py), in a writer transaction."""
+        from spanmeter.store.sqlite import attention  # the sqlite package imports this module
+
+        await asyncio.to_thread(
+            self.writer.transaction,
+            lambda conn: attention.add_counts(conn, [(workspace, attention.REJECTED_SPANS, spans)]),
+        )
+
+    def attention_counts(self, workspace: str) -> dict[str, int]:
+        from spanmeter.store.sqlite import attention
+
+        return attention.read_counts(self._fetch, workspace)
+
+    def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        """Every read query of the parts (each backend reads on its own connections)."""
+        raise NotImplementedError
 
     # --- queries -----------------------------------------------------------------------------
     def recent(self, where: RecordFilter, limit: int) -> list[UsageRecord]:

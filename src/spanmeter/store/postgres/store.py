@@ -28,7 +28,6 @@ from spanmeter.store.postgres.connection import Translated, connect, new_pool, r
 from spanmeter.store.postgres.migrations import migrate
 from spanmeter.store.postgres.parts import PostgresAggregate, PostgresKeys, PostgresOutbox, PostgresQueries
 from spanmeter.store.postgres.writer import Writer
-from spanmeter.store.sqlite import attention
 
 T = TypeVar("T")
 
@@ -92,16 +91,6 @@ class PostgresStore(ComposedStore):
         """Run `fn` in a write transaction holding the store's write lock (blocking)."""
         return self.writer.transaction(fn)
 
-    # --- attention counts (store/port.py AttentionCounts) -------------------------------------
-    async def count_rejected(self, workspace: str, spans: int) -> None:
-        """Add refused spans to the stored count (sqlite/attention.py), in a writer transaction."""
-        await asyncio.to_thread(
-            self.writer.transaction,
-            lambda db: attention.add_counts(db, [(workspace, attention.REJECTED_SPANS, spans)]),
-        )
-
-    def attention_counts(self, workspace: str) -> dict[str, int]:
-        return attention.read_counts(self._fetch, workspace)
 
     # --- the shared parts' connections ---------------------------------------------------------
     def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:

@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 
 from spanmeter.errors import StorageError
 from spanmeter.store.composed import ComposedStore
-from spanmeter.store.sqlite import attention
 from spanmeter.store.sqlite.aggregate import SQLiteAggregate
 from spanmeter.store.sqlite.api_keys import SQLiteKeys
 from spanmeter.store.sqlite.checkpoints import Checkpoints
@@ -120,14 +119,3 @@ class SQLiteStore(ComposedStore):
     def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in a write transaction (blocking): the writer's next one while it runs."""
         return self.writer.transaction(fn)
-
-    # --- attention counts (store/port.py AttentionCounts) -------------------------------------
-    async def count_rejected(self, workspace: str, spans: int) -> None:
-        """Add refused spans to the stored count (attention.py), in a writer transaction."""
-        await asyncio.to_thread(
-            self.writer.transaction,
-            lambda conn: attention.add_counts(conn, [(workspace, attention.REJECTED_SPANS, spans)]),
-        )
-
-    def attention_counts(self, workspace: str) -> dict[str, int]:
-        return attention.read_counts(self._fetch, workspace)
