@@ -17,8 +17,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from genai_prices import data_snapshot
-from genai_prices.update_prices import wait_prices_updated_sync
+from genai_prices.update_prices import DEFAULT_UPDATE_URL, wait_prices_updated_sync
 
+from spanmeter.app import Collector
 from spanmeter.cli import main
 from spanmeter.config import Config
 from spanmeter.pricing import PRICE_DATA_VERSION, Pricer, PriceRefresh
@@ -107,6 +108,11 @@ def test_models_unknown_lists_unpriced_models_with_their_records(tmp_path: Path)
 
 def test_refresh_is_off_by_default() -> None:
     assert Config().processors.pricing.refresh.enabled is False
+
+
+def test_refresh_without_a_url_fetches_genai_prices_own_data(tmp_path: Path) -> None:
+    collector = Collector(make_config(tmp_path, processors={"pricing": {"refresh": {"enabled": True}}}))
+    assert collector.price_refresh is not None and collector.price_refresh.url == DEFAULT_UPDATE_URL
 
 
 def test_refreshed_price_data_prices_a_new_model_and_names_its_version(tmp_path: Path,

@@ -13,7 +13,8 @@ from genai_prices import data_snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spanmeter.pricing import CALC_PRICE, FlatPrices, Pricer, _resolve_flat_prices, to_nano
+from spanmeter.money import to_nano
+from spanmeter.pricing import CALC_PRICE, FlatPrices, Pricer, _resolve_flat_prices
 from spanmeter.record import UsageRecord
 
 WHEN_NS = 1_763_900_000_000_000_000

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import grpc
 import uvicorn
 from fastapi import FastAPI
+from genai_prices.update_prices import DEFAULT_UPDATE_URL
 from starlette.types import ASGIApp
 
 import spanmeter
@@ -132,7 +133,7 @@ class Collector:
         self._http_task: asyncio.Task[None] | None = None
         self._ready = False
         refresh = config.processors.pricing.refresh
-        self.price_refresh = PriceRefresh(update_interval=refresh.interval, url=refresh.url) if refresh.enabled else None
+        self.price_refresh = PriceRefresh(update_interval=refresh.interval, url=refresh.url or DEFAULT_UPDATE_URL) if refresh.enabled else None
 
     def _build_http_app(self) -> tuple[FastAPI, ASGIApp]:
         """The FastAPI app (every route, the OpenAPI document) and what uvicorn serves: the same,

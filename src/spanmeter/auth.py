@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-from spanmeter.pricing import to_nano
+from spanmeter.money import to_nano
 from spanmeter.store.port import KeyStore
 from spanmeter.store.queries import SCOPES, ApiKey
 

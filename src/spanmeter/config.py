@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 import yaml
-from genai_prices.update_prices import DEFAULT_UPDATE_URL
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
 from spanmeter.convert.attributes import DEFAULT_EXCLUSIVE_INPUT_SCOPES, MODEL_OPERATIONS
@@ -137,7 +136,9 @@ class PriceRefreshConfig(_Model):
 
     enabled: bool = False
     interval: float = Field(3600, ge=60, description="seconds between fetches")
-    url: str = Field(DEFAULT_UPDATE_URL, min_length=1, description="genai-prices' data.json (v2 format)")
+    # None: genai-prices' own update URL (read when the refresh starts: importing genai-prices here
+    # would cost every CLI command most of a second).
+    url: str | None = Field(None, min_length=1, description="genai-prices' data.json (v2 format)")
 
 
 class PricingProcessor(_Model):

@@ -17,7 +17,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Final
 
 import genai_prices
@@ -26,11 +26,11 @@ from genai_prices import data_snapshot
 from genai_prices import types as genai_types
 from genai_prices.update_prices import UpdatePrices
 
+from spanmeter.money import from_nano, to_nano
 from spanmeter.record import UsageRecord
 
 log = logging.getLogger(__name__)
 
-NANO: Final = Decimal("0.000000001")
 MILLION: Final = Decimal(1_000_000)
 PRICE_DATA_VERSION: Final = f"genai-prices {genai_prices.__version__}"
 # Provider names emitters use that genai-prices' own matching does not know.
@@ -67,16 +67,6 @@ class PriceRefresh(UpdatePrices):
         version = f"genai-prices data sha256:{digest} fetched {fetched}"
         log.info("price data refreshed from %s: %d providers, %s", self.url, len(providers), version)
         return FetchedSnapshot(providers, from_auto_update=True, version=version)
-
-
-def to_nano(amount: Decimal) -> int:
-    """Whole nano-USD, rounded half-even. (Moving the exponent and rounding once costs ~1.1 µs, a
-    quantize and a division ~1.7: this runs for every priced record.)"""
-    return int(amount.scaleb(9).to_integral_value(ROUND_HALF_EVEN))
-
-
-def from_nano(nano: int) -> Decimal:
-    return (Decimal(nano) * NANO).normalize() if nano else Decimal(0)
 
 
 @functools.lru_cache(maxsize=1024)

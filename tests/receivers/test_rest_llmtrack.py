@@ -12,7 +12,7 @@ import genai_prices
 import httpx
 import pytest
 
-from spanmeter.pricing import to_nano
+from spanmeter.money import to_nano
 from tests.conftest import make_config, running_collector
 from tests.receivers.conftest import Rest
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from decimal import MAX_PREC, Context, Decimal
 from pathlib import Path
 
-from spanmeter.pricing import to_nano
+from spanmeter.money import to_nano
 from spanmeter.record import UsageRecord
 from spanmeter.store.base import RecordFilter
 from spanmeter.store.constants import DAY_NS

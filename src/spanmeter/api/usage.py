@@ -24,7 +24,7 @@ from spanmeter.api.filters import META_DOC, Filter, RecordFilters, record_filter
 from spanmeter.api.models import RecordsPage, Series, Snapshot
 from spanmeter.auth import Principal
 from spanmeter.encoding import item_text
-from spanmeter.pricing import from_nano
+from spanmeter.money import from_nano
 from spanmeter.record import decimal_string, format_ns
 from spanmeter.store.constants import DAY_NS
 from spanmeter.store.port import QueryStore

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Final
 
-from spanmeter.pricing import from_nano, to_nano
+from spanmeter.money import from_nano, to_nano
 from spanmeter.record import RECORD_FIELDS, Product, UsageRecord
 
 PRODUCT_COLUMNS: Final = ("product_id", "product_name", "product_type", "product_version", "product_category")

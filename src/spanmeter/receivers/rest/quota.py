@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from spanmeter.auth import Principal
-from spanmeter.pricing import from_nano
+from spanmeter.money import from_nano
 from spanmeter.receivers.rest.body import RestError
 from spanmeter.record import decimal_string
 from spanmeter.store.port import QueryStore
