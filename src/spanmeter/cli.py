@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -13,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
 
 import click
 
@@ -22,7 +23,7 @@ from spanmeter.auth import QUOTA_HELP, new_key, parse_quota
 from spanmeter.config import Config, load_config
 from spanmeter.errors import ConfigError, ListenError, StorageError
 from spanmeter.event_loop import describe, new_event_loop
-from spanmeter.pricing import from_nano
+from spanmeter.money import from_nano
 from spanmeter.record import decimal_string, format_ns
 from spanmeter.store.base import RecordFilter
 from spanmeter.store.outbox import DELIVERY_STATES, ExportFilter
@@ -696,11 +697,14 @@ def export_group() -> None:
               help="Which records are action rows (repeatable). Default: event (or --exporter's).")
 @click.option("--no-email", is_flag=True, help="Leave the email column out.")
 @click.option("--bom", is_flag=True, help="Start the file with a UTF-8 byte-order mark (for Excel).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=min(2, os.cpu_count() or 1), show_default=True,
+              help="Processes that write an actions file, each a share of the records (SQLite store); 1: this "
+                   "process alone, on one core.")
 @click.option("--out", "-o", "out", default="-", show_default=True,
               help="File to write (replaced atomically: written aside, then renamed), or - for standard output.")
 def export_csv(config_path: Path | None, kind: str, since: str | None, until: str | None, customer: str | None,
                workspace: str | None, template: str | None, exporter_id: str | None, record_kinds: tuple[str, ...],
-               no_email: bool, bom: bool, out: str) -> None:
+               no_email: bool, bom: bool, jobs: int, out: str) -> None:
     """Write the actions or accounts CSV a CRM imports as it is (HubSpot, Salesforce, a warehouse).
 
     Reads the store in storage order a page at a time (memory stays small for any size), shows a
@@ -710,8 +714,10 @@ def export_csv(config_path: Path | None, kind: str, since: str | None, until: st
     """
     from spanmeter.crm.export import Selection, write_export
     from spanmeter.crm.files import replace_atomically
+    from spanmeter.crm.parallel import ShareFailed, write_actions
     from spanmeter.crm.templates import Kind
     from spanmeter.exporters.csv import CsvConfig
+    from spanmeter.store.factory import open_store
 
     config, store = _open_store(config_path)
     settings = CsvConfig(directory=".")
@@ -740,18 +746,28 @@ def export_csv(config_path: Path | None, kind: str, since: str | None, until: st
         if sys.stderr.isatty() and total else None
     started = time.monotonic()
     export_kind = cast("Kind", kind)
+    on_page = bar.update if bar is not None else None
+
+    def write(target: BinaryIO) -> int:
+        if export_kind == "actions" and jobs > 1:
+            written = write_actions(target, store, lambda: open_store(config), columns, selection, kinds, jobs=jobs,
+                                    bom=bom or settings.bom, on_page=on_page)
+            if written is not None:
+                return written
+        return write_export(target, store, export_kind, columns, selection, action_kinds=kinds,
+                            bom=bom or settings.bom, on_page=on_page)
+
     try:
-        on_page = bar.update if bar is not None else None
         if out == "-":
-            rows = write_export(sys.stdout.buffer, store, export_kind, columns, selection, action_kinds=kinds,
-                                bom=bom or settings.bom, on_page=on_page)
+            rows = write(sys.stdout.buffer)
             sys.stdout.buffer.flush()
         else:
             with replace_atomically(Path(out)) as target:
-                rows = write_export(target, store, export_kind, columns, selection, action_kinds=kinds,
-                                    bom=bom or settings.bom, on_page=on_page)
+                rows = write(target)
     except OSError as error:
         raise click.ClickException(f"cannot write {out}: {error}") from None
+    except ShareFailed as error:
+        raise click.ClickException(str(error)) from None
     finally:
         if bar is not None:
             bar.render_finish()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from spanmeter.crm import export
+from spanmeter.crm import export, parallel
 from spanmeter.crm.cells import BOM, FORMULA_STARTS
 from spanmeter.crm.domains import account_domain
 from spanmeter.crm.export import Selection, write_export
@@ -30,7 +30,7 @@ from spanmeter.store.sqlite import SQLiteStore
 AT = 1_764_806_400_123_456_789  # 2025-12-04T00:00:00.123456789Z
 AWKWARD_TEXT = (
     "plain", "=1+1", "+cmd", "-2", "@SUM(A1)", "\tTab", "\rCR", "a,b", 'say "hi"', "two\nlines", "cr\rinside",
-    "ünï©ødé ☃", "", " spaced ", "'quoted'", "=", "-", "x\x1fy", "nul\x00inside",
+    "ünï©ødé ☃", "", " spaced ", "'quoted'", "=", "-", "x\x1fy", "x\x1ey", "\x1f", "nul\x00inside",
 )
 EMAILS = (None, "ann@acme.com", "bob@gmail.com", "cy@Bücher.Example", "dee@www.Globex.example", "=evil@x.com",
           "no-at-sign", "eve@mailinator.com")
@@ -65,6 +65,32 @@ def records() -> Iterator[UsageRecord]:
             record = UsageRecord(kind="meter", type=text or "api_calls", meter="api_calls",
                                  quantity=quantities[i % len(quantities)], **common)  # type: ignore[arg-type]
         yield record
+
+
+def mostly_plain() -> Iterator[UsageRecord]:
+    """Runs of records with nothing to quote or neutralise (the pages SQLite's lines are checked
+    for at once) and, every seventh, an awkward one or one whose only oddity is a developer id
+    starting with a formula character (the rows that check must find)."""
+    awkward = records()
+    for i in range(300):
+        if i % 14 == 6:
+            yield next(awkward)
+            continue
+        common: dict[str, object] = {
+            "idempotency_key": f"plain-{i}", "id": new_record_id(), "occurred_at": AT + i * 1_000_003,
+            "user_id": f"{FORMULA_STARTS[i // 14 % len(FORMULA_STARTS)]}dev" if i % 14 == 13 else f"dev{i % 5}", "email": "ann@acme.com", "customer_id": f"c{i % 2}",
+            "cost_usd": Decimal("1.5") if i % 2 else None,
+        }
+        kind = ("event", "llm", "meter")[i % 3]
+        if kind == "event":
+            yield UsageRecord(kind="event", type="product_event", event_name="signed up", event_family="activation",
+                              product=Product("p1", "Product one", "library"), source="web", campaign_id="c-1",
+                              **common)  # type: ignore[arg-type]
+        elif kind == "llm":
+            yield UsageRecord(kind="llm", type="chat", input_tokens=i, output_tokens=2, **common)  # type: ignore[arg-type]
+        else:
+            yield UsageRecord(kind="meter", type="api_calls", meter="api_calls", quantity=Decimal(i),
+                              **common)  # type: ignore[arg-type]
 
 
 # --- the reference: each cell written out plainly from the UsageRecord --------------------------
@@ -118,9 +144,11 @@ def reference(template: Template, stored: list[UsageRecord], kinds: tuple[str, .
     return ((BOM if bom else "") + buffer.getvalue()).encode("utf-8")
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SQLiteStore, list[UsageRecord]]]:
-    made = list(records())
+@pytest.fixture(scope="module", params=["awkward", "mostly plain"])
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[SQLiteStore, list[UsageRecord]]]:
+    made = list(records() if request.param == "awkward" else mostly_plain())
     db = SQLiteStore(Path(tmp_path_factory.mktemp("fast")) / "spanmeter.db")
 
     async def write() -> None:
@@ -142,16 +170,20 @@ CASES = [
     *((name, TEMPLATES[name], False) for name in TEMPLATES),
     ("custom columns", TEMPLATES["salesforce"].with_columns("actions", CUSTOM), False),
     ("account first", TEMPLATES["generic"].with_columns("actions", {"account_domain": "a", "email": "e"}), False),
+    ("developer first", TEMPLATES["generic"].with_columns("actions", {"developer_id": "d", "email": "e"}), False),
     ("no account", TEMPLATES["hubspot"].with_columns("actions", {"tokens": "t", "quantity": "q"}), False),
     ("one column", TEMPLATES["generic"].with_columns("actions", {"account_domain": "a"}), False),
     ("without email, BOM", TEMPLATES["hubspot"].without("email"), True),
 ]
 
 
+@pytest.mark.parametrize("page_size", [5_000, 3])
 @pytest.mark.parametrize(("case", "template", "bom"), CASES, ids=[case for case, _, _ in CASES])
 def test_the_store_writes_the_reference_rows(
-    store: tuple[SQLiteStore, list[UsageRecord]], case: str, template: Template, bom: bool
+    store: tuple[SQLiteStore, list[UsageRecord]], case: str, template: Template, bom: bool, page_size: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(export, "PAGE_SIZE", page_size)  # pages of 3: some have nothing awkward in them
     db, stored = store
     kinds = ("event", "llm", "meter")
     assert action_line(template, kinds, ExportFilter()) is not None or case == "one column"
@@ -191,3 +223,32 @@ def test_progress_counts_the_rows_written_on_either_path(
     rows = write_export(io.BytesIO(), db, "actions", template, Selection(("default",)), action_kinds=("llm",),
                         on_page=seen.append)
     assert rows == sum(seen) == sum(1 for r in stored if r.kind == "llm") > 0
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+@pytest.mark.parametrize(("case", "template", "bom"), CASES[:4], ids=[case for case, _, _ in CASES[:4]])
+def test_processes_writing_shares_write_the_same_file(
+    store: tuple[SQLiteStore, list[UsageRecord]], case: str, template: Template, bom: bool, jobs: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`export csv --jobs N`: N processes, each a share of the records, one file byte for byte
+    the reference's, with every row counted once by the progress bar."""
+    monkeypatch.setattr(export, "PAGE_SIZE", 3)  # pages of 3: each share several pages
+    db, stored = store
+    kinds = ("event", "llm", "meter")
+    out, seen = io.BytesIO(), []  # type: io.BytesIO, list[int]
+    rows = parallel.write_actions(out, db, lambda: SQLiteStore(db.path), template, Selection(("default",)), kinds,
+                                  jobs=jobs, bom=bom, on_page=seen.append)
+    assert rows == sum(seen) == len(stored)
+    assert out.getvalue() == reference(template, stored, kinds, bom)
+
+
+def test_a_share_that_fails_fails_the_export_with_its_reason(store: tuple[SQLiteStore, list[UsageRecord]]) -> None:
+    db, _ = store
+
+    def broken() -> SQLiteStore:
+        raise OSError("disk on fire")
+
+    with pytest.raises(parallel.ShareFailed, match="failed: OSError: disk on fire"):
+        parallel.write_actions(io.BytesIO(), db, broken, TEMPLATES["generic"], Selection(("default",)), ("event",),
+                               jobs=2)

@@ -11,6 +11,7 @@ loses nothing, repeats nothing and never leaves a half-written file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import os
 import signal
@@ -179,7 +180,8 @@ def test_every_record_is_one_row_and_accounts_match_the_store(tmp_path: Path) ->
     # `spanmeter export csv` writes the same rows as the exporter, from the store's pages
     config_file = tmp_path / "cli.yaml"
     config_file.write_text(f"storage:\n  sqlite:\n    path: {tmp_path / 'spanmeter.db'}\n")
-    for kind, extra in (("actions", ["--record-kind", "event", "--record-kind", "llm", "--record-kind", "meter"]),
+    every_kind = ["--record-kind", "event", "--record-kind", "llm", "--record-kind", "meter"]
+    for kind, extra in (("actions", [*every_kind, "--jobs", "1"]), ("actions", [*every_kind, "--jobs", "2"]),
                         ("accounts", [])):
         target = tmp_path / f"cli-{kind}.csv"
         result = CliRunner().invoke(main, ["export", "csv", "-c", str(config_file), "--kind", kind,
@@ -187,6 +189,25 @@ def test_every_record_is_one_row_and_accounts_match_the_store(tmp_path: Path) ->
         assert result.exit_code == 0, result.output
         assert f"wrote {len(read_csv(out / f'{kind}.csv'))} {kind} rows" in result.output
         assert target.read_bytes() == (out / f"{kind}.csv").read_bytes()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a child of init is reaped at once, but not always before we look)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _rfc3339(ns: int) -> str:
@@ -308,12 +329,15 @@ def test_kill_9_mid_export_or_mid_rewrite_leaves_the_previous_file_whole(tmp_pat
     target = tmp_path / "out.csv"
     target.write_bytes(b"previous,file\r\n1,2\r\n")
     proc = subprocess.Popen([sys.executable, "-m", "spanmeter", "export", "csv", "-c", str(config_file),
-                             "--record-kind", "llm", "--out", str(target)], stderr=subprocess.PIPE)
+                             "--record-kind", "llm", "--jobs", "2", "--out", str(target)], stderr=subprocess.PIPE)
     temp = tmp_path / f".out.csv.{proc.pid}.tmp"
     wait_for(lambda: temp.exists() and temp.stat().st_size > 0 or proc.poll() is not None, what="the export")
+    helpers = _children(proc.pid)  # --jobs 2: the process writing the second share
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(10) == -signal.SIGKILL, "the export finished before the kill: nothing was tested"
     assert target.read_bytes() == b"previous,file\r\n1,2\r\n"
+    assert helpers, "no process wrote a share: nothing was tested"
+    wait_for(lambda: not any(_running(pid) for pid in helpers), what="the share's process to stop")
     again = CliRunner().invoke(main, ["export", "csv", "-c", str(config_file), "--kind", "accounts",
                                       "--out", str(target)])
     assert again.exit_code == 0, again.output

@@ -15,9 +15,9 @@ import io
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, BinaryIO, Final, cast
+from typing import Any, BinaryIO, Final, TypeVar, cast
 
-from spanmeter.crm.cells import BOM
+from spanmeter.crm.cells import BOM, csv_text
 from spanmeter.crm.rows import (
     ACCOUNT_COLUMNS,
     EXPORT_COLUMNS,
@@ -34,7 +34,7 @@ from spanmeter.crm.rows import (
 from spanmeter.crm.templates import Kind, Template
 from spanmeter.store.outbox import ExportFilter
 from spanmeter.store.port import QueryStore
-from spanmeter.store.queries import RecordQuery
+from spanmeter.store.queries import CsvLines, RecordQuery
 
 PAGE_SIZE: Final = 5_000
 _FLUSH_ROWS: Final = 2_000
@@ -53,26 +53,49 @@ class Selection:
     to_ns: int | None = None
     customer: str | None = None
     where: ExportFilter = field(default_factory=ExportFilter)  # kinds, types, customers (an exporter's filter)
+    seqs: tuple[int, int] | None = None  # [first, end): a share of one workspace's records (crm/parallel.py)
 
 
 Page = list[tuple[Any, ...]]
+P = TypeVar("P")
 
 
-def _pages(selection: Selection, read: Callable[[RecordQuery], Page]) -> Iterator[tuple[RecordQuery, Page]]:
-    """(query, page) of every page of the selection, `read` reading each."""
-    equals = (("customer_id", selection.customer),) if selection.customer is not None else ()
+def _row_seqs(page: Page) -> list[int]:
+    return [row[0] for row in page]
+
+
+def _line_seqs(page: CsvLines) -> Sequence[int]:
+    return page.seqs
+
+
+_NO_LINES: Final = CsvLines((), (), ())
+
+
+def first_page(selection: Selection, workspace: str) -> RecordQuery:
+    """The query of the first page of `selection` in `workspace` (storage order)."""
+    first, end = selection.seqs or (None, None)
+    return RecordQuery(
+        workspace=workspace, order="asc", limit=PAGE_SIZE,
+        equals=(("customer_id", selection.customer),) if selection.customer is not None else (),
+        from_ns=selection.from_ns, to_ns=selection.to_ns,
+        after_seq=None if first is None else first - 1, before_seq=end,
+    )
+
+
+def _pages(
+    selection: Selection, read: Callable[[RecordQuery], P], seqs: Callable[[P], Sequence[int]],
+) -> Iterator[tuple[RecordQuery, P]]:
+    """(query, page) of every page of the selection, `read` reading each (`seqs`: a page's seqs)."""
     for workspace in selection.workspaces:
-        query = RecordQuery(
-            workspace=workspace, order="asc", limit=PAGE_SIZE, equals=equals,
-            from_ns=selection.from_ns, to_ns=selection.to_ns,
-        )
+        query = first_page(selection, workspace)
         while True:
             page = read(query)
-            if page:
+            found = seqs(page)
+            if found:
                 yield query, page
-            if len(page) < PAGE_SIZE:
+            if len(found) < PAGE_SIZE:
                 break
-            query = replace(query, after_seq=page[-1][0])
+            query = replace(query, after_seq=found[-1])
 
 
 def stream_records(
@@ -86,7 +109,7 @@ def stream_records(
     check = bool(where.kinds or where.types or where.customers)
     if check and len(columns) < len(FILTERED_ACCOUNT_COLUMNS):
         columns = FILTERED_ACCOUNT_COLUMNS
-    for _query, page in _pages(selection, lambda query: store.query_columns(query, columns)):
+    for _query, page in _pages(selection, lambda query: store.query_columns(query, columns), _row_seqs):
         if on_page is not None:
             on_page(len(page))
         if check:
@@ -96,7 +119,7 @@ def stream_records(
 
 
 @contextlib.contextmanager
-def _csv_text(out: BinaryIO, head: Sequence[str], bom: bool) -> Iterator[io.TextIOWrapper]:
+def csv_out(out: BinaryIO, head: Sequence[str], bom: bool) -> Iterator[io.TextIOWrapper]:
     """`out` as UTF-8 text with the optional BOM and the header row written (RFC 4180 quoting,
     CRLF); flushed at the end, and `out` left open: the caller fsyncs and renames it."""
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
@@ -113,7 +136,7 @@ def _csv_text(out: BinaryIO, head: Sequence[str], bom: bool) -> Iterator[io.Text
 def write_rows(out: BinaryIO, head: Sequence[str], rows: Iterable[Sequence[str]], bom: bool) -> int:
     """Header and rows as UTF-8 CSV on `out`; the number of rows."""
     count = 0
-    with _csv_text(out, head, bom) as text:
+    with csv_out(out, head, bom) as text:
         writer = csv.writer(text, dialect="excel")
         rest = iter(rows)
         while chunk := list(itertools.islice(rest, _FLUSH_ROWS)):
@@ -126,7 +149,7 @@ def write_text(out: BinaryIO, head: Sequence[str], chunks: Iterable[tuple[str, i
     """Header and (CSV text of whole CRLF-ended rows, their number) chunks as UTF-8 on `out`;
     the number of rows."""
     count = 0
-    with _csv_text(out, head, bom) as text:
+    with csv_out(out, head, bom) as text:
         for chunk, rows in chunks:
             text.write(chunk)
             count += rows
@@ -139,34 +162,24 @@ def action_rows(records: Iterable[Stored], template: Template, kinds: tuple[str,
 
 
 def _written_lines(
-    store: QueryStore, query: RecordQuery, rows: Page, template: Template, lines: list[str | None]
-) -> list[str | None]:
-    """`lines` with the ones the store left to Python (None) written by action_rows, from their
-    stored values read again (from the first of them on, in storage order)."""
-    missing = {found[0] for found, line in zip(rows, lines, strict=True) if line is None}
+    store: QueryStore, query: RecordQuery, missing: list[int], template: Template
+) -> dict[int, str]:
+    """The action rows (without their CRLF) of the records the store left to Python, by seq: from
+    their stored values read again (from the first of them on, in storage order)."""
+    wanted = set(missing)
     values: dict[int, Stored] = {}
-    again = replace(query, after_seq=min(missing) - 1)
-    while len(values) < len(missing):
+    again = replace(query, after_seq=min(wanted) - 1)
+    while len(values) < len(wanted):
         page = store.query_columns(again, EXPORT_COLUMNS)
-        values.update((v[0], v) for v in page if v[0] in missing)
+        values.update((v[0], v) for v in page if v[0] in wanted)
         if len(page) < again.limit:
             break
         again = replace(again, after_seq=page[-1][0])
     row = action_row_builder(template)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, dialect="excel")
-    done: list[str | None] = []
-    for found, line in zip(rows, lines, strict=True):
-        if line is None:
-            buffer.seek(0)
-            buffer.truncate()
-            writer.writerow(row(values[found[0]]))
-            line = buffer.getvalue()
-        done.append(line)
-    return done
+    return {seq: csv_text([row(values[seq])])[:-2] for seq in missing}
 
 
-def _store_lines(
+def store_lines(
     store: QueryStore, selection: Selection, template: Template, kinds: tuple[str, ...],
     on_page: Callable[[int], None] | None,
 ) -> Iterator[tuple[str, int]] | None:
@@ -179,22 +192,34 @@ def _store_lines(
     if store.query_csv_lines(probe, line) is None:
         return None
     holes = sum(1 for _, form in line.cells if form == "account")
+    stride = 2 * holes + 2  # per row: the parts with the account cell between them, then CRLF
 
     def lines() -> Iterator[tuple[str, int]]:
-        account = account_cell
-        # rows: (seq, account_domain, email, *parts)
-        for query, rows in _pages(selection, lambda q: store.query_csv_lines(q, line) or []):
+        for query, page in _pages(selection, lambda q: store.query_csv_lines(q, line) or _NO_LINES, _line_seqs):
+            count = len(page.seqs)
             if on_page is not None:
-                on_page(len(rows))
-            if holes == 1:
-                text = [None if r[3] is None else f"{r[3]}{account(r[1], r[2])}{r[4]}\r\n" for r in rows]
-            elif holes == 0:
-                text = [None if r[3] is None else f"{r[3]}\r\n" for r in rows]
-            else:
-                text = [None if r[3] is None else account(r[1], r[2]).join(r[3:]) + "\r\n" for r in rows]
-            if None in text:
-                text = _written_lines(store, query, rows, template, text)
-            yield "".join(cast("list[str]", text)), len(text)
+                on_page(count)
+            parts = [list(part) for part in page.parts]
+            # The account cell of each row: account_domain, email (LINE_COLUMNS); cached by value.
+            accounts = list(map(account_cell, *page.columns)) if holes else []
+            if None in parts[0]:
+                missing = [seq for seq, text in zip(page.seqs, parts[0], strict=True) if text is None]
+                written = _written_lines(store, query, missing, template)
+                for index, seq in enumerate(page.seqs):
+                    if seq in written:  # the whole line in the first part, the rest empty
+                        parts[0][index] = written[seq]
+                        for rest in parts[1:]:
+                            rest[index] = ""
+                        if holes:
+                            accounts[index] = ""
+            # Interleaved by slices (C loops), not a string built per row.
+            text: list[str | None] = [None] * (count * stride)
+            for index, part in enumerate(parts):
+                text[2 * index :: stride] = part
+            for index in range(holes):
+                text[2 * index + 1 :: stride] = accounts
+            text[stride - 1 :: stride] = ["\r\n"] * count
+            yield "".join(cast("list[str]", text)), count
 
     return lines()
 
@@ -243,7 +268,7 @@ def write_export(
 ) -> int:
     """Write one export (`actions` or `accounts`) on `out`; the number of rows written."""
     if kind == "actions":
-        fast = _store_lines(store, selection, template, action_kinds, on_page)
+        fast = store_lines(store, selection, template, action_kinds, on_page)
         if fast is not None:
             return write_text(out, header(template, kind), fast, bom)
         records = _counted(stream_records(store, selection), action_kinds, on_page)

@@ -31,6 +31,7 @@ from spanmeter.store.outbox import (
 from spanmeter.store.queries import (
     ApiKey,
     CsvLine,
+    CsvLines,
     DailyTotals,
     PeriodTotals,
     ProductAdoption,
@@ -127,7 +128,7 @@ class ComposedStore:
     def query_items(self, query: RecordQuery, item_of: Callable[[UsageRecord], str]) -> list[tuple[int, str]]:
         return self.queries.query_items(query, item_of)
 
-    def query_csv_lines(self, query: RecordQuery, line: CsvLine) -> list[tuple[Any, ...]] | None:
+    def query_csv_lines(self, query: RecordQuery, line: CsvLine) -> CsvLines | None:
         return self.queries.query_csv_lines(query, line)
 
     def daily_totals(self, workspace: str, customer: str | None, start_ns: int, end_ns: int) -> list[DailyTotals]:

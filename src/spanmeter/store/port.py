@@ -38,6 +38,7 @@ from spanmeter.store.outbox import (
 from spanmeter.store.queries import (
     ApiKey,
     CsvLine,
+    CsvLines,
     DailyTotals,
     PeriodTotals,
     ProductAdoption,
@@ -115,11 +116,9 @@ class QueryStore(Protocol):
         (the SQLite backend: sqlite/item_sql.py), by `item_of` where it cannot."""
         ...
 
-    def query_csv_lines(self, query: RecordQuery, line: CsvLine) -> list[tuple[Any, ...]] | None:
-        """The same page, of the records `line.where` selects, as (seq, *line.columns, *parts) rows: the line's text between its
-        `account` cells (one part more than there are such cells), the first part None for a
-        record the database cannot write exactly (the caller writes that one). None: this
-        backend writes no lines (the caller writes them all)."""
+    def query_csv_lines(self, query: RecordQuery, line: CsvLine) -> CsvLines | None:
+        """The same page, of the records `line.where` selects, as CSV lines (CsvLines). None:
+        this backend writes no lines (the caller writes them all)."""
         ...
 
     def daily_totals(

@@ -6,9 +6,10 @@ The protocols that take and return them are in port.py; the SQL lives in the bac
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 # Query parameter → records column, for the equality filters of GET /api/v1/usage/records.
 EQUALITY_FILTERS: Final = {
@@ -38,6 +39,7 @@ class RecordQuery:
     order: Order = "desc"
     limit: int = 50
     after_seq: int | None = None  # the cursor: rows strictly past this seq in `order`
+    before_seq: int | None = None  # rows strictly below this seq (an export's share of the records)
     equals: tuple[tuple[str, str], ...] = ()  # (column, value) pairs; columns from EQUALITY_FILTERS
     model: str | None = None  # response_model or request_model
     from_ns: int | None = None  # occurred_at >= from_ns
@@ -64,6 +66,18 @@ class CsvLine:
     cells: tuple[tuple[str, CsvFormat], ...]  # (stored column, format)
     columns: tuple[str, ...] = ()  # stored columns returned as they are, before the parts
     where: tuple[tuple[str, tuple[str, ...]], ...] = ()  # only records whose column holds one of the values
+
+
+@dataclass(slots=True, frozen=True)
+class CsvLines:
+    """A page of CsvLine lines, column by column (a tuple per row cost more than the lines): the
+    rows' seqs, the values of each of `CsvLine.columns`, and each part of the text between the
+    `account` cells (one part more than there are such cells). A row whose first part is None is
+    one the database cannot write exactly: the caller writes that line."""
+
+    seqs: Sequence[int]
+    columns: Sequence[Sequence[Any]]
+    parts: Sequence[Sequence[str | None]]
 
 
 @dataclass(slots=True, frozen=True)

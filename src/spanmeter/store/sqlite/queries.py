@@ -21,6 +21,7 @@ from spanmeter.store.constants import ALL_CUSTOMERS, DAY_NS, HOUR_NS
 from spanmeter.store.queries import (
     EQUALITY_FILTERS,
     CsvLine,
+    CsvLines,
     DailyTotals,
     PeriodTotals,
     ProductAdoption,
@@ -31,7 +32,7 @@ from spanmeter.store.schema import COLUMNS, row_to_record
 from spanmeter.store.sqlite.adoption_last_events import LAST_COLUMNS
 from spanmeter.store.sqlite.adoption_rollup import CATEGORY_KEY, DEVELOPER, PRODUCT_EVENTS, PRODUCT_KEY
 from spanmeter.store.sqlite.adoption_rollup import FAMILY_COLUMNS as _FAMILY_COLUMNS
-from spanmeter.store.sqlite.csv_sql import in_filters, line_select
+from spanmeter.store.sqlite.csv_sql import in_filters, line_select, plain_lines
 from spanmeter.store.sqlite.item_sql import ITEM_JSON, complete_items
 from spanmeter.store.sqlite.key_hash import key_hash
 from spanmeter.store.sqlite.readers import Fetch
@@ -97,10 +98,11 @@ class SQLiteQueries:
         sql, params = build_page_sql(query, walk_seq=walk, select=", ".join(f"r.{c}" for c in columns))
         return self._fetch(sql, params)
 
-    def query_csv_lines(self, query: RecordQuery, line: CsvLine) -> list[tuple[Any, ...]] | None:
+    def query_csv_lines(self, query: RecordQuery, line: CsvLine) -> CsvLines | None:
         walk = bool(query.equals) or self._walk_seq_for_time_range(query)
-        sql, params = build_page_sql(query, walk_seq=walk, select=line_select(line), extra=in_filters(line.where))
-        return self._fetch(sql, params)
+        sql, params = build_page_sql(query, walk_seq=walk, select=line_select(line, raw=True), extra=in_filters(line.where))
+        quoted = f"SELECT seq, {line_select(line)} FROM records WHERE seq IN (SELECT value FROM json_each(?))"
+        return plain_lines(self._fetch(sql, params), line, lambda seqs: self._fetch(quoted, [json.dumps(seqs)]))
 
     def query_items(self, query: RecordQuery, item_of: Callable[[UsageRecord], str]) -> list[tuple[int, str]]:
         walk = bool(query.equals) or self._walk_seq_for_time_range(query)
@@ -350,6 +352,9 @@ def build_page_sql(
     if query.after_seq is not None:
         clauses.append(f"r.seq {compare} ?")
         params.append(query.after_seq)
+    if query.before_seq is not None:
+        clauses.append("r.seq < ?")
+        params.append(query.before_seq)
     sql = f"SELECT r.seq{', ' if select else ''}{select} FROM records r WHERE {' AND '.join(clauses)} ORDER BY r.seq {direction} LIMIT ?"
     return sql, [*params, query.limit]
 
