@@ -541,6 +541,12 @@ def exporters_status(config_path: Path | None, as_json: bool) -> None:
     Fluxrate exporter that aggregates: dead_windows, window totals Fluxrate refused for good (kept
     in its state file for manual reconciliation; the log has each one's key and total), and the
     last one's error.
+
+    skipped: records the exporter left out, never sent, so never billed through it (a Fluxrate
+    exporter: no meter token for the record's type or meter, or no quantity above 0); not counted
+    in delivered. Listed below the table per reason, with the latest one's cause and what to
+    change (--json: `skips`); the column is shown only when some exporter skipped records.
+    Records skipped so far are not sent again.
     """
     from spanmeter.exporters.fluxrate_windows import dead_windows_by_exporter
 
@@ -548,6 +554,7 @@ def exporters_status(config_path: Path | None, as_json: bool) -> None:
     active = config.active_exporters()
     now = time.time_ns()
     rows: list[dict[str, Any]] = []
+    skips: list[list[dict[str, Any]]] = []  # each row's skipped records, per reason
     for state in store.exporter_states(_export_filters(config)):
         oldest = state.oldest_pending_at
         rows.append({
@@ -561,15 +568,29 @@ def exporters_status(config_path: Path | None, as_json: bool) -> None:
             "dead": state.dead,
             "delivered": state.delivered,
             "retried": state.retried,
+            "skipped": sum(skip.count for skip in state.skipped),
             "oldest_pending_seconds": None if oldest is None else round(max(0, now - oldest) / 1e9, 1),
             "last_error": state.last_error,
         })
+        skips.append([
+            {"reason": skip.reason, "count": skip.count, "latest": skip.detail, "latest_at": format_ns(skip.updated_at)}
+            for skip in state.skipped
+        ])
     if windows := dead_windows_by_exporter(config.exporters):  # columns only when some exporter has them
         for row in rows:
             found = windows.get(row["exporter"])
             row["dead_windows"] = None if found is None else found.count
             row["dead_window_error"] = None if found is None else found.last_error
+    if as_json:
+        rows = [{**row, "skips": skipped} for row, skipped in zip(rows, skips, strict=True)]
+    elif not any(skips):  # the column only when some exporter skipped records (--json: always)
+        rows = [{k: v for k, v in row.items() if k != "skipped"} for row in rows]
     _print_rows(rows, as_json, "no exporter has run on this database yet", {"last_error": 80, "dead_window_error": 80})
+    if not as_json and any(skips):
+        click.echo("\nskipped records (never sent, so not billed through the exporter; those so far are not sent again):")
+        for row, skipped in zip(rows, skips, strict=True):
+            for skip in skipped:
+                click.echo(f"  {row['exporter']}: {skip['count']} {skip['reason']}; latest: {skip['latest']}")
 
 
 def _export_filters(config: Config) -> dict[str, ExportFilter]:

@@ -121,10 +121,12 @@ def outage(tmp_path: Path, case: Case, count: int = 1000) -> RestTarget:
         target.stop()
 
 
-def kill_9_while_delivering(tmp_path: Path, case: Case, count: int = 300, accepted_before: int = 3) -> RestTarget:
+def kill_9_while_delivering(
+    tmp_path: Path, case: Case, count: int = 300, accepted_before: int = 3, storage: dict[str, Any] | None = None
+) -> RestTarget:
     """`spanmeter serve` is killed (SIGKILL) while it waits for the target's answer to a request,
     after `accepted_before` accepted ones; the target drops that request; a restart delivers the
-    rest: each record arrives exactly once."""
+    rest: each record arrives exactly once. `storage`: the config's (default: SQLite in tmp_path)."""
     target = case.target()
     port = free_port()
     exporters = {case.exporter_id: case.config(target.url)}
@@ -133,14 +135,14 @@ def kill_9_while_delivering(tmp_path: Path, case: Case, count: int = 300, accept
     proc: subprocess.Popen[bytes] | None = None
     try:
         target.hold_after(accepted_before)
-        proc = start_server(tmp_path, port, service=service, exporters=exporters, stderr=log.fileno())
+        proc = start_server(tmp_path, port, service=service, exporters=exporters, stderr=log.fileno(), storage=storage)
         export(f"http://127.0.0.1:{port}", case.spans(count))
         assert target.holding.wait(60), "the exporter never reached the held request"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         target.release()
         assert len(target.counts(case.record_ids)) < count  # killed in the middle of delivering
-        proc = start_server(tmp_path, port, service=service, exporters=exporters, stderr=log.fileno())
+        proc = start_server(tmp_path, port, service=service, exporters=exporters, stderr=log.fileno(), storage=storage)
         wait_for(lambda: len(target.counts(case.record_ids)) >= count, what="every record after the restart")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0

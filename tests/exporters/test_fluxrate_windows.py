@@ -276,7 +276,7 @@ def test_records_skipped_while_summing_are_counted(tmp_path: Path, target: RestT
     exporter = windowed(tmp_path, target.url, Clock(W0 + 10 * S))
     assert isinstance(exporter, SkipsRecords)  # so the runner counts its skips on /metrics
     skipped: list[str] = []
-    exporter.count_skips(skipped.append)
+    exporter.count_skips(lambda reason, _: skipped.append(reason))
     claim = Outbox().claim(chat("c", 0, W0 + S), meter("m", "1", W0 + S, name="storage_gb"), meter("n", "1", W0 + S))
     assert exporter.send(claim) == Delivered()
     assert skipped == ["no_quantity", "no_meter_token"]

@@ -10,7 +10,7 @@ import pytest
 
 from spanmeter.record import UsageRecord, new_record_id
 from spanmeter.store.base import RecordFilter
-from spanmeter.store.outbox import Claim, ExportFilter, LeaseLost, NotDue
+from spanmeter.store.outbox import Claim, ExportFilter, LeaseLost, NotDue, Skipped
 from spanmeter.store.port import Store
 from spanmeter.store.sqlite import outbox as sqlite_outbox
 
@@ -198,3 +198,23 @@ def test_progress_on_requeued_deliveries(store: Store) -> None:
     assert rest.requeued and [r.customer_id for r in rest.records] == ["c2"]
     assert [(d.customer_id, d.state) for d in store.deliveries("x", None, 10)] == [("c0", "dead"), ("c2", "pending")]
     assert claim(store).seqs == rest.seqs
+
+
+def test_skipped_records_are_counted_with_the_settlement_that_moves_past_them(store: Store) -> None:
+    write(store, [record(i) for i in range(6)])
+    store.register_exporter("x", "beginning")
+    batch = claim(store, limit=3)
+    rest = store.progress(batch, "a", NOW, 2, {}, skipped=[Skipped("no_meter_token", 1, "no meter token for 'a'")])
+    store.delivered(rest, "a", NOW + 1, [Skipped("no_meter_token", 1, "no meter token for 'b'")])
+    batch = claim(store, limit=3)
+    other = store.claim("x", EVERYTHING, 3, "b", NOW + LEASE + 1, LEASE)  # takes the lease: "a" stalled
+    assert isinstance(other, Claim) and other.seqs == batch.seqs
+    with pytest.raises(LeaseLost):  # a settlement that does not commit counts no skip either
+        store.delivered(batch, "a", NOW + 2, [Skipped("no_quantity", 3, "'chat' with quantity 0")])
+    store.delivered(other, "b", NOW + 3, [Skipped("no_quantity", 2, "'chat' with quantity 0 or none")])
+    [state] = store.exporter_states()
+    assert (state.position, state.delivered) == (6, 2)  # the skipped ones were not delivered
+    assert state.skipped == (
+        Skipped("no_meter_token", 2, "no meter token for 'b'", NOW + 1),
+        Skipped("no_quantity", 2, "'chat' with quantity 0 or none", NOW + 3),
+    )

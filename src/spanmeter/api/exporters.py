@@ -14,6 +14,13 @@ from spanmeter.record import format_ns
 from spanmeter.store.outbox import ExporterState
 
 
+class SkipOut(BaseModel):
+    reason: str = Field(description="e.g. no_meter_token, no_quantity")
+    count: int
+    latest: str = Field(description="the latest one's cause, and what to change so that such records are sent")
+    latest_at: str = Field(description="when the latest one was skipped, RFC 3339 UTC")
+
+
 class ExporterOut(BaseModel):
     exporter: str = Field(description="type/name, e.g. webhook/billing")
     configured: bool = Field(description="in a service::pipelines entry of the running config")
@@ -24,6 +31,11 @@ class ExporterOut(BaseModel):
     dead: int = Field(description="dead deliveries: records the exporter gave up on")
     pending_retry: int = Field(description="dead deliveries sent again and not delivered yet")
     last_error: str | None
+    skipped: int = Field(
+        description="records the exporter left out, never sent, so not billed through it (e.g. Fluxrate: no meter"
+        " token for their type); not sent again later"
+    )
+    skips: list[SkipOut] = Field(description="the skipped records per reason")
 
 
 class ExportersOut(BaseModel):
@@ -50,6 +62,11 @@ def create_router(states: Callable[[], list[ExporterState]], configured: Callabl
                     dead=s.dead,
                     pending_retry=s.pending,
                     last_error=s.last_error,
+                    skipped=sum(skip.count for skip in s.skipped),
+                    skips=[
+                        SkipOut(reason=k.reason, count=k.count, latest=k.detail, latest_at=format_ns(k.updated_at))
+                        for k in s.skipped
+                    ],
                 )
                 for s in states()
             ]

@@ -93,11 +93,13 @@ class RecordSender(Protocol):
 @runtime_checkable
 class SkipsRecords(Protocol):
     """An exporter that leaves some records out, unsent (e.g. Fluxrate: no meter token configured
-    for them). The runner hands it a function that counts each skip on /metrics."""
+    for them). The runner hands it a function that counts each skip on /metrics, and in the store
+    with the transaction that settles the record (`spanmeter exporters status` shows them)."""
 
-    def count_skips(self, count: Callable[[str], None]) -> None:
-        """Call `count(reason)` for every record skipped from now on; `reason` is a short fixed
-        name (a metric label), e.g. `no_meter_token`."""
+    def count_skips(self, count: Callable[[str, str], None]) -> None:
+        """Call `count(reason, detail)` for every record skipped from now on, while sending it;
+        `reason` is a short fixed name (a metric label), e.g. `no_meter_token`; `detail` says what
+        was skipped and what to change so that such records are sent."""
         ...
 
 

@@ -15,8 +15,9 @@ record, `meter_tokens[<type>]` for the others (e.g. `chat`, `embeddings`, an eve
 quantity is the record's `quantity` (meter records), the configured `token_field` (LLM records,
 `total_tokens` by default) or 1 (an event record: one occurrence). Records with no meter token or
 no quantity above 0 are skipped, never sent: each skip is counted per reason
-(`spanmeter_exporter_skipped_records_total{exporter,reason}` on /metrics); the log says what to
-configure at the first one of each reason, and the count at 10, 100, 1000, ... A record with a
+(`spanmeter_exporter_skipped_records_total{exporter,reason}` on /metrics, and in the database:
+`spanmeter exporters status`, with what to configure); the log says what to configure at the
+first one of each reason, and the count at 10, 100, 1000, ... A record with a
 meter token and a quantity but no customer (and no `default_customer`) is a dead delivery: billable
 usage Fluxrate cannot attribute is listed (`spanmeter deliveries list`), not dropped.
 
@@ -192,17 +193,18 @@ def json_bytes(body: dict[str, Any]) -> bytes:
 class Skips:
     """Records not sent, counted per reason. The first of each reason is logged with the fix, then
     the running count at 10, 100, 1000, ... (no log line per record). `count`, set by the runner
-    (`SkipsRecords`), counts each skip on /metrics by its kind (`no_meter_token`, `no_quantity`)."""
+    (`SkipsRecords`), counts each skip by its kind (`no_meter_token`, `no_quantity`), with the
+    reason and the fix (/metrics, and the store: `spanmeter exporters status`)."""
 
     def __init__(self, exporter: str) -> None:
         self.exporter = exporter
         self.counts: Counter[str] = Counter()
-        self.count: Callable[[str], None] | None = None
+        self.count: Callable[[str, str], None] | None = None
         self._lock = threading.Lock()
 
     def add(self, kind: str, reason: str, fix: str) -> None:
         if self.count is not None:
-            self.count(kind)
+            self.count(kind, f"{reason}: {fix}")
         with self._lock:
             self.counts[reason] += 1
             count = self.counts[reason]
@@ -275,7 +277,7 @@ class FluxrateExporter(PerRecordExporter):
         super().__init__(name, config.endpoint, headers={"x-api-key": config.api_key}, timeout=config.timeout)
         self.mapping = RecordMapping(name, config)
 
-    def count_skips(self, count: Callable[[str], None]) -> None:
+    def count_skips(self, count: Callable[[str, str], None]) -> None:
         self.mapping.skips.count = count
 
     def body(self, record: UsageRecord) -> dict[str, Any] | None:

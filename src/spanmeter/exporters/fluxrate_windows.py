@@ -18,6 +18,8 @@ The rules, which make every record count exactly once:
   outbox position summed (`absorbed_through`), written in one transaction before the outbox
   moves past those records. If the process dies between the two, the outbox hands the same
   records again and those at or before `absorbed_through` are not summed twice.
+- Records skipped (no meter token, no quantity) are counted in the store when the outbox moves
+  past them; a record summed before a crash is mapped again, so that its skip is counted then.
 - When `window` changes, windows of the new length start at the first multiple of it after the
   change, so no new window shares a start (and so a key) with one sent under the old length.
 
@@ -147,6 +149,16 @@ def dead_windows_by_exporter(configs: Mapping[str, object]) -> dict[str, DeadWin
     }
 
 
+def _map_again(usage_of: Callable[[int], Usage | None], index: int) -> None:
+    """Map a record summed before the outbox settled it, only so that a skip is counted again
+    (`usage_of` counts it): skips reach the store with the outbox's settlement, which the crash
+    lost; the sum and the dead ones are kept in the state file."""
+    try:
+        usage_of(index)
+    except Unsendable:  # was a dead delivery: in fluxrate_lone_dead
+        pass
+
+
 class WindowState:
     """One exporter's windows and summed position, in a SQLite file (WAL, synchronous FULL)."""
 
@@ -203,6 +215,8 @@ class WindowState:
                         ).fetchone()
                         if found is not None:
                             dead[index] = found[0]
+                        else:  # mapped again, not summed: a skip is stored with the outbox's settlement only
+                            _map_again(usage_of, index)
                         continue
                     try:
                         usage = usage_of(index)
@@ -358,7 +372,7 @@ class WindowedFluxrateExporter:
             self._thread = threading.Thread(target=self._flush_loop, name=f"spanmeter-{self.name}-windows", daemon=True)
             self._thread.start()
 
-    def count_skips(self, count: Callable[[str], None]) -> None:
+    def count_skips(self, count: Callable[[str, str], None]) -> None:
         self.sender.count_skips(count)
 
     def send(self, claim: Claim) -> Outcome:

@@ -9,7 +9,8 @@ Paused (the target refuses spanmeter's credentials) and LongBackoff (402: come b
 keep the batch without ever making it dead: the time they last stops the `max_elapsed_time`
 clock, which starts again at the next passing failure. A Partial outcome's settled records are
 committed first. An exporter that sends one record per request (`RecordSender`) has each accepted
-record committed before the next is sent, so a retry or a restart never sends it again.
+record committed before the next is sent, so a retry or a restart never sends it again. Records
+an exporter skips (`SkipsRecords`) are counted in the store by the commit that settles them.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from spanmeter.exporters.base import (
 from spanmeter.exporters.settings import ExporterConfig
 from spanmeter.metrics import Metrics
 from spanmeter.priority import lower_this_thread
-from spanmeter.store.outbox import Claim, ExportFilter, LeaseLost, NotDue, new_owner
+from spanmeter.store.outbox import Claim, ExportFilter, LeaseLost, NotDue, Skipped, new_owner
 from spanmeter.store.port import Outbox, QueryStore
 
 log = logging.getLogger(__name__)
@@ -93,9 +94,12 @@ class ExportRunner:
         self.flush_interval = flush_interval
         self.retry = retry
         self.owner = new_owner()
+        # Records the exporter skipped since the claim in hand was taken, not stored yet: stored
+        # with the settlement that moves past them (one transaction), dropped when the batch is
+        # sent again (it skips them again then).
+        self._skipped: dict[str, tuple[int, str]] = {}  # reason -> (count, the latest detail)
         if isinstance(exporter, SkipsRecords):
-            skipped = metrics.exporter_skipped
-            exporter.count_skips(lambda reason: skipped.labels(exporter.name, reason).inc())
+            exporter.count_skips(self._count_skip)
         # All of an exporter's work (reading batches, sending them) runs on one thread of its own, at
         # a lower CPU priority: in a sidecar it shares the core with ingest, and must use what
         # ingest leaves. One thread, not the default executor's: spread over those, each batch
@@ -129,6 +133,17 @@ class ExportRunner:
     @property
     def name(self) -> str:
         return self.exporter.name
+
+    def _count_skip(self, reason: str, detail: str) -> None:
+        self.metrics.exporter_skipped.labels(self.name, reason).inc()
+        count, _ = self._skipped.get(reason, (0, ""))
+        self._skipped[reason] = (count + 1, detail)
+
+    def _take_skips(self) -> list[Skipped]:
+        """The skips counted since the claim was taken, for the settlement that moves past them."""
+        taken = [Skipped(reason, count, detail) for reason, (count, detail) in self._skipped.items()]
+        self._skipped.clear()
+        return taken
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"exporter {self.name}")
@@ -190,6 +205,7 @@ class ExportRunner:
             await self._sleep(wait if claimed.held_by is None else min(wait, LEASE_POLL_SECONDS))
             return True
         self._note_lease(None)
+        self._skipped.clear()  # of an earlier attempt whose settlement failed: this one skips them again
         try:
             if isinstance(self.exporter, RecordSender):
                 return await self._in_thread(self._send_each, self.exporter, claimed)
@@ -219,7 +235,7 @@ class ExportRunner:
 
     def _progress(self, claim: Claim, partial: Partial) -> Claim:
         rest = self.outbox.progress(
-            claim, self.owner, time.time_ns(), partial.done, partial.dead, int(LEASE_SECONDS * 1e9)
+            claim, self.owner, time.time_ns(), partial.done, partial.dead, int(LEASE_SECONDS * 1e9), self._take_skips()
         )
         self.metrics.exported_records.labels(self.name, "delivered").inc(partial.done - len(partial.dead))
         if partial.dead:
@@ -239,8 +255,9 @@ class ExportRunner:
             outcome = outcome.then
         now = time.time_ns()
         count = len(claim.seqs)
+        skipped = self._take_skips()  # stored only if the records are settled as delivered
         if isinstance(outcome, Delivered):
-            self.outbox.delivered(claim, self.owner, now)
+            self.outbox.delivered(claim, self.owner, now, skipped)
             self.metrics.exported_records.labels(self.name, "delivered").inc(count)
             if claim.attempts:  # said once, after the warnings of its failures
                 log.info("exporter %s: delivering again: %d records delivered after %d failed attempts",

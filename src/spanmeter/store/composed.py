@@ -26,6 +26,7 @@ from spanmeter.store.outbox import (
     ItemOf,
     NotDue,
     Requeued,
+    Skipped,
     StartAt,
 )
 from spanmeter.store.queries import (
@@ -184,13 +185,20 @@ class ComposedStore:
     ) -> Claim | NotDue | None:
         return self.outbox.claim(exporter, where, limit, owner, now_ns, lease_ns, item_of)
 
-    def delivered(self, claim: Claim, owner: str, now_ns: int) -> None:
-        self.outbox.delivered(claim, owner, now_ns)
+    def delivered(self, claim: Claim, owner: str, now_ns: int, skipped: Sequence[Skipped] = ()) -> None:
+        self.outbox.delivered(claim, owner, now_ns, skipped)
 
     def progress(
-        self, claim: Claim, owner: str, now_ns: int, done: int, dead: Mapping[int, str], lease_ns: int = 0
+        self,
+        claim: Claim,
+        owner: str,
+        now_ns: int,
+        done: int,
+        dead: Mapping[int, str],
+        lease_ns: int = 0,
+        skipped: Sequence[Skipped] = (),
     ) -> Claim:
-        return self.outbox.progress(claim, owner, now_ns, done, dead, lease_ns)
+        return self.outbox.progress(claim, owner, now_ns, done, dead, lease_ns, skipped)
 
     def retry_later(
         self, claim: Claim, owner: str, now_ns: int, at_ns: int, reason: str, *, counts_toward_give_up: bool = True

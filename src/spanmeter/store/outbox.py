@@ -144,6 +144,17 @@ class Delivery:
 
 
 @dataclass(slots=True, frozen=True)
+class Skipped:
+    """Records an exporter left out, unsent, for one reason (e.g. Fluxrate's `no_meter_token`):
+    never billed through it. Stored with the outbox's settlement of those records, so each counts once."""
+
+    reason: str  # a short fixed name, the /metrics label
+    count: int
+    detail: str  # the latest one's: what was skipped and what to change so that such records are sent
+    updated_at: int = 0  # ns of the latest one's settlement (0 before it is stored)
+
+
+@dataclass(slots=True, frozen=True)
 class ExporterState:
     exporter: str
     position: int
@@ -160,6 +171,7 @@ class ExporterState:
     delivered: int = 0  # records delivered since the exporter was registered
     retried: int = 0  # failed attempts since then (each retried later)
     oldest_pending_at: int | None = None  # received_at (ns) of its oldest record not sent yet
+    skipped: tuple[Skipped, ...] = ()  # records left out, unsent, per reason, since it was registered
 
 
 @dataclass(slots=True, frozen=True)

@@ -33,6 +33,7 @@ from spanmeter.store.outbox import (
     ItemOf,
     NotDue,
     Requeued,
+    Skipped,
     StartAt,
 )
 from spanmeter.store.queries import (
@@ -210,16 +211,27 @@ class Outbox(Protocol):
         it cannot), else UsageRecords."""
         ...
 
-    def delivered(self, claim: Claim, owner: str, now_ns: int) -> None: ...
+    def delivered(self, claim: Claim, owner: str, now_ns: int, skipped: Sequence[Skipped] = ()) -> None:
+        """Settle the whole claim: delivered, but the `skipped` records (left out unsent, counted per
+        reason in the same transaction)."""
+        ...
 
     def progress(
-        self, claim: Claim, owner: str, now_ns: int, done: int, dead: Mapping[int, str], lease_ns: int = 0
+        self,
+        claim: Claim,
+        owner: str,
+        now_ns: int,
+        done: int,
+        dead: Mapping[int, str],
+        lease_ns: int = 0,
+        skipped: Sequence[Skipped] = (),
     ) -> Claim:
         """Settle the claim's first `done` records for good, before anything else is sent: delivered,
-        except those at the indexes in `dead` (dead deliveries with that reason). Returns the rest of
-        the claim, still claimed (and the lease renewed for `lease_ns`): after a restart the next
-        claim is that rest, never the settled head. This is how targets without idempotency keys
-        never get a record twice."""
+        except those at the indexes in `dead` (dead deliveries with that reason) and the `skipped`
+        ones among them (counted per reason, in the same transaction). Returns the rest of the
+        claim, still claimed (and the lease renewed for `lease_ns`): after a restart the next claim
+        is that rest, never the settled head. This is how targets without idempotency keys never
+        get a record twice."""
         ...
 
     def retry_later(

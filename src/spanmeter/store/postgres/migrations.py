@@ -104,6 +104,12 @@ def _m008_adoption_histogram(db: Translated) -> None:
         db.execute(statement)
 
 
+def _m009_exporter_skips(db: Translated) -> None:
+    # As SQLite's m017: records exporters left out unsent, per reason (store/sqlite/outbox.py).
+    for statement in sqlite_outbox.SKIPS_SCHEMA:
+        db.execute(statement)
+
+
 def _adoption_histogram_triggers() -> list[str]:
     """SQLite's adoption_last_events.TRIGGERS in PostgreSQL: one function per table, called after an
     insert (OLD is NULL) and after an update that moved a time to another hour."""
@@ -137,6 +143,7 @@ MIGRATIONS: Final[tuple[tuple[str, Callable[[Translated], None]], ...]] = (
     ("m006_attention_counts", _m006_attention_counts),
     ("m007_usage_daily_model", _m007_usage_daily_model),
     ("m008_adoption_histogram", _m008_adoption_histogram),
+    ("m009_exporter_skips", _m009_exporter_skips),
 )
 
 

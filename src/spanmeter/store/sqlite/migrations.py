@@ -205,6 +205,14 @@ def _m016_adoption_histogram(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@migrations(name="m017_exporter_skips")
+def _m017_exporter_skips(db: sqlite_utils.Database) -> None:
+    # Records exporters left out unsent (e.g. no Fluxrate meter token), per reason, for
+    # `spanmeter exporters status`; none were stored before.
+    for statement in outbox.SKIPS_SCHEMA:
+        db.execute(statement)
+
+
 def migrate(path: Path, *, timeout: float) -> None:
     """Create the database if need be, and apply the migrations it has not had yet."""
     if path.parent != Path(""):

@@ -1,8 +1,9 @@
 """The SQLite side of the outbox (store/outbox.py, store/port.py): exporter positions and delivery exceptions.
 
-Tables (migrations m008, m009): `exporter_positions`, one row per exporter (with its running
-totals of delivered records and retried attempts), and `deliveries`, only the dead ones and those
-sent again. Each change is a few small statements that the store's writer
+Tables (migrations m008, m013, m017): `exporter_positions`, one row per exporter (with its running
+totals of delivered records and retried attempts), `deliveries`, only the dead ones and those
+sent again, and `exporter_skips`, the records each exporter left out unsent, per reason (counted
+in the transaction that moves the exporter past them: once each, whatever the crashes). Each change is a few small statements that the store's writer
 runs inside its next transaction (`Writer.transaction`), so exporters never compete with
 ingest for SQLite's write lock. Reading a batch runs on this module's own connection in a read
 transaction (a consistent snapshot, no lock), and scans at most SCAN_WINDOW records past the
@@ -18,7 +19,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,6 +32,7 @@ from spanmeter.store.outbox import (
     LeaseLost,
     NotDue,
     Requeued,
+    Skipped,
     StartAt,
     holder_is_gone,
 )
@@ -56,6 +58,12 @@ COUNTS_SCHEMA: Final = (  # m009: what `spanmeter exporters status` totals, kept
     "ALTER TABLE exporter_positions ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE exporter_positions ADD COLUMN retried INTEGER NOT NULL DEFAULT 0",
 )
+SKIPS_SCHEMA: Final = (  # m017: records left out unsent (e.g. no Fluxrate meter token), per reason
+    (
+        "CREATE TABLE exporter_skips (exporter TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL,"
+        " detail TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (exporter, reason)) WITHOUT ROWID"
+    ),
+)
 SCAN_WINDOW: Final = 20_000  # records past the position one claim reads at most
 _RECORD: Final = f"SELECT seq, {', '.join(COLUMNS)} FROM records"
 _ITEM: Final = f"SELECT seq, {ITEM_JSON} FROM records"
@@ -77,6 +85,11 @@ _ADVANCE: Final = (  # past the settled head of a batch; the rest of it stays cl
 )
 _RENEW: Final = "UPDATE exporter_positions SET lease_until = ? WHERE exporter = ?"
 _COUNT_DELIVERED: Final = "UPDATE exporter_positions SET delivered = delivered + ? WHERE exporter = ?"
+_COUNT_SKIPPED: Final = (
+    "INSERT INTO exporter_skips (exporter, reason, count, detail, updated_at) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (exporter, reason) DO UPDATE SET count = exporter_skips.count + excluded.count,"
+    " detail = excluded.detail, updated_at = excluded.updated_at"
+)
 _KEEP_BATCH: Final = "UPDATE exporter_positions SET claim_end = ?, updated_at = ? WHERE exporter = ?"
 _FAILED: Final = (
     "UPDATE exporter_positions SET attempts = attempts + 1, retried = retried + 1,"
@@ -99,6 +112,15 @@ _MARK_DEAD: Final = (
 _RELEASE: Final = (
     "UPDATE exporter_positions SET lease_owner = NULL, lease_until = NULL WHERE exporter = ? AND lease_owner = ?"
 )
+
+
+def _counted(exporter: str, settled: int, skipped: Sequence[Skipped], now_ns: int) -> list[tuple[str, list[Any]]]:
+    """The totals of `settled` records moved past: each delivered, but the skipped ones (per reason)."""
+    left_out = sum(s.count for s in skipped)
+    return [
+        (_COUNT_DELIVERED, [max(settled - left_out, 0), exporter]),
+        *((_COUNT_SKIPPED, [exporter, s.reason, s.count, s.detail, now_ns]) for s in skipped if s.count),
+    ]
 
 
 def _check_lease(conn: sqlite3.Connection, exporter: str, owner: str) -> None:
@@ -263,16 +285,24 @@ class SQLiteOutbox:
             self._write([(_KEEP_BATCH, [end, now_ns, exporter])], owner, exporter)
         return claim
 
-    def delivered(self, claim: Claim, owner: str, now_ns: int) -> None:
-        steps = [*self._finish(claim, now_ns, None), (_COUNT_DELIVERED, [len(claim.seqs), claim.exporter])]
+    def delivered(self, claim: Claim, owner: str, now_ns: int, skipped: Sequence[Skipped] = ()) -> None:
+        steps = [*self._finish(claim, now_ns, None), *_counted(claim.exporter, len(claim.seqs), skipped, now_ns)]
         self._write(steps, owner, claim.exporter)
 
     def progress(
-        self, claim: Claim, owner: str, now_ns: int, done: int, dead: Mapping[int, str], lease_ns: int = 0
+        self,
+        claim: Claim,
+        owner: str,
+        now_ns: int,
+        done: int,
+        dead: Mapping[int, str],
+        lease_ns: int = 0,
+        skipped: Sequence[Skipped] = (),
     ) -> Claim:
-        """Settle the first `done` records of the claim (delivered, but those at the indexes in `dead`)
-        in one transaction, and return the rest of the claim, still claimed (its lease renewed for
-        `lease_ns`: a batch sent record by record may take longer than one lease)."""
+        """Settle the first `done` records of the claim (delivered, but those at the indexes in `dead`,
+        and the `skipped` ones, counted per reason) in one transaction, and return the rest of the
+        claim, still claimed (its lease renewed for `lease_ns`: a batch sent record by record may
+        take longer than one lease)."""
         if not 0 < done <= len(claim.seqs) or any(not 0 <= i < done for i in dead):
             raise ValueError(f"progress of {done} records (dead {sorted(dead)}) on a batch of {len(claim.seqs)}")
         settled = claim.seqs[:done]
@@ -285,7 +315,7 @@ class SQLiteOutbox:
             steps += [(_MARK_DEAD, [attempts, reason, now_ns, claim.exporter, seq]) for seq, reason in dead_seqs.items()]
         else:
             steps += [(_DEAD, [claim.exporter, seq, attempts, reason, now_ns]) for seq, reason in dead_seqs.items()]
-        steps.append((_COUNT_DELIVERED, [len(delivered), claim.exporter]))
+        steps += _counted(claim.exporter, len(delivered), skipped, now_ns)
         if lease_ns:
             steps.append((_RENEW, [now_ns + lease_ns, claim.exporter]))
         rest = Claim(
@@ -405,6 +435,11 @@ class SQLiteOutbox:
                     " lease_until, updated_at, delivered, retried FROM exporter_positions ORDER BY exporter"
                 ).fetchall()
                 in_retry = Counter(row[0] for row in _batches_in_retry(conn, None, filters or {}, None))
+                skipped: dict[str, list[Skipped]] = {}
+                for e, reason, count, detail, at in conn.execute(
+                    "SELECT exporter, reason, count, detail, updated_at FROM exporter_skips ORDER BY exporter, reason"
+                ):
+                    skipped.setdefault(e, []).append(Skipped(reason, count, detail, at))
                 oldest = {row[0]: self._oldest_pending(conn, row[0], row[1]) for row in rows}
             finally:
                 conn.execute("COMMIT")
@@ -425,6 +460,7 @@ class SQLiteOutbox:
                 delivered=delivered,
                 retried=retried,
                 oldest_pending_at=oldest[e],
+                skipped=tuple(skipped.get(e, ())),
             )
             for e, position, claim_end, attempts, next_at, error, owner, until, updated, delivered, retried in rows
         ]

@@ -301,6 +301,9 @@ async function loadExporters() {
     { title: "failed attempts", num: true, value: (e) => integer.format(e.attempts) },
     { title: "next attempt (UTC)", value: (e) => utcTime(e.next_attempt_at) },
     { title: "last error", value: (e) => e.last_error ?? "—" },
+    { title: "skipped, never sent", num: true, value: (e) => el("span", {
+      title: e.skips.map((k) => `${k.count} ${k.reason}; latest: ${k.latest}`).join("\n"),
+    }, integer.format(e.skipped)) },
   ], body.exporters));
 }
 
