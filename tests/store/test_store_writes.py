@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +15,7 @@ import pytest
 
 from spanmeter.errors import TooManyRecords
 from spanmeter.record import Product, UsageRecord
-from spanmeter.store.base import RecordFilter
+from spanmeter.store.base import RecordFilter, Rejected
 from spanmeter.store.port import Store
 
 FULL = UsageRecord(
@@ -41,13 +41,15 @@ def stored_keys(store: Store) -> list[str]:
     return sorted(r.idempotency_key for r in store.recent(RecordFilter(), 100))
 
 
-async def grouped(store: Any, *batches: list[UsageRecord]) -> list[Any]:
-    """Write the batches so that the writer takes them in one transaction (it is held in a call
-    while they queue up); each one's WriteResult or exception."""
+async def grouped(store: Any, *batches: list[UsageRecord], rejected: Sequence[Rejected | None] = ()) -> list[Any]:
+    """Write the batches (with the rejected spans of their request, `rejected`) so that the writer
+    takes them in one transaction (it is held in a call while they queue up); each one's
+    WriteResult or exception."""
     busy, release = threading.Event(), threading.Event()
     holding = asyncio.create_task(asyncio.to_thread(store.transaction, lambda c: busy.set() or release.wait(10)))
     await asyncio.to_thread(busy.wait, 10)
-    writes = [asyncio.create_task(store.write(batch)) for batch in batches]
+    spans = [*rejected, *[None] * (len(batches) - len(rejected))]
+    writes = [asyncio.create_task(store.write(batch, spans)) for batch, spans in zip(batches, spans, strict=True)]
     await asyncio.sleep(0)  # all queued
     release.set()
     await holding
@@ -125,6 +127,35 @@ def test_an_unstorable_record_fails_neither_other_requests_nor_its_neighbours(ne
     [(refused, why)] = poisoned.refused
     assert refused.idempotency_key == "poison" and "range" in why, why
     assert stored_keys(new_store()) == ["a1", "a2", "b1", "p1", "p2"]
+
+
+def test_rejected_spans_are_counted_with_their_requests_records(new_store: Callable[[], Store]) -> None:
+    """Each request's rejected spans, and its records the store refuses, are counted in the
+    transaction that stores its records: a group commit, and a group in which a record is refused
+    (each request then written alone)."""
+
+    async def main() -> list[Any]:
+        store: Any = new_store()
+        await store.start()
+        try:
+            together = await grouped(
+                store, [event("a1", workspace="w"), event("a2", workspace="w")], [], [event("b1", workspace="v")],
+                rejected=[Rejected("w", 2), Rejected("w", 3), None],
+            )
+            assert (store.attention_counts("w")["rejected_spans"], store.attention_counts("v")["rejected_spans"]) == (5, 0)
+            alone = await grouped(
+                store, [event("p1", workspace="w"), event("poison", occurred_at=2**63, workspace="w")], [event("c1")],
+                rejected=[Rejected("w", 1), Rejected("v", 4)],
+            )
+            assert (store.attention_counts("w")["rejected_spans"], store.attention_counts("v")["rejected_spans"]) == (7, 4)
+            return [*together, *alone]
+        finally:
+            await store.close()
+
+    results = asyncio.run(main())
+    assert [[r.idempotency_key for r in result.inserted] for result in results] == [["a1", "a2"], [], ["b1"], ["p1"], ["c1"]]
+    assert [r.idempotency_key for r, _ in results[3].refused] == ["poison"]
+    assert stored_keys(new_store()) == ["a1", "a2", "b1", "c1", "p1"]
 
 
 def test_a_failing_call_in_the_writers_transaction_undoes_only_itself(new_store: Callable[[], Store]) -> None:

@@ -43,7 +43,7 @@ from spanmeter.metrics import Metrics
 from spanmeter.pricing import Pricer
 from spanmeter.receivers.decode import decode
 from spanmeter.record import UsageRecord, new_record_id
-from spanmeter.store.base import WriteResult
+from spanmeter.store.base import Rejected, WriteResult
 from spanmeter.store.port import AttentionCounts, RecordStore
 
 log = logging.getLogger(__name__)
@@ -232,8 +232,11 @@ class Ingest:
 
     async def _write(self, converted: Converted) -> WriteResult:
         started = time.perf_counter()
+        # The rejected spans of a request with records are counted in the records' transaction
+        # (with those the store refuses): no transaction of their own, never one without the other.
+        rejected = Rejected(self.workspace(), converted.rejected) if converted.rejected and converted.records else None
         try:
-            result = await self.store.write(converted.records)
+            result = await self.store.write(converted.records, rejected)
         except Overloaded as error:
             self.metrics.requests_failed.labels("overloaded").inc()
             raise Refusal("unavailable", f"spanmeter is overloaded: {error}; retry later", error.retry_after) from None
@@ -247,8 +250,8 @@ class Ingest:
         for record, why in result.refused:
             converted.reject(refused_where(record), InvalidSpan(why))
         self._count(result, converted.rejected, started)
-        if converted.rejected and isinstance(self.store, AttentionCounts):
-            try:  # kept across restarts for the dashboard; the records above are stored already
+        if converted.rejected and not converted.records and isinstance(self.store, AttentionCounts):
+            try:  # kept across restarts for the dashboard; a failure leaves the answer as it is
                 await self.store.count_rejected(self.workspace(), converted.rejected)
             except StorageError as error:
                 log.warning("could not store the count of %d rejected spans: %s", converted.rejected, error)

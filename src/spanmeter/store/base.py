@@ -18,6 +18,15 @@ class WriteResult:
 
 
 @dataclass(slots=True, frozen=True)
+class Rejected:
+    """Spans (or log records) of a request refused for invalid values: added to the workspace's
+    stored count (the dashboard's `rejected_spans`) in the transaction that stores the request's records."""
+
+    workspace: str
+    count: int
+
+
+@dataclass(slots=True, frozen=True)
 class RecordFilter:
     workspace: str | None = None
     customer_id: str | None = None

@@ -10,14 +10,13 @@ its lifecycle.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from spanmeter.errors import Overloaded
 from spanmeter.record import UsageRecord
 from spanmeter.store.aggregate import AggregateQuery, AggregateResult
-from spanmeter.store.base import RecordFilter, WriteResult
+from spanmeter.store.base import RecordFilter, Rejected, WriteResult
 from spanmeter.store.outbox import (
     Claim,
     Delivery,
@@ -85,18 +84,14 @@ class ComposedStore:
     def overloaded(self) -> Overloaded | None:
         return self.writer.queue.overloaded()
 
-    async def write(self, records: list[UsageRecord]) -> WriteResult:
-        return await self.writer.queue.write(records)
+    async def write(self, records: list[UsageRecord], rejected: Rejected | None = None) -> WriteResult:
+        return await self.writer.queue.write(records, rejected)
 
     # --- attention counts (store/port.py AttentionCounts) -------------------------------------
     async def count_rejected(self, workspace: str, spans: int) -> None:
-        """Add refused spans to the stored count (sqlite/attention.py), in a writer transaction."""
-        from spanmeter.store.sqlite import attention  # the sqlite package imports this module
-
-        await asyncio.to_thread(
-            self.writer.transaction,
-            lambda conn: attention.add_counts(conn, [(workspace, attention.REJECTED_SPANS, spans)]),
-        )
+        """Add refused spans to the stored count (sqlite/attention.py): a write without records,
+        in the writer's next transaction, as those of a request with records are."""
+        await self.writer.queue.write([], Rejected(workspace, spans))
 
     def attention_counts(self, workspace: str) -> dict[str, int]:
         from spanmeter.store.sqlite import attention

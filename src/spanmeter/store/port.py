@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 from spanmeter.errors import Overloaded
 from spanmeter.record import UsageRecord
 from spanmeter.store.aggregate import AggregateQuery, AggregateResult
-from spanmeter.store.base import RecordFilter, WriteResult
+from spanmeter.store.base import RecordFilter, Rejected, WriteResult
 from spanmeter.store.outbox import (
     Claim,
     Delivery,
@@ -90,8 +90,10 @@ class RecordStore(Protocol):
         """The error to refuse a request with while the write queue is full, else None (cheap)."""
         ...
 
-    async def write(self, records: list[UsageRecord]) -> WriteResult:
-        """Commit the records (idempotently) before returning; raises StorageError / Overloaded."""
+    async def write(self, records: list[UsageRecord], rejected: Rejected | None = None) -> WriteResult:
+        """Commit the records (idempotently) before returning; raises StorageError / Overloaded.
+        The request's `rejected` spans, and the records the store refuses (`WriteResult.refused`),
+        are added to the stored count of rejected spans in the same transaction: both or neither."""
         ...
 
 
@@ -266,7 +268,8 @@ class AttentionCounts(Protocol):
     refused for invalid values)."""
 
     async def count_rejected(self, workspace: str, spans: int) -> None:
-        """Add refused spans to the workspace's stored count."""
+        """Add refused spans to the workspace's stored count (a request without records: those of
+        a request with records go with them, `RecordStore.write`)."""
         ...
 
     def attention_counts(self, workspace: str) -> dict[str, int]:

@@ -2,7 +2,7 @@
 
 Concurrent `write` calls queue their records; the writer thread takes everything queued at once
 (`batches`) and commits it in one transaction, and only then resolves each caller's future
-(`resolve`): an acknowledged record is committed. The queue is bounded by a number of records, so
+(`resolve`): an acknowledged record is committed, with the rejected-span count of its request. The queue is bounded by a number of records, so
 overload answers `Overloaded` (503 / UNAVAILABLE with a retry delay) instead of growing memory,
 and a request larger than the whole queue `TooManyRecords` (it can never be accepted). The other
 parts' small writes (the outbox's, `transaction`) queue as `Call`s and run on the writer's
@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 
 from spanmeter.errors import Overloaded, StorageError, TooManyRecords
 from spanmeter.record import UsageRecord
-from spanmeter.store.base import WriteResult
+from spanmeter.store.base import Rejected, WriteResult
 
 C = TypeVar("C")  # the backend's write connection
 T = TypeVar("T")
@@ -36,6 +36,7 @@ class Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[WriteResult]
     result: WriteResult = field(default_factory=WriteResult)
+    rejected: Rejected | None = None  # the request's rejected spans, counted in the records' transaction
 
 
 @dataclass(slots=True)
@@ -122,9 +123,12 @@ class WriteQueue(Generic[C]):
             return None
         return self._full()
 
-    async def write(self, records: list[UsageRecord]) -> WriteResult:
-        """Queue the records and wait for their commit; refuse them when the queue is full."""
-        if not records:
+    async def write(self, records: list[UsageRecord], rejected: Rejected | None = None) -> WriteResult:
+        """Queue the records (and the request's rejected spans, counted in the same transaction)
+        and wait for their commit; refuse them when the queue is full."""
+        if rejected is not None and rejected.count <= 0:
+            rejected = None
+        if not records and rejected is None:
             return WriteResult()
         if not self.running:
             raise StorageError("the store is shutting down")
@@ -139,7 +143,7 @@ class WriteQueue(Generic[C]):
                 raise self._full()
             self._queued += len(records)
         loop = asyncio.get_running_loop()
-        job = Job(records, loop, loop.create_future())
+        job = Job(records, loop, loop.create_future(), rejected=rejected)
         self._queue.put(job)
         # A caller that goes away cancels only its own future: the commit goes on (_resolve_all skips it).
         return await job.future

@@ -1,5 +1,5 @@
 """Records into PostgreSQL: one transaction per batch, idempotent, with the rollups (daily,
-adoption, per model) and the unknown-model count, as on SQLite.
+adoption, per model), the unknown-model count and the requests' rejected-span counts, as on SQLite.
 
 Every write transaction takes the store's write lock (a transaction-level advisory lock) before
 it inserts, and holds it until it commits, as SQLite's single writer does. That is what keeps
@@ -31,6 +31,7 @@ from spanmeter.store.base import WriteResult
 from spanmeter.store.postgres.connection import Translated
 from spanmeter.store.postgres.dialect import WRITE_LOCK
 from spanmeter.store.schema import COLUMNS, CONTENT_COLUMNS, column_type, record_to_row
+from spanmeter.store.sqlite import attention
 from spanmeter.store.sqlite.new_records import roll_up_new
 
 _ARRAYS: Final = ", ".join(
@@ -61,8 +62,15 @@ def begin(db: Translated) -> None:
         db.conn.execute(f"BEGIN; {_LOCK}")
 
 
-def write(db: Translated, batches: Sequence[list[UsageRecord]], *, expect_new: bool) -> list[WriteResult]:
+def write(
+    db: Translated,
+    batches: Sequence[list[UsageRecord]],
+    *,
+    expect_new: bool,
+    counts: Sequence[tuple[str, str, int]] = (),
+) -> list[WriteResult]:
     """Commit each batch's records in one transaction holding the write lock; each batch's result.
+    `counts`: attention counts (the requests' rejected spans) added in the same transaction.
 
     With `expect_new` (the writer's guess that no key of these records is stored yet, true unless
     its last batch held duplicates) the whole transaction is one pipeline, one round trip: BEGIN,
@@ -77,22 +85,24 @@ def write(db: Translated, batches: Sequence[list[UsageRecord]], *, expect_new: b
     """
     if expect_new:
         try:
-            return _commit(db, batches, insert_new)
+            return _commit(db, batches, insert_new, counts)
         except psycopg.errors.UniqueViolation as error:
             if error.diag.constraint_name != _KEY_CONSTRAINT:
                 raise
             db.conn.execute("ROLLBACK")
-    return _commit(db, batches, insert)
+    return _commit(db, batches, insert, counts)
 
 
 def _commit(
     db: Translated,
     batches: Sequence[list[UsageRecord]],
     insert: Callable[[Translated, Sequence[list[UsageRecord]]], list[WriteResult]],
+    counts: Sequence[tuple[str, str, int]],
 ) -> list[WriteResult]:
     with db.conn.pipeline():  # statements go without waiting for their results: a read waits
         begin(db)
         results = insert(db, batches)
+        attention.add_counts(db, counts)  # type: ignore[arg-type]  # through the translating connection
         db.conn.execute("COMMIT")
     return results
 

@@ -2,7 +2,8 @@
 
 Concurrent `write` calls queue their records (store/write_queue.py, bounded); the writer takes
 everything queued and commits it in one transaction holding the store's write lock (records.py),
-and only then resolves each caller's future: an acknowledged record is committed. A lost database fails the waiting writes with a retryable StorageError (503 /
+and only then resolves each caller's future: an acknowledged record is committed (with its
+request's rejected-span count, sqlite/attention.py). A lost database fails the waiting writes with a retryable StorageError (503 /
 UNAVAILABLE with a retry delay) and sets `failure` (`/readyz` not ready); the writer then tries
 it every PROBE_SECONDS, and when it answers writes go on: no restart needed. With nothing to
 write it checks the database every IDLE_CHECK_SECONDS, so `/readyz` tells an outage even while
@@ -24,6 +25,7 @@ from spanmeter.errors import StorageError
 from spanmeter.store.base import WriteResult
 from spanmeter.store.postgres import records as writer
 from spanmeter.store.postgres.connection import Translated, connect, redacted, unavailable
+from spanmeter.store.sqlite import attention
 from spanmeter.store.write_queue import Call, Job, WriteQueue
 
 log = logging.getLogger(__name__)
@@ -111,7 +113,8 @@ class Writer:
 
     def _transaction(self, db: Translated, jobs: list[Job]) -> list[WriteResult]:
         try:
-            results = writer.write(db, [job.records for job in jobs], expect_new=self._expect_new)
+            counts = [c for job in jobs for c in attention.rejected_counts(job.rejected, ())]
+            results = writer.write(db, [job.records for job in jobs], expect_new=self._expect_new, counts=counts)
         except BaseException:
             _rollback(db)
             raise
@@ -141,6 +144,7 @@ class Writer:
                 result.inserted.extend(one.inserted)
                 result.duplicates += one.duplicates
                 result.conflicts += one.conflicts
+            attention.add_counts(db, attention.rejected_counts(job.rejected, result.refused))  # type: ignore[arg-type]
             db.conn.execute("COMMIT")
         except BaseException:
             _rollback(db)

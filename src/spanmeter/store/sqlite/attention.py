@@ -6,7 +6,8 @@
   (`costSource` unknown); added in the writer's transaction with the records themselves, and
   filled from the records already stored when the table is created;
 - `rejected_spans`: spans (or log records) refused for invalid values, answered through OTLP
-  partial success; added in a writer transaction after the request's records are stored.
+  partial success, and records the store refused (a value it cannot hold); added in the
+  writer's transaction with the request's records (`rejected_counts`): both or neither.
 
 Prometheus' `spanmeter_unknown_model_records_total` and `spanmeter_rejected_spans_total` count the
 same since the process started; the dashboard shows these (store/port.py AttentionCounts).
@@ -19,6 +20,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from spanmeter.record import UsageRecord
+from spanmeter.store.base import Rejected
 from spanmeter.store.sqlite.readers import Fetch
 
 UNKNOWN_MODEL: Final = "unknown_model"
@@ -44,7 +46,19 @@ _ADD: Final = (
 
 def add_counts(conn: sqlite3.Connection, counts: Iterable[tuple[str, str, int]]) -> None:
     """Add (workspace, name, count) triples, in the caller's transaction."""
-    conn.executemany(_ADD, [row for row in counts if row[2]])
+    if rows := [row for row in counts if row[2]]:
+        conn.executemany(_ADD, rows)
+
+
+def rejected_counts(rejected: Rejected | None, refused: Iterable[tuple[UsageRecord, str]]) -> list[tuple[str, str, int]]:
+    """The (workspace, name, count) triples of a request's rejected spans and of its records the
+    store refused (`WriteResult.refused`), for `add_counts` in its records' transaction."""
+    counts: dict[str, int] = {}
+    if rejected is not None:
+        counts[rejected.workspace] = rejected.count
+    for record, _why in refused:
+        counts[record.workspace] = counts.get(record.workspace, 0) + 1
+    return [(workspace, REJECTED_SPANS, count) for workspace, count in counts.items()]
 
 
 def count_unknown_models(conn: sqlite3.Connection, stored: Iterable[UsageRecord]) -> None:

@@ -3,7 +3,7 @@
 Concurrent `write` calls queue their records (store/write_queue.py); the writer takes everything
 queued, commits it in one transaction (`BEGIN IMMEDIATE`, executemany `INSERT OR IGNORE`) and
 only then resolves each caller's future, so an acknowledged record is on disk (WAL) and survives
-`kill -9`. A bounded queue turns overload into `Overloaded` (→ 503 / UNAVAILABLE with a retry
+`kill -9`; a request's rejected spans are counted in the same transaction (sqlite/attention.py). A bounded queue turns overload into `Overloaded` (→ 503 / UNAVAILABLE with a retry
 delay) instead of unbounded memory. The other parts' small writes (the outbox, `transaction`) run in the writer's
 next transaction too.
 """
@@ -21,7 +21,7 @@ from spanmeter.errors import StorageError
 from spanmeter.record import UsageRecord
 from spanmeter.store.base import WriteResult
 from spanmeter.store.schema import COLUMNS, CONTENT_COLUMNS, record_to_row
-from spanmeter.store.sqlite import key_hash
+from spanmeter.store.sqlite import attention, key_hash
 from spanmeter.store.sqlite.checkpoints import Checkpoints
 from spanmeter.store.sqlite.connection import connect, rollback
 from spanmeter.store.sqlite.errors import describe_value_error, environmental, reconnect, storage_error
@@ -254,6 +254,7 @@ class Writer:
         conn.execute("BEGIN IMMEDIATE")
         try:
             self._insert(conn, jobs)
+            attention.add_counts(conn, (c for job in jobs for c in attention.rejected_counts(job.rejected, ())))
             done = [_run_call(conn, call) for call in calls]
             conn.execute("COMMIT")
         except BaseException:
@@ -282,6 +283,7 @@ class Writer:
                     result.inserted.extend(one.result.inserted)
                     result.duplicates += one.result.duplicates
                     result.conflicts += one.result.conflicts
+                attention.add_counts(conn, attention.rejected_counts(job.rejected, result.refused))
                 conn.execute("COMMIT")
             except BaseException:
                 rollback(conn)
