@@ -2,11 +2,11 @@
 
 Concurrent `write` calls queue their records; the writer thread takes everything queued at once
 (`batches`) and commits it in one transaction, and only then resolves each caller's future
-(`resolve`): an acknowledged record is committed, with the rejected-span count of its request. The queue is bounded by a number of records, so
-overload answers `Overloaded` (503 / UNAVAILABLE with a retry delay) instead of growing memory,
-and a request larger than the whole queue `TooManyRecords` (it can never be accepted). The other
-parts' small writes (the outbox's, `transaction`) queue as `Call`s and run on the writer's
-connection too. Each backend's writer owns one and supplies the commit; `setting` names the
+(`resolve`): an acknowledged record is committed, with the rejected-span count of its request
+(`Job.rejected`). The queue is bounded by a number of records, so overload answers `Overloaded`
+(503 / UNAVAILABLE with a retry delay) instead of growing memory, and a request larger than the
+whole queue `TooManyRecords` (it can never be accepted). The other parts' small writes (the
+outbox's, `transaction`) queue as `Call`s and run on the writer's connection too. Each backend's writer owns one and supplies the commit; `setting` names the
 config key of its bound in the messages.
 """
 
