@@ -337,6 +337,9 @@ def _configured_store(config_path: Path | None, *, create: bool = False) -> tupl
 
     config = _load(config_path, sending=False)
     store = open_store(config)
+    context = click.get_current_context(silent=True)
+    if context is not None:  # closed with the command: a PostgreSQL pool left to the garbage collector fails
+        context.call_on_close(lambda: asyncio.run(store.close()))
     if not create and not store.exists():
         where = f"storage::sqlite::path of {config_path}" if config_path else "the default, without -c"
         raise click.ClickException(
