@@ -1,7 +1,8 @@
 """Writes on every backend (the `new_store` fixture: SQLite and PostgreSQL): every field kept
-exactly, one record per key with duplicates and conflicts counted, a cancelled caller's records
-committed with the others', an unstorable record refused alone, a failing call in the writer's
-transaction undoing only itself, a request larger than the queue refused for good."""
+exactly (text and integers at their edges too), one record per key with duplicates and conflicts
+counted, a cancelled caller's records committed with the others', an unstorable record refused
+alone, a failing call in the writer's transaction undoing only itself, a request larger than the
+queue refused for good."""
 
 from __future__ import annotations
 
@@ -66,6 +67,22 @@ def test_every_field_is_kept_exactly(new_store: Callable[[], Store]) -> None:
     stored = {r.idempotency_key: r for r in asyncio.run(main())}
     assert stored["full"] == FULL  # money to the nano-dollar at the top of the range, exact quantities
     assert stored["bare"] == event("bare")  # absent fields stay absent
+
+
+def test_text_and_integers_are_kept_exactly_at_their_edges(new_store: Callable[[], Store]) -> None:
+    edges = event(
+        "edges", customer_id='a "quote", a \\ backslash and \\u0000 (six characters, not a NUL)',
+        user_id="😀 ü \t\n\u2028 日本", email="\x01\x1f",
+    )
+    edges.input_tokens, edges.output_tokens = -(2**63), 2**63 - 1  # BIGINT's range, to the unit
+
+    async def main() -> list[UsageRecord]:
+        store = new_store()
+        await store.start()
+        await store.write([edges])
+        return store.recent(RecordFilter(), 10)
+
+    assert asyncio.run(main()) == [edges]
 
 
 def test_one_record_per_key_duplicates_and_conflicts_counted(new_store: Callable[[], Store]) -> None:

@@ -13,13 +13,17 @@ runs it whole as soon as it grants the lock. Each instance batches the records o
 requests into one transaction, and the daily rollup row of a workspace would serialise its
 writers anyway.
 
-Records go in with one `INSERT ... SELECT FROM unnest(arrays)`; the careful way (`insert`) adds
-`ON CONFLICT DO NOTHING RETURNING id` and reads the keys already stored back to count duplicates
-and conflicts as SQLite does.
+Records go in with one `INSERT ... SELECT FROM jsonb_array_elements(rows)`: the rows are one JSON
+parameter, so psycopg sends one value and parses the statement once (it re-parses a statement of
+more than 50 parameters at every call, and dumping a column array per column cost more CPU than
+the rest of the transaction: bench/pg_writer.py). The careful way (`insert`) adds `ON CONFLICT DO
+NOTHING RETURNING id` and reads the keys already stored back to count duplicates and conflicts
+as SQLite does.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -34,10 +38,14 @@ from spanmeter.store.schema import COLUMNS, CONTENT_COLUMNS, column_type, record
 from spanmeter.store.sqlite import attention
 from spanmeter.store.sqlite.new_records import roll_up_new
 
-_ARRAYS: Final = ", ".join(
-    f"%s::{'bigint' if column_type(c) == 'INTEGER' else 'text'}[]" for c in COLUMNS
+# The rows go as one JSON array of arrays (one value to send, a statement psycopg parses once),
+# read back with each value's column type: JSON numbers and text are exact (bigint, decimal text).
+_VALUES: Final = ", ".join(
+    f"(r->>{i})::bigint" if column_type(c) == "INTEGER" else f"r->>{i}" for i, c in enumerate(COLUMNS)
 )
-_INSERT_NEW: Final = f"INSERT INTO records ({', '.join(COLUMNS)}) SELECT * FROM unnest({_ARRAYS})"
+_INSERT_NEW: Final = (
+    f"INSERT INTO records ({', '.join(COLUMNS)}) SELECT {_VALUES} FROM jsonb_array_elements(%s::jsonb) r"
+)
 _INSERT: Final = f"{_INSERT_NEW} ON CONFLICT (workspace, idempotency_key) DO NOTHING RETURNING id"
 _KEY_CONSTRAINT: Final = "records_workspace_idempotency_key_key"  # UNIQUE (workspace, idempotency_key)
 _STORED: Final = (
@@ -112,7 +120,7 @@ def insert_new(db: Translated, batches: Sequence[list[UsageRecord]]) -> list[Wri
     and nothing read back; a stored key fails it with a unique violation on _KEY_CONSTRAINT."""
     plan = _Plan(batches)
     if plan.rows:
-        db.conn.execute(_INSERT_NEW, plan.columns())
+        db.conn.execute(_INSERT_NEW, [plan.payload()])
     plan.settle(db, None, {})
     return plan.results
 
@@ -124,7 +132,7 @@ def insert(db: Translated, batches: Sequence[list[UsageRecord]]) -> list[WriteRe
     plan = _Plan(batches)
     if not plan.rows:
         return plan.results
-    inserted = {record_id for (record_id,) in db.conn.execute(_INSERT, plan.columns()).fetchall()}
+    inserted = {record_id for (record_id,) in db.conn.execute(_INSERT, [plan.payload()]).fetchall()}
     stored: dict[tuple[str, str], tuple[Any, ...]] = {}
     if len(inserted) < len(plan.rows):
         taken = [row for row in plan.rows if row[_ID_AT] not in inserted]
@@ -154,8 +162,13 @@ class _Plan:
                     self.rows.append(row)
                     self.owners.append((result, record))
 
-    def columns(self) -> list[list[Any]]:
-        return [list(column) for column in zip(*self.rows, strict=True)]
+    def payload(self) -> str:
+        """The rows as one JSON text. PostgreSQL's text takes no NUL character (nor does jsonb
+        its escape): a row holding one is refused here, with the message psycopg gives it."""
+        text = json.dumps(self.rows, ensure_ascii=False)
+        if "\\u0000" in text and any(isinstance(v, str) and "\x00" in v for row in self.rows for v in row):
+            raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+        return text
 
     def settle(self, db: Translated, inserted: set[str] | None, stored: dict[tuple[str, str], tuple[Any, ...]]) -> None:
         """Count each row as inserted (`inserted` None: every row) or a duplicate of its stored
