@@ -78,7 +78,7 @@ def plan_cpus(server_cpu: int | None, client_cpu: int | None) -> tuple[int | Non
     server = available[0] if server_cpu is None else server_cpu
     client = next(c for c in available if c != server) if client_cpu is None else client_cpu
     os.sched_setaffinity(0, {client})
-    return server, client
+    return (None if server == -1 else server), client
 
 
 def spanmeter_version() -> str:
@@ -185,6 +185,21 @@ class Server:
         stat = Path(f"/proc/{self.pid}/stat").read_text()
         fields = stat[stat.rindex(")") + 2 :].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime, all threads
+
+    def thread_cpu_seconds(self) -> dict[str, float]:
+        """CPU time by kind of thread: `main` (the event loop: HTTP and gRPC handling, converting,
+        pricing), `python` (the other Python threads: the store's writer, mostly; they have the
+        process's name) and `native` (threads of C libraries, gRPC's, which name theirs)."""
+        out = {"main": 0.0, "python": 0.0, "native": 0.0}
+        main_name = Path(f"/proc/{self.pid}/comm").read_text()
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                stat = (task / "stat").read_text()
+                fields = stat[stat.rindex(")") + 2 :].split()
+                name = (task / "comm").read_text()
+                kind = "main" if task.name == str(self.pid) else "python" if name == main_name else "native"
+                out[kind] += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return out
 
     def stop(self, timeout: float = 60) -> int | None:
         if self.process is None or self.process.poll() is not None:
@@ -297,6 +312,27 @@ def busy_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
+def postgres_cpu_seconds(dsn: str) -> float | None:
+    """CPU time of the PostgreSQL server on this machine (its postmaster and every process it
+    started), found from a backend's parent; None when the server runs elsewhere."""
+    import psycopg
+
+    with psycopg.connect(dsn) as pg:
+        row = pg.execute("SELECT pg_backend_pid()").fetchone()
+    assert row is not None
+    try:
+        postmaster = Path(f"/proc/{row[0]}/stat").read_text().rsplit(")", 1)[1].split()[1]
+    except OSError:
+        return None
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError):
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            if proc.name == postmaster or fields[1] == postmaster:
+                total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
 def count_rows(receiver: str, workdir: Path, pg_dsn: str | None = None) -> tuple[int | None, int | None]:
     """(rows, priced rows) in the receiver's database after it stopped; None where not applicable."""
     if receiver == "spanmeter" and pg_dsn:
@@ -358,10 +394,14 @@ async def run_one(
     profiler: subprocess.Popen[bytes] | None = None
     profile_path: Path | None = None
     marks: dict[str, float] = {}
+    threads0: list[dict[str, float]] = []  # each server's CPU by kind of thread, when measuring starts
 
     def measure_start() -> None:
         nonlocal profiler, profile_path
         marks["cpu0"] = sum(one.cpu_seconds() for one in servers)
+        if pg_dsn:
+            threads0[:] = [one.thread_cpu_seconds() for one in servers]
+            marks["pg0"] = postgres_cpu_seconds(pg_dsn) or 0.0
         marks["busy0"] = busy_cpu_seconds()
         if args.profile and receiver == "spanmeter":
             profile_path = args.profile / f"spanmeter-{case.transport}-{case.batch}.txt"
@@ -397,6 +437,13 @@ async def run_one(
                 rate,
             )
         server_cpu = sum(one.cpu_seconds() for one in servers) - marks["cpu0"]
+        # PostgreSQL: the servers' CPU by kind of thread (the writer's apart), and the database's
+        threads: dict[str, float] = {}
+        for before, one in zip(threads0, servers, strict=True):
+            for kind, seconds in one.thread_cpu_seconds().items():
+                threads[kind] = threads.get(kind, 0.0) + seconds - before[kind]
+        pg_total = postgres_cpu_seconds(pg_dsn) if pg_dsn else None
+        pg_cpu = pg_total - marks["pg0"] if pg_total is not None else None
         other_cpu = busy_cpu_seconds() - marks["busy0"] - server_cpu - load.client_cpu_s
         if webhook is not None:
             sent = (case.warmup + load.sent) * case.batch
@@ -436,6 +483,12 @@ async def run_one(
         "client_cpu_pct": round(100 * load.client_cpu_s / load.elapsed, 1) if load.elapsed else 0.0,
         "other_cpu_pct": round(max(0.0, 100 * other_cpu / load.elapsed), 1) if load.elapsed else 0.0,
         "paced_requests_per_s": rate,
+        "cpu_us_per_span": {
+            "server": round(1e6 * server_cpu / spans, 1) if spans else None,
+            **{f"{kind}_threads": round(1e6 * seconds / spans, 1) if spans else None for kind, seconds in threads.items()},
+            "postgres": round(1e6 * pg_cpu / spans, 1) if spans and pg_cpu is not None else None,
+            "client": round(1e6 * load.client_cpu_s / spans, 1) if spans else None,
+        },
         "errors": dict(load.errors),
         "non_empty_responses": load.non_empty_responses,
         "timed_out": load.timed_out,
@@ -571,6 +624,13 @@ def print_case(results: list[dict[str, Any]]) -> None:
             + ("  (hit --max-seconds)" if r["timed_out"] else "")
             + (f"  p99 of each run: {', '.join(f'{p:.1f}' for p in r['all_p99_ms'])}" if "all_p99_ms" in r else "")
         )
+        if (cpu := r.get("cpu_us_per_span", {})).get("main_threads") is not None:  # PostgreSQL runs
+            database = "not here" if cpu["postgres"] is None else f"{cpu['postgres']:,.0f}"
+            print(
+                f"{'':<10} CPU µs/span: servers {cpu['server']:,.0f} (main thread {cpu['main_threads']:,.0f},"
+                f" other Python threads {cpu['python_threads']:,.0f}, native {cpu['native_threads']:,.0f}),"
+                f" PostgreSQL {database}, load generator {cpu['client']:,.0f}"
+            )
     sys.stdout.flush()
 
 
@@ -671,7 +731,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--instances", type=int, default=1, help="spanmeter instances on the one PostgreSQL database")
     parser.add_argument("--pg-dsn", help="an existing PostgreSQL database (each run gets a schema of its own)")
-    parser.add_argument("--server-cpu", type=int, help="CPU for the servers (default: the first available)")
+    parser.add_argument("--server-cpu", type=int, help="CPU for the servers (default: the first available; -1: not pinned)")
     parser.add_argument("--client-cpu", type=int, help="CPU for the load generator (default: another one)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     parser.add_argument(
