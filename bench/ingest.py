@@ -439,7 +439,7 @@ async def run_one(
         server_cpu = sum(one.cpu_seconds() for one in servers) - marks["cpu0"]
         # PostgreSQL: the servers' CPU by kind of thread (the writer's apart), and the database's
         threads: dict[str, float] = {}
-        for before, one in zip(threads0, servers, strict=True):
+        for before, one in zip(threads0, servers, strict=True) if pg_dsn else ():
             for kind, seconds in one.thread_cpu_seconds().items():
                 threads[kind] = threads.get(kind, 0.0) + seconds - before[kind]
         pg_total = postgres_cpu_seconds(pg_dsn) if pg_dsn else None
