@@ -1,6 +1,6 @@
 """What only the PostgreSQL store has to show: migrations once under concurrent starts, values
 PostgreSQL cannot hold refused alone, a database it cannot reach refusing the start, stored keys
-in a batch written as if new."""
+in a batch written as if new, a transaction's rows in several INSERTs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from spanmeter.errors import StorageError
 from spanmeter.record import UsageRecord, new_record_id
 from spanmeter.store.constants import DAY_NS
-from spanmeter.store.postgres import PostgresStore
+from spanmeter.store.postgres import PostgresStore, records
 from spanmeter.store.postgres.migrations import MIGRATIONS
 from spanmeter.store.queries import RecordQuery
 from tests.postgres_server import PostgresServer
@@ -89,6 +89,37 @@ def test_a_stored_key_among_new_ones_is_stored_and_rolled_up_once(postgres: Post
             pages = store.query_records(RecordQuery("w", order="asc"))
             assert [r.idempotency_key for _, r in pages] == ["a", "b", "c", "d", "e"]
             assert [seq for seq, _ in pages] == sorted(seq for seq, _ in pages)
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_transaction_of_many_rows_goes_in_several_inserts(postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer sends a transaction's rows in INSERTs of a bounded number of rows (a jsonb value
+    has a size limit, and the writer takes everything queued at once): each way, every record
+    counted once, a stored key in a later INSERT found, the rollups and the pages whole."""
+    monkeypatch.setattr(records, "_CHUNK_ROWS", 2)
+    now = time.time_ns()
+
+    def llm(key: str, tokens: int) -> UsageRecord:
+        return UsageRecord(idempotency_key=key, kind="llm", type="chat", occurred_at=now, id=new_record_id(),
+                           received_at=now, workspace="w", input_tokens=tokens, output_tokens=0)
+
+    async def main() -> None:
+        store = PostgresStore(postgres.new_database())
+        await store.start()
+        try:
+            first = await store.write([llm(key, 1) for key in "abcde"])  # three INSERTs, all new
+            second = await store.write([llm(key, 10) for key in "fghia"])  # "a" stored, in the third
+            assert [r.idempotency_key for r in first.inserted] == list("abcde")
+            assert [r.idempotency_key for r in second.inserted] == list("fghi")
+            assert (second.duplicates, second.conflicts) == (1, 1)
+            day = now // DAY_NS
+            [totals] = store.daily_totals("w", None, day * DAY_NS, (day + 1) * DAY_NS)
+            assert (totals.messages, totals.tokens) == (9, 45)
+            pages = store.query_records(RecordQuery("w", order="asc"))
+            assert [r.idempotency_key for _, r in pages] == list("abcdefghi")
         finally:
             await store.close()
 

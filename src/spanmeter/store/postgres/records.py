@@ -47,6 +47,9 @@ _INSERT_NEW: Final = (
     f"INSERT INTO records ({', '.join(COLUMNS)}) SELECT {_VALUES} FROM jsonb_array_elements(%s::jsonb) r"
 )
 _INSERT: Final = f"{_INSERT_NEW} ON CONFLICT (workspace, idempotency_key) DO NOTHING RETURNING id"
+# Rows per INSERT: the writer takes everything queued (up to max_queued_records) in one
+# transaction, and a jsonb value holds at most 256 MB.
+_CHUNK_ROWS: Final = 5_000
 _KEY_CONSTRAINT: Final = "records_workspace_idempotency_key_key"  # UNIQUE (workspace, idempotency_key)
 _STORED: Final = (
     f"SELECT {', '.join(COLUMNS)} FROM records WHERE (workspace, idempotency_key) IN"
@@ -119,8 +122,8 @@ def insert_new(db: Translated, batches: Sequence[list[UsageRecord]]) -> list[Wri
     """`insert` for records whose keys are not stored: all of them inserted, their rollups added,
     and nothing read back; a stored key fails it with a unique violation on _KEY_CONSTRAINT."""
     plan = _Plan(batches)
-    if plan.rows:
-        db.conn.execute(_INSERT_NEW, [plan.payload()])
+    for payload in plan.payloads():
+        db.conn.execute(_INSERT_NEW, [payload])
     plan.settle(db, None, {})
     return plan.results
 
@@ -132,7 +135,9 @@ def insert(db: Translated, batches: Sequence[list[UsageRecord]]) -> list[WriteRe
     plan = _Plan(batches)
     if not plan.rows:
         return plan.results
-    inserted = {record_id for (record_id,) in db.conn.execute(_INSERT, [plan.payload()]).fetchall()}
+    inserted = {
+        record_id for payload in plan.payloads() for (record_id,) in db.conn.execute(_INSERT, [payload]).fetchall()
+    }
     stored: dict[tuple[str, str], tuple[Any, ...]] = {}
     if len(inserted) < len(plan.rows):
         taken = [row for row in plan.rows if row[_ID_AT] not in inserted]
@@ -162,13 +167,16 @@ class _Plan:
                     self.rows.append(row)
                     self.owners.append((result, record))
 
-    def payload(self) -> str:
-        """The rows as one JSON text. PostgreSQL's text takes no NUL character (nor does jsonb
-        its escape): a row holding one is refused here, with the message psycopg gives it."""
-        text = json.dumps(self.rows, ensure_ascii=False)
-        if "\\u0000" in text and any(isinstance(v, str) and "\x00" in v for row in self.rows for v in row):
+    def payloads(self) -> list[str]:
+        """The rows as JSON texts of up to _CHUNK_ROWS rows each. PostgreSQL's text takes no NUL
+        character (nor does jsonb its escape): a row holding one is refused here, with the
+        message psycopg gives it."""
+        texts = [json.dumps(self.rows[i : i + _CHUNK_ROWS], ensure_ascii=False) for i in range(0, len(self.rows), _CHUNK_ROWS)]
+        if any("\\u0000" in text for text in texts) and any(
+            isinstance(v, str) and "\x00" in v for row in self.rows for v in row
+        ):
             raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
-        return text
+        return texts
 
     def settle(self, db: Translated, inserted: set[str] | None, stored: dict[tuple[str, str], tuple[Any, ...]]) -> None:
         """Count each row as inserted (`inserted` None: every row) or a duplicate of its stored
