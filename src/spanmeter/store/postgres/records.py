@@ -13,12 +13,12 @@ runs it whole as soon as it grants the lock. Each instance batches the records o
 requests into one transaction, and the daily rollup row of a workspace would serialise its
 writers anyway.
 
-Records go in with one `INSERT ... SELECT FROM jsonb_array_elements(rows)`: the rows are one JSON
-parameter, so psycopg sends one value and parses the statement once (it re-parses a statement of
-more than 50 parameters at every call, and dumping a column array per column cost more CPU than
-the rest of the transaction: bench/pg_writer.py). The careful way (`insert`) adds `ON CONFLICT DO
-NOTHING RETURNING id` and reads the keys already stored back to count duplicates and conflicts
-as SQLite does.
+Records go in with `INSERT ... SELECT FROM jsonb_array_elements(rows)` (one per 5,000 rows): the
+rows are one JSON parameter, so psycopg sends one value and parses the statement once (it
+re-parses a statement of more than 50 parameters at every call; that and dumping 55 column
+arrays were half the writer's CPU per transaction: bench/pg_writer.py). The careful way
+(`insert`) adds `ON CONFLICT DO NOTHING RETURNING id` and reads the keys already stored back to
+count duplicates and conflicts as SQLite does.
 """
 
 from __future__ import annotations
