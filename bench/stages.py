@@ -49,7 +49,7 @@ from spanmeter.record import new_record_id
 from spanmeter.store.schema import record_to_row
 from spanmeter.store.sqlite import SQLiteStore, connect
 from spanmeter.store.sqlite.key_hash import key_hash
-from spanmeter.store.sqlite.writer import _Job
+from spanmeter.store.write_queue import Job
 
 
 def timed(results: dict[str, float], name: str, spans: int, fn: Callable[[], Any]) -> Any:
@@ -106,7 +106,7 @@ def insert_cpu(converted: list[Converted], path: Path, spans: int, *, drop_index
     started = time.process_time()
     for c in converted:
         conn.execute("BEGIN IMMEDIATE")
-        store.writer._insert(conn, [_Job(c.records, loop, loop.create_future())])
+        store.writer._insert(conn, [Job(c.records, loop, loop.create_future())])
         conn.execute("COMMIT")
     used = time.process_time() - started
     conn.close()
