@@ -219,6 +219,17 @@ def test_a_repeated_parameter_is_400(api: Api) -> None:
         assert response.json()["error"] == "category: given more than once; give each parameter once"
 
 
+def test_a_nul_in_a_parameter_is_400(api: Api) -> None:
+    """PostgreSQL refuses a NUL in any text, SQLite would match nothing: a clear 400 on both."""
+    api.write([record("r1")])
+    for path, query in ((RECORDS, "customer=a%00b"), (RECORDS, "meta[plan]=pro%00"), (RECORDS, "meta[pl%00an]=pro"),
+                        ("/api/v1/usage/series", "model=gpt%00"), ("/api/v1/adoption", "category=x%00")):
+        response = api.client.get(f"{path}?{query}")
+        assert response.status_code == 400, (path, query, response.text)
+        assert "contains a NUL character (%00); remove it" in response.json()["error"]
+    assert api.get(RECORDS).status_code == 200
+
+
 def test_altered_or_foreign_cursor_is_400(api: Api) -> None:
     api.write([record(f"r{i}") for i in range(5)])
     cursor = api.get(RECORDS, take=2).json()["cursor"]

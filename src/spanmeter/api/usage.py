@@ -46,11 +46,16 @@ def principal(request: Request) -> Principal:
 
 
 def single_values(request: Request) -> None:
-    """A parameter given twice is ambiguous (FastAPI would take the last one): refuse it."""
-    names = [name for name, _ in request.query_params.multi_items()]
+    """A parameter given twice is ambiguous (FastAPI would take the last one): refuse it. So is a
+    NUL character, which no filter can match (PostgreSQL refuses it in any text)."""
+    items = request.query_params.multi_items()
+    names = [name for name, _ in items]
     repeated = sorted({name for name in names if names.count(name) > 1 and not name.startswith("meta[")})
     if repeated:
         raise ApiError(f"{repeated[0]}: given more than once; give each parameter once")
+    for name, value in items:
+        if "\x00" in name or "\x00" in value:
+            raise ApiError(f"{name.replace(chr(0), '%00')[:60]}: contains a NUL character (%00); remove it")
 
 
 CallerDep = Annotated[Principal, Depends(principal)]
