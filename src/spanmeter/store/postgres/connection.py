@@ -1,8 +1,10 @@
 """PostgreSQL connections for the store: a pool, and connections that speak the shared SQL.
 
 `Translated` wraps a psycopg connection (in autocommit mode: transactions are explicit, as on
-the SQLite side) so the store parts written for SQLite run on it: each statement goes through
-`dialect.translate`, and integral NUMERIC results (PostgreSQL's SUM of BIGINT) come back as int.
+the SQLite side) so the store's parts run on it as on a sqlite3 connection: their statements,
+built for this backend (dialect.py POSTGRES), go with psycopg's parameter markers for SQLite's `?`
+and nothing else changed, and integral NUMERIC results (PostgreSQL's SUM of BIGINT) come back as
+int.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from psycopg.types.numeric import NumericLoader
 from psycopg_pool import ConnectionPool
 
 from spanmeter.errors import StorageError
-from spanmeter.store.postgres.dialect import translate
+from spanmeter.store.postgres.dialect import psycopg_markers
 
 _DSN_PASSWORD: Final = re.compile(r"(://[^:/@]*:)[^@]*@|(password\s*=\s*)\S+")
 
@@ -62,23 +64,20 @@ def redacted(dsn: str) -> str:
 
 
 class Translated:
-    """A psycopg connection with the `execute` / `executemany` of a sqlite3 connection."""
+    """A psycopg connection with the `execute` / `executemany` of a sqlite3 connection, for the
+    store's statements built in PostgreSQL's dialect."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
-        translated = translate(sql)
-        if translated.startswith("BEGIN; "):  # BEGIN IMMEDIATE: a transaction with the write lock
-            return self.conn.execute(translated)
-        params = list(params)
-        if params and params[-1] == -1 and translated.endswith("LIMIT %s"):
-            params[-1] = None  # SQLite's LIMIT -1: no limit
-        return self.conn.execute(translated, params or None)
+        if not params:  # sent as it is (and may be several statements: dialect.begin_write)
+            return self.conn.execute(sql)
+        return self.conn.execute(psycopg_markers(sql), list(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with self.conn.cursor() as cursor:
-            cursor.executemany(translate(sql), list(rows))
+            cursor.executemany(psycopg_markers(sql), list(rows))
 
     @property
     def in_transaction(self) -> bool:

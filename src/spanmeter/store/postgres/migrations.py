@@ -5,10 +5,10 @@ advisory lock first, so of several instances starting together one applies what 
 while the others wait, then find it applied; all of it in one transaction (PostgreSQL's DDL is
 transactional): a failure leaves the database as it was.
 
-The tables are those of the SQLite store (the same statements, through dialect.py). A migration
-added after the first release fills its table from the records already stored (its backfill), as
-the SQLite migration of the same table does: a database created by an older spanmeter gets the
-same numbers as a new one.
+The tables are those of the SQLite store (the same statements, built in PostgreSQL's dialect:
+dialect.py). A migration added after the first release fills its table from the records already
+stored (its backfill), as the SQLite migration of the same table does: a database created by an
+older spanmeter gets the same numbers as a new one.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Final
 
 from spanmeter.store.postgres.connection import Translated
-from spanmeter.store.postgres.dialect import FUNCTIONS, MIGRATION_LOCK
+from spanmeter.store.postgres.dialect import FUNCTIONS, MIGRATION_LOCK, POSTGRES
 from spanmeter.store.schema import COLUMNS, NOT_NULL_COLUMNS, column_type
 from spanmeter.store.sqlite import adoption_last_events, adoption_rollup, attention, model_rollup, rollup
 from spanmeter.store.sqlite import outbox as sqlite_outbox
@@ -29,10 +29,14 @@ log = logging.getLogger(__name__)
 
 
 def _m001_records(db: Translated) -> None:
-    columns = ", ".join(f"{c} {column_type(c)}{' NOT NULL' if c in NOT_NULL_COLUMNS else ''}" for c in COLUMNS)
+    columns = ", ".join(
+        f"{c} {POSTGRES.integer if column_type(c) == 'INTEGER' else POSTGRES.text}"
+        f"{' NOT NULL' if c in NOT_NULL_COLUMNS else ''}"
+        for c in COLUMNS
+    )
     # seq is the insertion order and the query API's cursor; records.py makes it the commit order.
     db.execute(
-        f"CREATE TABLE records (seq INTEGER GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {columns},"
+        f"CREATE TABLE records (seq {POSTGRES.integer} GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {columns},"
         " UNIQUE (workspace, idempotency_key))"
     )
     db.execute("CREATE INDEX records_occurred ON records (workspace, occurred_at)")
@@ -48,18 +52,19 @@ def _m001_records(db: Translated) -> None:
 
 
 def _m002_api_keys(db: Translated) -> None:
+    i, t = POSTGRES.integer, POSTGRES.text
     db.execute(
-        "CREATE TABLE api_keys (id TEXT PRIMARY KEY, workspace TEXT NOT NULL, name TEXT NOT NULL,"
-        " prefix TEXT NOT NULL, key_hash TEXT NOT NULL UNIQUE, scopes TEXT NOT NULL, state TEXT NOT NULL,"
-        " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, quota_records INTEGER, quota_cost_nano INTEGER)"
+        f"CREATE TABLE api_keys (id {t} PRIMARY KEY, workspace {t} NOT NULL, name {t} NOT NULL,"
+        f" prefix {t} NOT NULL, key_hash {t} NOT NULL UNIQUE, scopes {t} NOT NULL, state {t} NOT NULL,"
+        f" created_at {i} NOT NULL, updated_at {i} NOT NULL, quota_records {i}, quota_cost_nano {i})"
     )
     # Signs query cursors; kept in the database so every instance on it accepts the others' cursors.
-    db.execute("CREATE TABLE spanmeter_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute(f"CREATE TABLE spanmeter_secrets (name {t} PRIMARY KEY, value {t} NOT NULL)")
     db.execute("INSERT INTO spanmeter_secrets VALUES ('cursor', ?)", [os.urandom(32).hex()])
 
 
 def _m003_rollups(db: Translated) -> None:
-    for statement in (*rollup.SCHEMA, rollup.METER_SCHEMA, *adoption_rollup.SCHEMA):
+    for statement in (*rollup.schema(POSTGRES), rollup.meter_schema(POSTGRES), *adoption_rollup.schema(POSTGRES)):
         db.execute(statement)
     db.execute(
         "CREATE INDEX usage_daily_by_day ON usage_daily (workspace, day, customer_id, cost_nano, tokens,"
@@ -68,7 +73,7 @@ def _m003_rollups(db: Translated) -> None:
 
 
 def _m004_outbox(db: Translated) -> None:
-    for statement in (*sqlite_outbox.SCHEMA, *sqlite_outbox.COUNTS_SCHEMA):
+    for statement in (*sqlite_outbox.schema(POSTGRES), *sqlite_outbox.counts_schema(POSTGRES)):
         db.execute(statement)
 
 
@@ -80,14 +85,14 @@ def _m005_functions(db: Translated) -> None:
 def _m006_attention_counts(db: Translated) -> None:
     # The dashboard's unknown-model and rejected-span counts, kept across restarts
     # (sqlite/attention.py); unknown-model records already stored are counted once here.
-    for statement in (*attention.SCHEMA, *attention.BACKFILL):
+    for statement in (*attention.schema(POSTGRES), *attention.BACKFILL):
         db.execute(statement)
 
 
 def _m007_usage_daily_model(db: Translated) -> None:
     # Meter queries by model, provider or kind from daily rollups (sqlite/model_rollup.py),
     # filled from the records already stored (one pass over them).
-    for statement in (*model_rollup.SCHEMA, *model_rollup.BACKFILL):
+    for statement in (*model_rollup.schema(POSTGRES), *model_rollup.BACKFILL):
         db.execute(statement)
 
 
@@ -96,7 +101,7 @@ def _m008_adoption_histogram(db: Translated) -> None:
     # (store/sqlite/adoption_last_events.py), their triggers as PL/pgSQL. The triggers go first:
     # creating them locks the two tables against writers until this transaction commits, so no
     # write falls between the backfill and the triggers.
-    for statement in (adoption_rollup.HOURLY_SCHEMA, *adoption_last_events.SCHEMA):
+    for statement in (adoption_rollup.hourly_schema(POSTGRES), *adoption_last_events.schema(POSTGRES)):
         db.execute(statement)
     for statement in _adoption_histogram_triggers():
         db.conn.execute(statement)
@@ -106,7 +111,7 @@ def _m008_adoption_histogram(db: Translated) -> None:
 
 def _m009_exporter_skips(db: Translated) -> None:
     # As SQLite's m017: records exporters left out unsent, per reason (store/sqlite/outbox.py).
-    for statement in sqlite_outbox.SKIPS_SCHEMA:
+    for statement in sqlite_outbox.skips_schema(POSTGRES):
         db.execute(statement)
 
 

@@ -1,8 +1,8 @@
 """The shared store parts (the SQLite backend's classes) on PostgreSQL connections.
 
-Their SQL runs through dialect.py; what differs is only where a part gets a connection, the
-idempotency-key lookup (PostgreSQL has a plain unique index on (workspace, key)), and the SQL of
-a month in meter queries.
+Each builds its SQL in PostgreSQL's dialect (dialect.py POSTGRES); what differs besides is only
+where a part gets a connection and the idempotency-key lookup (PostgreSQL has a plain unique
+index on (workspace, key)). The meter queries are the shared SQLAggregate in that dialect.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 
 from spanmeter.store.postgres.connection import Translated, connect, unavailable
+from spanmeter.store.postgres.dialect import POSTGRES
 from spanmeter.store.queries import CsvLine, RecordQuery
-from spanmeter.store.sqlite.aggregate import SQLAggregate
 from spanmeter.store.sqlite.api_keys import SQLiteKeys
 from spanmeter.store.sqlite.outbox import SQLiteOutbox
 from spanmeter.store.sqlite.queries import SQLiteQueries
@@ -24,6 +24,9 @@ from spanmeter.store.sqlite.readers import Fetch
 
 
 class PostgresQueries(SQLiteQueries):
+    def __init__(self, fetch: Fetch) -> None:
+        super().__init__(fetch, POSTGRES)
+
     def find_record_id(self, workspace: str, idempotency_key: str) -> str | None:
         rows = self._fetch("SELECT id FROM records WHERE workspace = ? AND idempotency_key = ?",
                            [workspace, idempotency_key])
@@ -33,17 +36,11 @@ class PostgresQueries(SQLiteQueries):
         return None  # the lines' SQL is SQLite's (datetime, GLOB): the export writes them
 
 
-class PostgresAggregate(SQLAggregate):
-    @staticmethod
-    def month_of(seconds: str) -> str:
-        return f"to_char(to_timestamp({seconds}) AT TIME ZONE 'UTC', 'YYYY-MM')"
-
-
 class PostgresKeys(SQLiteKeys):
     """Each change on a connection of its own, as on SQLite (keys change rarely: the CLI)."""
 
     def __init__(self, dsn: str, timeout: float, fetch: Fetch) -> None:
-        super().__init__(Path(), timeout, fetch)
+        super().__init__(Path(), timeout, fetch, POSTGRES)
         self.dsn = dsn
 
     def _write_connection(self) -> Translated:  # type: ignore[override]  # a sqlite3.Connection's interface
@@ -55,7 +52,7 @@ class PostgresOutbox(SQLiteOutbox):
     store's write transactions (`transaction`, holding the write lock)."""
 
     def __init__(self, dsn: str, timeout: float, transaction: Callable[[Callable[[Any], Any]], Any]) -> None:
-        super().__init__(Path(), timeout, transaction)
+        super().__init__(Path(), timeout, transaction, POSTGRES)
         self.dsn = dsn
         self._db: Translated | None = None
         self._db_lock = threading.Lock()

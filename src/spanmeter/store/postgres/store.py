@@ -5,8 +5,8 @@
     migrations.py  the schema's named, versioned migrations, applied once under a lock
     parts.py       the shared parts (queries, aggregates, API keys, outbox) on PostgreSQL;
                    sqlite/attention.py the stored unknown-model and rejected-span counts
-    dialect.py     their SQL, written for SQLite, as PostgreSQL statements
-    connection.py  the pool, and connections that speak that SQL
+    dialect.py     what their SQL says in PostgreSQL's dialect where SQLite's differs
+    connection.py  the pool, and connections that take the shared parts' statements
 
 Reads (the query API, API keys, the outbox's claims) use a connection pool opened on first use.
 """
@@ -25,9 +25,11 @@ from psycopg_pool import ConnectionPool
 from spanmeter.errors import StorageError
 from spanmeter.store.composed import ComposedStore
 from spanmeter.store.postgres.connection import Translated, connect, new_pool, redacted
+from spanmeter.store.postgres.dialect import POSTGRES
 from spanmeter.store.postgres.migrations import migrate
-from spanmeter.store.postgres.parts import PostgresAggregate, PostgresKeys, PostgresOutbox, PostgresQueries
+from spanmeter.store.postgres.parts import PostgresKeys, PostgresOutbox, PostgresQueries
 from spanmeter.store.postgres.writer import Writer
+from spanmeter.store.sqlite.aggregate import SQLAggregate
 
 T = TypeVar("T")
 
@@ -53,7 +55,7 @@ class PostgresStore(ComposedStore):
             dsn, max_queued_records=max_queued_records, connect_timeout=connect_timeout, retry_after=retry_after
         )
         self.queries = PostgresQueries(self._fetch)
-        self.aggregates = PostgresAggregate(self._fetch)
+        self.aggregates = SQLAggregate(self._fetch, POSTGRES)
         self.keys = PostgresKeys(dsn, connect_timeout, self._fetch)
         self.outbox = PostgresOutbox(dsn, connect_timeout, self.writer.transaction)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Final
 
 from spanmeter.store.constants import DAY_NS, HOUR_NS
+from spanmeter.store.sql_dialect import Dialect
 
 # (table keyed by who, its time column, the count of the rows whose time falls in a bucket)
 COUNTS: Final = (
@@ -27,16 +28,21 @@ SOURCES: Final = ("adoption_developers", "adoption_accounts")
 # (table, its bucket column, the bucket's length)
 LEVELS: Final = (("adoption_daily", "day", DAY_NS), ("adoption_hourly", "hour", HOUR_NS))
 
-SCHEMA: Final = tuple(
-    f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
-    for table, _, _ in LEVELS
-    for column in LAST_COLUMNS
-)
+
+
+def schema(d: Dialect) -> tuple[str, ...]:
+    return tuple(
+        f"ALTER TABLE {table} ADD COLUMN {column} {d.integer} NOT NULL DEFAULT 0"
+        for table, _, _ in LEVELS
+        for column in LAST_COLUMNS
+    )
+
 
 BACKFILL: Final = tuple(
     f"INSERT INTO {table} (workspace, product, category, {unit}, events, {count})"
     f" SELECT workspace, product, category, {at} / {unit_ns}, 0, COUNT(*) FROM {source}"
-    f" WHERE {at} IS NOT NULL GROUP BY 1, 2, 3, 4 ON CONFLICT DO UPDATE SET {count} = excluded.{count}"
+    f" WHERE {at} IS NOT NULL GROUP BY 1, 2, 3, 4 ON CONFLICT (workspace, {unit}, product, category)"
+    f" DO UPDATE SET {count} = excluded.{count}"
     for table, unit, unit_ns in LEVELS
     for source, at, count in COUNTS
 )

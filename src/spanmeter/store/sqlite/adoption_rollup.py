@@ -26,36 +26,45 @@ from typing import Final
 
 from spanmeter.record import Product, UsageRecord
 from spanmeter.store.constants import DAY_NS, HOUR_NS
+from spanmeter.store.sql_dialect import Dialect
 from spanmeter.usage_schema import EVENT_FAMILIES
 
 ACTIVATED_FAMILIES: Final = ("activation", "retention", "expansion", "commercial")
 FAMILY_COLUMNS: Final = tuple(f"family_{family}" for family in EVENT_FAMILIES)
-_KEYS: Final = "workspace TEXT NOT NULL, product TEXT NOT NULL, category TEXT NOT NULL"
 
-SCHEMA: Final = (
-    (
-        f"CREATE TABLE adoption_daily ({_KEYS}, day INTEGER NOT NULL, product_id TEXT, product_name TEXT,"
-        f" product_type TEXT, events INTEGER NOT NULL,"
-        f" {', '.join(f'{c} INTEGER NOT NULL DEFAULT 0' for c in FAMILY_COLUMNS)},"
-        " PRIMARY KEY (workspace, day, product, category)) WITHOUT ROWID"
-    ),
-    (
-        f"CREATE TABLE adoption_developers ({_KEYS}, developer TEXT NOT NULL, last_at INTEGER NOT NULL,"
-        " activated_at INTEGER, PRIMARY KEY (workspace, product, category, developer)) WITHOUT ROWID"
-    ),
-    (
-        f"CREATE TABLE adoption_accounts ({_KEYS}, account TEXT NOT NULL, last_at INTEGER NOT NULL,"
-        " PRIMARY KEY (workspace, product, category, account)) WITHOUT ROWID"
-    ),
-)
 
-# Added by m016 (adoption_last_events.py adds the last-event columns to both tables).
-HOURLY_SCHEMA: Final = (
-    f"CREATE TABLE adoption_hourly ({_KEYS}, hour INTEGER NOT NULL, product_id TEXT, product_name TEXT,"
-    f" product_type TEXT, events INTEGER NOT NULL,"
-    f" {', '.join(f'{c} INTEGER NOT NULL DEFAULT 0' for c in FAMILY_COLUMNS)},"
-    " PRIMARY KEY (workspace, hour, product, category)) WITHOUT ROWID"
-)
+def _keys(d: Dialect) -> str:
+    return f"workspace {d.text} NOT NULL, product {d.text} NOT NULL, category {d.text} NOT NULL"
+
+
+def _events_table(d: Dialect, table: str, unit: str) -> str:
+    return (
+        f"CREATE TABLE {table} ({_keys(d)}, {unit} {d.integer} NOT NULL, product_id {d.text},"
+        f" product_name {d.text}, product_type {d.text}, events {d.integer} NOT NULL,"
+        f" {', '.join(f'{c} {d.integer} NOT NULL DEFAULT 0' for c in FAMILY_COLUMNS)},"
+        f" PRIMARY KEY (workspace, {unit}, product, category)){d.table_options}"
+    )
+
+
+def schema(d: Dialect) -> tuple[str, ...]:
+    return (
+        _events_table(d, "adoption_daily", "day"),
+        (
+            f"CREATE TABLE adoption_developers ({_keys(d)}, developer {d.text} NOT NULL,"
+            f" last_at {d.integer} NOT NULL, activated_at {d.integer},"
+            f" PRIMARY KEY (workspace, product, category, developer)){d.table_options}"
+        ),
+        (
+            f"CREATE TABLE adoption_accounts ({_keys(d)}, account {d.text} NOT NULL, last_at {d.integer} NOT NULL,"
+            f" PRIMARY KEY (workspace, product, category, account)){d.table_options}"
+        ),
+    )
+
+
+def hourly_schema(d: Dialect) -> str:
+    """Added by m016 (adoption_last_events.py adds the last-event columns to both tables)."""
+    return _events_table(d, "adoption_hourly", "hour")
+
 
 # The product events of the records, as the partial index records_product_events selects them.
 PRODUCT_EVENTS: Final = "kind = 'event' AND (product_id IS NOT NULL OR product_name IS NOT NULL)"
@@ -93,18 +102,23 @@ BACKFILL: Final = (
 )
 
 
-def _greatest(column: str) -> str:
-    """The larger of a nullable stored value and the new one (SQLite's max() is NULL if either is)."""
-    return f"{column} = COALESCE(max({column}, excluded.{column}), {column}, excluded.{column})"
+# The upserts are in SQL both backends accept: a conflict target, the stored row's columns
+# qualified with the table (PostgreSQL finds a bare one ambiguous beside `excluded`), and the
+# larger of two values as a CASE (SQLite's max(a, b) is PostgreSQL's GREATEST).
+def _greatest(table: str, column: str) -> str:
+    """`column` set to the larger of its stored value and the new one, either of them NULL."""
+    stored, new = f"{table}.{column}", f"excluded.{column}"
+    return f"{column} = CASE WHEN {new} > {stored} OR {stored} IS NULL THEN {new} ELSE {stored} END"
 
 
 def _upsert_events(table: str, unit: str) -> str:
     return (
         f"INSERT INTO {table} (workspace, product, category, {unit}, product_id, product_name, product_type,"
         f" events, {', '.join(FAMILY_COLUMNS)}) VALUES ({', '.join('?' * (8 + len(FAMILY_COLUMNS)))})"
-        f" ON CONFLICT DO UPDATE SET {_greatest('product_id')}, {_greatest('product_name')},"
-        f" {_greatest('product_type')}, events = events + excluded.events, "
-        + ", ".join(f"{c} = {c} + excluded.{c}" for c in FAMILY_COLUMNS)
+        f" ON CONFLICT (workspace, {unit}, product, category) DO UPDATE SET {_greatest(table, 'product_id')},"
+        f" {_greatest(table, 'product_name')}, {_greatest(table, 'product_type')},"
+        f" events = {table}.events + excluded.events, "
+        + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in FAMILY_COLUMNS)
     )
 
 
@@ -112,12 +126,12 @@ _UPSERT_DAILY: Final = _upsert_events("adoption_daily", "day")
 _UPSERT_HOURLY: Final = _upsert_events("adoption_hourly", "hour")
 _UPSERT_DEVELOPERS: Final = (
     "INSERT INTO adoption_developers (workspace, product, category, developer, last_at, activated_at)"
-    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
-    f" last_at = max(last_at, excluded.last_at), {_greatest('activated_at')}"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace, product, category, developer) DO UPDATE SET"
+    f" {_greatest('adoption_developers', 'last_at')}, {_greatest('adoption_developers', 'activated_at')}"
 )
 _UPSERT_ACCOUNTS: Final = (
     "INSERT INTO adoption_accounts (workspace, product, category, account, last_at) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT DO UPDATE SET last_at = max(last_at, excluded.last_at)"
+    f" ON CONFLICT (workspace, product, category, account) DO UPDATE SET {_greatest('adoption_accounts', 'last_at')}"
 )
 
 

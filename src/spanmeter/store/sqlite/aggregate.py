@@ -10,8 +10,8 @@ Three sources give the same numbers:
 - the records otherwise (any time zone, hour windows, meta keys, distinct counts, exact meter
   quantities), read through the same filters as a records page.
 
-`SQLAggregate` answers from these on any backend, through `fetch` (PostgreSQL runs the same
-statements, translated). `SQLiteAggregate` adds what only SQLite can do: the rollup answer's JSON
+`SQLAggregate` answers from these on any backend, through `fetch` and in the backend's dialect
+(store/sql_dialect.py). `SQLiteAggregate` adds what only SQLite can do: the rollup answer's JSON
 built by SQLite itself (aggregate_json.py).
 """
 
@@ -39,8 +39,10 @@ from spanmeter.store.aggregate import (
     zone,
 )
 from spanmeter.store.constants import ALL_CUSTOMERS, DAY_NS
+from spanmeter.store.sql_dialect import Dialect
 from spanmeter.store.sqlite import model_rollup
 from spanmeter.store.sqlite.aggregate_json import RollupJSON
+from spanmeter.store.sqlite.dialect import SQLITE
 from spanmeter.store.sqlite.queries import record_filters
 from spanmeter.store.sqlite.readers import Fetch
 
@@ -75,18 +77,13 @@ _DIMENSION_SQL: Final = {
 class SQLAggregate:
     """Meter queries from the rollups and the records, on any backend's read queries."""
 
-    def __init__(self, fetch: Fetch) -> None:
+    def __init__(self, fetch: Fetch, dialect: Dialect = SQLITE) -> None:
         self._fetch = fetch
-
-    @staticmethod
-    def month_of(seconds: str) -> str:
-        """SQL of the UTC month ('YYYY-MM') of a time in seconds since the epoch (SQL too): the
-        one function a backend words its own way (PostgresAggregate)."""
-        return f"strftime('%Y-%m', {seconds}, 'unixepoch')"
+        self.dialect = dialect
 
     def _rollup_window_key(self, window: str) -> str:
         """A rollup row's window key, as the records' is computed (`day`: days since the epoch)."""
-        return {"day": "day", "month": self.month_of(f"day * {DAY_NS // NS}"), "none": "NULL"}[window]
+        return {"day": "day", "month": self.dialect.month_of(f"day * {DAY_NS // NS}"), "none": "NULL"}[window]
 
     def aggregate(self, query: AggregateQuery) -> AggregateResult:
         """Rows of (window, group) with at least one record, in window then group order (no
@@ -132,7 +129,7 @@ class SQLAggregate:
         sums = ", ".join(_ROLLUP_METRICS[name] for name in query.metrics)
         sql = (
             f"SELECT {key}, customer_id, {_ROLLUP_METRICS['records']}{', ' if sums else ''}{sums}"
-            f" FROM usage_daily WHERE {' AND '.join(clauses)} GROUP BY 1, 2 ORDER BY 1, 2 LIMIT ?"
+            f" FROM usage_daily WHERE {' AND '.join(clauses)} GROUP BY 1, 2 ORDER BY {self._order(2)} LIMIT ?"
         )
         limit = 2 * query.max_rows + 2  # a workspace row per window beside its customers' rows
         found = self._fetch(sql, [*params, limit])
@@ -181,7 +178,7 @@ class SQLAggregate:
         sql = (
             f"SELECT {', '.join(keys)}, {model_rollup.METRIC_SUMS['records']}{sums} FROM usage_daily_model"
             f" WHERE {' AND '.join(clauses)} GROUP BY {numbers} HAVING {model_rollup.METRIC_SUMS['records']} != 0"
-            f" ORDER BY {numbers} LIMIT ?"
+            f" ORDER BY {self._order(len(keys))} LIMIT ?"
         )
         found = self._fetch(sql, [*params, query.max_rows + 1])
         if len(found) > query.max_rows:
@@ -193,7 +190,7 @@ class SQLAggregate:
     # --- records -----------------------------------------------------------------------------
     def _from_records(self, query: AggregateQuery, tz: ZoneInfo) -> list[AggregateRow]:
         where = query.where
-        clauses, filter_params = record_filters(where)
+        clauses, filter_params = record_filters(where, dialect=self.dialect)
         window_sql = "NULL"
         if query.window != "none":
             span = self._time_span(query)
@@ -205,7 +202,7 @@ class SQLAggregate:
                 "hour": f"((r.occurred_at + {_offset_sql(periods, lambda o: o % HOUR_NS)}) / {HOUR_NS}) * {HOUR_NS}"
                 f" - {_offset_sql(periods, lambda o: o % HOUR_NS)}",
                 "day": f"(r.occurred_at + {offset}) / {DAY_NS}",
-                "month": self.month_of(f"(r.occurred_at + {offset}) / {NS}"),
+                "month": self.dialect.month_of(f"(r.occurred_at + {offset}) / {NS}"),
             }[query.window]
         group_sql, group_params = [], []
         for name in query.group_by:
@@ -213,8 +210,9 @@ class SQLAggregate:
                 meta_key = name[len(META_PREFIX) :]
                 if not meta_key or '"' in meta_key or "\\" in meta_key:
                     raise ValueError(f"meta key not usable in group_by: {meta_key!r}")
-                group_sql.append("json_extract(r.meta, ?)")
-                group_params.append(f'$."{meta_key}"')
+                entry, entry_params = self.dialect.json_value("r.meta", meta_key)
+                group_sql.append(entry)
+                group_params += entry_params
             elif name in _DIMENSION_SQL:
                 group_sql.append(_DIMENSION_SQL[name])
             else:
@@ -223,7 +221,7 @@ class SQLAggregate:
         summed = [name for name in query.metrics if name != "quantity"]
         select = ", ".join([*keys, "COUNT(*)", *(_RECORD_METRICS[name] for name in summed)])
         numbers = ", ".join(str(i) for i in range(1, len(keys) + 1))
-        group = f" GROUP BY {numbers} ORDER BY {numbers}"
+        group = f" GROUP BY {numbers} ORDER BY {self._order(len(keys))}"
         sql = f"SELECT {select} FROM records r WHERE {' AND '.join(clauses)}{group} LIMIT ?"
         found = self._fetch(sql, [*group_params, *filter_params, query.max_rows + 1])
         if len(found) > query.max_rows:
@@ -243,6 +241,10 @@ class SQLAggregate:
             ordered = [values[name] for name in query.metrics]
             rows.append(_row(bounds(row[0]), tuple(row[1:width]), query.metrics, ordered))
         return rows
+
+    def _order(self, count: int) -> str:
+        """ORDER BY the first `count` columns, NULL first (no customer, model, meta value...)."""
+        return ", ".join(self.dialect.nulls_first(str(i)) for i in range(1, count + 1))
 
     def _quantities(
         self, keys: list[str], group_params: list[Any], clauses: list[str], filter_params: list[Any]

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from spanmeter.store.queries import ApiKey
+from spanmeter.store.sql_dialect import Dialect
+from spanmeter.store.sqlite.dialect import SQLITE
 from spanmeter.store.sqlite.readers import Fetch
 
 _COLUMNS: Final = (
@@ -37,12 +39,14 @@ def _key(row: tuple[Any, ...]) -> ApiKey:
 
 
 class SQLiteKeys:
-    """API keys: read on the read connections, changed on a connection of their own (rare)."""
+    """API keys: read on the read connections, changed on a connection of their own (rare);
+    their SQL in `dialect`."""
 
-    def __init__(self, path: Path, busy_timeout: float, fetch: Fetch) -> None:
+    def __init__(self, path: Path, busy_timeout: float, fetch: Fetch, dialect: Dialect = SQLITE) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
         self._fetch = fetch
+        self.dialect = dialect
 
     def _write_connection(self) -> sqlite3.Connection:
         return sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None)
@@ -83,7 +87,7 @@ class SQLiteKeys:
     def set_key_state(self, key_id: str, state: str) -> ApiKey:
         conn = self._write_connection()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(self.dialect.begin_write)
             try:
                 found = conn.execute(f"{_SELECT} WHERE id = ?", [key_id]).fetchone()
                 if found is None:

@@ -21,17 +21,23 @@ from typing import Final
 
 from spanmeter.record import UsageRecord
 from spanmeter.store.base import Rejected
+from spanmeter.store.sql_dialect import Dialect
 from spanmeter.store.sqlite.readers import Fetch
 
 UNKNOWN_MODEL: Final = "unknown_model"
 REJECTED_SPANS: Final = "rejected_spans"
 
-SCHEMA: Final = (
-    (
-        "CREATE TABLE attention_counts (workspace TEXT NOT NULL, name TEXT NOT NULL, count INTEGER NOT NULL,"
-        " PRIMARY KEY (workspace, name)) WITHOUT ROWID"
-    ),
-)
+
+
+def schema(d: Dialect) -> tuple[str, ...]:
+    return (
+        (
+            f"CREATE TABLE attention_counts (workspace {d.text} NOT NULL, name {d.text} NOT NULL,"
+            f" count {d.integer} NOT NULL, PRIMARY KEY (workspace, name)){d.table_options}"
+        ),
+    )
+
+
 BACKFILL: Final = (
     (
         f"INSERT INTO attention_counts SELECT workspace, '{UNKNOWN_MODEL}', COUNT(*) FROM records"

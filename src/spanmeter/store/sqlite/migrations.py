@@ -26,6 +26,7 @@ from spanmeter.store.sqlite import (
     rollup,
 )
 from spanmeter.store.sqlite.connection import connect
+from spanmeter.store.sqlite.dialect import SQLITE
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def _m004_lighter_query_indexes(db: sqlite_utils.Database) -> None:
 
 @migrations(name="m005_daily_rollups")
 def _m005_daily_rollups(db: sqlite_utils.Database) -> None:
-    for statement in (*rollup.SCHEMA, *rollup.BACKFILL):
+    for statement in (*rollup.schema(SQLITE), *rollup.BACKFILL):
         db.execute(statement)
 
 
@@ -130,14 +131,14 @@ def _m007_key_hash(db: sqlite_utils.Database) -> None:
 
 @migrations(name="m008_outbox")
 def _m008_outbox(db: sqlite_utils.Database) -> None:
-    for statement in outbox.SCHEMA:
+    for statement in outbox.schema(SQLITE):
         db.execute(statement)
 
 
 @migrations(name="m009_meter_rollup")
 def _m009_meter_rollup(db: sqlite_utils.Database) -> None:
     # Each meter's quantity per day, for the snapshot; filled from the meter records already stored.
-    db.execute(rollup.METER_SCHEMA)
+    db.execute(rollup.meter_schema(SQLITE))
     stored = db.execute(
         "SELECT workspace, customer_id, occurred_at, meter, quantity FROM records WHERE kind = 'meter'"
     ).fetchall()
@@ -153,14 +154,14 @@ def _m010_key_quotas(db: sqlite_utils.Database) -> None:
 
 @migrations(name="m013_exporter_counts")
 def _m013_exporter_counts(db: sqlite_utils.Database) -> None:
-    for statement in outbox.COUNTS_SCHEMA:
+    for statement in outbox.counts_schema(SQLITE):
         db.execute(statement)
 
 
 @migrations(name="m011_adoption_rollups")
 def _m011_adoption_rollups(db: sqlite_utils.Database) -> None:
     # The public adoption rows from rollups (store/sqlite/adoption_rollup.py), filled from stored events.
-    for statement in (*adoption_rollup.SCHEMA, *adoption_rollup.BACKFILL):
+    for statement in (*adoption_rollup.schema(SQLITE), *adoption_rollup.BACKFILL):
         db.execute(statement)
 
 
@@ -178,7 +179,7 @@ def _m012_usage_daily_by_day(db: sqlite_utils.Database) -> None:
 def _m014_attention_counts(db: sqlite_utils.Database) -> None:
     # The dashboard's unknown-model and rejected-span counts, kept across restarts
     # (store/sqlite/attention.py); unknown-model records already stored are counted once here.
-    for statement in (*attention.SCHEMA, *attention.BACKFILL):
+    for statement in (*attention.schema(SQLITE), *attention.BACKFILL):
         db.execute(statement)
 
 
@@ -186,7 +187,7 @@ def _m014_attention_counts(db: sqlite_utils.Database) -> None:
 def _m015_usage_daily_model(db: sqlite_utils.Database) -> None:
     # Meter queries by model, provider or kind from daily rollups (store/sqlite/model_rollup.py),
     # filled from the records already stored (one pass over them).
-    for statement in (*model_rollup.SCHEMA, *model_rollup.BACKFILL):
+    for statement in (*model_rollup.schema(SQLITE), *model_rollup.BACKFILL):
         db.execute(statement)
 
 
@@ -196,8 +197,8 @@ def _m016_adoption_histogram(db: sqlite_utils.Database) -> None:
     # of a workspace (store/sqlite/adoption_last_events.py): hourly event counts from the stored
     # events, last-event counts from adoption_developers and adoption_accounts, then the triggers.
     for statement in (
-        adoption_rollup.HOURLY_SCHEMA,
-        *adoption_last_events.SCHEMA,
+        adoption_rollup.hourly_schema(SQLITE),
+        *adoption_last_events.schema(SQLITE),
         adoption_rollup.HOURLY_BACKFILL,
         *adoption_last_events.BACKFILL,
         *adoption_last_events.TRIGGERS,
@@ -209,7 +210,7 @@ def _m016_adoption_histogram(db: sqlite_utils.Database) -> None:
 def _m017_exporter_skips(db: sqlite_utils.Database) -> None:
     # Records exporters left out unsent (e.g. no Fluxrate meter token), per reason, for
     # `spanmeter exporters status`; none were stored before.
-    for statement in outbox.SKIPS_SCHEMA:
+    for statement in outbox.skips_schema(SQLITE):
         db.execute(statement)
 
 

@@ -19,15 +19,21 @@ from typing import Final
 
 from spanmeter.record import UsageRecord
 from spanmeter.store.constants import DAY_NS
+from spanmeter.store.sql_dialect import Dialect
 
-SCHEMA: Final = (
-    (
-        "CREATE TABLE usage_daily_model (workspace TEXT NOT NULL, day INTEGER NOT NULL, kind TEXT NOT NULL,"
-        " provider TEXT NOT NULL, model TEXT NOT NULL, records INTEGER NOT NULL, tokens INTEGER NOT NULL,"
-        " input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, cost_nano INTEGER NOT NULL,"
-        " PRIMARY KEY (workspace, day, kind, provider, model)) WITHOUT ROWID"
-    ),
-)
+
+def schema(d: Dialect) -> tuple[str, ...]:
+    return (
+        (
+            f"CREATE TABLE usage_daily_model (workspace {d.text} NOT NULL, day {d.integer} NOT NULL,"
+            f" kind {d.text} NOT NULL, provider {d.text} NOT NULL, model {d.text} NOT NULL,"
+            f" records {d.integer} NOT NULL, tokens {d.integer} NOT NULL, input_tokens {d.integer} NOT NULL,"
+            f" output_tokens {d.integer} NOT NULL, cost_nano {d.integer} NOT NULL,"
+            f" PRIMARY KEY (workspace, day, kind, provider, model)){d.table_options}"
+        ),
+    )
+
+
 _TOKENS: Final = "COALESCE(total_tokens, COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0))"
 BACKFILL: Final = (
     (

@@ -37,36 +37,51 @@ from spanmeter.store.outbox import (
     holder_is_gone,
 )
 from spanmeter.store.schema import COLUMNS, row_to_record
+from spanmeter.store.sql_dialect import Dialect
+from spanmeter.store.sqlite.dialect import SQLITE
 from spanmeter.store.sqlite.errors import storage_error
-from spanmeter.store.sqlite.item_sql import ITEM_JSON, complete_items
+from spanmeter.store.sqlite.item_sql import complete_items
 
-SCHEMA: Final = (
-    (
-        "CREATE TABLE exporter_positions (exporter TEXT PRIMARY KEY, position INTEGER NOT NULL,"
-        " claim_end INTEGER, attempts INTEGER NOT NULL DEFAULT 0, failing_since INTEGER,"
-        " next_attempt_at INTEGER NOT NULL DEFAULT 0, last_error TEXT, lease_owner TEXT, lease_until INTEGER,"
-        " updated_at INTEGER NOT NULL)"
-    ),
-    (
-        "CREATE TABLE deliveries (exporter TEXT NOT NULL, seq INTEGER NOT NULL, state TEXT NOT NULL,"
-        " attempts INTEGER NOT NULL, reason TEXT, updated_at INTEGER NOT NULL,"
-        " PRIMARY KEY (exporter, seq)) WITHOUT ROWID"
-    ),
-    "CREATE INDEX deliveries_state ON deliveries (state, exporter, seq)",
-)
-COUNTS_SCHEMA: Final = (  # m009: what `spanmeter exporters status` totals, kept with the position
-    "ALTER TABLE exporter_positions ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE exporter_positions ADD COLUMN retried INTEGER NOT NULL DEFAULT 0",
-)
-SKIPS_SCHEMA: Final = (  # m017: records left out unsent (e.g. no Fluxrate meter token), per reason
-    (
-        "CREATE TABLE exporter_skips (exporter TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL,"
-        " detail TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (exporter, reason)) WITHOUT ROWID"
-    ),
-)
+
+def schema(d: Dialect) -> tuple[str, ...]:
+    i, t = d.integer, d.text
+    return (
+        (
+            f"CREATE TABLE exporter_positions (exporter {t} PRIMARY KEY, position {i} NOT NULL,"
+            f" claim_end {i}, attempts {i} NOT NULL DEFAULT 0, failing_since {i},"
+            f" next_attempt_at {i} NOT NULL DEFAULT 0, last_error {t}, lease_owner {t}, lease_until {i},"
+            f" updated_at {i} NOT NULL)"
+        ),
+        (
+            f"CREATE TABLE deliveries (exporter {t} NOT NULL, seq {i} NOT NULL, state {t} NOT NULL,"
+            f" attempts {i} NOT NULL, reason {t}, updated_at {i} NOT NULL,"
+            f" PRIMARY KEY (exporter, seq)){d.table_options}"
+        ),
+        "CREATE INDEX deliveries_state ON deliveries (state, exporter, seq)",
+    )
+
+
+def counts_schema(d: Dialect) -> tuple[str, ...]:
+    """m013: what `spanmeter exporters status` totals, kept with the position."""
+    return (
+        f"ALTER TABLE exporter_positions ADD COLUMN delivered {d.integer} NOT NULL DEFAULT 0",
+        f"ALTER TABLE exporter_positions ADD COLUMN retried {d.integer} NOT NULL DEFAULT 0",
+    )
+
+
+def skips_schema(d: Dialect) -> tuple[str, ...]:
+    """m017: records left out unsent (e.g. no Fluxrate meter token), per reason."""
+    return (
+        (
+            f"CREATE TABLE exporter_skips (exporter {d.text} NOT NULL, reason {d.text} NOT NULL,"
+            f" count {d.integer} NOT NULL, detail {d.text} NOT NULL, updated_at {d.integer} NOT NULL,"
+            f" PRIMARY KEY (exporter, reason)){d.table_options}"
+        ),
+    )
+
+
 SCAN_WINDOW: Final = 20_000  # records past the position one claim reads at most
 _RECORD: Final = f"SELECT seq, {', '.join(COLUMNS)} FROM records"
-_ITEM: Final = f"SELECT seq, {ITEM_JSON} FROM records"
 _STATE: Final = (
     "SELECT position, claim_end, attempts, failing_since, next_attempt_at, lease_owner, lease_until"
     " FROM exporter_positions WHERE exporter = ?"
@@ -161,12 +176,21 @@ def _filter_sql(where: ExportFilter) -> tuple[str, list[Any]]:
 
 
 class SQLiteOutbox:
-    """Exporter positions and claims: reads on a connection of its own, writes by the writer."""
+    """Exporter positions and claims: reads on a connection of its own, writes by the writer
+    (their SQL in `dialect`)."""
 
-    def __init__(self, path: Path, busy_timeout: float, transaction: Callable[[Callable[[sqlite3.Connection], Any]], Any]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        busy_timeout: float,
+        transaction: Callable[[Callable[[sqlite3.Connection], Any]], Any],
+        dialect: Dialect = SQLITE,
+    ) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
         self.transaction = transaction  # the writer's: runs a function in its next transaction
+        self.dialect = dialect
+        self._item = f"SELECT seq, {dialect.item_json} FROM records"
         self._outbox_conn: sqlite3.Connection | None = None
         self._outbox_lock: threading.Lock | None = None
 
@@ -225,8 +249,8 @@ class SQLiteOutbox:
         conn, lock = self._outbox()  # reads: this module's own connection, no lock on the writer
         with lock:
             # 2. the batch (a read snapshot: the records and MAX(seq) agree)
-            select = _RECORD if item_of is None else _ITEM
-            conn.execute("BEGIN")
+            select = _RECORD if item_of is None else self._item
+            conn.execute(self.dialect.begin_read)
             try:
                 requeued = [
                     seq
@@ -423,7 +447,7 @@ class SQLiteOutbox:
     def exporter_states(self, filters: Mapping[str, ExportFilter] | None = None) -> list[ExporterState]:
         conn, lock = self._outbox()
         with lock:
-            conn.execute("BEGIN")  # one snapshot: positions, counts and records agree
+            conn.execute(self.dialect.begin_read)  # one snapshot: positions, counts and records agree
             try:
                 newest = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM records").fetchone()[0]
                 counts: dict[tuple[str, str], int] = {
@@ -491,19 +515,20 @@ def _batches_in_retry(
     deliveries that fails is already there, as its own `pending` rows."""
     batches = conn.execute(
         "SELECT exporter, position, claim_end, attempts, last_error, updated_at FROM exporter_positions p"
-        " WHERE attempts > 0 AND claim_end IS NOT NULL AND (? IS NULL OR exporter = ?) AND NOT EXISTS"
+        " WHERE attempts > 0 AND claim_end IS NOT NULL AND (CAST(? AS TEXT) IS NULL OR exporter = ?) AND NOT EXISTS"
         " (SELECT 1 FROM deliveries d WHERE d.exporter = p.exporter AND d.state = 'pending')",
         [exporter, exporter],
     ).fetchall()
     rows: list[tuple[Any, ...]] = []
     for name, position, claim_end, attempts, last_error, updated_at in batches:
         filter_sql, params = _filter_sql(filters.get(name, ExportFilter()))  # what the retry sends
+        limit_sql, limit_params = ("", []) if limit is None else (" LIMIT ?", [limit])
         rows.extend(
             (name, seq, record_id, workspace, customer_id, kind, type_, "pending", attempts, last_error, updated_at)
             for seq, record_id, workspace, customer_id, kind, type_ in conn.execute(
                 "SELECT seq, id, workspace, customer_id, kind, type FROM records"
-                f" WHERE seq > ? AND seq <= ?{filter_sql} ORDER BY seq LIMIT ?",
-                [position, claim_end, *params, -1 if limit is None else limit],
+                f" WHERE seq > ? AND seq <= ?{filter_sql} ORDER BY seq{limit_sql}",
+                [position, claim_end, *params, *limit_params],
             )
         )
     return rows

@@ -3,7 +3,7 @@
 Reads use a small pool of read-only connections (readers.py). Pages are
 keyed on `seq`, the insertion order: SQLite's single writer assigns it in commit order, so a
 cursor `seq < N` (desc) or `seq > N` (asc) neither skips nor repeats records inserted meanwhile.
-Meta filters compare `json_extract(meta, '$."key"')` while walking a page's index in seq order:
+Meta filters compare the meta entry's value (`json_extract(meta, '$."key"')`) while walking a page's index in seq order:
 a page stops after `take` matches, so common values are fast; a value rarer than about one record
 in 10^5 makes the page read much of the workspace (no meta index: it cost ~70% of ingest speed).
 """
@@ -29,11 +29,13 @@ from spanmeter.store.queries import (
     UnknownModel,
 )
 from spanmeter.store.schema import COLUMNS, row_to_record
+from spanmeter.store.sql_dialect import Dialect
 from spanmeter.store.sqlite.adoption_last_events import LAST_COLUMNS
 from spanmeter.store.sqlite.adoption_rollup import CATEGORY_KEY, DEVELOPER, PRODUCT_EVENTS, PRODUCT_KEY
 from spanmeter.store.sqlite.adoption_rollup import FAMILY_COLUMNS as _FAMILY_COLUMNS
 from spanmeter.store.sqlite.csv_sql import in_filters, line_select, plain_lines
-from spanmeter.store.sqlite.item_sql import ITEM_JSON, complete_items
+from spanmeter.store.sqlite.dialect import SQLITE
+from spanmeter.store.sqlite.item_sql import complete_items
 from spanmeter.store.sqlite.key_hash import key_hash
 from spanmeter.store.sqlite.readers import Fetch
 from spanmeter.store.sqlite.rollup import sum_quantities
@@ -46,10 +48,11 @@ _SELECT: Final = f"SELECT {', '.join(COLUMNS)} FROM records"
 
 
 class SQLiteQueries:
-    """The reads of the query API and the CLI, on the read connections."""
+    """The reads of the query API and the CLI, on the read connections (their SQL in `dialect`)."""
 
-    def __init__(self, fetch: Fetch) -> None:
+    def __init__(self, fetch: Fetch, dialect: Dialect = SQLITE) -> None:
         self._fetch = fetch
+        self.dialect = dialect
         self._secret: bytes | None = None
 
     # --- records -----------------------------------------------------------------------------
@@ -87,7 +90,7 @@ class SQLiteQueries:
 
     def query_records(self, query: RecordQuery) -> list[tuple[int, UsageRecord]]:
         walk = bool(query.equals) or self._walk_seq_for_time_range(query)
-        sql, params = build_page_sql(query, walk_seq=walk)
+        sql, params = build_page_sql(query, walk_seq=walk, dialect=self.dialect)
         return [(row[0], row_to_record(row[1:])) for row in self._fetch(sql, params)]
 
     def query_columns(self, query: RecordQuery, columns: Sequence[str]) -> list[tuple[Any, ...]]:
@@ -95,7 +98,9 @@ class SQLiteQueries:
         if unknown:  # names from code, never from a client; checked all the same
             raise ValueError(f"not a records column: {', '.join(unknown)}")
         walk = bool(query.equals) or self._walk_seq_for_time_range(query)
-        sql, params = build_page_sql(query, walk_seq=walk, select=", ".join(f"r.{c}" for c in columns))
+        sql, params = build_page_sql(
+            query, walk_seq=walk, select=", ".join(f"r.{c}" for c in columns), dialect=self.dialect
+        )
         return self._fetch(sql, params)
 
     def query_csv_lines(self, query: RecordQuery, line: CsvLine) -> CsvLines | None:
@@ -109,9 +114,9 @@ class SQLiteQueries:
         # The page's seqs first, then the items of those only: a page that sorts a time range
         # would otherwise build the JSON of every record in the range before the sort picks 51
         # (one old day at 1M records: 105 ms against 22 ms).
-        page, params = build_page_sql(query, walk_seq=walk, select="")
+        page, params = build_page_sql(query, walk_seq=walk, select="", dialect=self.dialect)
         direction = "DESC" if query.order == "desc" else "ASC"
-        sql = f"SELECT seq, {ITEM_JSON} FROM records WHERE seq IN ({page}) ORDER BY seq {direction}"
+        sql = f"SELECT seq, {self.dialect.item_json} FROM records WHERE seq IN ({page}) ORDER BY seq {direction}"
         rows = self._fetch(sql, [*params])
         items = complete_items(self._fetch, rows, item_of)
         return [(row[0], item) for row, item in zip(rows, items, strict=True)]
@@ -192,11 +197,12 @@ class SQLiteQueries:
         """Models stored as cost_source=unknown, most records first (an operator's list of
         overrides to add). A scan of the workspace's records: an operator's command, not an API."""
         since = "" if since_ns is None else " AND occurred_at >= ?"
+        nulls_first = self.dialect.nulls_first
         rows = self._fetch(
             "SELECT provider, COALESCE(response_model, request_model) AS model, COUNT(*),"
             " COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), MIN(occurred_at), MAX(occurred_at)"
             f" FROM records WHERE workspace = ? AND kind = 'llm' AND cost_source = 'unknown'{since}"
-            " GROUP BY provider, model ORDER BY COUNT(*) DESC, provider, model",
+            f" GROUP BY provider, model ORDER BY COUNT(*) DESC, {nulls_first('provider')}, {nulls_first('model')}",
             [workspace, *([since_ns] if since_ns is not None else [])],
         )
         return [UnknownModel(*row) for row in rows]
@@ -315,7 +321,7 @@ def _most(values: Iterable[str | None]) -> str | None:
 
 
 _ROLLUP_COUNTS: Final = ", ".join((*_FAMILY_COLUMNS, *LAST_COLUMNS))
-_RECORD_FAMILIES: Final = ", ".join(f"event_family = '{family}'" for family in EVENT_FAMILIES)
+_RECORD_FAMILIES: Final = ", ".join(f"CASE WHEN event_family = '{family}' THEN 1 ELSE 0 END" for family in EVENT_FAMILIES)
 # Per (product, category), the developers, activated developers and accounts whose last event
 # (activation) is in [?, ?): the distinct ones of that range's records, looked up by key.
 _EDGE_SQL: Final = (
@@ -337,7 +343,7 @@ _EDGE_SQL: Final = (
 
 def build_page_sql(
     query: RecordQuery, *, walk_seq: bool = False, select: str = _RECORD_COLUMNS,
-    extra: tuple[list[str], list[Any]] = ([], []),
+    extra: tuple[list[str], list[Any]] = ([], []), dialect: Dialect = SQLITE,
 ) -> tuple[str, list[Any]]:
     """SELECT seq, COLUMNS... (or seq and `select`; seq alone for "") for one page. Public for the
     query-plan test.
@@ -346,7 +352,7 @@ def build_page_sql(
     reading the range from the occurred_at index and sorting it."""
     # "+" keeps SQLite off the occurred_at index, whose range it would read whole and sort (0.8 s
     # for a customer's 30 days at 10M records; 5 ms walking the customer's index in seq order).
-    clauses, params = record_filters(query, use_time_index=not (walk_seq or query.equals))
+    clauses, params = record_filters(query, use_time_index=not (walk_seq or query.equals), dialect=dialect)
     clauses, params = [*clauses, *extra[0]], [*params, *extra[1]]  # `extra`: more filters (WHERE clauses, parameters)
     direction, compare = ("DESC", "<") if query.order == "desc" else ("ASC", ">")
     if query.after_seq is not None:
@@ -359,9 +365,11 @@ def build_page_sql(
     return sql, [*params, query.limit]
 
 
-def record_filters(query: RecordQuery, *, use_time_index: bool = True) -> tuple[list[str], list[Any]]:
-    """The WHERE clauses (ANDed, on `records r`) and parameters of a query's workspace and filters:
-    shared by record pages and aggregates."""
+def record_filters(
+    query: RecordQuery, *, use_time_index: bool = True, dialect: Dialect = SQLITE
+) -> tuple[list[str], list[Any]]:
+    """The WHERE clauses (ANDed, on `records r`) and parameters of a query's workspace and filters,
+    in `dialect`: shared by record pages and aggregates."""
     clauses = ["r.workspace = ?"]
     params: list[Any] = [query.workspace]
     for column, value in query.equals:
@@ -381,17 +389,23 @@ def record_filters(query: RecordQuery, *, use_time_index: bool = True) -> tuple[
         params.append(query.to_ns)
     for key, value in query.meta:
         if '"' in key or "\\" in key:  # not expressible as a JSON path label: look the entry up instead
-            clauses.append("EXISTS (SELECT 1 FROM json_each(r.meta) AS j WHERE j.key = ? AND j.value = ?)")
+            clauses.append(
+                f"EXISTS (SELECT 1 FROM {dialect.object_entries('r.meta', 'j')} WHERE j.key = ? AND j.value = ?)"
+            )
             params += [key, value]
         else:
             # The text test first: the stored JSON (json.dumps, sort_keys) holds `"key": "value"`
             # verbatim, and instr() costs far less per row than json_extract, which decides.
-            clauses.append("instr(r.meta, ?) > 0 AND json_extract(r.meta, ?) = ?")
+            entry, entry_params = dialect.json_value("r.meta", key)
+            clauses.append(f"{dialect.position('r.meta', '?')} > 0 AND {entry} = ?")
             needle = f"{json.dumps(key, ensure_ascii=False)}: {json.dumps(value, ensure_ascii=False)}"
-            params += [needle, f'$."{key}"', value]
+            params += [needle, *entry_params, value]
     if query.tag is not None:
         # As for meta: the stored JSON text (json.dumps) holds the tag verbatim; json_each decides.
-        clauses.append("instr(r.tags, ?) > 0 AND EXISTS (SELECT 1 FROM json_each(r.tags) AS t WHERE t.value = ?)")
+        clauses.append(
+            f"{dialect.position('r.tags', '?')} > 0"
+            f" AND EXISTS (SELECT 1 FROM {dialect.array_elements('r.tags', 't')} WHERE t.value = ?)"
+        )
         params += [json.dumps(query.tag), query.tag]
     return clauses, params
 

@@ -26,29 +26,36 @@ from typing import Final
 
 from spanmeter.record import UsageRecord, decimal_string
 from spanmeter.store.constants import ALL_CUSTOMERS, DAY_NS
+from spanmeter.store.sql_dialect import Dialect
 
 _CHUNK: Final = 400
 
-SCHEMA: Final = (
-    (
-        "CREATE TABLE usage_daily (workspace TEXT NOT NULL, customer_id TEXT NOT NULL, day INTEGER NOT NULL,"
-        " tokens INTEGER NOT NULL DEFAULT 0, messages INTEGER NOT NULL DEFAULT 0, cost_nano INTEGER NOT NULL DEFAULT 0,"
-        " new_conversations INTEGER NOT NULL DEFAULT 0, input_tokens INTEGER NOT NULL DEFAULT 0,"
-        " output_tokens INTEGER NOT NULL DEFAULT 0, events INTEGER NOT NULL DEFAULT 0, meters INTEGER NOT NULL DEFAULT 0,"
-        " PRIMARY KEY (workspace, customer_id, day)) WITHOUT ROWID"
-    ),
-    (
-        "CREATE TABLE conversation_starts (workspace TEXT NOT NULL, conversation_id TEXT NOT NULL,"
-        " customer_id TEXT, first_at INTEGER NOT NULL, last_at INTEGER NOT NULL,"
-        " PRIMARY KEY (workspace, conversation_id)) WITHOUT ROWID"
-    ),
-    "CREATE INDEX conversation_activity ON conversation_starts (workspace, last_at, first_at)",
-    "CREATE INDEX conversation_customer_activity ON conversation_starts (workspace, customer_id, last_at, first_at)",
-)
-METER_SCHEMA: Final = (
-    "CREATE TABLE meter_daily (workspace TEXT NOT NULL, customer_id TEXT NOT NULL, day INTEGER NOT NULL,"
-    " meter TEXT NOT NULL, quantity TEXT NOT NULL, PRIMARY KEY (workspace, customer_id, day, meter)) WITHOUT ROWID"
-)
+
+def schema(d: Dialect) -> tuple[str, ...]:
+    counts = ", ".join(f"{c} {d.integer} NOT NULL DEFAULT 0" for c in _SUMMED)
+    return (
+        (
+            f"CREATE TABLE usage_daily (workspace {d.text} NOT NULL, customer_id {d.text} NOT NULL,"
+            f" day {d.integer} NOT NULL, {counts},"
+            f" PRIMARY KEY (workspace, customer_id, day)){d.table_options}"
+        ),
+        (
+            f"CREATE TABLE conversation_starts (workspace {d.text} NOT NULL, conversation_id {d.text} NOT NULL,"
+            f" customer_id {d.text}, first_at {d.integer} NOT NULL, last_at {d.integer} NOT NULL,"
+            f" PRIMARY KEY (workspace, conversation_id)){d.table_options}"
+        ),
+        "CREATE INDEX conversation_activity ON conversation_starts (workspace, last_at, first_at)",
+        "CREATE INDEX conversation_customer_activity ON conversation_starts (workspace, customer_id, last_at, first_at)",
+    )
+
+
+def meter_schema(d: Dialect) -> str:
+    return (
+        f"CREATE TABLE meter_daily (workspace {d.text} NOT NULL, customer_id {d.text} NOT NULL,"
+        f" day {d.integer} NOT NULL, meter {d.text} NOT NULL, quantity {d.text} NOT NULL,"
+        f" PRIMARY KEY (workspace, customer_id, day, meter)){d.table_options}"
+    )
+
 _METER_QUANTITY: Final = "SELECT quantity FROM meter_daily WHERE workspace = ? AND customer_id = ? AND day = ? AND meter = ?"
 _SET_METER_QUANTITY: Final = (
     "INSERT INTO meter_daily (workspace, customer_id, day, meter, quantity) VALUES (?, ?, ?, ?, ?)"
