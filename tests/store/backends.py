@@ -17,8 +17,8 @@ def is_postgres(store: Store) -> bool:
 
 @contextlib.contextmanager
 def database(store: Store) -> Iterator[Any]:
-    """A connection of its own to the store's database, taking the store's SQL (SQLite's dialect,
-    translated on PostgreSQL); each statement committed."""
+    """A connection of its own to the store's database, taking SQL both backends accept with `?`
+    parameters; each statement committed."""
     if is_postgres(store):
         from spanmeter.store.postgres.connection import Translated, connect
 

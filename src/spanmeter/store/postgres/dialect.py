@@ -8,7 +8,8 @@ where the two differ, from POSTGRES:
   writer: see records.py);
 - the query API's item JSON, which SQLite builds with its JSON functions, is built in Python
   (NULL here: the caller's item_of builds it, as for the rows SQLite cannot format);
-- a meta entry by key is `meta::jsonb ->> key` (any key: no JSON path to spell), a JSON object's
+- a meta entry by key is `meta::jsonb ->> key` (any key: no JSON path to spell; sorted bytewise
+  as SQLite sorts text), a JSON object's
   entries `jsonb_each_text`, an array's elements `jsonb_array_elements_text`; SQLite's `instr`
   is `strpos`;
 - an ascending sort key says NULLS FIRST (PostgreSQL's default puts NULL last);
@@ -54,7 +55,9 @@ class PostgresDialect(Dialect):
     table_options = ""
 
     def json_value(self, document: str, key: str) -> tuple[str, list[Any]]:
-        return f"({document}::jsonb ->> ?::text)", [key]  # a parameter's type is unknown: ->> takes text or int
+        # ?::text: psycopg sends a str of unknown type, and ->> takes text or an int; "C": sorted
+        # bytewise as the text columns are, whatever the database's default collation
+        return f'({document}::jsonb ->> ?::text) COLLATE "C"', [key]
 
     def object_entries(self, document: str, alias: str) -> str:
         return f"jsonb_each_text({document}::jsonb) AS {alias}"

@@ -1,7 +1,7 @@
 """Everything newly stored records move besides the records table, in the writer's transaction:
 the daily, adoption and per-model rollups and the unknown-model count. One function for both
-backends' writers (PostgreSQL runs the same statements through its translating connection), so
-a rollup added later cannot be kept by one backend and forgotten by the other."""
+backends' writers (its statements are in SQL both databases accept), so a rollup added later
+cannot be kept by one backend and forgotten by the other."""
 
 from __future__ import annotations
 
