@@ -513,6 +513,7 @@ def _batches_in_retry(
     """The records of each exporter's batch in hand that failed and waits for its retry, as
     `pending` delivery rows (the exporter's attempts and last error). A re-sent batch of dead
     deliveries that fails is already there, as its own `pending` rows."""
+    # CAST: PostgreSQL cannot tell the type of a parameter that is only tested for NULL
     batches = conn.execute(
         "SELECT exporter, position, claim_end, attempts, last_error, updated_at FROM exporter_positions p"
         " WHERE attempts > 0 AND claim_end IS NOT NULL AND (CAST(? AS TEXT) IS NULL OR exporter = ?) AND NOT EXISTS"
@@ -520,9 +521,9 @@ def _batches_in_retry(
         [exporter, exporter],
     ).fetchall()
     rows: list[tuple[Any, ...]] = []
+    limit_sql, limit_params = ("", []) if limit is None else (" LIMIT ?", [limit])
     for name, position, claim_end, attempts, last_error, updated_at in batches:
         filter_sql, params = _filter_sql(filters.get(name, ExportFilter()))  # what the retry sends
-        limit_sql, limit_params = ("", []) if limit is None else (" LIMIT ?", [limit])
         rows.extend(
             (name, seq, record_id, workspace, customer_id, kind, type_, "pending", attempts, last_error, updated_at)
             for seq, record_id, workspace, customer_id, kind, type_ in conn.execute(

@@ -3,9 +3,10 @@
 Reads use a small pool of read-only connections (readers.py). Pages are
 keyed on `seq`, the insertion order: SQLite's single writer assigns it in commit order, so a
 cursor `seq < N` (desc) or `seq > N` (asc) neither skips nor repeats records inserted meanwhile.
-Meta filters compare the meta entry's value (`json_extract(meta, '$."key"')`) while walking a page's index in seq order:
-a page stops after `take` matches, so common values are fast; a value rarer than about one record
-in 10^5 makes the page read much of the workspace (no meta index: it cost ~70% of ingest speed).
+Meta filters compare an entry's value (`json_extract(meta, '$."key"')` on SQLite) while walking a
+page's index in seq order: a page stops after `take` matches, so common values are fast; a value
+rarer than about one record in 10^5 makes the page read much of the workspace (no meta index: it
+cost ~70% of ingest speed). The SQL is built in the backend's dialect (store/sql_dialect.py).
 """
 
 from __future__ import annotations
@@ -321,7 +322,9 @@ def _most(values: Iterable[str | None]) -> str | None:
 
 
 _ROLLUP_COUNTS: Final = ", ".join((*_FAMILY_COLUMNS, *LAST_COLUMNS))
-_RECORD_FAMILIES: Final = ", ".join(f"CASE WHEN event_family = '{family}' THEN 1 ELSE 0 END" for family in EVENT_FAMILIES)
+_RECORD_FAMILIES: Final = ", ".join(  # 0 or 1, on PostgreSQL too (whose comparison is a boolean)
+    f"CASE WHEN event_family = '{family}' THEN 1 ELSE 0 END" for family in EVENT_FAMILIES
+)
 # Per (product, category), the developers, activated developers and accounts whose last event
 # (activation) is in [?, ?): the distinct ones of that range's records, looked up by key.
 _EDGE_SQL: Final = (
