@@ -37,7 +37,10 @@ def test_recent_ranges_walk_seq_old_ranges_read_the_time_index(new_store: Callab
         assert not store.queries._walk_seq_for_time_range(old_day)  # 17 newer days to pass
         assert store.queries._walk_seq_for_time_range(early_asc)  # from the oldest: 1 day to pass, 2 inside
         for query in (recent, old_day, early_asc):
-            pages = [store._fetch(*build_page_sql(query, walk_seq=walk)) for walk in (False, True)]
+            pages = [
+                store._fetch(*build_page_sql(query, walk_seq=walk, dialect=store.queries.dialect))
+                for walk in (False, True)
+            ]
             assert pages[0] == pages[1] and len(pages[0]) == 10
         assert [r.id for _, r in store.query_records(old_day)] == [f"2-{n}" for n in range(29, 19, -1)]
     finally:

@@ -19,6 +19,11 @@ POSTGRES), which says:
 
 Parameters are `?` in every statement; the PostgreSQL connection hands them to psycopg as `%s`
 (store/postgres/dialect.py `psycopg_markers`), the one change made to a statement as it is sent.
+
+The read parts (queries, meter queries, API keys, the outbox) take their backend's dialect when
+they are made, and each migration builds its tables with it; the rollups that the writers keep
+(new_records.py) are in SQL both accept, so a writer needs none. A new statement that runs on
+both backends is written either way; the store's tests run on both.
 """
 
 from __future__ import annotations
