@@ -9,15 +9,15 @@ where the two differ, from POSTGRES:
 - the query API's item JSON, which SQLite builds with its JSON functions, is built in Python
   (NULL here: the caller's item_of builds it, as for the rows SQLite cannot format);
 - a meta entry by key is `meta::jsonb ->> key` (any key: no JSON path to spell; sorted bytewise
-  as SQLite sorts text), a JSON object's
-  entries `jsonb_each_text`, an array's elements `jsonb_array_elements_text`; SQLite's `instr`
-  is `strpos`;
+  as SQLite sorts text), a JSON object's entries `jsonb_each_text`, an array's elements
+  `jsonb_array_elements_text`; SQLite's `instr` is `strpos`;
 - an ascending sort key says NULLS FIRST (PostgreSQL's default puts NULL last);
 - schema: INTEGER is BIGINT (SQLite integers are 64-bit), TEXT compares bytewise (COLLATE "C",
   SQLite's BINARY collation), and there is no `WITHOUT ROWID`.
 
 A statement is sent as built but for its parameter markers: `psycopg_markers` makes each `?`
-psycopg's `%s`. Nothing else rewrites SQL, so a statement never changes meaning on its way.
+psycopg's `%s`. Nothing else rewrites SQL, so a statement never changes meaning on its way (a
+PostgreSQL operator spelled `?`, such as jsonb's, cannot be used: write jsonb_exists()).
 """
 
 from __future__ import annotations
