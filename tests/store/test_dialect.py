@@ -87,3 +87,17 @@ def test_literals_with_markers_reach_postgres_unchanged(postgres: PostgresServer
         assert row == ("?%s'%", "%s", "a%%b", "?")
     finally:
         conn.close()
+
+
+def test_unknown_models_sort_none_first(new_store: Callable[[], Store]) -> None:
+    names = [(None, None), ("p", None), (None, "m"), ("p", "m"), ("p", "%?")]
+    store = _stored(new_store, [
+        UsageRecord(idempotency_key=f"u{i}", kind="llm", type="chat", occurred_at=1, id=f"u{i}", provider=provider,
+                    request_model=model, cost_source="unknown", input_tokens=1, output_tokens=1)
+        for i, (provider, model) in enumerate(names)
+    ])
+    try:
+        found = [(m.provider, m.model) for m in store.unknown_models("default")]
+        assert found == [(None, None), (None, "m"), ("p", None), ("p", "%?"), ("p", "m")]
+    finally:
+        asyncio.run(store.close())
