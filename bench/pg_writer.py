@@ -36,7 +36,7 @@ from spanmeter.convert.spans import ConvertOptions, convert_traces
 from spanmeter.pricing import Pricer
 from spanmeter.record import UsageRecord, new_record_id
 from spanmeter.store.postgres import records
-from spanmeter.store.postgres.connection import Translated, connect
+from spanmeter.store.postgres.connection import SqliteLike, connect
 from spanmeter.store.postgres.migrations import migrate
 
 
@@ -53,7 +53,7 @@ def sample_records(count: int) -> list[UsageRecord]:
     return out
 
 
-def run_case(db: Translated, sample: list[UsageRecord], size: int, seconds: float, *, expect_new: bool,
+def run_case(db: SqliteLike, sample: list[UsageRecord], size: int, seconds: float, *, expect_new: bool,
              serial: list[int]) -> tuple[int, list[float], float]:
     """Transactions of `size` new records for about `seconds`: (count, latencies s, thread CPU s)."""
     latencies: list[float] = []
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     sample = sample_records(2048)
     with contextlib.ExitStack() as stack:
         dsn = stack.enter_context(postgres_databases(args.pg_dsn))()
-        db = Translated(connect(dsn, 5.0))
+        db = SqliteLike(connect(dsn, 5.0))
         stack.callback(db.close)
         migrate(db)
         serial = [0]

@@ -20,9 +20,9 @@ def database(store: Store) -> Iterator[Any]:
     """A connection of its own to the store's database, taking SQL both backends accept with `?`
     parameters; each statement committed."""
     if is_postgres(store):
-        from spanmeter.store.postgres.connection import Translated, connect
+        from spanmeter.store.postgres.connection import SqliteLike, connect
 
-        conn = Translated(connect(store.dsn, 5.0))  # type: ignore[attr-defined]
+        conn = SqliteLike(connect(store.dsn, 5.0))  # type: ignore[attr-defined]
         try:
             yield conn
         finally:

@@ -79,9 +79,9 @@ def test_markers_outside_quotes_only() -> None:
 
 
 def test_literals_with_markers_reach_postgres_unchanged(postgres: PostgresServer) -> None:
-    from spanmeter.store.postgres.connection import Translated, connect
+    from spanmeter.store.postgres.connection import SqliteLike, connect
 
-    conn = Translated(connect(postgres.new_database(), 5.0))
+    conn = SqliteLike(connect(postgres.new_database(), 5.0))
     try:
         row = conn.execute("SELECT '?%s''%', ?::text, 'a%%b', ?::text", ["%s", "?"]).fetchone()
         assert row == ("?%s'%", "%s", "a%%b", "?")

@@ -12,7 +12,7 @@ from spanmeter.record import UsageRecord, new_record_id
 from spanmeter.store.outbox import Claim, ExportFilter, NotDue
 from spanmeter.store.postgres import PostgresStore
 from spanmeter.store.postgres import records as writer
-from spanmeter.store.postgres.connection import Translated, connect
+from spanmeter.store.postgres.connection import SqliteLike, connect
 from spanmeter.store.queries import RecordQuery
 from tests.exporters.harness import wait_for
 from tests.postgres_server import PostgresServer
@@ -38,7 +38,7 @@ def test_a_late_commit_is_neither_skipped_by_pages_nor_by_exporters(postgres: Po
     try:
         first.register_exporter("x", "beginning")
         # Instance one's writer is inside its transaction: it took the next seq, not committed yet.
-        slow = Translated(connect(dsn, 5))
+        slow = SqliteLike(connect(dsn, 5))
         writer.begin(slow)
         writer.insert(slow, [[record("early")]])
         # Instance two writes meanwhile; without the write lock it would take the seq after and

@@ -1,6 +1,6 @@
 """PostgreSQL connections for the store: a pool, and connections that speak the shared SQL.
 
-`Translated` wraps a psycopg connection (in autocommit mode: transactions are explicit, as on
+`SqliteLike` wraps a psycopg connection (in autocommit mode: transactions are explicit, as on
 the SQLite side) so the store's parts run on it as on a sqlite3 connection: their statements,
 built for this backend (dialect.py POSTGRES), go with psycopg's parameter markers for SQLite's `?`
 and nothing else changed, and integral NUMERIC results (PostgreSQL's SUM of BIGINT) come back as
@@ -63,7 +63,7 @@ def redacted(dsn: str) -> str:
     return _DSN_PASSWORD.sub(lambda m: f"{m.group(1)}***@" if m.group(1) else f"{m.group(2)}***", dsn)
 
 
-class Translated:
+class SqliteLike:
     """A psycopg connection with the `execute` / `executemany` of a sqlite3 connection, for the
     store's statements built in PostgreSQL's dialect."""
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from spanmeter.store.postgres.connection import Translated
+from spanmeter.store.postgres.connection import SqliteLike
 from spanmeter.store.postgres.dialect import FUNCTIONS, MIGRATION_LOCK, POSTGRES
 from spanmeter.store.schema import COLUMNS, NOT_NULL_COLUMNS, column_type
 from spanmeter.store.sqlite import adoption_last_events, adoption_rollup, attention, model_rollup, rollup
@@ -28,7 +28,7 @@ from spanmeter.store.sqlite import outbox as sqlite_outbox
 log = logging.getLogger(__name__)
 
 
-def _m001_records(db: Translated) -> None:
+def _m001_records(db: SqliteLike) -> None:
     columns = ", ".join(
         f"{c} {POSTGRES.integer if column_type(c) == 'INTEGER' else POSTGRES.text}"
         f"{' NOT NULL' if c in NOT_NULL_COLUMNS else ''}"
@@ -51,7 +51,7 @@ def _m001_records(db: Translated) -> None:
     )
 
 
-def _m002_api_keys(db: Translated) -> None:
+def _m002_api_keys(db: SqliteLike) -> None:
     i, t = POSTGRES.integer, POSTGRES.text
     db.execute(
         f"CREATE TABLE api_keys (id {t} PRIMARY KEY, workspace {t} NOT NULL, name {t} NOT NULL,"
@@ -63,7 +63,7 @@ def _m002_api_keys(db: Translated) -> None:
     db.execute("INSERT INTO spanmeter_secrets VALUES ('cursor', ?)", [os.urandom(32).hex()])
 
 
-def _m003_rollups(db: Translated) -> None:
+def _m003_rollups(db: SqliteLike) -> None:
     for statement in (*rollup.schema(POSTGRES), rollup.meter_schema(POSTGRES), *adoption_rollup.schema(POSTGRES)):
         db.execute(statement)
     db.execute(
@@ -72,31 +72,31 @@ def _m003_rollups(db: Translated) -> None:
     )
 
 
-def _m004_outbox(db: Translated) -> None:
+def _m004_outbox(db: SqliteLike) -> None:
     for statement in (*sqlite_outbox.schema(POSTGRES), *sqlite_outbox.counts_schema(POSTGRES)):
         db.execute(statement)
 
 
-def _m005_functions(db: Translated) -> None:
+def _m005_functions(db: SqliteLike) -> None:
     for statement in FUNCTIONS:
         db.conn.execute(statement)
 
 
-def _m006_attention_counts(db: Translated) -> None:
+def _m006_attention_counts(db: SqliteLike) -> None:
     # The dashboard's unknown-model and rejected-span counts, kept across restarts
     # (sqlite/attention.py); unknown-model records already stored are counted once here.
     for statement in (*attention.schema(POSTGRES), *attention.BACKFILL):
         db.execute(statement)
 
 
-def _m007_usage_daily_model(db: Translated) -> None:
+def _m007_usage_daily_model(db: SqliteLike) -> None:
     # Meter queries by model, provider or kind from daily rollups (sqlite/model_rollup.py),
     # filled from the records already stored (one pass over them).
     for statement in (*model_rollup.schema(POSTGRES), *model_rollup.BACKFILL):
         db.execute(statement)
 
 
-def _m008_adoption_histogram(db: Translated) -> None:
+def _m008_adoption_histogram(db: SqliteLike) -> None:
     # As SQLite's m016: hourly event counts and per-day and per-hour counts of last events
     # (store/sqlite/adoption_last_events.py), their triggers as PL/pgSQL. The triggers go first:
     # creating them locks the two tables against writers until this transaction commits, so no
@@ -109,7 +109,7 @@ def _m008_adoption_histogram(db: Translated) -> None:
         db.execute(statement)
 
 
-def _m009_exporter_skips(db: Translated) -> None:
+def _m009_exporter_skips(db: SqliteLike) -> None:
     # As SQLite's m017: records exporters left out unsent, per reason (store/sqlite/outbox.py).
     for statement in sqlite_outbox.skips_schema(POSTGRES):
         db.execute(statement)
@@ -139,7 +139,7 @@ def _adoption_histogram_triggers() -> list[str]:
     return statements
 
 
-MIGRATIONS: Final[tuple[tuple[str, Callable[[Translated], None]], ...]] = (
+MIGRATIONS: Final[tuple[tuple[str, Callable[[SqliteLike], None]], ...]] = (
     ("m001_records", _m001_records),
     ("m002_api_keys", _m002_api_keys),
     ("m003_rollups", _m003_rollups),
@@ -152,7 +152,7 @@ MIGRATIONS: Final[tuple[tuple[str, Callable[[Translated], None]], ...]] = (
 )
 
 
-def migrate(db: Translated) -> list[str]:
+def migrate(db: SqliteLike) -> list[str]:
     """Apply the migrations not applied yet, under the migration lock; their names."""
     db.conn.execute("BEGIN")
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from spanmeter.store.postgres.connection import Translated, connect, unavailable
+from spanmeter.store.postgres.connection import SqliteLike, connect, unavailable
 from spanmeter.store.postgres.dialect import POSTGRES
 from spanmeter.store.queries import CsvLine, RecordQuery
 from spanmeter.store.sqlite.api_keys import SQLiteKeys
@@ -43,8 +43,8 @@ class PostgresKeys(SQLiteKeys):
         super().__init__(Path(), timeout, fetch, POSTGRES)
         self.dsn = dsn
 
-    def _write_connection(self) -> Translated:  # type: ignore[override]  # a sqlite3.Connection's interface
-        return Translated(connect(self.dsn, self.busy_timeout))
+    def _write_connection(self) -> SqliteLike:  # type: ignore[override]  # a sqlite3.Connection's interface
+        return SqliteLike(connect(self.dsn, self.busy_timeout))
 
 
 class PostgresOutbox(SQLiteOutbox):
@@ -54,12 +54,12 @@ class PostgresOutbox(SQLiteOutbox):
     def __init__(self, dsn: str, timeout: float, transaction: Callable[[Callable[[Any], Any]], Any]) -> None:
         super().__init__(Path(), timeout, transaction, POSTGRES)
         self.dsn = dsn
-        self._db: Translated | None = None
+        self._db: SqliteLike | None = None
         self._db_lock = threading.Lock()
 
-    def _outbox(self) -> tuple[Translated, threading.Lock]:  # type: ignore[override]
+    def _outbox(self) -> tuple[SqliteLike, threading.Lock]:  # type: ignore[override]
         if self._db is None or self._db.conn.closed or self._db.conn.broken:
-            self._db = Translated(connect(self.dsn, self.busy_timeout))
+            self._db = SqliteLike(connect(self.dsn, self.busy_timeout))
         return self._db, self._db_lock
 
     def close(self) -> None:

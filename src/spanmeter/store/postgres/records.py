@@ -32,7 +32,7 @@ from psycopg import pq
 
 from spanmeter.record import UsageRecord
 from spanmeter.store.base import WriteResult
-from spanmeter.store.postgres.connection import Translated
+from spanmeter.store.postgres.connection import SqliteLike
 from spanmeter.store.postgres.dialect import WRITE_LOCK
 from spanmeter.store.schema import COLUMNS, CONTENT_COLUMNS, column_type, record_to_row
 from spanmeter.store.sqlite import attention
@@ -63,7 +63,7 @@ _KEY_AT: Final = COLUMNS.index("idempotency_key")
 _CONTENT_AT: Final = tuple(COLUMNS.index(c) for c in CONTENT_COLUMNS)
 
 
-def begin(db: Translated) -> None:
+def begin(db: SqliteLike) -> None:
     """Begin a write transaction holding the store's write lock (see the module docstring): one
     round trip for both; in pipeline mode (`write`), none of its own."""
     if db.conn.pgconn.pipeline_status != pq.PipelineStatus.OFF:  # one statement per query there
@@ -74,7 +74,7 @@ def begin(db: Translated) -> None:
 
 
 def write(
-    db: Translated,
+    db: SqliteLike,
     batches: Sequence[list[UsageRecord]],
     *,
     expect_new: bool,
@@ -105,9 +105,9 @@ def write(
 
 
 def _commit(
-    db: Translated,
+    db: SqliteLike,
     batches: Sequence[list[UsageRecord]],
-    insert: Callable[[Translated, Sequence[list[UsageRecord]]], list[WriteResult]],
+    insert: Callable[[SqliteLike, Sequence[list[UsageRecord]]], list[WriteResult]],
     counts: Sequence[tuple[str, str, int]],
 ) -> list[WriteResult]:
     with db.conn.pipeline():  # statements go without waiting for their results: a read waits
@@ -118,7 +118,7 @@ def _commit(
     return results
 
 
-def insert_new(db: Translated, batches: Sequence[list[UsageRecord]]) -> list[WriteResult]:
+def insert_new(db: SqliteLike, batches: Sequence[list[UsageRecord]]) -> list[WriteResult]:
     """`insert` for records whose keys are not stored: all of them inserted, their rollups added,
     and nothing read back; a stored key fails it with a unique violation on _KEY_CONSTRAINT."""
     plan = _Plan(batches)
@@ -128,7 +128,7 @@ def insert_new(db: Translated, batches: Sequence[list[UsageRecord]]) -> list[Wri
     return plan.results
 
 
-def insert(db: Translated, batches: Sequence[list[UsageRecord]]) -> list[WriteResult]:
+def insert(db: SqliteLike, batches: Sequence[list[UsageRecord]]) -> list[WriteResult]:
     """Insert each batch's records (in the caller's transaction, holding the write lock); each
     batch's result, duplicates and conflicts counted against the stored records and the batch's
     earlier ones."""
@@ -178,7 +178,7 @@ class _Plan:
             raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
         return texts
 
-    def settle(self, db: Translated, inserted: set[str] | None, stored: dict[tuple[str, str], tuple[Any, ...]]) -> None:
+    def settle(self, db: SqliteLike, inserted: set[str] | None, stored: dict[tuple[str, str], tuple[Any, ...]]) -> None:
         """Count each row as inserted (`inserted` None: every row) or a duplicate of its stored
         row, count the repeats, and add the new records to the rollups."""
         new: list[tuple[UsageRecord, int | None]] = []

@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool
 
 from spanmeter.errors import StorageError
 from spanmeter.store.composed import ComposedStore
-from spanmeter.store.postgres.connection import Translated, connect, new_pool, redacted
+from spanmeter.store.postgres.connection import SqliteLike, connect, new_pool, redacted
 from spanmeter.store.postgres.dialect import POSTGRES
 from spanmeter.store.postgres.migrations import migrate
 from spanmeter.store.postgres.parts import PostgresKeys, PostgresOutbox, PostgresQueries
@@ -71,7 +71,7 @@ class PostgresStore(ComposedStore):
     def migrate(self) -> None:
         conn = connect(self.dsn, self.busy_timeout)
         try:
-            migrate(Translated(conn))
+            migrate(SqliteLike(conn))
         finally:
             conn.close()
 
@@ -89,7 +89,7 @@ class PostgresStore(ComposedStore):
         self.outbox.close()
         await asyncio.to_thread(self._close_pool)
 
-    def transaction(self, fn: Callable[[Translated], T]) -> T:
+    def transaction(self, fn: Callable[[SqliteLike], T]) -> T:
         """Run `fn` in a write transaction holding the store's write lock (blocking)."""
         return self.writer.transaction(fn)
 
@@ -105,7 +105,7 @@ class PostgresStore(ComposedStore):
     def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         """Every read query of the parts, on a pooled connection."""
         with self._connection() as conn:
-            return Translated(conn).execute(sql, params).fetchall()
+            return SqliteLike(conn).execute(sql, params).fetchall()
 
     def _close_pool(self) -> None:
         with self._pool_lock:

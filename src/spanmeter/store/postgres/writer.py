@@ -24,7 +24,7 @@ from psycopg.errors import PipelineAborted
 from spanmeter.errors import StorageError
 from spanmeter.store.base import WriteResult
 from spanmeter.store.postgres import records as writer
-from spanmeter.store.postgres.connection import Translated, connect, redacted, unavailable
+from spanmeter.store.postgres.connection import SqliteLike, connect, redacted, unavailable
 from spanmeter.store.sqlite import attention
 from spanmeter.store.write_queue import Call, Job, WriteQueue
 
@@ -39,7 +39,7 @@ class Writer:
     def __init__(self, dsn: str, *, max_queued_records: int, connect_timeout: float, retry_after: float) -> None:
         self.dsn = dsn
         self.busy_timeout = connect_timeout
-        self.queue: WriteQueue[Translated] = WriteQueue(
+        self.queue: WriteQueue[SqliteLike] = WriteQueue(
             setting="storage::postgres::max_queued_records",
             max_queued_records=max_queued_records,
             retry_after=retry_after,
@@ -61,7 +61,7 @@ class Writer:
         self.queue.stop()
 
     def _run(self) -> None:
-        db: Translated | None = None
+        db: SqliteLike | None = None
         try:
             for batch in self.queue.batches(lambda: PROBE_SECONDS if self.failure else IDLE_CHECK_SECONDS):
                 db = self._commit(db, batch) if batch else self._probe(db)
@@ -69,9 +69,9 @@ class Writer:
             if db is not None:
                 db.close()
 
-    def _probe(self, db: Translated | None) -> Translated | None:
+    def _probe(self, db: SqliteLike | None) -> SqliteLike | None:
         try:
-            db = db or Translated(connect(self.dsn, self.busy_timeout))
+            db = db or SqliteLike(connect(self.dsn, self.busy_timeout))
             db.conn.execute("SELECT 1")
         except psycopg.Error as error:
             self._failed(error)
@@ -81,13 +81,13 @@ class Writer:
         self._recovered()
         return db
 
-    def _commit(self, db: Translated | None, batch: list[Job | Call[Translated]]) -> Translated | None:
+    def _commit(self, db: SqliteLike | None, batch: list[Job | Call[SqliteLike]]) -> SqliteLike | None:
         jobs = [item for item in batch if isinstance(item, Job)]
         calls = [item for item in batch if isinstance(item, Call)]
         results: list[WriteResult] = []
         failure: Exception | None = None
         try:
-            db = db or Translated(connect(self.dsn, self.busy_timeout))
+            db = db or SqliteLike(connect(self.dsn, self.busy_timeout))
             try:
                 results = self._transaction(db, jobs) if jobs else []
             except psycopg.Error as error:  # some record's value: each request alone, each record alone
@@ -111,7 +111,7 @@ class Writer:
             db = self._run_call(db, call)
         return db
 
-    def _transaction(self, db: Translated, jobs: list[Job]) -> list[WriteResult]:
+    def _transaction(self, db: SqliteLike, jobs: list[Job]) -> list[WriteResult]:
         try:
             counts = [c for job in jobs for c in attention.rejected_counts(job.rejected, ())]
             results = writer.write(db, [job.records for job in jobs], expect_new=self._expect_new, counts=counts)
@@ -125,7 +125,7 @@ class Writer:
             log.warning("%d duplicate records differ from the stored ones (the first stored wins)", conflicts)
         return results
 
-    def _write_alone(self, db: Translated, job: Job) -> WriteResult:
+    def _write_alone(self, db: SqliteLike, job: Job) -> WriteResult:
         """One request's records, each in a savepoint: a record the store cannot hold is refused alone."""
         result = WriteResult()
         try:
@@ -151,9 +151,9 @@ class Writer:
             raise
         return result
 
-    def _run_call(self, db: Translated | None, call: Call[Translated]) -> Translated | None:
+    def _run_call(self, db: SqliteLike | None, call: Call[SqliteLike]) -> SqliteLike | None:
         try:
-            db = db or Translated(connect(self.dsn, self.busy_timeout))
+            db = db or SqliteLike(connect(self.dsn, self.busy_timeout))
             try:
                 writer.begin(db)
                 result = call.fn(db)
@@ -185,12 +185,12 @@ class Writer:
             log.warning("PostgreSQL store %s writes again (it failed: %s)", self.location, self.failure)
         self.failure = self.failure_reason = None
 
-    def transaction(self, fn: Callable[[Translated], T]) -> T:
+    def transaction(self, fn: Callable[[SqliteLike], T]) -> T:
         """Run `fn` in a write transaction holding the store's write lock, and return its result
         (blocking: call it off the event loop). While the writer runs, on its connection."""
         if self.queue.running:
             return self.queue.call(fn)
-        db = Translated(connect(self.dsn, self.busy_timeout))  # no writer (the CLI): a connection of its own
+        db = SqliteLike(connect(self.dsn, self.busy_timeout))  # no writer (the CLI): a connection of its own
         try:
             writer.begin(db)
             result = fn(db)
@@ -203,7 +203,7 @@ class Writer:
         return result
 
 
-def _rollback(db: Translated) -> None:
+def _rollback(db: SqliteLike) -> None:
     if not db.conn.closed and db.in_transaction:
         with contextlib.suppress(psycopg.Error):
             db.conn.execute("ROLLBACK")
