@@ -96,33 +96,35 @@ def write(
     """
     if expect_new:
         try:
-            return _commit(db, batches, insert_new, counts)
+            return _commit(db, batches, _insert_new, counts)
         except psycopg.errors.UniqueViolation as error:
             if error.diag.constraint_name != _KEY_CONSTRAINT:
                 raise
             db.conn.execute("ROLLBACK")
-    return _commit(db, batches, insert, counts)
+    return _commit(db, batches, _insert, counts)
 
 
 def _commit(
     db: SqliteLike,
     batches: Sequence[list[UsageRecord]],
-    insert: Callable[[SqliteLike, Sequence[list[UsageRecord]]], list[WriteResult]],
+    insert: Callable[[SqliteLike, _Plan], list[WriteResult]],
     counts: Sequence[tuple[str, str, int]],
 ) -> list[WriteResult]:
+    # The rows and their JSON first: once BEGIN and the lock are sent, every other instance's
+    # writes wait until COMMIT, and this thread may have to wait for Python's GIL as well.
+    plan = _Plan(batches)
     with db.conn.pipeline():  # statements go without waiting for their results: a read waits
         begin(db)
-        results = insert(db, batches)
+        results = insert(db, plan)
         attention.add_counts(db, counts)  # type: ignore[arg-type]  # through the translating connection
         db.conn.execute("COMMIT")
     return results
 
 
-def insert_new(db: SqliteLike, batches: Sequence[list[UsageRecord]]) -> list[WriteResult]:
+def _insert_new(db: SqliteLike, plan: _Plan) -> list[WriteResult]:
     """`insert` for records whose keys are not stored: all of them inserted, their rollups added,
     and nothing read back; a stored key fails it with a unique violation on _KEY_CONSTRAINT."""
-    plan = _Plan(batches)
-    for payload in plan.payloads():
+    for payload in plan.payloads:
         db.conn.execute(_INSERT_NEW, [payload])
     plan.settle(db, None, {})
     return plan.results
@@ -132,11 +134,14 @@ def insert(db: SqliteLike, batches: Sequence[list[UsageRecord]]) -> list[WriteRe
     """Insert each batch's records (in the caller's transaction, holding the write lock); each
     batch's result, duplicates and conflicts counted against the stored records and the batch's
     earlier ones."""
-    plan = _Plan(batches)
+    return _insert(db, _Plan(batches))
+
+
+def _insert(db: SqliteLike, plan: _Plan) -> list[WriteResult]:
     if not plan.rows:
         return plan.results
     inserted = {
-        record_id for payload in plan.payloads() for (record_id,) in db.conn.execute(_INSERT, [payload]).fetchall()
+        record_id for payload in plan.payloads for (record_id,) in db.conn.execute(_INSERT, [payload]).fetchall()
     }
     stored: dict[tuple[str, str], tuple[Any, ...]] = {}
     if len(inserted) < len(plan.rows):
@@ -166,8 +171,9 @@ class _Plan:
                     self.winners[key] = row
                     self.rows.append(row)
                     self.owners.append((result, record))
+        self.payloads = self._payloads()
 
-    def payloads(self) -> list[str]:
+    def _payloads(self) -> list[str]:
         """The rows as JSON texts of up to _CHUNK_ROWS rows each. PostgreSQL's text takes no NUL
         character (nor does jsonb its escape): a row holding one is refused here, with the
         message psycopg gives it."""
