@@ -10,6 +10,7 @@ its lifecycle.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -61,7 +62,7 @@ class BackendWriter(Protocol):
         ...
 
 
-class ComposedStore:
+class ComposedStore(abc.ABC):
     writer: BackendWriter
     queries: SQLiteQueries
     aggregates: SQLAggregate
@@ -98,9 +99,9 @@ class ComposedStore:
 
         return attention.read_counts(self._fetch, workspace)
 
+    @abc.abstractmethod
     def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         """Every read query of the parts (each backend reads on its own connections)."""
-        raise NotImplementedError
 
     # --- queries -----------------------------------------------------------------------------
     def recent(self, where: RecordFilter, limit: int) -> list[UsageRecord]:
