@@ -119,7 +119,7 @@ def stream_records(
 
 
 @contextlib.contextmanager
-def csv_out(out: BinaryIO, head: Sequence[str], bom: bool) -> Iterator[io.TextIOWrapper]:
+def _csv_out(out: BinaryIO, head: Sequence[str], bom: bool) -> Iterator[io.TextIOWrapper]:
     """`out` as UTF-8 text with the optional BOM and the header row written (RFC 4180 quoting,
     CRLF); flushed at the end, and `out` left open: the caller fsyncs and renames it."""
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
@@ -136,7 +136,7 @@ def csv_out(out: BinaryIO, head: Sequence[str], bom: bool) -> Iterator[io.TextIO
 def write_rows(out: BinaryIO, head: Sequence[str], rows: Iterable[Sequence[str]], bom: bool) -> int:
     """Header and rows as UTF-8 CSV on `out`; the number of rows."""
     count = 0
-    with csv_out(out, head, bom) as text:
+    with _csv_out(out, head, bom) as text:
         writer = csv.writer(text, dialect="excel")
         rest = iter(rows)
         while chunk := list(itertools.islice(rest, _FLUSH_ROWS)):
@@ -149,7 +149,7 @@ def write_text(out: BinaryIO, head: Sequence[str], chunks: Iterable[tuple[str, i
     """Header and (CSV text of whole CRLF-ended rows, their number) chunks as UTF-8 on `out`;
     the number of rows."""
     count = 0
-    with csv_out(out, head, bom) as text:
+    with _csv_out(out, head, bom) as text:
         for chunk, rows in chunks:
             text.write(chunk)
             count += rows

@@ -21,13 +21,13 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import IO, BinaryIO
 
-from spanmeter.crm.export import Selection, csv_out, first_page, store_lines
+from spanmeter.crm.export import Selection, first_page, store_lines, write_text
 from spanmeter.crm.rows import header
 from spanmeter.crm.templates import Template
 from spanmeter.store.port import QueryStore
@@ -71,8 +71,8 @@ def write_actions(
     if "fork" not in multiprocessing.get_all_start_methods():
         return None
     parts = shares(store, selection, jobs)
-    first = store_lines(store, parts[0], template, kinds, on_page)
-    if len(parts) < 2 or first is None:
+    first = store_lines(store, parts[0], template, kinds, on_page) if len(parts) > 1 else None
+    if first is None:
         return None
     context = multiprocessing.get_context("fork")
     with contextlib.ExitStack() as cleanup:
@@ -89,18 +89,17 @@ def write_actions(
             cleanup.callback(_stop, process)
             send.close()
             children.append(_Share(receive, spool))
-        rows = 0
-        with csv_out(out, header(template, "actions"), bom) as text:
-            for chunk, count in first:
-                text.write(chunk)
-                rows += count
+        def reported(lines: Iterator[tuple[str, int]]) -> Iterator[tuple[str, int]]:
+            for page in lines:
+                yield page
                 for child in children:
                     child.take_reports(on_page, wait=False)
-            for child in children:
-                rows += child.take_reports(on_page, wait=True)
-                text.flush()
-                child.spool.seek(0)
-                shutil.copyfileobj(child.spool, out, 1 << 20)
+
+        rows = write_text(out, header(template, "actions"), reported(first), bom)  # `out` left open
+        for child in children:
+            rows += child.take_reports(on_page, wait=True)
+            child.spool.seek(0)
+            shutil.copyfileobj(child.spool, out, 1 << 20)
         return rows
 
 
