@@ -49,6 +49,9 @@ import otlpgen
 import profile_top
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# The CPUs this benchmark may use, read before it pins itself to the load generator's: a child
+# inherits its parent's affinity, so an unpinned server (and PostgreSQL) is given these back.
+ALL_CPUS: frozenset[int] | None = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
 _RUN_NUMBER = itertools.count()
 
 
@@ -108,6 +111,20 @@ def spanmeter_version() -> str:
         return f"{version} ({source})"
 
 
+@contextlib.contextmanager
+def all_cpus() -> Iterator[None]:
+    """Run the block with this process's affinity widened to every CPU (for the children it starts)."""
+    if ALL_CPUS is None:
+        yield
+        return
+    pinned = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, ALL_CPUS)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, pinned)
+
+
 # --- server processes ---------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as sock:
@@ -139,6 +156,8 @@ class Server:
         def pin() -> None:
             if cpu is not None:
                 os.sched_setaffinity(0, {cpu})
+            elif ALL_CPUS is not None:  # unpinned: every CPU, not the load generator's it inherits
+                os.sched_setaffinity(0, ALL_CPUS)
 
         self.process = subprocess.Popen(
             self.argv,
@@ -294,7 +313,10 @@ def postgres_databases(dsn: str | None) -> Iterator[Callable[[], str]]:
     from tests.postgres_server import postgres_server
 
     with contextlib.ExitStack() as stack:
-        base = dsn or stack.enter_context(postgres_server()).dsn()
+        if dsn is None:
+            with all_cpus():  # the server's processes inherit this affinity: not the load generator's CPU alone
+                server = stack.enter_context(postgres_server())
+        base = dsn or server.dsn()
 
         def new() -> str:
             name = f"bench_{uuid.uuid4().hex[:12]}"
