@@ -13,6 +13,7 @@ import pytest
 
 from spanmeter.record import Product
 from spanmeter.store.queries import RecordQuery
+from spanmeter.store.sqlite.dialect import SQLITE
 from spanmeter.store.sqlite.queries import build_page_sql
 from tests.api.conftest import Api, record
 
@@ -263,7 +264,7 @@ def test_page_plans_use_indexes() -> None:
             RecordQuery("w", equals=(("conversation_id", "c"),)),
             RecordQuery("w", equals=(("customer_id", "acme"),), from_ns=1, to_ns=2),
         ):
-            sql, params = build_page_sql(query)
+            sql, params = build_page_sql(query, dialect=SQLITE)
             plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
             assert "TEMP B-TREE" not in plan and "SCAN" not in plan, plan
         conn.close()

@@ -106,7 +106,9 @@ class SQLiteQueries:
 
     def query_csv_lines(self, query: RecordQuery, line: CsvLine) -> CsvLines | None:
         walk = bool(query.equals) or self._walk_seq_for_time_range(query)
-        sql, params = build_page_sql(query, walk_seq=walk, select=line_select(line, raw=True), extra=in_filters(line.where))
+        sql, params = build_page_sql(
+            query, walk_seq=walk, select=line_select(line, raw=True), extra=in_filters(line.where), dialect=self.dialect
+        )
         quoted = f"SELECT seq, {line_select(line)} FROM records WHERE seq IN (SELECT value FROM json_each(?))"
         return plain_lines(self._fetch(sql, params), line, lambda seqs: self._fetch(quoted, [json.dumps(seqs)]))
 
@@ -346,10 +348,11 @@ _EDGE_SQL: Final = (
 
 def build_page_sql(
     query: RecordQuery, *, walk_seq: bool = False, select: str = _RECORD_COLUMNS,
-    extra: tuple[list[str], list[Any]] = ([], []), dialect: Dialect = SQLITE,
+    extra: tuple[list[str], list[Any]] = ([], []), dialect: Dialect,
 ) -> tuple[str, list[Any]]:
-    """SELECT seq, COLUMNS... (or seq and `select`; seq alone for "") for one page. Public for the
-    query-plan test.
+    """SELECT seq, COLUMNS... (or seq and `select`; seq alone for "") for one page, in `dialect`
+    (no default: SQLite's SQL on another backend would run and answer wrongly, e.g. its NULL
+    order). Public for the query-plan test.
 
     `walk_seq`: test the time range per row while walking an index in seq order, instead of
     reading the range from the occurred_at index and sorting it."""
@@ -369,7 +372,7 @@ def build_page_sql(
 
 
 def record_filters(
-    query: RecordQuery, *, use_time_index: bool = True, dialect: Dialect = SQLITE
+    query: RecordQuery, *, dialect: Dialect, use_time_index: bool = True
 ) -> tuple[list[str], list[Any]]:
     """The WHERE clauses (ANDed, on `records r`) and parameters of a query's workspace and filters,
     in `dialect`: shared by record pages and aggregates."""
