@@ -315,8 +315,8 @@ def postgres_databases(dsn: str | None) -> Iterator[Callable[[], str]]:
     with contextlib.ExitStack() as stack:
         if dsn is None:
             with all_cpus():  # the server's processes inherit this affinity: not the load generator's CPU alone
-                server = stack.enter_context(postgres_server())
-        base = dsn or server.dsn()
+                dsn = stack.enter_context(postgres_server()).dsn()
+        base = dsn
 
         def new() -> str:
             name = f"bench_{uuid.uuid4().hex[:12]}"
