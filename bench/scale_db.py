@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from spanmeter.store.schema import COLUMNS
-from spanmeter.store.sqlite import SQLiteStore, adoption_rollup, attention, model_rollup, rollup
+from spanmeter.store.sql import adoption_rollup, attention, model_rollup, rollup
+from spanmeter.store.sqlite import SQLiteStore
 from spanmeter.store.sqlite.key_hash import key_hash
 
 CHUNK = 20_000

@@ -45,7 +45,7 @@ def test_adoption_reads_its_rollups_and_one_hour_of_the_product_events_index(tmp
 def test_the_writer_looks_conversations_up_by_primary_key(tmp_path: Path) -> None:
     """Each batch looks up its conversations' stored starts: a scan of conversation_starts made
     every write slower as conversations accumulated."""
-    from spanmeter.store.sqlite import rollup
+    from spanmeter.store.sql import rollup
 
     store = SQLiteStore(tmp_path / "p.db")
     store.migrate()

@@ -95,7 +95,7 @@ class ComposedStore(abc.ABC):
         await self.writer.queue.write([], Rejected(workspace, spans))
 
     def attention_counts(self, workspace: str) -> dict[str, int]:
-        from spanmeter.store.sqlite import attention
+        from spanmeter.store.sql import attention
 
         return attention.read_counts(self._fetch, workspace)
 

@@ -22,7 +22,7 @@ from typing import Final
 from spanmeter.store.postgres.connection import SqliteLike
 from spanmeter.store.postgres.dialect import FUNCTIONS, MIGRATION_LOCK, POSTGRES
 from spanmeter.store.schema import COLUMNS, NOT_NULL_COLUMNS, column_type
-from spanmeter.store.sqlite import adoption_last_events, adoption_rollup, attention, model_rollup, rollup
+from spanmeter.store.sql import adoption_last_events, adoption_rollup, attention, model_rollup, rollup
 from spanmeter.store.sqlite import outbox as sqlite_outbox
 
 log = logging.getLogger(__name__)

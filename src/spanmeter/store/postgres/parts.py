@@ -17,10 +17,10 @@ import psycopg
 from spanmeter.store.postgres.connection import SqliteLike, connect, unavailable
 from spanmeter.store.postgres.dialect import POSTGRES
 from spanmeter.store.queries import CsvLine, RecordQuery
+from spanmeter.store.sql.connection import Fetch
 from spanmeter.store.sqlite.api_keys import SQLiteKeys
 from spanmeter.store.sqlite.outbox import SQLiteOutbox
 from spanmeter.store.sqlite.queries import SQLiteQueries
-from spanmeter.store.sqlite.readers import Fetch
 
 
 class PostgresQueries(SQLiteQueries):

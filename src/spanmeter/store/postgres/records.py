@@ -35,8 +35,8 @@ from spanmeter.store.base import WriteResult
 from spanmeter.store.postgres.connection import SqliteLike
 from spanmeter.store.postgres.dialect import WRITE_LOCK
 from spanmeter.store.schema import COLUMNS, CONTENT_COLUMNS, column_type, record_to_row
-from spanmeter.store.sqlite import attention
-from spanmeter.store.sqlite.new_records import roll_up_new
+from spanmeter.store.sql import attention
+from spanmeter.store.sql.new_records import roll_up_new
 
 # The rows go as one JSON array of arrays (one value to send, a statement psycopg parses once),
 # read back with each value's column type: JSON numbers and text are exact (bigint, decimal text).
@@ -116,7 +116,7 @@ def _commit(
     with db.conn.pipeline():  # statements go without waiting for their results: a read waits
         begin(db)
         results = insert(db, plan)
-        attention.add_counts(db, counts)  # type: ignore[arg-type]  # through the translating connection
+        attention.add_counts(db, counts)
         db.conn.execute("COMMIT")
     return results
 
@@ -198,7 +198,7 @@ class _Plan:
                 _count_duplicate(result, stored[key], row)
         for result, row in self.repeats:
             _count_duplicate(result, self.winners[(row[_WORKSPACE_AT], row[_KEY_AT])], row)
-        roll_up_new(db, new)  # type: ignore[arg-type]  # the shared rollups, through the translating connection
+        roll_up_new(db, new)
 
 
 def _count_duplicate(result: WriteResult, stored: tuple[Any, ...], row: tuple[Any, ...]) -> None:

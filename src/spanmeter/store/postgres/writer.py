@@ -25,7 +25,7 @@ from spanmeter.errors import StorageError
 from spanmeter.store.base import WriteResult
 from spanmeter.store.postgres import records as writer
 from spanmeter.store.postgres.connection import SqliteLike, connect, redacted, unavailable
-from spanmeter.store.sqlite import attention
+from spanmeter.store.sql import attention
 from spanmeter.store.write_queue import Call, Job, WriteQueue
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class Writer:
                 result.inserted.extend(one.inserted)
                 result.duplicates += one.duplicates
                 result.conflicts += one.conflicts
-            attention.add_counts(db, attention.rejected_counts(job.rejected, result.refused))  # type: ignore[arg-type]
+            attention.add_counts(db, attention.rejected_counts(job.rejected, result.refused))
             db.conn.execute("COMMIT")
         except BaseException:
             _rollback(db)

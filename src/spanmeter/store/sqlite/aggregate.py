@@ -39,12 +39,12 @@ from spanmeter.store.aggregate import (
     zone,
 )
 from spanmeter.store.constants import ALL_CUSTOMERS, DAY_NS
+from spanmeter.store.sql import model_rollup
+from spanmeter.store.sql.connection import Fetch
 from spanmeter.store.sql_dialect import Dialect
-from spanmeter.store.sqlite import model_rollup
 from spanmeter.store.sqlite.aggregate_json import RollupJSON
 from spanmeter.store.sqlite.dialect import SQLITE
 from spanmeter.store.sqlite.queries import record_filters
-from spanmeter.store.sqlite.readers import Fetch
 
 _TOKENS: Final = "COALESCE(r.total_tokens, COALESCE(r.input_tokens, 0) + COALESCE(r.output_tokens, 0))"
 # metric -> its SQL over `records r`; quantity is summed exactly in Python (stored as decimal text)

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from spanmeter.store.queries import ApiKey
+from spanmeter.store.sql.connection import Fetch
 from spanmeter.store.sql_dialect import Dialect
 from spanmeter.store.sqlite.dialect import SQLITE
-from spanmeter.store.sqlite.readers import Fetch
 
 _COLUMNS: Final = (
     "id",

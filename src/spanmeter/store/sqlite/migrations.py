@@ -16,15 +16,8 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from spanmeter.store.schema import COLUMNS, NOT_NULL_COLUMNS, column_type
-from spanmeter.store.sqlite import (
-    adoption_last_events,
-    adoption_rollup,
-    attention,
-    key_hash,
-    model_rollup,
-    outbox,
-    rollup,
-)
+from spanmeter.store.sql import adoption_last_events, adoption_rollup, attention, model_rollup, rollup
+from spanmeter.store.sqlite import key_hash, outbox
 from spanmeter.store.sqlite.connection import connect
 from spanmeter.store.sqlite.dialect import SQLITE
 

@@ -37,10 +37,10 @@ from spanmeter.store.outbox import (
     holder_is_gone,
 )
 from spanmeter.store.schema import COLUMNS, row_to_record
+from spanmeter.store.sql.item_sql import complete_items
 from spanmeter.store.sql_dialect import Dialect
 from spanmeter.store.sqlite.dialect import SQLITE
 from spanmeter.store.sqlite.errors import storage_error
-from spanmeter.store.sqlite.item_sql import complete_items
 
 
 def schema(d: Dialect) -> tuple[str, ...]:

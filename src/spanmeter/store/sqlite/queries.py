@@ -30,16 +30,16 @@ from spanmeter.store.queries import (
     UnknownModel,
 )
 from spanmeter.store.schema import COLUMNS, row_to_record
+from spanmeter.store.sql.adoption_last_events import LAST_COLUMNS
+from spanmeter.store.sql.adoption_rollup import CATEGORY_KEY, DEVELOPER, PRODUCT_EVENTS, PRODUCT_KEY
+from spanmeter.store.sql.adoption_rollup import FAMILY_COLUMNS as _FAMILY_COLUMNS
+from spanmeter.store.sql.connection import Fetch
+from spanmeter.store.sql.item_sql import complete_items
+from spanmeter.store.sql.rollup import sum_quantities
 from spanmeter.store.sql_dialect import Dialect
-from spanmeter.store.sqlite.adoption_last_events import LAST_COLUMNS
-from spanmeter.store.sqlite.adoption_rollup import CATEGORY_KEY, DEVELOPER, PRODUCT_EVENTS, PRODUCT_KEY
-from spanmeter.store.sqlite.adoption_rollup import FAMILY_COLUMNS as _FAMILY_COLUMNS
 from spanmeter.store.sqlite.csv_sql import in_filters, line_select, plain_lines
 from spanmeter.store.sqlite.dialect import SQLITE
-from spanmeter.store.sqlite.item_sql import complete_items
 from spanmeter.store.sqlite.key_hash import key_hash
-from spanmeter.store.sqlite.readers import Fetch
-from spanmeter.store.sqlite.rollup import sum_quantities
 from spanmeter.usage_schema import EVENT_FAMILIES
 
 _ALLOWED_COLUMNS: Final = frozenset(EQUALITY_FILTERS.values())

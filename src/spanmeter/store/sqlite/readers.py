@@ -6,12 +6,10 @@ import contextlib
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-# Runs a read query and returns its rows: what the read parts are given (SQLiteStore._fetch).
-Fetch = Callable[[str, list[Any]], list[tuple[Any, ...]]]
 _POOL_SIZE: Final = 4
 # Per read connection. A page with a rare filter walks ~8,000 rows (~8 MB of pages); SQLite's
 # default 2 MB cache re-read them from the OS on every call: 5.7 -> 4.4 ms of SQL at 1M records.

@@ -21,11 +21,12 @@ from spanmeter.errors import StorageError
 from spanmeter.record import UsageRecord
 from spanmeter.store.base import WriteResult
 from spanmeter.store.schema import COLUMNS, CONTENT_COLUMNS, record_to_row
-from spanmeter.store.sqlite import attention, key_hash
+from spanmeter.store.sql import attention
+from spanmeter.store.sql.new_records import roll_up_new
+from spanmeter.store.sqlite import key_hash
 from spanmeter.store.sqlite.checkpoints import Checkpoints
 from spanmeter.store.sqlite.connection import connect, rollback
 from spanmeter.store.sqlite.errors import describe_value_error, environmental, reconnect, storage_error
-from spanmeter.store.sqlite.new_records import roll_up_new
 from spanmeter.store.write_queue import Call, Job, WriteQueue
 
 log = logging.getLogger(__name__)

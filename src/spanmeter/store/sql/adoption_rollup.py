@@ -19,13 +19,13 @@ the last-event counts (adoption_last_events.py) are moved by triggers when a las
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
 from spanmeter.record import Product, UsageRecord
 from spanmeter.store.constants import DAY_NS, HOUR_NS
+from spanmeter.store.sql.connection import Connection
 from spanmeter.store.sql_dialect import Dialect
 from spanmeter.usage_schema import EVENT_FAMILIES
 
@@ -161,7 +161,7 @@ class _Events:
             self.families[EVENT_FAMILIES.index(family)] += 1
 
 
-def roll_up_adoption(conn: sqlite3.Connection, records: Iterable[UsageRecord]) -> None:
+def roll_up_adoption(conn: Connection, records: Iterable[UsageRecord]) -> None:
     """Add newly stored product events to the adoption rollups, in the caller's transaction (the
     event rows first: the triggers that move the last-event counts update them)."""
     daily: dict[tuple[str, str, str, int], _Events] = {}

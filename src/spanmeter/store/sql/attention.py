@@ -15,14 +15,13 @@ same since the process started; the dashboard shows these (store/port.py Attenti
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from typing import Final
 
 from spanmeter.record import UsageRecord
 from spanmeter.store.base import Rejected
+from spanmeter.store.sql.connection import Connection, Fetch
 from spanmeter.store.sql_dialect import Dialect
-from spanmeter.store.sqlite.readers import Fetch
 
 UNKNOWN_MODEL: Final = "unknown_model"
 REJECTED_SPANS: Final = "rejected_spans"
@@ -50,7 +49,7 @@ _ADD: Final = (
 )
 
 
-def add_counts(conn: sqlite3.Connection, counts: Iterable[tuple[str, str, int]]) -> None:
+def add_counts(conn: Connection, counts: Iterable[tuple[str, str, int]]) -> None:
     """Add (workspace, name, count) triples, in the caller's transaction."""
     if rows := [row for row in counts if row[2]]:
         conn.executemany(_ADD, rows)
@@ -67,7 +66,7 @@ def rejected_counts(rejected: Rejected | None, refused: Iterable[tuple[UsageReco
     return [(workspace, REJECTED_SPANS, count) for workspace, count in counts.items()]
 
 
-def count_unknown_models(conn: sqlite3.Connection, stored: Iterable[UsageRecord]) -> None:
+def count_unknown_models(conn: Connection, stored: Iterable[UsageRecord]) -> None:
     """Add newly stored records without a price for their model, in the caller's transaction."""
     by_workspace: dict[str, int] = {}
     for record in stored:

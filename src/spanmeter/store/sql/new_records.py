@@ -5,15 +5,14 @@ cannot be kept by one backend and forgotten by the other."""
 
 from __future__ import annotations
 
-import sqlite3
-
 from spanmeter.record import UsageRecord
-from spanmeter.store.sqlite import attention, model_rollup
-from spanmeter.store.sqlite.adoption_rollup import roll_up_adoption
-from spanmeter.store.sqlite.rollup import roll_up
+from spanmeter.store.sql import attention, model_rollup
+from spanmeter.store.sql.adoption_rollup import roll_up_adoption
+from spanmeter.store.sql.connection import Connection
+from spanmeter.store.sql.rollup import roll_up
 
 
-def roll_up_new(conn: sqlite3.Connection, new: list[tuple[UsageRecord, int | None]]) -> None:
+def roll_up_new(conn: Connection, new: list[tuple[UsageRecord, int | None]]) -> None:
     """Add the newly stored records (each with its stored cost in nano-USD) to every rollup."""
     roll_up(conn, new)
     roll_up_adoption(conn, (record for record, _ in new))

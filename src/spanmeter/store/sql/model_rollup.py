@@ -13,12 +13,12 @@ cost every record, as the query API's metrics do.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from typing import Final
 
 from spanmeter.record import UsageRecord
 from spanmeter.store.constants import DAY_NS
+from spanmeter.store.sql.connection import Connection
 from spanmeter.store.sql_dialect import Dialect
 
 
@@ -70,7 +70,7 @@ DIMENSION_SQL: Final = {
 FILTER_SQL: Final = {"kind": "kind = ?", "provider": "provider = '=' || ?"}
 
 
-def roll_up_models(conn: sqlite3.Connection, stored: Iterable[tuple[UsageRecord, int | None]]) -> None:
+def roll_up_models(conn: Connection, stored: Iterable[tuple[UsageRecord, int | None]]) -> None:
     """Add newly stored records, with their stored cost in nano-USD, in the caller's transaction."""
     totals: dict[tuple[str, int, str, str, str], list[int]] = {}
     for record, cost_nano in stored:

@@ -18,7 +18,6 @@ kind as in the query API: tokens and messages of `llm` records, cost of all reco
 from __future__ import annotations
 
 import decimal
-import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
@@ -26,6 +25,7 @@ from typing import Final
 
 from spanmeter.record import UsageRecord, decimal_string
 from spanmeter.store.constants import ALL_CUSTOMERS, DAY_NS
+from spanmeter.store.sql.connection import Connection
 from spanmeter.store.sql_dialect import Dialect
 
 _CHUNK: Final = 400
@@ -101,7 +101,7 @@ _UPSERT_DAILY: Final = (
 )
 
 
-def roll_up(conn: sqlite3.Connection, stored: Iterable[tuple[UsageRecord, int | None]]) -> None:
+def roll_up(conn: Connection, stored: Iterable[tuple[UsageRecord, int | None]]) -> None:
     """Add newly stored records, with their stored cost in nano-USD, to the rollups, in the
     caller's transaction."""
     daily: defaultdict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0] * len(_SUMMED))
@@ -141,7 +141,7 @@ def roll_up(conn: sqlite3.Connection, stored: Iterable[tuple[UsageRecord, int | 
 
 
 def add_meters(
-    conn: sqlite3.Connection, meters: Iterable[tuple[str, str | None, int, str | None, Decimal | None]]
+    conn: Connection, meters: Iterable[tuple[str, str | None, int, str | None, Decimal | None]]
 ) -> None:
     """Add meter records' quantities — (workspace, customer, occurred_at ns, meter, quantity) — to
     meter_daily, exactly, in the caller's transaction."""
@@ -169,7 +169,7 @@ def sum_quantities(rows: Iterable[tuple[str, str]]) -> dict[str, Decimal]:
 
 
 def _count_conversations(
-    conn: sqlite3.Connection,
+    conn: Connection,
     starts: dict[tuple[str, str], tuple[int, str | None]],
     ends: dict[tuple[str, str], int],
     daily: defaultdict[tuple[str, str, int], list[int]],
@@ -217,7 +217,7 @@ _STORED_STARTS: Final = (
 
 
 def _stored_starts(
-    conn: sqlite3.Connection, keys: list[tuple[str, str]]
+    conn: Connection, keys: list[tuple[str, str]]
 ) -> dict[tuple[str, str], tuple[int, str | None, int | None]]:
     found: dict[tuple[str, str], tuple[int, str | None, int | None]] = {}
     by_workspace: defaultdict[str, list[str]] = defaultdict(list)
