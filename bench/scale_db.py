@@ -156,7 +156,7 @@ def scale(base: Path, target: Path, k: int, customers: dict[str, list[dict[str, 
         conn.execute(_conversations_select(j))
     phases["conversation_starts"] = time.perf_counter() - started - sum(phases.values())
     # The hourly event counts go in before the developers and accounts: their triggers count each
-    # one's last event into its day's and hour's rows (store/sqlite/adoption_last_events.py).
+    # one's last event into its day's and hour's rows (store/sql/adoption_last_events.py).
     adoption = (adoption_rollup.BACKFILL[0], adoption_rollup.HOURLY_BACKFILL, *adoption_rollup.BACKFILL[1:])
     for n, statement in enumerate((*rollup.BACKFILL[1:], *adoption, *model_rollup.BACKFILL, *attention.BACKFILL)):
         conn.execute(statement)

@@ -13,8 +13,8 @@ import pytest
 
 from spanmeter.record import Product
 from spanmeter.store.queries import RecordQuery
+from spanmeter.store.sql.queries import build_page_sql
 from spanmeter.store.sqlite.dialect import SQLITE
-from spanmeter.store.sqlite.queries import build_page_sql
 from tests.api.conftest import Api, record
 
 RECORDS = "/api/v1/usage/records"

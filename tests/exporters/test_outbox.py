@@ -12,7 +12,7 @@ from spanmeter.record import UsageRecord, new_record_id
 from spanmeter.store.base import RecordFilter
 from spanmeter.store.outbox import Claim, ExportFilter, LeaseLost, NotDue, Skipped
 from spanmeter.store.port import Store
-from spanmeter.store.sqlite import outbox as sqlite_outbox
+from spanmeter.store.sql import outbox as sql_outbox
 
 LEASE = 60 * 10**9
 NOW = 1_800_000_000 * 10**9
@@ -100,7 +100,7 @@ def test_backoff_is_kept_in_the_store(store: Store) -> None:
 
 
 def test_a_filter_skips_records_and_scans_a_bounded_window(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite_outbox, "SCAN_WINDOW", 4)
+    monkeypatch.setattr(sql_outbox, "SCAN_WINDOW", 4)
     write(store, [record(i) for i in range(10)] + [record(10, kind="event")])
     store.register_exporter("x", "beginning")
     events = ExportFilter(kinds=("event",))

@@ -15,7 +15,7 @@ from spanmeter.api.models import UsageItem
 from spanmeter.encoding import item_json
 from spanmeter.record import Product, UsageRecord
 from spanmeter.store.schema import COLUMNS, column_type, record_to_row, row_to_record
-from spanmeter.store.sql.item_sql import ITEM_JSON
+from spanmeter.store.sqlite.item_sql import ITEM_JSON
 
 text = st.one_of(st.none(), st.text(max_size=12), st.sampled_from(["", "ü€ \"quoted\"\n", "a\\b", "0"]))
 tokens = st.one_of(st.none(), st.integers(min_value=0, max_value=2**40))

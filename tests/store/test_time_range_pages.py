@@ -9,8 +9,8 @@ from collections.abc import Callable
 from spanmeter.record import UsageRecord
 from spanmeter.store.constants import DAY_NS
 from spanmeter.store.queries import RecordQuery
+from spanmeter.store.sql.queries import build_page_sql
 from spanmeter.store.sqlite import SQLiteStore
-from spanmeter.store.sqlite.queries import build_page_sql
 
 T0 = 20_400 * DAY_NS
 

@@ -41,11 +41,11 @@ from spanmeter.store.queries import (
 )
 from spanmeter.store.write_queue import WriteQueue
 
-if TYPE_CHECKING:  # the parts' classes (the sqlite package imports this module)
-    from spanmeter.store.sqlite.aggregate import SQLAggregate
-    from spanmeter.store.sqlite.api_keys import SQLiteKeys
-    from spanmeter.store.sqlite.outbox import SQLiteOutbox
-    from spanmeter.store.sqlite.queries import SQLiteQueries
+if TYPE_CHECKING:  # the parts' classes
+    from spanmeter.store.sql.aggregate import SQLAggregate
+    from spanmeter.store.sql.api_keys import SQLKeys
+    from spanmeter.store.sql.outbox import SQLOutbox
+    from spanmeter.store.sql.queries import SQLQueries
 
 T = TypeVar("T")
 
@@ -64,10 +64,10 @@ class BackendWriter(Protocol):
 
 class ComposedStore(abc.ABC):
     writer: BackendWriter
-    queries: SQLiteQueries
+    queries: SQLQueries
     aggregates: SQLAggregate
-    keys: SQLiteKeys
-    outbox: SQLiteOutbox
+    keys: SQLKeys
+    outbox: SQLOutbox
 
     # --- records and the writer's state --------------------------------------------------------
     @property
@@ -90,7 +90,7 @@ class ComposedStore(abc.ABC):
 
     # --- attention counts (store/port.py AttentionCounts) -------------------------------------
     async def count_rejected(self, workspace: str, spans: int) -> None:
-        """Add refused spans to the stored count (sqlite/attention.py): a write without records,
+        """Add refused spans to the stored count (store/sql/attention.py): a write without records,
         in the writer's next transaction, as those of a request with records are."""
         await self.writer.queue.write([], Rejected(workspace, spans))
 

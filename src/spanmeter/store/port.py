@@ -116,7 +116,7 @@ class QueryStore(Protocol):
 
     def query_items(self, query: RecordQuery, item_of: Callable[[UsageRecord], str]) -> list[tuple[int, str]]:
         """The same page as (seq, item JSON text) pairs: built by the database where it can
-        (the SQLite backend: sqlite/item_sql.py), by `item_of` where it cannot."""
+        (the SQLite backend: store/sqlite/item_sql.py), by `item_of` where it cannot."""
         ...
 
     def query_csv_lines(self, query: RecordQuery, line: CsvLine) -> CsvLines | None:

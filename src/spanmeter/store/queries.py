@@ -1,7 +1,7 @@
 """What the query API and API keys ask a backend, and what it answers: plain, backend-neutral types.
 
 The protocols that take and return them are in port.py; the SQL lives in the backends
-(`sqlite/queries.py`, `sqlite/api_keys.py`).
+(`store/sql/queries.py`, `store/sql/api_keys.py`).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from spanmeter.store.postgres.connection import SqliteLike
 from spanmeter.store.postgres.dialect import FUNCTIONS, MIGRATION_LOCK, POSTGRES
 from spanmeter.store.schema import COLUMNS, NOT_NULL_COLUMNS, column_type
 from spanmeter.store.sql import adoption_last_events, adoption_rollup, attention, model_rollup, rollup
-from spanmeter.store.sqlite import outbox as sqlite_outbox
+from spanmeter.store.sql import outbox as sql_outbox
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def _m003_rollups(db: SqliteLike) -> None:
 
 
 def _m004_outbox(db: SqliteLike) -> None:
-    for statement in (*sqlite_outbox.schema(POSTGRES), *sqlite_outbox.counts_schema(POSTGRES)):
+    for statement in (*sql_outbox.schema(POSTGRES), *sql_outbox.counts_schema(POSTGRES)):
         db.execute(statement)
 
 
@@ -84,13 +84,13 @@ def _m005_functions(db: SqliteLike) -> None:
 
 def _m006_attention_counts(db: SqliteLike) -> None:
     # The dashboard's unknown-model and rejected-span counts, kept across restarts
-    # (sqlite/attention.py); unknown-model records already stored are counted once here.
+    # (store/sql/attention.py); unknown-model records already stored are counted once here.
     for statement in (*attention.schema(POSTGRES), *attention.BACKFILL):
         db.execute(statement)
 
 
 def _m007_usage_daily_model(db: SqliteLike) -> None:
-    # Meter queries by model, provider or kind from daily rollups (sqlite/model_rollup.py),
+    # Meter queries by model, provider or kind from daily rollups (store/sql/model_rollup.py),
     # filled from the records already stored (one pass over them).
     for statement in (*model_rollup.schema(POSTGRES), *model_rollup.BACKFILL):
         db.execute(statement)
@@ -98,7 +98,7 @@ def _m007_usage_daily_model(db: SqliteLike) -> None:
 
 def _m008_adoption_histogram(db: SqliteLike) -> None:
     # As SQLite's m016: hourly event counts and per-day and per-hour counts of last events
-    # (store/sqlite/adoption_last_events.py), their triggers as PL/pgSQL. The triggers go first:
+    # (store/sql/adoption_last_events.py), their triggers as PL/pgSQL. The triggers go first:
     # creating them locks the two tables against writers until this transaction commits, so no
     # write falls between the backfill and the triggers.
     for statement in (adoption_rollup.hourly_schema(POSTGRES), *adoption_last_events.schema(POSTGRES)):
@@ -110,8 +110,8 @@ def _m008_adoption_histogram(db: SqliteLike) -> None:
 
 
 def _m009_exporter_skips(db: SqliteLike) -> None:
-    # As SQLite's m017: records exporters left out unsent, per reason (store/sqlite/outbox.py).
-    for statement in sqlite_outbox.skips_schema(POSTGRES):
+    # As SQLite's m017: records exporters left out unsent, per reason (store/sql/outbox.py).
+    for statement in sql_outbox.skips_schema(POSTGRES):
         db.execute(statement)
 
 

@@ -3,10 +3,10 @@
     writer.py      the writer thread: records (records.py), and the outbox's writes, in
                    transactions holding the store's write lock, so seq is the commit order
     migrations.py  the schema's named, versioned migrations, applied once under a lock
-    parts.py       the shared parts (queries, aggregates, API keys, outbox) on PostgreSQL;
-                   sqlite/attention.py the stored unknown-model and rejected-span counts
-    dialect.py     what their SQL says in PostgreSQL's dialect where SQLite's differs
-    connection.py  the pool, and connections that take the shared parts' statements
+    outbox.py      the exporters' outbox: its read connection and errors
+    dialect.py     what the shared SQL (store/sql/: queries, aggregates, API keys, outbox,
+                   rollups) says in PostgreSQL's dialect where SQLite's differs
+    connection.py  the pool, and connections that take the shared SQL's statements
 
 Reads (the query API, API keys, the outbox's claims) use a connection pool opened on first use.
 """
@@ -27,9 +27,11 @@ from spanmeter.store.composed import ComposedStore
 from spanmeter.store.postgres.connection import SqliteLike, connect, new_pool, redacted
 from spanmeter.store.postgres.dialect import POSTGRES
 from spanmeter.store.postgres.migrations import migrate
-from spanmeter.store.postgres.parts import PostgresKeys, PostgresOutbox, PostgresQueries
+from spanmeter.store.postgres.outbox import PostgresOutbox
 from spanmeter.store.postgres.writer import Writer
-from spanmeter.store.sqlite.aggregate import SQLAggregate
+from spanmeter.store.sql.aggregate import SQLAggregate
+from spanmeter.store.sql.api_keys import SQLKeys
+from spanmeter.store.sql.queries import SQLQueries
 
 T = TypeVar("T")
 
@@ -54,9 +56,10 @@ class PostgresStore(ComposedStore):
         self.writer = Writer(
             dsn, max_queued_records=max_queued_records, connect_timeout=connect_timeout, retry_after=retry_after
         )
-        self.queries = PostgresQueries(self._fetch)
+        self.queries = SQLQueries(self._fetch, POSTGRES)
         self.aggregates = SQLAggregate(self._fetch, POSTGRES)
-        self.keys = PostgresKeys(dsn, connect_timeout, self._fetch)
+        # Each change on a connection of its own, as on SQLite (keys change rarely: the CLI).
+        self.keys = SQLKeys(self._fetch, lambda: SqliteLike(connect(dsn, connect_timeout)), POSTGRES)
         self.outbox = PostgresOutbox(dsn, connect_timeout, self.writer.transaction)
 
     # --- lifecycle ---------------------------------------------------------------------------

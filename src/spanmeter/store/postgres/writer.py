@@ -3,7 +3,7 @@
 Concurrent `write` calls queue their records (store/write_queue.py, bounded); the writer takes
 everything queued and commits it in one transaction holding the store's write lock (records.py),
 and only then resolves each caller's future: an acknowledged record is committed (with its
-request's rejected-span count, sqlite/attention.py). A lost database fails the waiting writes with a retryable StorageError (503 /
+request's rejected-span count, store/sql/attention.py). A lost database fails the waiting writes with a retryable StorageError (503 /
 UNAVAILABLE with a retry delay) and sets `failure` (`/readyz` not ready); the writer then tries
 it every PROBE_SECONDS, and when it answers writes go on: no restart needed. With nothing to
 write it checks the database every IDLE_CHECK_SECONDS, so `/readyz` tells an outage even while

@@ -28,3 +28,9 @@ class Connection(Protocol):
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> object: ...
+
+
+class OwnConnection(Connection, Protocol):
+    """A connection its user opened for itself, and closes."""
+
+    def close(self) -> None: ...

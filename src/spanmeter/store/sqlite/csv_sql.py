@@ -32,7 +32,7 @@ from typing import Any, Final
 
 from spanmeter.store.queries import CsvFormat, CsvLine, CsvLines
 from spanmeter.store.schema import COLUMNS
-from spanmeter.store.sql.item_sql import _PLAIN_QUANTITY, _QUANTITY, _money
+from spanmeter.store.sqlite.item_sql import _PLAIN_QUANTITY, _QUANTITY, _money
 
 # A cell the csv module quotes: a comma, a double quote, CR or LF anywhere in it.
 _NEEDS_QUOTES: Final = "GLOB '*[,\"\r\n]*'"

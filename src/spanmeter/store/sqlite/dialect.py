@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from spanmeter.store.sql.item_sql import ITEM_JSON
 from spanmeter.store.sql_dialect import Dialect
+from spanmeter.store.sqlite.item_sql import ITEM_JSON
 
 
 class SQLiteDialect(Dialect):

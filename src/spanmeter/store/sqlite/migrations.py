@@ -16,8 +16,8 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from spanmeter.store.schema import COLUMNS, NOT_NULL_COLUMNS, column_type
-from spanmeter.store.sql import adoption_last_events, adoption_rollup, attention, model_rollup, rollup
-from spanmeter.store.sqlite import key_hash, outbox
+from spanmeter.store.sql import adoption_last_events, adoption_rollup, attention, model_rollup, outbox, rollup
+from spanmeter.store.sqlite import key_hash
 from spanmeter.store.sqlite.connection import connect
 from spanmeter.store.sqlite.dialect import SQLITE
 
@@ -153,7 +153,7 @@ def _m013_exporter_counts(db: sqlite_utils.Database) -> None:
 
 @migrations(name="m011_adoption_rollups")
 def _m011_adoption_rollups(db: sqlite_utils.Database) -> None:
-    # The public adoption rows from rollups (store/sqlite/adoption_rollup.py), filled from stored events.
+    # The public adoption rows from rollups (store/sql/adoption_rollup.py), filled from stored events.
     for statement in (*adoption_rollup.schema(SQLITE), *adoption_rollup.BACKFILL):
         db.execute(statement)
 
@@ -171,14 +171,14 @@ def _m012_usage_daily_by_day(db: sqlite_utils.Database) -> None:
 @migrations(name="m014_attention_counts")
 def _m014_attention_counts(db: sqlite_utils.Database) -> None:
     # The dashboard's unknown-model and rejected-span counts, kept across restarts
-    # (store/sqlite/attention.py); unknown-model records already stored are counted once here.
+    # (store/sql/attention.py); unknown-model records already stored are counted once here.
     for statement in (*attention.schema(SQLITE), *attention.BACKFILL):
         db.execute(statement)
 
 
 @migrations(name="m015_usage_daily_model")
 def _m015_usage_daily_model(db: sqlite_utils.Database) -> None:
-    # Meter queries by model, provider or kind from daily rollups (store/sqlite/model_rollup.py),
+    # Meter queries by model, provider or kind from daily rollups (store/sql/model_rollup.py),
     # filled from the records already stored (one pass over them).
     for statement in (*model_rollup.schema(SQLITE), *model_rollup.BACKFILL):
         db.execute(statement)
@@ -187,7 +187,7 @@ def _m015_usage_daily_model(db: sqlite_utils.Database) -> None:
 @migrations(name="m016_adoption_histogram")
 def _m016_adoption_histogram(db: sqlite_utils.Database) -> None:
     # The adoption rows from per-day and per-hour counts of last events instead of every developer
-    # of a workspace (store/sqlite/adoption_last_events.py): hourly event counts from the stored
+    # of a workspace (store/sql/adoption_last_events.py): hourly event counts from the stored
     # events, last-event counts from adoption_developers and adoption_accounts, then the triggers.
     for statement in (
         adoption_rollup.hourly_schema(SQLITE),

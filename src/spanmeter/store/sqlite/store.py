@@ -4,14 +4,16 @@
     checkpoints.py  the WAL copied into the database beside the writer, and kept bounded
     migrations.py   the schema's named migrations
     readers.py      the read connections
-    queries.py      record pages, series, totals, adoption rows (the query API, the CLI)
-    aggregate.py    meter queries (aggregate_json.py: rollup answers as JSON)
-    attention.py    the stored unknown-model and rejected-span counts
-    api_keys.py     API keys and quotas
-    outbox.py       the exporters' positions, claims and dead deliveries
+    queries.py      record pages, series, totals, adoption rows (the query API, the CLI): the
+                    shared SQL of store/sql/queries.py, with SQLite's key lookup and CSV lines
+    aggregate.py    meter queries (aggregate_json.py: rollup answers as JSON built by SQLite)
+    outbox.py       the exporters' positions, claims and dead deliveries (store/sql/outbox.py)
+                    on a read connection of their own
+    key_hash.py     the idempotency key's hash slots (the records' unique key on SQLite)
 
-Each part is an object of its own; this class holds them and is what the rest of spanmeter sees,
-through the protocols of store/port.py.
+API keys, the rollups and the unknown-model and rejected-span counts are the shared SQL of
+store/sql/ as they are. Each part is an object of its own; this class holds them and is what the
+rest of spanmeter sees, through the protocols of store/port.py.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from typing import Any, TypeVar
 
 from spanmeter.errors import StorageError
 from spanmeter.store.composed import ComposedStore
+from spanmeter.store.sql.api_keys import SQLKeys
 from spanmeter.store.sqlite.aggregate import SQLiteAggregate
-from spanmeter.store.sqlite.api_keys import SQLiteKeys
 from spanmeter.store.sqlite.checkpoints import Checkpoints
+from spanmeter.store.sqlite.dialect import SQLITE
 from spanmeter.store.sqlite.errors import error_reason
 from spanmeter.store.sqlite.migrations import migrate
 from spanmeter.store.sqlite.outbox import SQLiteOutbox
@@ -65,7 +68,9 @@ class SQLiteStore(ComposedStore):
         self.readers = Readers(self.path, busy_timeout)
         self.queries = SQLiteQueries(self._fetch)
         self.aggregates = SQLiteAggregate(self._fetch, self.readers.connection)
-        self.keys = SQLiteKeys(self.path, busy_timeout, self._fetch)
+        self.keys = SQLKeys(
+            self._fetch, lambda: sqlite3.connect(str(self.path), timeout=busy_timeout, isolation_level=None), SQLITE
+        )
         self.outbox = SQLiteOutbox(self.path, busy_timeout, self.writer.transaction)
 
     def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:

@@ -3,7 +3,7 @@
 Concurrent `write` calls queue their records (store/write_queue.py); the writer takes everything
 queued, commits it in one transaction (`BEGIN IMMEDIATE`, executemany `INSERT OR IGNORE`) and
 only then resolves each caller's future, so an acknowledged record is on disk (WAL) and survives
-`kill -9`; a request's rejected spans are counted in the same transaction (sqlite/attention.py). A bounded queue turns overload into `Overloaded` (→ 503 / UNAVAILABLE with a retry
+`kill -9`; a request's rejected spans are counted in the same transaction (store/sql/attention.py). A bounded queue turns overload into `Overloaded` (→ 503 / UNAVAILABLE with a retry
 delay) instead of unbounded memory. The other parts' small writes (the outbox, `transaction`) run in the writer's
 next transaction too.
 """

@@ -12,13 +12,11 @@ tests/store/test_item_sql.py checks both give the same JSON for generated record
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final
+from typing import Final
 
 from pydantic.alias_generators import to_camel
 
-from spanmeter.record import UsageRecord
-from spanmeter.store.schema import COLUMNS, PRODUCT_COLUMNS, row_to_record
+from spanmeter.store.schema import COLUMNS, PRODUCT_COLUMNS
 
 # A plain decimal string ('2.50', '1000'): SQL normalises it as decimal_string does ('2.5').
 _PLAIN_QUANTITY: Final = "(quantity IS NULL OR (quantity NOT GLOB '*[^0-9.]*' AND quantity GLOB '[0-9]*'))"
@@ -82,22 +80,3 @@ def _item_sql() -> str:
 
 # The item JSON of the row, or NULL when item_json must build it.
 ITEM_JSON: Final = _item_sql()
-
-
-def complete_items(
-    fetch: Callable[[str, list[Any]], Iterable[Sequence[Any]]],
-    rows: Sequence[tuple[int, str | None]],
-    item_of: Callable[[UsageRecord], str],
-) -> list[str]:
-    """Rows of (seq, ITEM_JSON) as item JSON texts: SQLite's, or `item_of` of the record where it
-    left NULL (those records are read with `fetch(sql, params)`, only when there are any)."""
-    missing = [seq for seq, item in rows if item is None]
-    if not missing:
-        return [item for _seq, item in rows if item is not None]
-    found: dict[int, Any] = {
-        row[0]: row_to_record(row[1:])
-        for row in fetch(
-            f"SELECT seq, {', '.join(COLUMNS)} FROM records WHERE seq IN ({', '.join('?' * len(missing))})", missing
-        )
-    }
-    return [item if item is not None else item_of(found[seq]) for seq, item in rows]

@@ -1,4 +1,4 @@
-"""The SQLite side of API keys: the `api_keys` table (migrations m003, m010 for quotas).
+"""API keys on either backend: the `api_keys` table (migrations m003, m010 for quotas).
 
 Keys are not on the ingest hot path's writer: they change rarely (the CLI), so each change is
 its own short transaction on its own connection; lookups use the read pool.
@@ -6,15 +6,13 @@ its own short transaction on its own connection; lookups use the read pool.
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Final
 
 from spanmeter.store.queries import ApiKey
-from spanmeter.store.sql.connection import Fetch
+from spanmeter.store.sql.connection import Fetch, OwnConnection
 from spanmeter.store.sql_dialect import Dialect
-from spanmeter.store.sqlite.dialect import SQLITE
 
 _COLUMNS: Final = (
     "id",
@@ -38,18 +36,14 @@ def _key(row: tuple[Any, ...]) -> ApiKey:
     return ApiKey(**values)
 
 
-class SQLiteKeys:
-    """API keys: read on the read connections, changed on a connection of their own (rare);
-    their SQL in `dialect`."""
+class SQLKeys:
+    """API keys: read on the read connections (`fetch`), each change on a new connection of its
+    own (`connect`, in autocommit mode; rare); their SQL in `dialect`."""
 
-    def __init__(self, path: Path, busy_timeout: float, fetch: Fetch, dialect: Dialect = SQLITE) -> None:
-        self.path = path
-        self.busy_timeout = busy_timeout
+    def __init__(self, fetch: Fetch, connect: Callable[[], OwnConnection], dialect: Dialect) -> None:
         self._fetch = fetch
+        self._write_connection = connect
         self.dialect = dialect
-
-    def _write_connection(self) -> sqlite3.Connection:
-        return sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None)
 
     def create_key(self, key: ApiKey) -> None:
         row = (
