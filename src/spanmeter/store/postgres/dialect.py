@@ -1,4 +1,4 @@
-"""PostgreSQL's dialect of the store's SQL (store/sql_dialect.py says what a dialect provides).
+"""PostgreSQL's dialect of the store's SQL (store/sql/dialect.py says what a dialect provides).
 
 The store's statements are written once (the SQLite backend's parts) and built for this backend
 where the two differ, from POSTGRES:
@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Final
 
-from spanmeter.store.sql_dialect import Dialect
+from spanmeter.store.sql.dialect import Dialect
 
 # Serialises the store's writes, as SQLite's one write lock does (records.py says why).
 WRITE_LOCK: Final = 0x5350414E4D455452  # "SPANMETR"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Final
 
 from spanmeter.store.constants import DAY_NS, HOUR_NS
-from spanmeter.store.sql_dialect import Dialect
+from spanmeter.store.sql.dialect import Dialect
 
 # (table keyed by who, its time column, the count of the rows whose time falls in a bucket)
 COUNTS: Final = (

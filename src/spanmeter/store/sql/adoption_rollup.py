@@ -26,7 +26,7 @@ from typing import Final
 from spanmeter.record import Product, UsageRecord
 from spanmeter.store.constants import DAY_NS, HOUR_NS
 from spanmeter.store.sql.connection import Connection
-from spanmeter.store.sql_dialect import Dialect
+from spanmeter.store.sql.dialect import Dialect
 from spanmeter.usage_schema import EVENT_FAMILIES
 
 ACTIVATED_FAMILIES: Final = ("activation", "retention", "expansion", "commercial")

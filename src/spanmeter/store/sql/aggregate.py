@@ -11,7 +11,7 @@ Three sources give the same numbers:
   quantities), read through the same filters as a records page.
 
 `SQLAggregate` answers from these on any backend, through `fetch` and in the backend's dialect
-(store/sql_dialect.py). SQLite's `SQLiteAggregate` (store/sqlite/aggregate.py) adds what only
+(store/sql/dialect.py). SQLite's `SQLiteAggregate` (store/sqlite/aggregate.py) adds what only
 SQLite can do: the rollup answer's JSON built by SQLite itself.
 """
 
@@ -39,8 +39,8 @@ from spanmeter.store.aggregate import (
 from spanmeter.store.constants import ALL_CUSTOMERS, DAY_NS
 from spanmeter.store.sql import model_rollup
 from spanmeter.store.sql.connection import Fetch
+from spanmeter.store.sql.dialect import Dialect
 from spanmeter.store.sql.queries import record_filters
-from spanmeter.store.sql_dialect import Dialect
 
 _TOKENS: Final = "COALESCE(r.total_tokens, COALESCE(r.input_tokens, 0) + COALESCE(r.output_tokens, 0))"
 # metric -> its SQL over `records r`; quantity is summed exactly in Python (stored as decimal text)

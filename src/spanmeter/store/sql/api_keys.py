@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from spanmeter.store.queries import ApiKey
 from spanmeter.store.sql.connection import Fetch, OwnConnection
-from spanmeter.store.sql_dialect import Dialect
+from spanmeter.store.sql.dialect import Dialect
 
 _COLUMNS: Final = (
     "id",

@@ -21,7 +21,7 @@ from typing import Final
 from spanmeter.record import UsageRecord
 from spanmeter.store.base import Rejected
 from spanmeter.store.sql.connection import Connection, Fetch
-from spanmeter.store.sql_dialect import Dialect
+from spanmeter.store.sql.dialect import Dialect
 
 UNKNOWN_MODEL: Final = "unknown_model"
 REJECTED_SPANS: Final = "rejected_spans"

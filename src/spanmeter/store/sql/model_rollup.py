@@ -19,7 +19,7 @@ from typing import Final
 from spanmeter.record import UsageRecord
 from spanmeter.store.constants import DAY_NS
 from spanmeter.store.sql.connection import Connection
-from spanmeter.store.sql_dialect import Dialect
+from spanmeter.store.sql.dialect import Dialect
 
 
 def schema(d: Dialect) -> tuple[str, ...]:

@@ -39,8 +39,8 @@ from spanmeter.store.outbox import (
 )
 from spanmeter.store.schema import COLUMNS, row_to_record
 from spanmeter.store.sql.connection import Connection
+from spanmeter.store.sql.dialect import Dialect
 from spanmeter.store.sql.items import complete_items
-from spanmeter.store.sql_dialect import Dialect
 
 
 def schema(d: Dialect) -> tuple[str, ...]:

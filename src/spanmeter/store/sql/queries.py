@@ -7,7 +7,7 @@ skips nor repeats records inserted meanwhile.
 Meta filters compare an entry's value (`json_extract(meta, '$."key"')` on SQLite) while walking a
 page's index in seq order: a page stops after `take` matches, so common values are fast; a value
 rarer than about one record in 10^5 makes the page read much of the workspace (no meta index: it
-cost ~70% of ingest speed). The SQL is built in the backend's dialect (store/sql_dialect.py).
+cost ~70% of ingest speed). The SQL is built in the backend's dialect (store/sql/dialect.py).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from spanmeter.store.sql.adoption_last_events import LAST_COLUMNS
 from spanmeter.store.sql.adoption_rollup import CATEGORY_KEY, DEVELOPER, PRODUCT_EVENTS, PRODUCT_KEY
 from spanmeter.store.sql.adoption_rollup import FAMILY_COLUMNS as _FAMILY_COLUMNS
 from spanmeter.store.sql.connection import Fetch
+from spanmeter.store.sql.dialect import Dialect
 from spanmeter.store.sql.items import complete_items
 from spanmeter.store.sql.rollup import sum_quantities
-from spanmeter.store.sql_dialect import Dialect
 from spanmeter.usage_schema import EVENT_FAMILIES
 
 _ALLOWED_COLUMNS: Final = frozenset(EQUALITY_FILTERS.values())

@@ -26,7 +26,7 @@ from typing import Final
 from spanmeter.record import UsageRecord, decimal_string
 from spanmeter.store.constants import ALL_CUSTOMERS, DAY_NS
 from spanmeter.store.sql.connection import Connection
-from spanmeter.store.sql_dialect import Dialect
+from spanmeter.store.sql.dialect import Dialect
 
 _CHUNK: Final = 400
 

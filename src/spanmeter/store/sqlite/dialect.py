@@ -1,10 +1,10 @@
-"""SQLite's dialect of the store's SQL (store/sql_dialect.py says what a dialect provides)."""
+"""SQLite's dialect of the store's SQL (store/sql/dialect.py says what a dialect provides)."""
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from spanmeter.store.sql_dialect import Dialect
+from spanmeter.store.sql.dialect import Dialect
 from spanmeter.store.sqlite.item_sql import ITEM_JSON
 
 
