@@ -4,7 +4,6 @@ write lock); psycopg's errors told as StorageError (the database unavailable).""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +12,7 @@ import psycopg
 from spanmeter.errors import StorageError
 from spanmeter.store.postgres.connection import SqliteLike, connect, unavailable
 from spanmeter.store.postgres.dialect import POSTGRES
-from spanmeter.store.sql.connection import Connection
+from spanmeter.store.sql.connection import Connection, OwnConnection
 from spanmeter.store.sql.outbox import SQLOutbox
 
 
@@ -22,18 +21,13 @@ class PostgresOutbox(SQLOutbox):
         super().__init__(transaction, POSTGRES)
         self.dsn = dsn
         self.busy_timeout = timeout
-        self._db: SqliteLike | None = None
-        self._db_lock = threading.Lock()
 
-    def _outbox(self) -> tuple[Connection, threading.Lock]:
-        if self._db is None or self._db.conn.closed or self._db.conn.broken:
-            self._db = SqliteLike(connect(self.dsn, self.busy_timeout))
-        return self._db, self._db_lock
+    def _connect(self) -> OwnConnection:
+        return SqliteLike(connect(self.dsn, self.busy_timeout))
 
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+    def _usable(self, conn: OwnConnection) -> bool:
+        # A server restart or a lost network leaves the connection closed or broken: open another.
+        return isinstance(conn, SqliteLike) and not (conn.conn.closed or conn.conn.broken)
 
     def _storage_error(self, error: Exception) -> StorageError | None:
         return unavailable(error, self.dsn) if isinstance(error, psycopg.Error) else None

@@ -38,7 +38,7 @@ from spanmeter.store.outbox import (
     holder_is_gone,
 )
 from spanmeter.store.schema import COLUMNS, row_to_record
-from spanmeter.store.sql.connection import Connection
+from spanmeter.store.sql.connection import Connection, OwnConnection
 from spanmeter.store.sql.dialect import Dialect
 from spanmeter.store.sql.items import complete_items
 
@@ -183,13 +183,28 @@ class SQLOutbox(abc.ABC):
         self.transaction = transaction  # the writer's: runs a function in its next transaction
         self.dialect = dialect
         self._item = f"SELECT seq, {dialect.item_json} FROM records"
+        self._conn: OwnConnection | None = None
+        self._lock = threading.Lock()
 
-    @abc.abstractmethod
     def _outbox(self) -> tuple[Connection, threading.Lock]:
-        """The outbox's read connection (opened on first use) and the lock its users take."""
+        """The outbox's read connection (opened on first use, again after it broke) and the lock
+        its users take."""
+        if self._conn is None or not self._usable(self._conn):
+            self._conn = self._connect()
+        return self._conn, self._lock
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     @abc.abstractmethod
-    def close(self) -> None: ...
+    def _connect(self) -> OwnConnection:
+        """A new read connection to the backend's database."""
+
+    def _usable(self, conn: OwnConnection) -> bool:
+        """Whether `conn` can still be used (a backend whose connections break says when)."""
+        return True
 
     @abc.abstractmethod
     def _storage_error(self, error: Exception) -> StorageError | None:

@@ -4,13 +4,12 @@ file (WAL: beside the writer, no lock), SQLite's errors told as StorageError."""
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from spanmeter.errors import StorageError
-from spanmeter.store.sql.connection import Connection
+from spanmeter.store.sql.connection import Connection, OwnConnection
 from spanmeter.store.sql.outbox import SQLOutbox
 from spanmeter.store.sqlite.dialect import SQLITE
 from spanmeter.store.sqlite.errors import storage_error
@@ -23,20 +22,9 @@ class SQLiteOutbox(SQLOutbox):
         super().__init__(transaction, SQLITE)
         self.path = path
         self.busy_timeout = busy_timeout
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
 
-    def _outbox(self) -> tuple[Connection, threading.Lock]:
-        if self._conn is None:
-            self._conn = sqlite3.connect(
-                str(self.path), timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-            )
-        return self._conn, self._lock
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+    def _connect(self) -> OwnConnection:
+        return sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
 
     def _storage_error(self, error: Exception) -> StorageError | None:
         return storage_error(error) if isinstance(error, sqlite3.Error) else None
