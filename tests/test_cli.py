@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,28 @@ def test_a_command_without_database_says_what_to_do_and_creates_none(tmp_path: P
     assert result.exit_code == 1 and "run `spanmeter serve` first" in result.output
     assert f"no database at {tmp_path / 'none.db'} (storage::sqlite::path of {config_path})" in result.output
     assert not (tmp_path / "none.db").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["records"], ["keys", "list"], ["keys", "create"], ["exporters", "status"], ["usage", "--metric", "cost"],
+     ["export", "csv", "--kind", "accounts"]],
+)
+def test_a_command_on_an_unreachable_postgresql_says_which_database_and_why(
+    tmp_path: Path, command: list[str]
+) -> None:
+    with socket.socket() as closed:  # bound, never listening: connections to it are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        dsn = f"postgresql://spanmeter:s3cret@127.0.0.1:{port}/usage"
+        config_path = tmp_path / "config.yaml"
+        config_path.write_text(yaml.safe_dump({"storage": {"postgres": {"dsn": dsn, "connect_timeout": 1}}}))
+        result = CliRunner().invoke(main, [*command, "-c", str(config_path)])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    assert f"Error: cannot open the database postgresql://spanmeter:***@127.0.0.1:{port}/usage" in result.output
+    assert "Connection refused" in result.output and "(storage::postgres::dsn in the config)" in result.output
+    assert "s3cret" not in result.output
 
 
 def test_keys_create_makes_the_database_before_the_first_serve(tmp_path: Path) -> None:

@@ -79,7 +79,18 @@ def setup_logging(level: str, fmt: str) -> None:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """A command whose store cannot be opened or read (PostgreSQL unreachable, say) ends with one
+    line saying why and where to fix it, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StorageError as error:
+            raise click.ClickException(f"{error} (check `storage` in the config)") from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(spanmeter.__version__, prog_name="spanmeter")
 def main() -> None:
     """spanmeter: receive OpenTelemetry spans, store exact usage records.
@@ -340,7 +351,11 @@ def _configured_store(config_path: Path | None, *, create: bool = False) -> tupl
     context = click.get_current_context(silent=True)
     if context is not None:  # closed with the command: a PostgreSQL pool left to the garbage collector fails
         context.call_on_close(lambda: asyncio.run(store.close()))
-    if not create and not store.exists():
+    try:
+        found = create or store.exists()
+    except StorageError as error:  # a database server that cannot be reached
+        raise click.ClickException(f"{error} ({_storage_key(config)} in the config)") from None
+    if not found:
         where = f"storage::sqlite::path of {config_path}" if config_path else "the default, without -c"
         raise click.ClickException(
             f"no database at {store.location} ({where}); run `spanmeter serve` first (or pass -c)"
@@ -351,8 +366,15 @@ def _configured_store(config_path: Path | None, *, create: bool = False) -> tupl
 def _open_store(config_path: Path | None, *, create: bool = False) -> tuple[Config, Store]:
     """The configured store, migrated (see _configured_store for `create`)."""
     config, store = _configured_store(config_path, create=create)
-    store.migrate()
+    try:
+        store.migrate()
+    except StorageError as error:
+        raise click.ClickException(f"{error} ({_storage_key(config)} in the config)") from None
     return config, store
+
+
+def _storage_key(config: Config) -> str:
+    return "storage::postgres::dsn" if config.storage.postgres else "storage::sqlite::path"
 
 
 def _key_row(key: ApiKey) -> dict[str, str]:

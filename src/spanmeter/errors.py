@@ -3,7 +3,7 @@
     SpanmeterError
     ├── ConfigError          the config file is wrong; carries the key path (`receivers::otlp::...`)
     ├── ListenError          a receiver cannot listen (port in use, address not on this host)
-    ├── StorageError         the store failed to commit; the sender should retry
+    ├── StorageError         the store failed to commit or to answer a read; the caller should retry
     │   └── Overloaded       the write queue is full; retry after `retry_after` seconds
     └── TooManyRecords       one request yields more records than the write queue holds: never retry
 """
@@ -26,7 +26,8 @@ class ListenError(SpanmeterError):
 
 
 class StorageError(SpanmeterError):
-    """Records were not committed; nothing was acknowledged, the sender may retry.
+    """Records were not committed (nothing was acknowledged), or a read got no answer; the
+    caller may retry.
 
     `reason` names the cause for metrics: disk_full, locked, read_only, io, cannot_open, other."""
 

@@ -12,10 +12,17 @@ from starlette.exceptions import HTTPException
 from spanmeter import ui
 from spanmeter.api import adoption, aggregate, attention, exporters, usage
 from spanmeter.api.auth_http import AuthMiddleware
-from spanmeter.api.errors import ApiError, api_error_handler, http_error_handler, validation_error_handler
+from spanmeter.api.errors import (
+    ApiError,
+    api_error_handler,
+    http_error_handler,
+    storage_error_handler,
+    validation_error_handler,
+)
 from spanmeter.api.ratelimit import RateLimiter
 from spanmeter.auth import Authenticator
 from spanmeter.config import Config
+from spanmeter.errors import StorageError
 from spanmeter.metrics import Metrics
 from spanmeter.store.port import AttentionCounts, Outbox, QueryStore
 
@@ -43,6 +50,7 @@ def install(
     )
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
+    app.add_exception_handler(StorageError, storage_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(
         AuthMiddleware,

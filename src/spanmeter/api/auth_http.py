@@ -25,6 +25,7 @@ from spanmeter.auth import (
     key_from_headers,
     reset_request_workspace,
 )
+from spanmeter.errors import StorageError
 from spanmeter.metrics import Metrics
 from spanmeter.receivers.decode import CONTENT_TYPES, JSON, encode
 
@@ -68,6 +69,12 @@ class AuthMiddleware:
             self.metrics.auth_failures.labels("forbidden" if error.status == 403 else "unauthenticated").inc()
             await _refuse(error, path, Headers(scope=scope))(scope, receive, send)
             return
+        except StorageError as error:  # the keys cannot be read now (the database is down): retry
+            message = f"cannot check the API key: {error}; retry later"
+            await _answer(path, Headers(scope=scope), 503, code_pb2.UNAVAILABLE, message, {"Retry-After": "1"})(
+                scope, receive, send
+            )
+            return
         scope.setdefault("state", {})["principal"] = principal
         token = bind_request_workspace(principal.workspace if principal.key_id else None)
         try:
@@ -78,12 +85,18 @@ class AuthMiddleware:
 
 def _refuse(error: AuthError, path: str, headers: Headers) -> ASGIApp:
     extra = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+    code = code_pb2.UNAUTHENTICATED if error.status == 401 else code_pb2.PERMISSION_DENIED
+    return _answer(path, headers, error.status, code, error.message, extra)
+
+
+def _answer(path: str, headers: Headers, status: int, code: int, message: str, extra: dict[str, str]) -> ASGIApp:
+    """An error in the shape of `path`: an OTLP google.rpc.Status with `code` under /v1/, in
+    the request's content type; the API's `{"ok": false, ...}` elsewhere."""
     if not path.startswith("/v1/"):
-        return error_response(error.message, error.status, extra)
+        return error_response(message, status, extra)
     from starlette.responses import Response
 
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     media = content_type if content_type in CONTENT_TYPES else JSON
-    code = code_pb2.UNAUTHENTICATED if error.status == 401 else code_pb2.PERMISSION_DENIED
-    body = encode(status_pb2.Status(code=code, message=error.message), media)
-    return Response(body, status_code=error.status, media_type=media, headers=extra)
+    body = encode(status_pb2.Status(code=code, message=message), media)
+    return Response(body, status_code=status, media_type=media, headers=extra)

@@ -7,6 +7,7 @@ shape, with a message saying what exists, instead of FastAPI's `{"detail": ...}`
 
 from __future__ import annotations
 
+import math
 from typing import Any, Final, Literal
 
 from fastapi import Request
@@ -15,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+
+from spanmeter.errors import Overloaded, StorageError
 
 
 class ErrorBody(BaseModel):
@@ -44,12 +47,24 @@ ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     },
     403: {"model": ErrorBody, "description": "the API key lacks the needed scope"},
     "4XX": {"model": ErrorBody, "description": "other client errors"},
+    503: {"model": ErrorBody, "description": "the database cannot answer now; retry after Retry-After seconds"},
 }
 
 
 async def api_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(exc.message, exc.status, exc.headers)
+
+
+def unavailable_response(error: StorageError) -> JSONResponse:
+    """503 with a retry delay: the database cannot answer now (PostgreSQL unreachable, say)."""
+    retry_after = error.retry_after if isinstance(error, Overloaded) else 1.0
+    return error_response(f"{error}; retry later", 503, {"Retry-After": str(max(1, math.ceil(retry_after)))})
+
+
+async def storage_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StorageError)
+    return unavailable_response(exc)
 
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:

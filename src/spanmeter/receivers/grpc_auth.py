@@ -20,6 +20,7 @@ from spanmeter.auth import (
     key_from_headers,
     reset_request_workspace,
 )
+from spanmeter.errors import StorageError
 from spanmeter.metrics import Metrics
 
 if TYPE_CHECKING:  # generic only in the stubs
@@ -42,7 +43,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             principal = self.authenticator.authenticate(key, "ingest")
         except AuthError as error:
             self.metrics.auth_failures.labels("forbidden" if error.status == 403 else "unauthenticated").inc()
-            return _refusal(error)
+            code = grpc.StatusCode.UNAUTHENTICATED if error.status == 401 else grpc.StatusCode.PERMISSION_DENIED
+            return _refusal(code, error.message)
+        except StorageError as error:  # the keys cannot be read now (the database is down): retry
+            return _refusal(grpc.StatusCode.UNAVAILABLE, f"cannot check the API key: {error}; retry later")
         handler = await continuation(handler_call_details)
         if handler is None or principal.key_id is None or handler.unary_unary is None:
             return handler
@@ -53,11 +57,9 @@ def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _refusal(error: AuthError) -> Handler:
-    code = grpc.StatusCode.UNAUTHENTICATED if error.status == 401 else grpc.StatusCode.PERMISSION_DENIED
-
+def _refusal(code: grpc.StatusCode, message: str) -> Handler:
     async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await context.abort(code, error.message)
+        await context.abort(code, message)
 
     return grpc.unary_unary_rpc_method_handler(refuse)
 

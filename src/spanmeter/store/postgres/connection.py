@@ -87,7 +87,8 @@ class SqliteLike:
         self.conn.close()
 
 
-def unavailable(error: BaseException, dsn: str) -> StorageError:
-    """The StorageError of a lost or refused connection (the client retries after a delay)."""
+def unavailable(error: BaseException, dsn: str, doing: str = "storage write failed") -> StorageError:
+    """The StorageError of a lost or refused connection (the client retries after a delay), for
+    `doing` (a write, by default; "storage read failed" for the read queries)."""
     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return StorageError(f"storage write failed: the database {redacted(dsn)} is unavailable: {detail}", "unavailable")
+    return StorageError(f"{doing}: the database {redacted(dsn)} is unavailable: {detail}", "unavailable")

@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool
 
 from spanmeter.errors import StorageError
 from spanmeter.store.composed import ComposedStore
-from spanmeter.store.postgres.connection import SqliteLike, connect, new_pool, redacted
+from spanmeter.store.postgres.connection import SqliteLike, connect, new_pool, redacted, unavailable
 from spanmeter.store.postgres.dialect import POSTGRES
 from spanmeter.store.postgres.migrations import migrate
 from spanmeter.store.postgres.outbox import PostgresOutbox
@@ -68,23 +68,33 @@ class PostgresStore(ComposedStore):
         return redacted(self.dsn)
 
     def exists(self) -> bool:
-        """A PostgreSQL database is created by its administrator: `migrate` adds the tables."""
+        """A PostgreSQL database is created by its administrator (`migrate` adds the tables): it
+        exists when it answers; one that cannot be reached raises a StorageError saying why."""
+        try:
+            connect(self.dsn, self.busy_timeout).close()
+        except psycopg.Error as error:
+            raise self._cannot_open(error) from None
         return True
 
     def migrate(self) -> None:
-        conn = connect(self.dsn, self.busy_timeout)
+        """Apply the pending migrations (once, whatever the number of instances starting); a
+        database that cannot be reached or migrated raises a StorageError saying why."""
         try:
-            migrate(SqliteLike(conn))
-        finally:
-            conn.close()
+            conn = connect(self.dsn, self.busy_timeout)
+            try:
+                migrate(SqliteLike(conn))
+            finally:
+                conn.close()
+        except psycopg.Error as error:
+            raise self._cannot_open(error) from None
+
+    def _cannot_open(self, error: psycopg.Error) -> StorageError:
+        return StorageError(f"cannot open the database {self.location}: {error}", "cannot_open")
 
     async def start(self) -> None:
-        """Connect, migrate (once, whatever the number of instances starting) and start the writer;
-        a database that cannot be reached refuses the start with a StorageError saying why."""
-        try:
-            await asyncio.to_thread(self.migrate)
-        except psycopg.Error as error:
-            raise StorageError(f"cannot open the database {self.location}: {error}", "cannot_open") from None
+        """Connect, migrate and start the writer; a database that cannot be reached refuses the
+        start with a StorageError saying why."""
+        await asyncio.to_thread(self.migrate)
         self.writer.start()
 
     async def close(self) -> None:
@@ -106,9 +116,30 @@ class PostgresStore(ComposedStore):
             return self._pool.connection()
 
     def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        """Every read query of the parts, on a pooled connection."""
-        with self._connection() as conn:
-            return SqliteLike(conn).execute(sql, params).fetchall()
+        """Every read query of the parts, on a pooled connection. A database that cannot be
+        reached raises a StorageError (the API answers 503 with a retry delay); while the writer
+        finds it down, at once, instead of each read waiting for the pool's timeout (callers on
+        the event loop, API-key lookups, would stall every request meanwhile)."""
+        failure = self.writer.read_failure if self.writer.queue.running else None
+        if failure is not None:
+            self._drop_pool()
+            raise StorageError(failure, "unavailable")
+        try:
+            with self._connection() as conn:
+                return SqliteLike(conn).execute(sql, params).fetchall()
+        except psycopg.OperationalError as error:  # lost, refused, the pool's timeout: the database's
+            self._drop_pool()
+            raise unavailable(error, self.dsn, "storage read failed") from None
+
+    def _drop_pool(self) -> None:
+        """Forget the pool after a failure; the next read opens a new one. The old one's
+        connections are dead, and it would retry them with a growing delay (seconds, then
+        minutes): reads would keep failing for that long after the database is back. It is
+        closed in the background (closing waits for its threads; callers may be on the event loop)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            threading.Thread(target=pool.close, name="spanmeter-pool-close", daemon=True).start()
 
     def _close_pool(self) -> None:
         with self._pool_lock:

@@ -47,6 +47,9 @@ class Writer:
         # Why writes fail now (a StorageError message), None while they succeed: /readyz reports it.
         self.failure: str | None = None
         self.failure_reason: str | None = None
+        # The database unreachable, as reads meanwhile report it (PostgresStore._fetch fails them
+        # at once); None while it answers, even if writes fail for another reason.
+        self.read_failure: str | None = None
         self._expect_new = True  # records.write: the next batch's keys are new (no duplicates last time)
 
     @property
@@ -178,12 +181,14 @@ class Writer:
             log.error("PostgreSQL store: %s; writes are refused (503 / UNAVAILABLE) until it is back", failure)
         self.failure = str(failure)
         self.failure_reason = failure.reason
+        unreachable = isinstance(error, psycopg.OperationalError)  # the connection: reads cannot reach it either
+        self.read_failure = str(unavailable(error, self.dsn, "storage read failed")) if unreachable else None
         return failure
 
     def _recovered(self) -> None:
         if self.failure is not None:
             log.warning("PostgreSQL store %s writes again (it failed: %s)", self.location, self.failure)
-        self.failure = self.failure_reason = None
+        self.failure = self.failure_reason = self.read_failure = None
 
     def transaction(self, fn: Callable[[SqliteLike], T]) -> T:
         """Run `fn` in a write transaction holding the store's write lock, and return its result
