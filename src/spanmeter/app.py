@@ -185,8 +185,7 @@ class Collector:
         try:
             await self.store.start()
         except StorageError as error:
-            where = "storage::postgres::dsn" if self.config.storage.postgres else "storage::sqlite::path"
-            raise StorageError(f"{error} ({where} in the config)", error.reason) from None
+            raise StorageError(f"{error} ({self.config.storage.where_key} in the config)", error.reason) from None
         if self.price_refresh is not None:  # in the background: ingest never waits for the network
             self.price_refresh.start()
             log.info("price data refresh on: %s every %gs", self.price_refresh.url, self.price_refresh.update_interval)

@@ -354,7 +354,7 @@ def _configured_store(config_path: Path | None, *, create: bool = False) -> tupl
     try:
         found = create or store.exists()
     except StorageError as error:  # a database server that cannot be reached
-        raise click.ClickException(f"{error} ({_storage_key(config)} in the config)") from None
+        raise click.ClickException(f"{error} ({config.storage.where_key} in the config)") from None
     if not found:
         where = f"storage::sqlite::path of {config_path}" if config_path else "the default, without -c"
         raise click.ClickException(
@@ -369,12 +369,8 @@ def _open_store(config_path: Path | None, *, create: bool = False) -> tuple[Conf
     try:
         store.migrate()
     except StorageError as error:
-        raise click.ClickException(f"{error} ({_storage_key(config)} in the config)") from None
+        raise click.ClickException(f"{error} ({config.storage.where_key} in the config)") from None
     return config, store
-
-
-def _storage_key(config: Config) -> str:
-    return "storage::postgres::dsn" if config.storage.postgres else "storage::sqlite::path"
 
 
 def _key_row(key: ApiKey) -> dict[str, str]:

@@ -179,6 +179,11 @@ class Storage(_Model):
     sqlite: SQLiteStorage = SQLiteStorage()
     postgres: PostgresStorage | None = Field(None, description="when set, records go to PostgreSQL, not SQLite")
 
+    @property
+    def where_key(self) -> str:
+        """The config key that says where the database is (for messages about it)."""
+        return "storage::postgres::dsn" if self.postgres else "storage::sqlite::path"
+
 
 class Pipeline(_Model):
     receivers: list[str] = ["otlp"]

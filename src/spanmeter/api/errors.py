@@ -56,15 +56,11 @@ async def api_error_handler(request: Request, exc: Exception) -> Response:
     return error_response(exc.message, exc.status, exc.headers)
 
 
-def unavailable_response(error: StorageError) -> JSONResponse:
-    """503 with a retry delay: the database cannot answer now (PostgreSQL unreachable, say)."""
-    retry_after = error.retry_after if isinstance(error, Overloaded) else 1.0
-    return error_response(f"{error}; retry later", 503, {"Retry-After": str(max(1, math.ceil(retry_after)))})
-
-
 async def storage_error_handler(request: Request, exc: Exception) -> Response:
+    """503 with a retry delay: the database cannot answer now (PostgreSQL unreachable, say)."""
     assert isinstance(exc, StorageError)
-    return unavailable_response(exc)
+    retry_after = exc.retry_after if isinstance(exc, Overloaded) else 1.0
+    return error_response(f"{exc}; retry later", 503, {"Retry-After": str(max(1, math.ceil(retry_after)))})
 
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:
