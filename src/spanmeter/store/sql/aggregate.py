@@ -37,6 +37,7 @@ from spanmeter.store.aggregate import (
     zone,
 )
 from spanmeter.store.constants import ALL_CUSTOMERS, DAY_NS
+from spanmeter.store.queries import RecordQuery
 from spanmeter.store.sql import model_rollup
 from spanmeter.store.sql.connection import Fetch
 from spanmeter.store.sql.dialect import Dialect
@@ -116,12 +117,7 @@ class SQLAggregate:
         elif not by_customer:
             clauses.append("customer_id = ?")
             params.append(ALL_CUSTOMERS)
-        if where.from_ns is not None:
-            clauses.append("day >= ?")
-            params.append(where.from_ns // DAY_NS)
-        if where.to_ns is not None:
-            clauses.append("day < ?")
-            params.append(where.to_ns // DAY_NS)
+        _add_day_range(where, clauses, params)
         sums = ", ".join(_ROLLUP_METRICS[name] for name in query.metrics)
         sql = (
             f"SELECT {key}, customer_id, {_ROLLUP_METRICS['records']}{', ' if sums else ''}{sums}"
@@ -162,12 +158,7 @@ class SQLAggregate:
         for column, value in where.equals:
             clauses.append(model_rollup.FILTER_SQL[column])
             params.append(value)
-        if where.from_ns is not None:
-            clauses.append("day >= ?")
-            params.append(where.from_ns // DAY_NS)
-        if where.to_ns is not None:
-            clauses.append("day < ?")
-            params.append(where.to_ns // DAY_NS)
+        _add_day_range(where, clauses, params)
         keys = [key, *(model_rollup.DIMENSION_SQL[name] for name in query.group_by)]
         sums = "".join(f", {model_rollup.METRIC_SUMS[name]}" for name in query.metrics)
         numbers = ", ".join(str(i) for i in range(1, len(keys) + 1))
@@ -271,6 +262,16 @@ class SQLAggregate:
         start = max(first, where.from_ns if where.from_ns is not None else first)
         end = min(last + 1, where.to_ns if where.to_ns is not None else last + 1)
         return (start, end) if start < end else None
+
+
+def _add_day_range(where: RecordQuery, clauses: list[str], params: list[Any]) -> None:
+    """The query's from/to (UTC midnights: answerable_from_*) as a daily rollup's `day` range."""
+    if where.from_ns is not None:
+        clauses.append("day >= ?")
+        params.append(where.from_ns // DAY_NS)
+    if where.to_ns is not None:
+        clauses.append("day < ?")
+        params.append(where.to_ns // DAY_NS)
 
 
 def answerable_from_rollups(query: AggregateQuery) -> bool:
